@@ -1,0 +1,3 @@
+"""StyleShelf: train LoRA style adapters and generate images with a shelf of stacked adapters."""
+
+__version__ = "0.1.0"

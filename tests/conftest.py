@@ -1,0 +1,44 @@
+"""Shared fixtures: no network, offscreen Qt, a private STYLESHELF_HOME, and tiny models built once."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def styleshelf_home(tmp_path_factory, monkeypatch):
+    """Every test gets its own user data/cache folders, never the real ones."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("STYLESHELF_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_sd15(tmp_path_factory):
+    """A tiny random SD1.5-architecture diffusers folder (built once per test run, ~1 s)."""
+    from app.engine.models.tiny import make_tiny
+
+    return make_tiny(tmp_path_factory.mktemp("models") / "tiny-sd15", "sd15", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl(tmp_path_factory):
+    from app.engine.models.tiny import make_tiny
+
+    return make_tiny(tmp_path_factory.mktemp("models") / "tiny-sdxl", "sdxl", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd2v(tmp_path_factory):
+    from app.engine.models.tiny import make_tiny
+
+    return make_tiny(tmp_path_factory.mktemp("models") / "tiny-sd2v", "sd2-v", seed=0)

@@ -1,0 +1,54 @@
+"""Architecture rules: the engine never imports Qt; importing the GUI never imports torch or diffusers."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+APP = Path(__file__).resolve().parents[1] / "app"
+
+
+def _imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_engine_never_imports_qt():
+    offenders = []
+    for path in sorted((APP / "engine").rglob("*.py")):
+        qt = {m for m in _imported_modules(path) if m in {"PySide6", "PyQt5", "PyQt6", "shiboken6", "pyqtgraph"}}
+        if qt:
+            offenders.append(f"{path.relative_to(APP.parent)}: {sorted(qt)}")
+    assert offenders == [], "app/engine must stay free of Qt: " + "; ".join(offenders)
+
+
+def test_engine_rule_is_checked_on_real_files():
+    # Guard against the scan above silently finding nothing (a renamed folder would make it pass vacuously).
+    assert len(list((APP / "engine").rglob("*.py"))) >= 5
+
+
+def test_importing_gui_loads_neither_torch_nor_diffusers():
+    code = (
+        "import sys, app.gui, app.gui.main; "
+        "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'peft') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"app.gui imported heavy modules at load: {out.stdout.strip()}"
+
+
+def test_cli_help_is_light():
+    code = (
+        "import sys; from app.cli import build_parser; build_parser(); "
+        "print(','.join(m for m in ('torch', 'diffusers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
