@@ -1,0 +1,1 @@
+"""The shelf: a library of adapter files from several folders, stacks of weighted adapters, presets."""
