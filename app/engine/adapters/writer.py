@@ -1,0 +1,192 @@
+"""Write our adapter files: kohya key layout, real alpha, ``ss_*`` + ModelSpec metadata, fp32, atomic.
+
+Layout decision for SDXL: we write kohya names over *diffusers* module paths
+(``lora_unet_down_blocks_1_attentions_0_…``), not the SGM names sd-scripts writes
+(``lora_unet_input_blocks_4_1_…``). Both are read by AUTOMATIC1111 (it converts diffusers-path names to
+its own), ComfyUI (maps both spellings), InvokeAI (converts SGM names to diffusers paths, passes
+diffusers paths through) and diffusers. The diffusers-path form is a lossless rename of the PEFT names
+we train with, whereas SGM needs a block-renumbering step whose inverse in diffusers depends on a
+heuristic; writing the form every reader handles directly removes that risk.
+
+Tensors are stored as fp32: the file then reproduces the trained UNet bit for bit on CPU (fp16 would
+round each weight, a ~1e-3 relative change), at 2× the size of fp16 (a rank-16 SD1.5 attention LoRA is
+~12 MB in fp32).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import io
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from app.engine.adapters.keys import classify_key, kohya_name
+from app.engine.adapters.sftfile import encode_header, serialize, write_atomic
+from app.engine.errors import AdapterError
+from app.engine.models.families import FAMILIES, family_info
+
+if TYPE_CHECKING:  # pragma: no cover
+    from PIL.Image import Image
+    from torch import Tensor
+
+FAMILY_ALIASES = {"sd15": "sd1", "sd1.5": "sd1", "sd21": "sd2", "sd2v": "sd2-v"}
+THUMBNAIL_PX = 256
+# Thumbnails bigger than this as PNG (photos) are stored as JPEG instead, to keep headers small.
+_PNG_LIMIT = 96 * 1024
+HASH_KEY = "modelspec.hash_sha256"
+
+
+def normalise_family(family: str) -> str:
+    name = FAMILY_ALIASES.get(family, family)
+    if name not in FAMILIES:
+        raise AdapterError(f"Unknown model family {family!r}; choose one of {', '.join(FAMILIES)}.")
+    return name
+
+
+def thumbnail_data_uri(image: "Image") -> str:
+    """A ≤256 px PNG (or JPEG for photographic content) as a ``data:`` URI, as ModelSpec and ComfyUI expect."""
+    from PIL import Image as PILImage
+
+    img = image.copy()
+    if img.mode not in ("RGB", "RGBA"):
+        img = img.convert("RGBA" if "A" in img.getbands() or img.mode == "P" else "RGB")
+    img.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX), PILImage.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    mime = "image/png"
+    if buf.tell() > _PNG_LIMIT:
+        buf = io.BytesIO()
+        img.convert("RGB").save(buf, format="JPEG", quality=90)
+        mime = "image/jpeg"
+    return f"data:{mime};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _resolution(extra: dict[str, str], default: int) -> str:
+    raw = extra.get("ss_resolution", "")
+    nums = [int(n) for n in re.findall(r"\d+", raw)]
+    if len(nums) == 1:
+        nums = nums * 2
+    if len(nums) >= 2:
+        return f"{nums[0]}x{nums[1]}"
+    return f"{default}x{default}"
+
+
+def peft_to_kohya(state_dict: dict[str, "Tensor"], component: str, *, sdxl: bool) -> dict[str, tuple["Tensor", "Tensor"]]:
+    """PEFT ``<path>.lora_A.weight``/``lora_B.weight`` → {kohya module name: (down, up)}."""
+    downs: dict[str, Any] = {}
+    ups: dict[str, Any] = {}
+    for key, tensor in state_dict.items():
+        role = classify_key(key)
+        if role is None or role.layout != "peft" or role.part == "alpha":
+            raise AdapterError(
+                f"Cannot save {component} weight {key!r}: expected PEFT LoRA keys (…lora_A.weight / …lora_B.weight).",
+                hint="DoRA, LoRA biases and embedding LoRA are not supported in saved adapters.",
+            )
+        path = key.removeprefix("base_model.model.").removeprefix(f"{component}.")
+        path = re.sub(r"\.lora_[AB](?:\.[\w-]+)?\.weight$", "", path)
+        name = kohya_name(component, path, sdxl=sdxl)
+        (downs if role.part == "down" else ups)[name] = tensor
+    if set(downs) != set(ups):
+        missing = sorted(set(downs) ^ set(ups))[:3]
+        raise AdapterError(f"Incomplete {component} LoRA state dict: lora_A/lora_B pairs missing for {missing}.")
+    return {name: (downs[name], ups[name]) for name in sorted(downs)}
+
+
+def build_metadata(
+    *, family: str, rank: int, alpha: float, title: str, trigger_phrase: str, thumbnail: "Image | None",
+    description: str, extra: dict[str, str], date: _dt.datetime | None = None,
+) -> dict[str, str]:  # fmt: skip
+    info = family_info(family)
+    now = (date or _dt.datetime.now(_dt.timezone.utc)).replace(microsecond=0)
+    meta = {
+        "ss_network_module": "networks.lora",
+        "ss_network_dim": str(rank),
+        "ss_network_alpha": _num(alpha),
+        "ss_base_model_version": info.ss_base_model_version,
+        "ss_v2": str(family in ("sd2", "sd2-v")),
+        "ss_v_parameterization": str(info.prediction_type == "v_prediction"),
+        "modelspec.sai_model_spec": "1.0.0",
+        "modelspec.architecture": info.modelspec_architecture,
+        # ModelSpec's convention (and kohya's): an SDXL LoRA targets Stability's implementation.
+        "modelspec.implementation": (
+            "https://github.com/Stability-AI/generative-models" if family == "sdxl" else "diffusers"
+        ),
+        "modelspec.title": title,
+        "modelspec.trigger_phrase": trigger_phrase,
+        "modelspec.date": now.isoformat(),
+        "modelspec.description": description,
+        "modelspec.resolution": _resolution(extra, info.native_resolution),
+        "modelspec.prediction_type": "v" if info.prediction_type == "v_prediction" else "epsilon",
+    }
+    if thumbnail is not None:
+        meta["modelspec.thumbnail"] = thumbnail_data_uri(thumbnail)
+    if trigger_phrase:
+        meta["modelspec.usage_hint"] = f"Use the trigger phrase '{trigger_phrase}'"
+    for key, value in extra.items():
+        if key == HASH_KEY:
+            continue  # computed, never copied
+        meta[str(key)] = value if isinstance(value, str) else str(value)
+    return meta
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+def save_adapter(
+    path: str | os.PathLike[str],
+    *,
+    unet: dict[str, "Tensor"],
+    text_encoder: dict[str, "Tensor"] | None = None,
+    text_encoder_2: dict[str, "Tensor"] | None = None,
+    rank: int,
+    alpha: float,
+    family: str,
+    title: str,
+    trigger_phrase: str = "",
+    thumbnail: "Image | None" = None,
+    description: str = "",
+    extra_metadata: dict[str, str] | None = None,
+    text_encoder_alpha: float | None = None,
+) -> Path:
+    """Write PEFT LoRA state dicts as one kohya-layout ``.safetensors`` adapter; returns the path.
+
+    Per module: ``<name>.lora_down.weight`` (= lora_A), ``<name>.lora_up.weight`` (= lora_B) and
+    ``<name>.alpha`` = ``alpha``, so the effective scale alpha / (that module's rank) equals PEFT's.
+    ``text_encoder_alpha`` (default: ``alpha``) is the text encoders' alpha when they were trained with
+    their own LoraConfig.
+    """
+    import torch
+
+    family = normalise_family(family)
+    sdxl = family == "sdxl"
+    if text_encoder_2 and not sdxl:
+        raise AdapterError("A second text encoder's LoRA only exists for SDXL adapters.")
+    if rank <= 0 or alpha <= 0 or (text_encoder_alpha is not None and text_encoder_alpha <= 0):
+        raise AdapterError(f"Rank and alpha must be positive (rank {rank}, alpha {alpha}).")
+    te_alpha = alpha if text_encoder_alpha is None else text_encoder_alpha
+    modules: dict[str, tuple[Any, Any, float]] = {}
+    for component, sd in (("unet", unet), ("text_encoder", text_encoder), ("text_encoder_2", text_encoder_2)):
+        if sd:
+            a = alpha if component == "unet" else te_alpha
+            modules.update({n: (d, u, a) for n, (d, u) in peft_to_kohya(sd, component, sdxl=sdxl).items()})
+    if not modules:
+        raise AdapterError("Nothing to save: the adapter has no LoRA weights.")
+    tensors: dict[str, Any] = {}
+    for name, (down, up, module_alpha) in modules.items():
+        if down.shape[0] != up.shape[1]:
+            raise AdapterError(f"{name}: lora_A rank {down.shape[0]} does not match lora_B rank {up.shape[1]}.")
+        tensors[f"{name}.lora_down.weight"] = down.detach().to("cpu", torch.float32).contiguous()
+        tensors[f"{name}.lora_up.weight"] = up.detach().to("cpu", torch.float32).contiguous()
+        tensors[f"{name}.alpha"] = torch.tensor(float(module_alpha), dtype=torch.float32)
+    meta = build_metadata(
+        family=family, rank=rank, alpha=alpha, title=title, trigger_phrase=trigger_phrase, thumbnail=thumbnail,
+        description=description, extra=dict(extra_metadata or {}),
+    )  # fmt: skip
+    specs, data, digest = serialize(tensors)
+    meta[HASH_KEY] = f"0x{digest}"
+    meta["sshs_model_hash"] = digest  # kohya's / AUTOMATIC1111's name for the same tensor-data hash
+    return write_atomic(path, encode_header(meta, specs) + data)
