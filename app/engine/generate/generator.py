@@ -1,0 +1,344 @@
+"""The long-lived generator: one loaded base pipeline, a shelf stack applied on top, PNGs out.
+
+    gen = Generator("models/my-sd15")                     # loads the base once
+    images = gen.generate(GenerateConfig(prompt="a lighthouse", stack=[StackEntry("ink.safetensors")]),
+                          on_event=print, cancel=token)
+    gen.swap_base("models/other")                         # the GUI's base picker
+
+Applying a stack never reloads the base; adapters stay loaded in an LRU (``LoadedAdapters``) and a
+toggle or a new weight only switches per-layer scales. Disabled or zero-weight entries are left out of
+the active set, so they cost nothing and the image is the base image bit for bit.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.engine.configbase import validate
+from app.engine.errors import ModelLoadError, UserError
+from app.engine.events import (
+    NEVER_CANCEL,
+    CancelToken,
+    EventCallback,
+    Finished,
+    ImageReady,
+    Log,
+    Preview,
+    Progress,
+    ignore_event,
+)
+from app.engine.generate.adapter_cache import ActiveAdapter, LoadedAdapters
+from app.engine.generate.config import GenerateConfig, GeneratedImage
+from app.engine.generate.identity import AdapterIdentity, adapter_identity, base_model_hash
+from app.engine.generate.pngmeta import FORMAT_VERSION, LoraUse, a1111_parameters, write_png
+from app.engine.generate.preview import write_preview
+from app.engine.generate.samplers import make_scheduler
+from app.engine.paths import user_cache_dir, user_data_dir
+from app.engine.shelf.stack import StackEntry
+
+DEFAULT_MAX_LOADED = 16  # beyond this, switching slows down and memory grows for little gain
+
+
+@dataclass
+class _Base:
+    pipe: Any
+    path: str  # "" when handed a pipeline object without a known origin
+    family: str  # sd1 | sd2 | sd2-v | sdxl
+    name: str
+
+
+def insert_trigger_phrases(prompt: str, phrases: list[str]) -> str:
+    """Prepend each phrase that the prompt does not already contain (case-insensitive), in stack order."""
+    missing: list[str] = []
+    for phrase in phrases:
+        phrase = phrase.strip()
+        if phrase and phrase.lower() not in prompt.lower() and phrase.lower() not in (m.lower() for m in missing):
+            missing.append(phrase)
+    return ", ".join([*missing, prompt.strip()] if prompt.strip() else missing)
+
+
+class Generator:
+    """Holds ONE base pipeline; ``generate`` may be called any number of times (one at a time)."""
+
+    def __init__(self, base: Any, *, max_loaded_adapters: int = DEFAULT_MAX_LOADED) -> None:
+        self._lock = threading.RLock()
+        self._max_loaded = max_loaded_adapters
+        self._base: _Base | None = None
+        self.adapters: LoadedAdapters
+        self.swap_base(base)
+
+    # ------------------------------------------------------------------------------ base model
+    @property
+    def pipe(self) -> Any:
+        assert self._base is not None
+        return self._base.pipe
+
+    @property
+    def family(self) -> str:
+        assert self._base is not None
+        return self._base.family
+
+    def swap_base(self, base: Any) -> None:
+        """Replace the base model; adapters loaded into the old one are dropped with it."""
+        with self._lock:
+            new = _load_base(base)
+            new.pipe.set_progress_bar_config(disable=True)
+            self._base = new
+            self._scheduler_config = dict(new.pipe.scheduler.config)
+            self.adapters = LoadedAdapters(new.pipe, self._max_loaded)
+            self._model_hash: str | None = None
+
+    def _model_hash_value(self) -> str:
+        if self._model_hash is None:
+            self._model_hash = base_model_hash(self._base.path) if self._base and self._base.path else ""
+        return self._model_hash
+
+    def native_size(self) -> int:
+        pipe = self.pipe
+        return int(pipe.unet.config.sample_size) * int(getattr(pipe, "vae_scale_factor", 8))
+
+    # ------------------------------------------------------------------------------ the stack
+    def apply_stack(self, stack: list[StackEntry], *, on_event: EventCallback = ignore_event) -> list[AdapterIdentity]:
+        """Load what the active entries need (once) and activate exactly them; returns their identities."""
+        with self._lock:
+            active_entries = [e for e in stack if _is_active(e)]
+            identities = [adapter_identity(e.path) for e in active_entries]
+            self.adapters.ensure(identities, on_log=lambda msg, level: on_event(Log(message=msg, level=level)))
+            self.adapters.activate(
+                [
+                    ActiveAdapter(
+                        ident.adapter_name,
+                        float(e.weight),
+                        float(e.weight if e.text_encoder_weight is None else e.text_encoder_weight),
+                    )
+                    for e, ident in zip(active_entries, identities)
+                ]
+            )
+            return identities
+
+    # ------------------------------------------------------------------------------ generation
+    def generate(
+        self,
+        config: GenerateConfig,
+        *,
+        on_event: EventCallback = ignore_event,
+        cancel: CancelToken = NEVER_CANCEL,
+    ) -> list[GeneratedImage]:
+        with self._lock:
+            return self._generate(config, on_event, cancel)
+
+    def _generate(self, config: GenerateConfig, on_event: EventCallback, cancel: CancelToken) -> list[GeneratedImage]:
+        import torch
+
+        validate(config)
+        width = int(config.width or self.native_size())
+        height = int(config.height or self.native_size())
+        if width % 8 or height % 8:
+            raise UserError(f"Width and height must be multiples of 8 (got {width}x{height}).")
+        started = time.perf_counter()
+        self.pipe.scheduler = make_scheduler(config.sampler, self._scheduler_config)
+
+        active_entries = [e for e in config.stack if _is_active(e)]
+        identities = self.apply_stack(config.stack, on_event=on_event)
+        prompt = config.prompt
+        if config.insert_triggers:
+            prompt = insert_trigger_phrases(prompt, [i.trigger_phrase for i in identities])
+        loras = [
+            LoraUse(ident.a1111_name, float(e.weight), e.text_encoder_weight, ident.autov2)
+            for e, ident in zip(active_entries, identities)
+        ]
+        stack_record = self._stack_record(config.stack)
+
+        base_seed = config.seed if config.seed is not None else secrets.randbelow(2**32)
+        out_dir = Path(config.out_dir) if config.out_dir else user_data_dir() / "images"
+        preview_dir = self._fresh_preview_dir() if config.preview_every else None
+        sdxl = self.family == "sdxl"
+        total_steps = config.steps * config.batch_count  # refined once the scheduler reports its step count
+        results: list[GeneratedImage] = []
+        cancelled = False
+
+        for index in range(config.batch_count):
+            if cancel.is_set():
+                cancelled = True
+                break
+            seed = (base_seed + index) % 2**32
+            step_times: list[float] = []
+
+            def on_step(pipe: Any, step: int, _timestep: Any, tensors: dict[str, Any], index: int = index) -> dict:
+                if cancel.is_set():
+                    pipe._interrupt = True  # diffusers skips the remaining steps
+                    return {}
+                n = int(getattr(pipe, "num_timesteps", 0) or config.steps)
+                done = index * n + step + 1
+                total = config.batch_count * n
+                step_times.append(time.perf_counter())
+                rate = None
+                if len(step_times) >= 2:
+                    rate = (len(step_times) - 1) / max(step_times[-1] - step_times[0], 1e-9)
+                on_event(
+                    Progress(
+                        step=done,
+                        total=total,
+                        it_per_s=rate,
+                        eta_s=(total - done) / rate if rate else None,
+                        phase="generate",
+                    )
+                )
+                if preview_dir is not None and (step + 1) % config.preview_every == 0 and "latents" in tensors:
+                    target = write_preview(tensors["latents"], preview_dir / f"step-{done:05d}.png", sdxl=sdxl)
+                    on_event(Preview(step=done, total=total, path=str(target)))
+                return {}
+
+            try:
+                output = self.pipe(
+                    prompt=prompt,
+                    negative_prompt=config.negative or None,
+                    num_inference_steps=config.steps,
+                    guidance_scale=config.guidance,
+                    width=width,
+                    height=height,
+                    generator=torch.Generator(device="cpu").manual_seed(seed),
+                    callback_on_step_end=on_step,
+                    callback_on_step_end_tensor_inputs=["latents"],
+                    output_type="pil",
+                )
+            except torch.cuda.OutOfMemoryError:
+                raise UserError(
+                    f"Out of GPU memory at {width}x{height}.", hint="Lower the size or close other GPU programs."
+                ) from None
+            if getattr(self.pipe, "_interrupt", False) or cancel.is_set():
+                cancelled = True  # the last image is unfinished: never saved
+                break
+            parameters = a1111_parameters(
+                prompt=prompt,
+                negative=config.negative,
+                steps=config.steps,
+                sampler=config.sampler,
+                guidance=config.guidance,
+                seed=seed,
+                width=width,
+                height=height,
+                model_hash=self._model_hash_value(),
+                model_name=self._base.name,
+                loras=loras,
+            )
+            record = {
+                "format": FORMAT_VERSION,
+                "app": "StyleShelf",
+                "config": {
+                    **{k: v for k, v in config.to_dict().items() if k not in ("stack", "out_dir", "file_stem")},
+                    "seed": seed,
+                    "width": width,
+                    "height": height,
+                    "batch_count": 1,
+                },
+                "prompt_used": prompt,
+                "base": {"name": self._base.name, "hash": self._model_hash_value(), "family": self.family},
+                "stack": stack_record,
+            }
+            target = _output_path(out_dir, config.file_stem, index, config.batch_count, seed)
+            write_png(target, output.images[0], parameters, record)
+            results.append(GeneratedImage(path=target, seed=seed, parameters=parameters))
+            on_event(ImageReady(path=str(target), index=index, seed=seed))
+
+        on_event(
+            Finished(
+                output=str(results[-1].path) if results else "",
+                cancelled=cancelled,
+                summary={
+                    "images": [str(r.path) for r in results],
+                    "seeds": [r.seed for r in results],
+                    "seconds": round(time.perf_counter() - started, 3),
+                },
+            )
+        )
+        return results
+
+    def _stack_record(self, stack: list[StackEntry]) -> list[dict[str, Any]]:
+        """Every entry (disabled ones too) with its hashes, so reading the PNG back restores the whole stack."""
+        out = []
+        for entry in stack:
+            item = entry.to_dict()
+            try:
+                ident = adapter_identity(entry.path)
+            except UserError:
+                ident = None  # a disabled entry whose file is gone: keep what the stack knew
+            if ident is not None:
+                item.update(sha256=ident.tensor_sha256, autov2=ident.autov2, name=entry.name or ident.title)
+            out.append(item)
+        return out
+
+    def _fresh_preview_dir(self) -> Path:
+        folder = user_cache_dir() / "previews" / f"gen-{os.getpid()}-{id(self):x}"
+        shutil.rmtree(folder, ignore_errors=True)  # only the current run's previews are worth keeping
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+
+def _is_active(entry: StackEntry) -> bool:
+    te = entry.weight if entry.text_encoder_weight is None else entry.text_encoder_weight
+    return bool(entry.enabled) and (entry.weight != 0 or te != 0)
+
+
+_NUMBERED = re.compile(r"^(\d{5})-")
+
+
+def _output_path(out_dir: Path, stem: str, index: int, count: int, seed: int) -> Path:
+    if stem:
+        return out_dir / (f"{stem}.png" if count == 1 else f"{stem}-{index + 1}.png")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    numbers = [int(m.group(1)) for p in out_dir.iterdir() if (m := _NUMBERED.match(p.name))]
+    return out_dir / f"{max(numbers, default=0) + 1:05d}-{seed}.png"
+
+
+# ------------------------------------------------------------------------------ base loading
+def _load_base(base: Any) -> _Base:
+    if isinstance(base, (str, os.PathLike)):
+        return _load_base_from_path(Path(base))
+    pipe = getattr(base, "pipe", base)
+    if not hasattr(pipe, "unet"):
+        raise TypeError(f"expected a path, a loaded base or a diffusers pipeline, got {type(base).__name__}")
+    path = str(getattr(base, "path", "") or getattr(pipe, "name_or_path", "") or "")
+    family = str(getattr(base, "family", "") or _guess_family(pipe))
+    return _Base(pipe=pipe, path=path, family=family, name=Path(path).stem if path else "base")
+
+
+def _load_base_from_path(path: Path) -> _Base:
+    if not path.exists():
+        raise ModelLoadError(f"Base model not found: {path}")
+    try:
+        from app.engine.models.loading import load_base  # the base-models module, once it exists
+    except ImportError:
+        load_base = None
+    if load_base is not None:
+        loaded = load_base(path)
+        return _Base(
+            pipe=loaded.pipe, path=str(path), family=str(getattr(loaded, "family", "") or _guess_family(loaded.pipe)),
+            name=path.stem,
+        )
+    if not path.is_dir():
+        raise ModelLoadError(f"{path.name}: single-file bases need the model loader; use a diffusers folder.")
+    from diffusers import DiffusionPipeline
+
+    try:
+        pipe = DiffusionPipeline.from_pretrained(str(path), local_files_only=True, use_safetensors=True)
+    except (OSError, ValueError, EnvironmentError) as err:
+        raise ModelLoadError(f"{path.name}: not a loadable diffusers model ({str(err).splitlines()[0][:200]}).") from None
+    return _Base(pipe=pipe, path=str(path), family=_guess_family(pipe), name=path.stem)
+
+
+def _guess_family(pipe: Any) -> str:
+    if getattr(pipe, "text_encoder_2", None) is not None:
+        return "sdxl"
+    v_pred = pipe.scheduler.config.get("prediction_type") == "v_prediction"
+    if v_pred:
+        return "sd2-v"
+    return "sd2" if pipe.unet.config.get("use_linear_projection") else "sd1"
