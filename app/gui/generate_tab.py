@@ -1,0 +1,348 @@
+"""The Generate tab: prompt and settings on the left, preview and gallery in the middle, the shelf right.
+
+A pure view over GenerateViewModel (prompt, settings, results) and ShelfViewModel (adapters).
+Dropping a PNG anywhere on the tab restores its prompt, settings and stack.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QMenu,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.gui.gallery import GalleryView, ImageViewer, ImageRole
+from app.gui.generate_vm import GENERATING, MAX_SEED, GenerateViewModel
+from app.gui.shelf_panel import ShelfPanel
+from app.gui.shelf_vm import ShelfViewModel
+
+
+class GenerateTab(QWidget):
+    def __init__(self, vm: GenerateViewModel, shelf_vm: ShelfViewModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.vm, self.shelf_vm = vm, shelf_vm
+        self.setAcceptDrops(True)
+        self._updating = False
+
+        # ---- left: prompt and settings
+        self.prompt = QPlainTextEdit()
+        self.prompt.setPlaceholderText("Describe the picture, e.g. “a yellow star on a green background”")
+        self.prompt.setMaximumHeight(90)
+        self.prompt.textChanged.connect(lambda: self._set("prompt", self.prompt.toPlainText()))
+        self.negative = QPlainTextEdit()
+        self.negative.setPlaceholderText("What to avoid (optional)")
+        self.negative.setMaximumHeight(56)
+        self.negative.textChanged.connect(lambda: self._set("negative", self.negative.toPlainText()))
+
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)
+        self.seed.setToolTip("Same seed + same settings + same stack = the same picture")
+        self.seed.valueChanged.connect(lambda v: self._set("seed", int(v)))
+        dice = QToolButton()
+        dice.setText("🎲")
+        dice.setToolTip("New random seed")
+        dice.clicked.connect(vm.roll_seed)
+        self.lock = QCheckBox("Lock")
+        self.lock.setToolTip("Keep this seed for the next images (unlocked: a new random seed each time)")
+        self.lock.toggled.connect(vm.set_seed_locked)
+        seed_row = QHBoxLayout()
+        seed_row.addWidget(self.seed, 1)
+        seed_row.addWidget(dice)
+        seed_row.addWidget(self.lock)
+
+        self.steps = QSpinBox()
+        self.steps.setRange(1, 150)
+        self.steps.setToolTip("Denoising steps: more is slower and usually cleaner")
+        self.steps.valueChanged.connect(lambda v: self._set("steps", int(v)))
+        self.guidance = QDoubleSpinBox()
+        self.guidance.setRange(0.0, 30.0)
+        self.guidance.setSingleStep(0.5)
+        self.guidance.setToolTip("How strictly to follow the prompt (CFG scale)")
+        self.guidance.valueChanged.connect(lambda v: self._set("guidance", float(v)))
+        self.width_box, self.height_box = QSpinBox(), QSpinBox()
+        for box, name in ((self.width_box, "width"), (self.height_box, "height")):
+            box.setRange(64, 2048)
+            box.setSingleStep(64)
+            box.setSuffix(" px")
+            box.valueChanged.connect(lambda v, n=name: self._set(n, int(v)))
+        size_row = QHBoxLayout()
+        size_row.addWidget(self.width_box)
+        size_row.addWidget(QLabel("×"))
+        size_row.addWidget(self.height_box)
+        self.sampler = QComboBox()
+        from app.engine.facade import sampler_names
+
+        self.sampler.addItems(sampler_names())
+        self.sampler.setToolTip("The sampling method (scheduler)")
+        self.sampler.currentTextChanged.connect(lambda t: self._set("sampler", t))
+        self.batch = QSpinBox()
+        self.batch.setRange(1, 64)
+        self.batch.setToolTip("How many images to make, each with the next seed")
+        self.batch.valueChanged.connect(lambda v: self._set("batch_count", int(v)))
+        self.triggers = QCheckBox("Add trigger words of active styles")
+        self.triggers.setToolTip("Put each enabled adapter's trigger phrase in front of the prompt")
+        self.triggers.toggled.connect(lambda on: self._set("insert_triggers", bool(on)))
+
+        form = QFormLayout()
+        form.addRow("Prompt", self.prompt)
+        form.addRow("Negative", self.negative)
+        form.addRow("Seed", seed_row)
+        form.addRow("Steps", self.steps)
+        form.addRow("Guidance", self.guidance)
+        form.addRow("Size", size_row)
+        form.addRow("Sampler", self.sampler)
+        form.addRow("Images", self.batch)
+        form.addRow("", self.triggers)
+
+        self.generate_button = QPushButton("Generate")
+        self.generate_button.setObjectName("Primary")
+        self.generate_button.setToolTip("Make images with the enabled styles (Ctrl+Return)")
+        self.generate_button.clicked.connect(vm.generate)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(vm.cancel)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.generate_button, 1)
+        buttons.addWidget(self.cancel_button)
+        self.progress = QProgressBar()
+        self.progress.setFormat("step %v / %m")
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.addLayout(form)
+        left_layout.addLayout(buttons)
+        left_layout.addWidget(self.progress)
+        left_layout.addStretch(1)
+        left.setMinimumWidth(300)
+
+        # ---- middle: preview and gallery
+        self.preview = QLabel("Your pictures appear here")
+        self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.preview.setMinimumSize(256, 256)
+        self.preview.setObjectName("Muted")
+        self.gallery = GalleryView()
+        self.gallery.setModel(vm.gallery)
+        self.gallery.doubleClicked.connect(lambda idx: self.enlarge(idx.row()))
+        self.gallery.activated.connect(lambda idx: self.enlarge(idx.row()))
+        self.gallery.customContextMenuRequested.connect(self._gallery_menu)
+        middle = QSplitter(Qt.Orientation.Vertical)
+        middle.addWidget(self.preview)
+        middle.addWidget(self.gallery)
+        middle.setStretchFactor(0, 3)
+        middle.setStretchFactor(1, 2)
+
+        # ---- right: the shelf, presets, bake
+        self.shelf_panel = ShelfPanel(shelf_vm)
+        self.shelf_panel.filesDropped.connect(self.open_paths)
+        self.shelf_panel.editRequested.connect(self.edit_adapter)
+        self.shelf_panel.thumbnailFromGalleryRequested.connect(self.thumbnail_from_gallery)
+        self.preset_button = QToolButton()
+        self.preset_button.setText("Presets")
+        self.preset_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.preset_button.setToolTip("Save or load the enabled styles and their weights")
+        self.preset_menu = QMenu(self)
+        self.preset_menu.aboutToShow.connect(self._fill_preset_menu)
+        self.preset_button.setMenu(self.preset_menu)
+        bake = QPushButton("Bake stack…")
+        bake.setToolTip("Merge the enabled styles, with their weights, into one shareable adapter")
+        bake.clicked.connect(self.bake)
+        shelf_buttons = QHBoxLayout()
+        shelf_buttons.addWidget(self.preset_button)
+        shelf_buttons.addStretch(1)
+        shelf_buttons.addWidget(bake)
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.addWidget(self.shelf_panel, 1)
+        right_layout.addLayout(shelf_buttons)
+        right.setMinimumWidth(300)
+
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(left)
+        split.addWidget(middle)
+        split.addWidget(right)
+        split.setStretchFactor(0, 0)
+        split.setStretchFactor(1, 1)
+        split.setStretchFactor(2, 0)
+        split.setSizes([320, 520, 340])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addWidget(split)
+
+        vm.paramsChanged.connect(self.refresh)
+        vm.seedChanged.connect(lambda _s: self.refresh())
+        vm.stateChanged.connect(lambda _s: self._refresh_buttons())
+        vm.progressChanged.connect(self._progress)
+        vm.previewReady.connect(self._show_preview)
+        vm.imageReady.connect(self._show_preview)
+        self.refresh()
+
+    # ------------------------------------------------------------------ model ↔ widgets
+    def _set(self, name: str, value) -> None:
+        if not self._updating:
+            self.vm.set_param(name, value)
+
+    def refresh(self) -> None:
+        p = self.vm.params
+        self._updating = True
+        try:
+            if self.prompt.toPlainText() != p.prompt:
+                self.prompt.setPlainText(p.prompt)
+            if self.negative.toPlainText() != p.negative:
+                self.negative.setPlainText(p.negative)
+            self.seed.setValue(int(p.seed or 0) % (2**31))
+            self.steps.setValue(p.steps)
+            self.guidance.setValue(p.guidance)
+            self.width_box.setValue(p.width)
+            self.height_box.setValue(p.height)
+            i = self.sampler.findText(p.sampler)
+            if i < 0 and p.sampler:
+                self.sampler.addItem(p.sampler)
+                i = self.sampler.count() - 1
+            self.sampler.setCurrentIndex(max(i, 0))
+            self.batch.setValue(p.batch_count)
+            self.triggers.setChecked(p.insert_triggers)
+            self.lock.setChecked(self.vm.seed_locked)
+        finally:
+            self._updating = False
+        self._refresh_buttons()
+
+    def _refresh_buttons(self) -> None:
+        ok, why = self.vm.can_generate()
+        self.generate_button.setEnabled(ok)
+        self.generate_button.setToolTip(why or "Make images with the enabled styles (Ctrl+Return)")
+        self.cancel_button.setEnabled(self.vm.state == GENERATING)
+
+    def _progress(self, step: int, total: int) -> None:
+        self.progress.setMaximum(max(total, 1))
+        self.progress.setValue(step)
+
+    def _show_preview(self, path: str) -> None:
+        pix = QPixmap(path)
+        if pix.isNull():
+            return
+        target = self.preview.size()
+        mode = (Qt.TransformationMode.FastTransformation if pix.width() < 256
+                else Qt.TransformationMode.SmoothTransformation)  # keep tiny images crisp
+        self.preview.setPixmap(pix.scaled(target, Qt.AspectRatioMode.KeepAspectRatio, mode))
+
+    # ------------------------------------------------------------------ gallery actions
+    def enlarge(self, row: int) -> None:
+        img = self.vm.gallery.image(row)
+        ImageViewer(img.path, f"{getattr(img.params, 'prompt', '')}\nseed {img.seed}", self).show()
+
+    def _gallery_menu(self, pos: QPoint) -> None:
+        idx = self.gallery.indexAt(pos)
+        if not idx.isValid():
+            return
+        row = idx.row()
+        menu = QMenu(self)
+        menu.addAction("Enlarge", lambda: self.enlarge(row))
+        menu.addAction("Save as…", lambda: self.save_image(row))
+        menu.addAction("Copy image", lambda: self.copy_image(row))
+        menu.addAction("Use these settings", lambda: self.use_settings(row))
+        menu.popup(self.gallery.viewport().mapToGlobal(pos))
+
+    def save_image(self, row: int) -> None:
+        img = self.vm.gallery.image(row)
+        dest, _ = QFileDialog.getSaveFileName(self, "Save image", Path(img.path).name, "PNG images (*.png)")
+        if dest:
+            # Copy the file itself so the PNG keeps its parameters chunk (re-encoding would drop it).
+            import shutil
+
+            shutil.copyfile(img.path, dest)
+
+    def copy_image(self, row: int) -> None:
+        QGuiApplication.clipboard().setImage(QImage(self.vm.gallery.image(row).path))
+
+    def use_settings(self, row: int) -> None:
+        img = self.vm.gallery.image(row)
+        if img.params is not None:
+            self.vm.apply(img.params)
+
+    def selected_gallery_image(self) -> str:
+        idx = self.gallery.currentIndex()
+        return idx.data(ImageRole).path if idx.isValid() else ""
+
+    # ------------------------------------------------------------------ shelf actions needing dialogs
+    def edit_adapter(self, path: str) -> None:
+        from app.gui.dialogs import EditAdapterDialog
+
+        row = self.shelf_vm.model.row_of(path)
+        if row is None:
+            return
+        card = self.shelf_vm.model.item(row).card
+        dialog = EditAdapterDialog(card.title, card.trigger, self.selected_gallery_image(), self)
+        if dialog.exec():
+            self.shelf_vm.edit(path, title=dialog.title(), trigger=dialog.trigger(),
+                               thumbnail_image=dialog.thumbnail() or None)
+
+    def thumbnail_from_gallery(self, path: str) -> None:
+        image = self.selected_gallery_image()
+        if not image:
+            self.vm.errorRaised.emit("Select an image in the gallery first, then choose this again.", "")
+            return
+        row = self.shelf_vm.model.row_of(path)
+        if row is not None:
+            card = self.shelf_vm.model.item(row).card
+            self.shelf_vm.edit(path, title=card.title, trigger=card.trigger, thumbnail_image=image)
+
+    def _fill_preset_menu(self) -> None:
+        self.preset_menu.clear()
+        self.preset_menu.addAction("Save current stack as…", self.save_preset)
+        names = self.shelf_vm.preset_names()
+        if names:
+            self.preset_menu.addSeparator()
+            for name in names:
+                self.preset_menu.addAction(f"Load “{name}”", lambda n=name: self.shelf_vm.load_preset(n))
+
+    def save_preset(self) -> None:
+        name, ok = QInputDialog.getText(self, "Save stack preset", "Preset name:")
+        if ok and name.strip():
+            self.shelf_vm.save_preset(name.strip())
+
+    def bake(self) -> None:
+        from app.gui.dialogs import BakeDialog
+
+        dialog = BakeDialog(self)
+        if dialog.exec():
+            self.shelf_vm.bake(dialog.out_path(), dialog.rank())
+
+    # ------------------------------------------------------------------ drops
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        files = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        self.open_paths(files)
+        event.acceptProposedAction()
+
+    def open_paths(self, files: list[str]) -> None:
+        pngs = [f for f in files if f.lower().endswith(".png")]
+        others = [f for f in files if f not in pngs]
+        if pngs:
+            self.vm.restore_from_png(pngs[0])
+        adapters = [f for f in others if Path(f).suffix.lower() in (".safetensors", ".ckpt", ".pt", ".pth", ".bin")]
+        if adapters:
+            self.shelf_panel.drop_files(adapters)
+        elif others:
+            self.vm.errorRaised.emit(
+                "Drop a PNG to restore its settings, or .safetensors adapters to import.", "\n".join(others)
+            )

@@ -1,0 +1,189 @@
+"""GenerateViewModel: prompt and settings, the base-model worker, results into the gallery.
+
+The worker thread keeps the pipeline loaded; the stack comes from the shelf model at the moment
+Generate is pressed, so toggles and weights apply to the next image without a reload.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from app.engine import facade
+from app.engine.facade import Finished, GenerationParams, ImageReady, Log, Preview, Progress
+from app.gui.gallery import GalleryImage, GalleryModel
+from app.gui.generate_worker import WorkerThread
+from app.gui.shelf_model import ShelfModel
+
+NO_MODEL, LOADING, READY, GENERATING = "no-model", "loading", "ready", "generating"
+MAX_SEED = 2**32 - 1
+
+
+class GenerateViewModel(QObject):
+    stateChanged = Signal(str)
+    paramsChanged = Signal()
+    seedChanged = Signal(int)
+    progressChanged = Signal(int, int)
+    previewReady = Signal(str)
+    imageReady = Signal(str)
+    finished = Signal(bool)  # cancelled?
+    message = Signal(str)
+    errorRaised = Signal(str, str)
+    baseLoaded = Signal(str)
+
+    def __init__(self, shelf: ShelfModel, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.shelf = shelf
+        self.params = GenerationParams(prompt="", sampler=facade.sampler_names()[0])
+        self.params.seed = random.randint(0, MAX_SEED)
+        self.seed_locked = False
+        self.gallery = GalleryModel(self)
+        self.state = NO_MODEL
+        self.base_path = ""
+        self.last_results: list[Any] = []
+        self._run_params: GenerationParams | None = None
+        self._cancelled = False
+        self._started_at = 0.0
+        self.thread = WorkerThread(self)
+        w = self.thread.worker
+        w.loaded.connect(self._loaded)
+        w.loadFailed.connect(self._load_failed)
+        w.event.connect(self._on_event)
+        w.done.connect(self._done)
+        w.failed.connect(self._failed)
+        self.thread.start()
+
+    def shutdown(self) -> None:
+        self.thread.stop()
+
+    # ------------------------------------------------------------------ base model
+    def load_base(self, path: str) -> None:
+        if not path:
+            self.base_path = ""
+            self._set_state(NO_MODEL)
+            return
+        self.base_path = path
+        self._set_state(LOADING)
+        self.message.emit(f"Loading {Path(path).name} in the background…")
+        self.thread.worker.request_load(path)
+
+    def _loaded(self, path: str) -> None:
+        if path != self.base_path:
+            return  # a newer pick is on its way
+        self._set_state(READY)
+        self.message.emit(f"Base model ready: {Path(path).name}")
+        self.baseLoaded.emit(path)
+
+    def _load_failed(self, message: str, details: str) -> None:
+        self._set_state(NO_MODEL)
+        self.errorRaised.emit(message, details)
+
+    # ------------------------------------------------------------------ parameters
+    def set_param(self, name: str, value: Any) -> None:
+        if getattr(self.params, name) != value:
+            setattr(self.params, name, value)
+            if name == "seed":
+                self.seedChanged.emit(int(value))
+
+    def roll_seed(self) -> int:
+        self.set_param("seed", random.randint(0, MAX_SEED))
+        return int(self.params.seed)
+
+    def set_seed_locked(self, locked: bool) -> None:
+        self.seed_locked = locked
+
+    def apply(self, params: GenerationParams) -> list[str]:
+        """'Use these settings' / a dropped PNG: restore prompt, settings and stack; returns missing adapters."""
+        stack = list(params.stack)
+        self.params = dataclasses.replace(params, stack=[], batch_count=self.params.batch_count,
+                                   insert_triggers=self.params.insert_triggers)
+        if params.seed is None:
+            self.params.seed = self.params.seed if self.params.seed is not None else random.randint(0, MAX_SEED)
+        if not self.params.sampler:
+            self.params.sampler = facade.sampler_names()[0]
+        self.seed_locked = True  # restoring a picture means "this seed"
+        self.paramsChanged.emit()
+        missing = self.shelf.apply_stack(stack)
+        if missing:
+            self.errorRaised.emit(f"Not on the shelf, so left out: {', '.join(missing)}", "")
+        return missing
+
+    def restore_from_png(self, path: str) -> None:
+        try:
+            params = facade.read_png_parameters(path)
+        except Exception as exc:  # noqa: BLE001
+            from app.gui.errors import describe_exception
+
+            self.errorRaised.emit(*describe_exception(exc))
+            return
+        self.apply(params)
+        self.message.emit(f"Restored the settings of {Path(path).name}")
+
+    # ------------------------------------------------------------------ running
+    def can_generate(self) -> tuple[bool, str]:
+        if self.state == NO_MODEL:
+            return False, "Pick a base model first (File → Open base model…)."
+        if self.state == LOADING:
+            return False, "The base model is still loading…"
+        if self.state == GENERATING:
+            return False, "Already generating."
+        return True, ""
+
+    def generate(self) -> None:
+        ok, why = self.can_generate()
+        if not ok:
+            self.errorRaised.emit(why, "")
+            return
+        if not self.seed_locked:
+            self.roll_seed()
+        run = dataclasses.replace(self.params, stack=self.shelf.stack_entries())
+        self._run_params = run
+        self._cancelled = False
+        self._started_at = time.monotonic()
+        self._set_state(GENERATING)
+        out_dir = facade.gallery_dir()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.thread.worker.request_generate(run, str(out_dir))
+
+    def cancel(self) -> None:
+        if self.state == GENERATING:
+            self._cancelled = True
+            self.thread.worker.cancel()
+            self.message.emit("Cancelling…")
+
+    def _on_event(self, ev: Any) -> None:
+        if isinstance(ev, Progress):
+            self.progressChanged.emit(ev.step, ev.total)
+        elif isinstance(ev, Preview):
+            if ev.path:
+                self.previewReady.emit(ev.path)
+        elif isinstance(ev, ImageReady):
+            params = dataclasses.replace(self._run_params or self.params, seed=ev.seed)
+            self.gallery.add(GalleryImage(ev.path, ev.seed, params))
+            self.imageReady.emit(ev.path)
+        elif isinstance(ev, Finished):
+            self._cancelled = self._cancelled or ev.cancelled
+        elif isinstance(ev, Log):
+            self.message.emit(ev.message)
+
+    def _done(self, results: list) -> None:
+        self.last_results = results
+        self._set_state(READY)
+        took = time.monotonic() - self._started_at
+        self.message.emit("Cancelled." if self._cancelled else f"Done in {took:.1f} s.")
+        self.finished.emit(self._cancelled)
+
+    def _failed(self, message: str, details: str) -> None:
+        self._set_state(READY if self.base_path else NO_MODEL)
+        self.errorRaised.emit(message, details)
+        self.finished.emit(False)
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self.stateChanged.emit(state)

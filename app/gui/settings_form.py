@@ -1,0 +1,156 @@
+"""A form built from a config dataclass's ``configbase.Setting`` records.
+
+help → tooltip, minimum/maximum → spin-box limits, choices → combo box, ``advanced`` → a collapsible
+"Advanced" section. The form holds no state: it reads and writes a view model through ``get``/``set``
+callables and refreshes when the model says a value changed.
+"""
+
+from __future__ import annotations
+
+import math
+import typing
+from typing import Any, Callable
+
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QLineEdit,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+INT_LIMIT = 2_000_000_000
+
+
+def _base_type(tp: Any) -> tuple[Any, bool]:
+    """(the non-None type, optional?) for ``int | None`` style hints."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if args and len(args) < len(typing.get_args(tp)):
+        return args[0], True
+    return tp, False
+
+
+class SettingsForm(QWidget):
+    def __init__(
+        self,
+        settings: list[Any],
+        get: Callable[[str], Any],
+        set: Callable[[str, Any], None],
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self._get, self._set = get, set
+        self.editors: dict[str, QWidget] = {}
+        self._updating = False
+        basic = QFormLayout()
+        self.advanced_box = QGroupBox("Advanced")
+        self.advanced_box.setCheckable(True)
+        self.advanced_box.setChecked(False)
+        self.advanced_box.setToolTip("Settings most styles never need to change.")
+        advanced_inner = QWidget()
+        advanced = QFormLayout(advanced_inner)
+        box_layout = QVBoxLayout(self.advanced_box)
+        box_layout.setContentsMargins(6, 6, 6, 6)
+        box_layout.addWidget(advanced_inner)
+        self.advanced_box.toggled.connect(advanced_inner.setVisible)
+        advanced_inner.setVisible(False)
+        for s in settings:
+            editor = self._make_editor(s)
+            editor.setToolTip(s.help)
+            editor.setObjectName(f"setting_{s.name}")
+            self.editors[s.name] = editor
+            (advanced if s.advanced else basic).addRow(s.label, editor)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(basic)
+        if advanced.rowCount():
+            layout.addWidget(self.advanced_box)
+        else:
+            self.advanced_box.hide()
+        self.refresh()
+
+    # ------------------------------------------------------------------ editors
+    def _make_editor(self, s: Any) -> QWidget:
+        tp, optional = _base_type(s.type)
+        name = s.name
+        if s.choices:
+            combo = QComboBox()
+            for choice in s.choices:
+                combo.addItem(str(choice), choice)
+            combo.currentIndexChanged.connect(lambda _i, c=combo: self._changed(name, c.currentData()))
+            return combo
+        if tp is bool:
+            check = QCheckBox()
+            check.toggled.connect(lambda on: self._changed(name, on))
+            return check
+        if tp is int and not optional:
+            spin = QSpinBox()
+            spin.setRange(int(s.minimum) if s.minimum is not None else -INT_LIMIT,
+                          int(s.maximum) if s.maximum is not None else INT_LIMIT)
+            spin.setAccelerated(True)
+            spin.valueChanged.connect(lambda v: self._changed(name, int(v)))
+            return spin
+        if tp is float and not optional:
+            spin = QDoubleSpinBox()
+            small = s.default not in (None, 0) and abs(float(s.default)) < 0.01
+            # Learning rates live around 1e-4: show enough decimals and step by a fraction of the default.
+            spin.setDecimals(7 if small else 3)
+            spin.setRange(float(s.minimum) if s.minimum is not None else -1e9,
+                          float(s.maximum) if s.maximum is not None else 1e9)
+            spin.setSingleStep(10 ** math.floor(math.log10(abs(float(s.default))) ) if small else 0.05)
+            spin.valueChanged.connect(lambda v: self._changed(name, float(v)))
+            return spin
+        line = QLineEdit()
+        if optional:
+            line.setPlaceholderText("auto")
+        if typing.get_origin(tp) is list:
+            line.setPlaceholderText("one per line, separated by |")
+        line.editingFinished.connect(lambda ln=line, t=tp, o=optional: self._changed(name, self._parse(ln.text(), t, o)))
+        return line
+
+    @staticmethod
+    def _parse(text: str, tp: Any, optional: bool) -> Any:
+        text = text.strip()
+        if optional and not text:
+            return None
+        if typing.get_origin(tp) is list:
+            return [part.strip() for part in text.split("|") if part.strip()]
+        if tp is int:
+            return int(float(text))
+        if tp is float:
+            return float(text)
+        return text
+
+    def _changed(self, name: str, value: Any) -> None:
+        if not self._updating:
+            self._set(name, value)
+
+    # ------------------------------------------------------------------ model → widgets
+    def refresh(self, name: str | None = None) -> None:
+        self._updating = True
+        try:
+            for key, editor in self.editors.items():
+                if name is None or key == name:
+                    self._show(editor, self._get(key))
+        finally:
+            self._updating = False
+
+    @staticmethod
+    def _show(editor: QWidget, value: Any) -> None:
+        if isinstance(editor, QComboBox):
+            i = editor.findData(value)
+            editor.setCurrentIndex(max(i, 0))
+        elif isinstance(editor, QCheckBox):
+            editor.setChecked(bool(value))
+        elif isinstance(editor, (QSpinBox, QDoubleSpinBox)):
+            if value is not None:
+                editor.setValue(value)
+        elif isinstance(editor, QLineEdit):
+            if isinstance(value, list):
+                editor.setText(" | ".join(map(str, value)))
+            else:
+                editor.setText("" if value is None else str(value))

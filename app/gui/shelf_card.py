@@ -1,0 +1,145 @@
+"""One adapter card: thumbnail, title, trigger phrase, family badge, toggle, weight slider + box.
+
+A card is a view of one ShelfModel row: it shows the row's data and writes changes back through the
+model (``set_enabled`` / ``set_weight``); it keeps no state of its own.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QMimeData, QPoint, Qt, Signal
+from PySide6.QtGui import QDrag, QMouseEvent, QPixmap
+from PySide6.QtWidgets import (
+    QApplication,
+    QCheckBox,
+    QDoubleSpinBox,
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.engine.facade import AdapterCard
+from app.gui.shelf_model import FAMILY_LABELS, WEIGHT_MAX, WEIGHT_MIN
+
+ROW_MIME = "application/x-styleshelf-shelf-row"
+THUMB = 56
+
+
+class ShelfCard(QFrame):
+    toggled = Signal(str, bool)  # adapter path, on
+    weightChanged = Signal(str, float)
+    contextMenuRequested = Signal(str, QPoint)  # adapter path, global position
+
+    def __init__(self, card: AdapterCard, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("ShelfCard")
+        self.path = card.path
+        self._press: QPoint | None = None
+        self._updating = False
+        self.thumb = QLabel()
+        self.thumb.setFixedSize(THUMB, THUMB)
+        self.thumb.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.title = QLabel()
+        self.title.setStyleSheet("font-weight: 600;")
+        self.trigger = QLabel()
+        self.trigger.setObjectName("Muted")
+        self.badge = QLabel()
+        self.badge.setObjectName("Badge")
+        self.toggle = QCheckBox()
+        self.toggle.setToolTip("Use this style in the next image")
+        self.toggle.toggled.connect(lambda on: self._emit_toggle(on))
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(int(WEIGHT_MIN * 100), int(WEIGHT_MAX * 100))
+        self.slider.setSingleStep(5)
+        self.slider.setPageStep(25)
+        self.slider.setToolTip("Strength: 1 = as trained, 0 = off, negative = away from the style")
+        self.spin = QDoubleSpinBox()
+        self.spin.setRange(WEIGHT_MIN, WEIGHT_MAX)
+        self.spin.setSingleStep(0.05)
+        self.spin.setDecimals(2)
+        self.spin.setFixedWidth(66)
+        self.spin.setToolTip(self.slider.toolTip())
+        self.slider.valueChanged.connect(lambda v: self._emit_weight(v / 100.0))
+        self.spin.valueChanged.connect(lambda v: self._emit_weight(float(v)))
+
+        top = QHBoxLayout()
+        top.setSpacing(6)
+        top.addWidget(self.title, 1)
+        top.addWidget(self.badge)
+        top.addWidget(self.toggle)
+        weight = QHBoxLayout()
+        weight.addWidget(self.slider, 1)
+        weight.addWidget(self.spin)
+        text = QVBoxLayout()
+        text.setSpacing(2)
+        text.addLayout(top)
+        text.addWidget(self.trigger)
+        text.addLayout(weight)
+        grid = QGridLayout(self)
+        grid.setContentsMargins(8, 6, 8, 6)
+        grid.addWidget(self.thumb, 0, 0)
+        grid.addLayout(text, 0, 1)
+        grid.setColumnStretch(1, 1)
+        self.set_card(card)
+
+    def set_card(self, card: AdapterCard) -> None:
+        self.path = card.path
+        self.title.setText(card.title)
+        self.trigger.setText(f"trigger: {card.trigger}" if card.trigger else "no trigger word")
+        pix = QPixmap()
+        if card.thumbnail_png and pix.loadFromData(card.thumbnail_png):
+            self.thumb.setPixmap(pix.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
+                                            Qt.TransformationMode.SmoothTransformation))
+        else:
+            self.thumb.setText("🎨")
+        self.badge.setText(FAMILY_LABELS.get(card.family, card.family or "?"))
+
+    def set_state(self, enabled: bool, weight: float, mismatch: str) -> None:
+        self._updating = True
+        try:
+            self.toggle.setChecked(enabled)
+            self.slider.setValue(int(round(weight * 100)))
+            self.spin.setValue(weight)
+        finally:
+            self._updating = False
+        self.setProperty("enabledState", "true" if enabled else "false")
+        self.badge.setProperty("warn", "true" if mismatch else "false")
+        self.badge.setToolTip(mismatch or "Base model family this adapter was trained for")
+        if mismatch and not self.badge.text().startswith("⚠"):
+            self.badge.setText("⚠ " + self.badge.text())
+        for w in (self, self.badge):
+            w.style().unpolish(w)
+            w.style().polish(w)
+
+    def _emit_toggle(self, on: bool) -> None:
+        if not self._updating:
+            self.toggled.emit(self.path, on)
+
+    def _emit_weight(self, value: float) -> None:
+        if not self._updating:
+            self.weightChanged.emit(self.path, round(value, 3))
+
+    # ------------------------------------------------------------------ drag to reorder, right-click
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        if event.button() == Qt.MouseButton.LeftButton:
+            self._press = event.position().toPoint()
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        if self._press is None or not (event.buttons() & Qt.MouseButton.LeftButton):
+            return
+        if (event.position().toPoint() - self._press).manhattanLength() < QApplication.startDragDistance():
+            return
+        drag = QDrag(self)
+        mime = QMimeData()
+        mime.setData(ROW_MIME, self.path.encode("utf-8"))
+        drag.setMimeData(mime)
+        drag.setPixmap(self.grab().scaledToWidth(220, Qt.TransformationMode.SmoothTransformation))
+        self._press = None
+        drag.exec(Qt.DropAction.MoveAction)
+
+    def contextMenuEvent(self, event) -> None:
+        self.contextMenuRequested.emit(self.path, event.globalPos())

@@ -1,0 +1,214 @@
+"""ShelfModel: the adapter cards, their order, toggles and weights, as a Qt list model.
+
+The order of rows is the stack order. ``stack_entries()`` is what the next generation uses; toggling or
+reweighting only edits this model (no engine call), so it takes effect on the next image without
+reloading anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+
+from app.engine.facade import AdapterCard, StackEntry
+
+Index = QModelIndex | QPersistentModelIndex
+
+CardRole = Qt.ItemDataRole.UserRole + 10
+EnabledRole = Qt.ItemDataRole.UserRole + 11
+WeightRole = Qt.ItemDataRole.UserRole + 12
+MismatchRole = Qt.ItemDataRole.UserRole + 13
+
+FAMILY_LABELS = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sd2-v": "SD 2.x-v", "sdxl": "SDXL"}
+WEIGHT_MIN, WEIGHT_MAX = -2.0, 2.0
+
+
+@dataclass
+class ShelfItem:
+    card: AdapterCard
+    enabled: bool = False
+    weight: float = 1.0
+
+
+def families_compatible(adapter: str, base: str) -> bool:
+    if not adapter or not base:
+        return True  # unknown is shown as unknown, not as a mismatch
+    group = {"sd2-v": "sd2"}
+    return group.get(adapter, adapter) == group.get(base, base)
+
+
+class ShelfModel(QAbstractListModel):
+    stackChanged = Signal()  # a toggle, weight or order changed: the next image uses the new stack
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._items: list[ShelfItem] = []
+        self.base_family = ""
+
+    # ------------------------------------------------------------------ contents
+    def set_cards(self, cards: list[AdapterCard]) -> None:
+        """Replace the cards, keeping toggles/weights/order of adapters already on the shelf."""
+        old = {item.card.path: item for item in self._items}
+        order = {item.card.path: i for i, item in enumerate(self._items)}
+        items = [ShelfItem(c, old[c.path].enabled, old[c.path].weight) if c.path in old else ShelfItem(c) for c in cards]
+        items.sort(key=lambda it: (order.get(it.card.path, len(order)), it.card.title.lower()))
+        self.beginResetModel()
+        self._items = items
+        self.endResetModel()
+        self.stackChanged.emit()
+
+    def add_card(self, card: AdapterCard, *, enabled: bool = False) -> int:
+        for row, item in enumerate(self._items):
+            if item.card.path == card.path:
+                item.card = card
+                self.dataChanged.emit(self.index(row), self.index(row))
+                return row
+        row = len(self._items)
+        self.beginInsertRows(QModelIndex(), row, row)
+        self._items.append(ShelfItem(card, enabled))
+        self.endInsertRows()
+        if enabled:
+            self.stackChanged.emit()
+        return row
+
+    def remove_path(self, path: str) -> None:
+        row = self.row_of(path)
+        if row is not None:
+            self.beginRemoveRows(QModelIndex(), row, row)
+            del self._items[row]
+            self.endRemoveRows()
+            self.stackChanged.emit()
+
+    def set_base_family(self, family: str) -> None:
+        self.base_family = family
+        if self._items:
+            self.dataChanged.emit(self.index(0), self.index(len(self._items) - 1), [MismatchRole])
+
+    def item(self, row: int) -> ShelfItem:
+        return self._items[row]
+
+    def items(self) -> list[ShelfItem]:
+        return list(self._items)
+
+    def row_of(self, path: str) -> int | None:
+        for row, item in enumerate(self._items):
+            if Path(item.card.path) == Path(path):
+                return row
+        return None
+
+    # ------------------------------------------------------------------ stack
+    def set_enabled(self, row: int, on: bool) -> None:
+        self.setData(self.index(row), on, EnabledRole)
+
+    def set_weight(self, row: int, weight: float) -> None:
+        self.setData(self.index(row), weight, WeightRole)
+
+    def stack_entries(self) -> list:
+        """The stack in shelf order (every adapter, enabled or not; disabled ones change nothing)."""
+        return [
+            StackEntry(path=it.card.path, enabled=it.enabled, weight=it.weight, name=it.card.title, sha256=it.card.sha256)
+            for it in self._items
+            if it.enabled
+        ]
+
+    def apply_stack(self, entries: list) -> list[str]:
+        """Restore toggles/weights/order from a stack (a preset or a PNG); returns names not on the shelf."""
+        missing, wanted = [], []
+        for entry in entries:
+            row = self._find(entry)
+            if row is None:
+                missing.append(entry.name or Path(entry.path).name)
+            else:
+                wanted.append((row, entry))
+        for item in self._items:
+            item.enabled = False
+        rows = [r for r, _ in wanted]
+        for row, entry in wanted:
+            self._items[row].enabled = bool(entry.enabled)
+            self._items[row].weight = float(entry.weight)
+        # The restored adapters go to the top, in the stack's order.
+        self.beginResetModel()
+        picked = [self._items[r] for r in rows]
+        rest = [it for i, it in enumerate(self._items) if i not in set(rows)]
+        self._items = picked + rest
+        self.endResetModel()
+        self.stackChanged.emit()
+        return missing
+
+    def _find(self, entry) -> int | None:
+        for row, item in enumerate(self._items):
+            if entry.sha256 and item.card.sha256 and entry.sha256 == item.card.sha256:
+                return row
+        for row, item in enumerate(self._items):
+            if entry.path and Path(entry.path) == Path(item.card.path):
+                return row
+        for row, item in enumerate(self._items):
+            if entry.name and entry.name in (item.card.title, Path(item.card.path).stem):
+                return row
+        return None
+
+    # ------------------------------------------------------------------ Qt model API
+    def rowCount(self, parent: Index = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self._items)
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        item = self._items[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return item.card.title
+        if role == CardRole:
+            return item.card
+        if role == EnabledRole:
+            return item.enabled
+        if role == WeightRole:
+            return item.weight
+        if role == MismatchRole:
+            if item.card.problem:
+                return item.card.problem
+            if not families_compatible(item.card.family, self.base_family):
+                a = FAMILY_LABELS.get(item.card.family, item.card.family)
+                b = FAMILY_LABELS.get(self.base_family, self.base_family)
+                return f"Made for {a}; the base model is {b}: it will not load or will do nothing."
+            return ""
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"{item.card.title}\n{item.card.path}"
+        return None
+
+    def setData(self, index: Index, value, role: int = Qt.ItemDataRole.EditRole) -> bool:
+        if not index.isValid():
+            return False
+        item = self._items[index.row()]
+        if role == EnabledRole:
+            if item.enabled == bool(value):
+                return True
+            item.enabled = bool(value)
+        elif role == WeightRole:
+            weight = max(WEIGHT_MIN, min(WEIGHT_MAX, round(float(value), 3)))
+            if item.weight == weight:
+                return True
+            item.weight = weight
+        else:
+            return False
+        self.dataChanged.emit(index, index, [role])
+        self.stackChanged.emit()
+        return True
+
+    def moveRows(self, src_parent: Index, src: int, count: int, dst_parent: Index, dst: int) -> bool:
+        if count != 1 or src < 0 or src >= len(self._items) or dst < 0 or dst > len(self._items):
+            return False
+        if dst in (src, src + 1):
+            return False
+        if not self.beginMoveRows(QModelIndex(), src, src, QModelIndex(), dst):
+            return False
+        item = self._items.pop(src)
+        self._items.insert(dst - 1 if dst > src else dst, item)
+        self.endMoveRows()
+        self.stackChanged.emit()
+        return True
+
+    def move(self, src: int, dst: int) -> bool:
+        """Put row ``src`` at position ``dst`` (final index)."""
+        return self.moveRows(QModelIndex(), src, 1, QModelIndex(), dst + 1 if dst > src else dst)

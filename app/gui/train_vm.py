@@ -1,0 +1,232 @@
+"""TrainViewModel: everything the Train tab shows and does, with no widgets.
+
+It owns the dataset model, the form values (from the training config's defaults and presets) and the
+child-process runner, and turns runner events into signals the tab (or a test) listens to.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from app.engine import facade
+from app.engine.facade import CheckpointSaved, Error, Finished, Log, Progress, SampleReady
+from app.gui.background import run_in_background
+from app.gui.dataset_model import DatasetModel
+from app.gui.errors import describe_exception
+from app.gui.train_runner import TrainRunner, child_cwd
+
+IDLE, SCANNING, RUNNING, CANCELLING = "idle", "scanning", "running", "cancelling"
+
+
+class TrainViewModel(QObject):
+    stateChanged = Signal(str)
+    valueChanged = Signal(str)  # a form value changed ("" = all of them)
+    datasetLoaded = Signal(int, int)  # usable, skipped
+    progressChanged = Signal(int, int, object, object)  # step, total, it/s, eta seconds
+    lossPoint = Signal(int, object, object)  # step, loss, smoothed loss
+    samplesReady = Signal(int, list)  # step, png paths
+    validationReady = Signal(object, object)  # base loss, adapter loss
+    message = Signal(str)  # a status line
+    adapterReady = Signal(str)  # path of the finished adapter
+    runEnded = Signal(bool)  # cancelled?
+    errorRaised = Signal(str, str)  # message, details
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.dataset = DatasetModel(self)
+        self.dataset.captionSaveFailed.connect(self.errorRaised)
+        self.runner = TrainRunner(self)
+        self.runner.event.connect(self._on_event)
+        self.runner.finished.connect(self._on_finished)
+        self.runner.failed.connect(self._on_failed)
+        self.base_model = ""
+        self.state = IDLE
+        self.settings: list[Any] = []
+        self.presets: dict[str, dict[str, Any]] = {}
+        self.values: dict[str, Any] = {}
+        self.output_path = ""
+        self.last_checkpoint = ""
+        self.samples: list[str] = []
+        self.summary: dict[str, Any] = {}
+        self._run_dir: Path | None = None
+        self.load_settings()
+
+    # ------------------------------------------------------------------ settings
+    def load_settings(self) -> None:
+        try:
+            self.settings = facade.train_settings()
+            self.presets = facade.train_presets()
+        except ImportError:
+            self.settings, self.presets = [], {}  # training engine not installed: the tab says so
+        self.values = {s.name: s.default for s in self.settings}
+        self.valueChanged.emit("")
+
+    def value(self, name: str) -> Any:
+        return self.values.get(name)
+
+    def set_value(self, name: str, value: Any) -> None:
+        if self.values.get(name) != value:
+            self.values[name] = value
+            self.valueChanged.emit(name)
+
+    def apply_preset(self, name: str) -> None:
+        for key, value in self.presets.get(name, {}).items():
+            if key in self.values:
+                self.values[key] = value
+        self.valueChanged.emit("")
+
+    def adapter_name(self) -> str:
+        for key in ("name", "output_name", "title"):
+            if self.values.get(key):
+                return str(self.values[key])
+        return Path(self.dataset.folder).name if self.dataset.folder else "style"
+
+    # ------------------------------------------------------------------ dataset
+    def load_dataset(self, folder: str) -> None:
+        folder = str(folder)
+        self._set_state(SCANNING)
+        self.message.emit(f"Reading {Path(folder).name}…")
+        limits = {"min_side": self.values.get("min_image_side"), "max_pixels": self.values.get("max_image_pixels")}
+        run_in_background(lambda: facade.scan_dataset(folder, **limits), self._scanned, self._scan_failed)
+
+    def load_files(self, files: list[str]) -> None:
+        """Dropped loose images: copy them into a fresh dataset folder (captions travel with them)."""
+        target = Path(tempfile.mkdtemp(prefix="dropped-", dir=_ensure(facade.adapters_dir().parent / "datasets")))
+        for f in files:
+            src = Path(f)
+            shutil.copy2(src, target / src.name)
+            if src.with_suffix(".txt").is_file():
+                shutil.copy2(src.with_suffix(".txt"), target / src.with_suffix(".txt").name)
+        self.load_dataset(str(target))
+
+    def _scanned(self, summary: facade.DatasetSummary) -> None:
+        self.dataset.set_summary(summary)
+        self._set_state(IDLE)
+        usable, skipped = self.dataset.usable_count(), self.dataset.skipped_count()
+        self.message.emit(f"{usable} usable images, {skipped} skipped")
+        self.datasetLoaded.emit(usable, skipped)
+
+    def _scan_failed(self, exc: BaseException) -> None:
+        self._set_state(IDLE)
+        self.dataset.clear()
+        self.errorRaised.emit(*describe_exception(exc))
+
+    # ------------------------------------------------------------------ running
+    def can_start(self) -> tuple[bool, str]:
+        if self.state != IDLE:
+            return False, "Training is already running."
+        if not self.settings:
+            return False, "The training engine is not available."
+        if not self.dataset.folder or self.dataset.usable_count() == 0:
+            return False, "Drop a folder of style images first."
+        if not self.base_model:
+            return False, "Pick a base model first (File → Open base model)."
+        return True, ""
+
+    def start(self, *, resume: bool = False) -> None:
+        ok, why = self.can_start()
+        if not ok:
+            self.errorRaised.emit(why, "")
+            return
+        out = self.output_path if resume and self.output_path else str(facade.new_adapter_path(self.adapter_name()))
+        self.output_path = out
+        self._run_dir = facade.adapters_dir().parent / "runs" / Path(out).stem
+        argv = facade.train_child_argv(
+            self.dataset.folder, self.base_model, out, self.values, run_dir=self._run_dir, resume=resume
+        )
+        self.samples, self.summary = [], {}
+        self._set_state(RUNNING)
+        self.message.emit("Resuming…" if resume else "Starting training…")
+        self.start_argv(argv)
+
+    def start_argv(self, argv: list[str]) -> None:
+        """Run an exact command line (the real CLI, or a stand-in child in tests)."""
+        self._set_state(RUNNING)
+        self.runner.start(argv, cwd=child_cwd())
+
+    def resume(self) -> None:
+        self.start(resume=True)
+
+    def can_resume(self) -> bool:
+        return self.state == IDLE and bool(self.last_checkpoint) and bool(self.output_path)
+
+    def cancel(self) -> None:
+        if self.state == RUNNING:
+            self._set_state(CANCELLING)
+            self.message.emit("Stopping after this step and saving a checkpoint…")
+            self.runner.cancel()
+
+    # ------------------------------------------------------------------ events from the child
+    def _on_event(self, ev: Any) -> None:
+        if isinstance(ev, Progress):
+            self.progressChanged.emit(ev.step, ev.total, ev.it_per_s, ev.eta_s)
+            if ev.phase == "train":
+                self.lossPoint.emit(ev.step, ev.loss, ev.smoothed_loss)
+            else:
+                self.message.emit(f"{ev.phase.capitalize()}: {ev.step}/{ev.total}")
+        elif isinstance(ev, SampleReady):
+            self.samples.extend(ev.paths)
+            self.samplesReady.emit(ev.step, list(ev.paths))
+        elif isinstance(ev, CheckpointSaved):
+            self.last_checkpoint = ev.path
+            self.message.emit(f"Checkpoint saved at step {ev.step}")
+        elif isinstance(ev, Log):
+            self.message.emit(ev.message)
+        elif isinstance(ev, Error):
+            self.message.emit(ev.message)
+
+    def _on_finished(self, ev: Finished) -> None:
+        self.summary = dict(ev.summary or {})
+        base, adapter = validation_losses(self.summary)
+        if base is not None or adapter is not None:
+            self.validationReady.emit(base, adapter)
+        self._set_state(IDLE)
+        if ev.cancelled:
+            self.last_checkpoint = self.last_checkpoint or str(ev.output or "")
+            self.message.emit("Cancelled; a checkpoint was saved, press Resume to continue.")
+        else:
+            self.last_checkpoint = ""
+            if ev.output:
+                self.output_path = str(ev.output)
+            self.message.emit(f"Done: {Path(self.output_path).name} is on the shelf.")
+            self.adapterReady.emit(self.output_path)
+        self.runEnded.emit(bool(ev.cancelled))
+
+    def _on_failed(self, message: str, details: str) -> None:
+        self._set_state(IDLE)
+        self.errorRaised.emit(message, details)
+        self.runEnded.emit(False)
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self.stateChanged.emit(state)
+
+
+def validation_losses(summary: dict[str, Any]) -> tuple[float | None, float | None]:
+    """Base and adapter held-out losses from a run summary, whatever nesting the trainer used."""
+    flat = dict(summary)
+    for key in ("validation", "val", "val_loss"):
+        if isinstance(summary.get(key), dict):
+            flat.update({f"{key}_{k}": v for k, v in summary[key].items()})
+            flat.update(summary[key])
+    base = adapter = None
+    for key, value in flat.items():
+        if not isinstance(value, (int, float)):
+            continue
+        k = key.lower()
+        if "base" in k and base is None:
+            base = float(value)
+        elif ("adapter" in k or "lora" in k) and adapter is None:
+            adapter = float(value)
+    return base, adapter
+
+
+def _ensure(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

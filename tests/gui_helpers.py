@@ -1,0 +1,66 @@
+"""Shared helpers for the GUI tests (not a test module): settings isolation, images, a stand-in child."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+from PIL import Image
+
+# A stand-in for `styleshelf train --json-events`: prints the same event lines, handles SIGTERM like the
+# real trainer (stop, report a cancelled finish), and can crash on request.
+FAKE_TRAINER = textwrap.dedent(
+    """
+    import json, signal, sys, time
+    mode = sys.argv[1]
+    stop = False
+    def on_term(*_):
+        global stop
+        stop = True
+    signal.signal(signal.SIGTERM, on_term)
+    def emit(**ev):
+        print(json.dumps(ev), flush=True)
+    emit(event="log", message="caching latents")
+    total = 5 if mode != "slow" else 10_000
+    for step in range(1, total + 1):
+        if stop:
+            emit(event="checkpoint", step=step - 1, path="ckpt-%d" % (step - 1))
+            emit(event="finished", output="", cancelled=True, summary={})
+            sys.exit(0)
+        if mode == "crash" and step == 3:
+            print("Traceback: boom", file=sys.stderr, flush=True)
+            sys.exit(3)
+        if mode == "usererror":
+            print("styleshelf: error: Dataset folder not found: /nope", file=sys.stderr, flush=True)
+            sys.exit(2)
+        emit(event="progress", step=step, total=total, loss=1.0 / step, smoothed_loss=1.0 / step,
+             it_per_s=10.0, eta_s=(total - step) / 10.0, phase="train")
+        print("not json: a stray print", flush=True)
+        time.sleep(0.02 if mode != "slow" else 0.05)
+    emit(event="finished", output="out.safetensors", cancelled=False,
+         summary={"validation": {"base_loss": 0.5, "adapter_loss": 0.4}})
+    """
+)
+
+
+def fake_trainer_argv(tmp_path: Path, mode: str) -> list[str]:
+    script = tmp_path / "fake_trainer.py"
+    script.write_text(FAKE_TRAINER, encoding="utf-8")
+    return [sys.executable, str(script), mode]
+
+
+def make_style_folder(folder: Path, good: int = 4) -> Path:
+    """``good`` usable striped images with captions, plus three files that must be skipped."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(good):
+        img = Image.new("RGB", (96, 96), (40 * i % 255, 90, 200))
+        for x in range(0, 96, 8):
+            for y in range(96):
+                img.putpixel((x, y), (250, 250, 250))
+        img.save(folder / f"stripes_{i}.png")
+        (folder / f"stripes_{i}.txt").write_text(f"stripes number {i}\n", encoding="utf-8")
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "not_an_image.jpg").write_text("hello, I am text", encoding="utf-8")
+    Image.new("RGB", (16, 16), (0, 0, 0)).save(folder / "too_small.png")
+    return folder

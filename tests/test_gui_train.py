@@ -1,0 +1,135 @@
+"""Train tab: dataset grid from a dropped folder, caption edits, the child-process runner (with a stand-in
+child for events/crash/cancel) and a real training run on the tiny model through the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+
+from tests.gui_helpers import fake_trainer_argv, make_style_folder
+
+pytestmark = pytest.mark.qt_log_ignore("propagateSizeHints")
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path):
+    from PySide6.QtCore import QSettings
+
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "qsettings"))
+    yield
+
+
+@pytest.fixture
+def train_tab(qtbot):
+    from app.gui.train_tab import TrainTab
+    from app.gui.train_vm import TrainViewModel
+
+    vm = TrainViewModel()
+    tab = TrainTab(vm)
+    qtbot.addWidget(tab)
+    return tab
+
+
+def drop_urls(widget, paths: list[Path]) -> None:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
+                       Qt.KeyboardModifier.NoModifier)
+    widget.dropEvent(event)
+
+
+def test_dropped_folder_fills_grid_with_usable_and_skipped(qtbot, train_tab, tmp_path):
+    folder = make_style_folder(tmp_path / "style", good=5)
+    vm = train_tab.vm
+    with qtbot.waitSignal(vm.datasetLoaded, timeout=30_000) as blocker:
+        drop_urls(train_tab, [folder])
+    assert blocker.args == [5, 3]
+    model = vm.dataset
+    assert model.rowCount() == 8
+    reasons = dict(model.skipped())
+    assert set(reasons) == {"empty.png", "not_an_image.jpg", "too_small.png"}
+    assert all(reason for reason in reasons.values())
+    assert "5 usable · 3 skipped" in train_tab.counts_label.text()
+    assert train_tab.grid.isVisibleTo(train_tab) and not train_tab.hint_frame.isVisibleTo(train_tab)
+    # Thumbnails load lazily, off the UI thread, and land in the model.
+    from app.gui.dataset_model import PathRole
+
+    first_good = next(r for r in range(8) if not model.index(r).data(Qt.ItemDataRole.UserRole + 2))
+    model.index(first_good).data(Qt.ItemDataRole.DecorationRole)
+    qtbot.waitUntil(lambda: model.thumbnails.is_loaded(model.index(first_good).data(PathRole)), timeout=10_000)
+
+
+def test_caption_edit_is_saved_to_sidecar(qtbot, train_tab, tmp_path):
+    folder = make_style_folder(tmp_path / "style", good=2)
+    with qtbot.waitSignal(train_tab.vm.datasetLoaded, timeout=30_000):
+        train_tab.vm.load_dataset(str(folder))
+    model = train_tab.vm.dataset
+    row = next(r for r in range(model.rowCount()) if Path(model.entries()[r].path).name == "stripes_1.png")
+    assert model.index(row).data(Qt.ItemDataRole.EditRole) == "stripes number 1"
+    assert model.setData(model.index(row), "  blue stripes, bold  ")
+    assert (folder / "stripes_1.txt").read_text(encoding="utf-8") == "blue stripes, bold\n"
+    skipped_row = next(r for r in range(model.rowCount()) if model.entries()[r].skipped_reason)
+    assert not model.flags(model.index(skipped_row)) & Qt.ItemFlag.ItemIsEditable
+
+
+def test_settings_form_follows_config_and_presets(qtbot, train_tab):
+    from PySide6.QtWidgets import QComboBox, QSpinBox
+
+    form, vm = train_tab.form, train_tab.vm
+    steps = form.editors["steps"]
+    assert isinstance(steps, QSpinBox) and steps.minimum() == 1 and steps.maximum() == 200_000
+    assert steps.toolTip()  # help text becomes the tooltip
+    assert isinstance(form.editors["lr_schedule"], QComboBox)
+    assert "dataset_dir" not in form.editors and "base" not in form.editors
+    assert form.advanced_box.isVisibleTo(train_tab)
+    steps.setValue(123)
+    assert vm.value("steps") == 123
+    vm.apply_preset("quality style")
+    assert steps.value() == vm.presets["quality style"]["steps"]
+    assert form.editors["rank"].value() == vm.presets["quality style"]["rank"]
+
+
+def test_runner_turns_child_lines_into_signals(qtbot, tmp_path):
+    from app.gui.train_vm import TrainViewModel
+
+    vm = TrainViewModel()
+    points, progress = [], []
+    vm.lossPoint.connect(lambda s, loss, sm: points.append((s, loss)))
+    vm.progressChanged.connect(lambda s, t, r, e: progress.append((s, t)))
+    with qtbot.waitSignal(vm.runEnded, timeout=30_000) as blocker, qtbot.waitSignal(vm.validationReady) as val:
+        vm.start_argv(fake_trainer_argv(tmp_path, "ok"))
+    assert blocker.args == [False]
+    assert progress == [(s, 5) for s in range(1, 6)]
+    assert points[-1] == (5, pytest.approx(0.2))
+    assert val.args == [0.5, 0.4]
+    assert vm.state == "idle"
+
+
+def test_crashing_child_becomes_an_error_not_a_crash(qtbot, tmp_path):
+    from app.gui.train_vm import TrainViewModel
+
+    vm = TrainViewModel()
+    with qtbot.waitSignal(vm.errorRaised, timeout=30_000) as err:
+        vm.start_argv(fake_trainer_argv(tmp_path, "crash"))
+    assert "exit code 3" in err.args[0]
+    assert "boom" in err.args[1]  # stderr is the details
+    with qtbot.waitSignal(vm.errorRaised, timeout=30_000) as err:
+        vm.start_argv(fake_trainer_argv(tmp_path, "usererror"))
+    assert err.args[0] == "Dataset folder not found: /nope"
+
+
+def test_cancel_stops_child_and_allows_resume(qtbot, tmp_path):
+    from app.gui.train_vm import TrainViewModel
+
+    vm = TrainViewModel()
+    vm.output_path = str(tmp_path / "x.safetensors")
+    with qtbot.waitSignal(vm.progressChanged, timeout=30_000):
+        vm.start_argv(fake_trainer_argv(tmp_path, "slow"))
+    with qtbot.waitSignal(vm.runEnded, timeout=30_000) as ended:
+        vm.cancel()
+    assert ended.args == [True]
+    assert vm.last_checkpoint.startswith("ckpt-")
+    assert vm.can_resume()
