@@ -1,16 +1,216 @@
-"""`styleshelf train` (placeholder until its engine lands)."""
+"""`styleshelf train DATASET_DIR --base MODEL --out ADAPTER.safetensors …` — train a LoRA style adapter.
+
+Default output is a tqdm bar and log lines on stderr. ``--json-events`` prints one JSON event per line
+on stdout and nothing else (the GUI runs training as a child process through it). SIGTERM or a first
+Ctrl-C cancels: the current step finishes, a checkpoint and the adapter so far are saved.
+Works under ``torchrun``/``accelerate launch`` (only rank 0 prints events and writes files).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
-from app.engine.errors import UserError
+# CLI flag → TrainConfig field, for the flags the issue fixes; --set covers every other field.
+_FLAG_FIELDS = {
+    "base": "base", "out": "out", "steps": "steps", "rank": "rank", "alpha": "alpha", "lr": "learning_rate",
+    "resolution": "resolution", "batch_size": "batch_size", "trigger": "trigger", "seed": "seed",
+    "sample_every": "sample_every", "sample_prompt": "sample_prompts", "name": "name",
+    "validation_images": "validation_images", "checkpoint_every": "checkpoint_every",
+    "sample_steps": "sample_steps",
+}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("train", help="(not built yet)")
-    parser.set_defaults(func=run)
+    p = sub.add_parser("train", help="Train a LoRA style adapter on a folder of images.",
+                       description="Train a LoRA style adapter on a folder of images.")
+    p.add_argument("dataset_dir", metavar="DATASET_DIR", nargs="?", help="folder of images (+ .txt captions)")
+    p.add_argument("--base", metavar="MODEL", help="base model: diffusers folder or .safetensors")
+    p.add_argument("--out", metavar="ADAPTER.safetensors", help="adapter file to write")
+    p.add_argument("--steps", type=int, metavar="N")
+    p.add_argument("--rank", type=int, metavar="R")
+    p.add_argument("--alpha", type=float, metavar="A", help="LoRA alpha (scale alpha/rank; default = rank)")
+    p.add_argument("--lr", type=float, metavar="LR", help="learning rate")
+    p.add_argument("--resolution", type=int, metavar="PX")
+    p.add_argument("--batch-size", type=int, metavar="B")
+    p.add_argument("--trigger", metavar="WORD", help="trigger word prepended to every caption")
+    p.add_argument("--seed", type=int, metavar="S")
+    p.add_argument("--config", metavar="RUN.toml", help="settings file (flags given here override it)")
+    p.add_argument("--preset", metavar="NAME", help="start from a preset: 'fast style' or 'quality style'")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint of this run")
+    p.add_argument("--sample-every", type=int, metavar="N", help="write sample images every N steps")
+    p.add_argument("--sample-prompt", action="append", metavar="TEXT", help="sample prompt (repeatable)")
+    p.add_argument("--sample-steps", type=int, metavar="N", help="denoising steps per sample")
+    p.add_argument("--name", help="adapter title")
+    p.add_argument("--validation-images", type=int, metavar="N", help="images held out for validation")
+    p.add_argument("--checkpoint-every", type=int, metavar="N")
+    p.add_argument("--train-text-encoder", action="store_true", default=None, help="also train text-encoder LoRA")
+    p.add_argument("--no-cache", action="store_true", help="encode images and captions every step (slower)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other setting, e.g. --set lr_schedule=cosine (repeatable)")
+    p.add_argument("--scan-only", action="store_true", help="only check the dataset and print the report")
+    p.add_argument("--json-events", action="store_true", help="one JSON event per line on stdout (for the GUI)")
+    p.set_defaults(func=run)
+
+
+def build_config(args: argparse.Namespace):
+    from app.engine.configbase import describe
+    from app.engine.errors import UserError
+    from app.engine.train.config import TrainConfig, config_from_preset, load_toml
+
+    overrides = {field: getattr(args, flag) for flag, field in _FLAG_FIELDS.items()
+                 if getattr(args, flag, None) is not None}
+    if args.dataset_dir:
+        overrides["dataset_dir"] = args.dataset_dir
+    if args.resume:
+        overrides["resume"] = True
+    if args.train_text_encoder:
+        overrides["train_text_encoder"] = True
+    if args.no_cache:
+        overrides["cache_latents"] = False
+    settings = {s.name: s for s in describe(TrainConfig)}
+    for item in args.set:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in settings:
+            raise UserError(f"--set {item!r}: expected KEY=VALUE with a known setting name.",
+                            hint=f"Known: {', '.join(settings)}.")
+        overrides[key] = _parse_value(raw.strip(), settings[key].type, key)
+    if args.config:
+        return load_toml(args.config, preset=args.preset, **overrides)
+    if args.preset:
+        return config_from_preset(args.preset, **overrides)
+    from app.engine.configbase import from_dict
+
+    return from_dict(TrainConfig, overrides) if overrides else TrainConfig()
+
+
+def _parse_value(raw: str, kind, key: str):
+    from app.engine.errors import UserError
+
+    text = str(kind)
+    try:
+        if kind is bool or text == "bool":
+            if raw.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(raw)
+            return raw.lower() in ("1", "true", "yes", "on")
+        if kind is int or text == "int":
+            return int(raw)
+        if kind is float or text == "float":
+            return float(raw)
+        if "list" in text:
+            return [p.strip() for p in raw.split("|") if p.strip()]
+    except ValueError:
+        raise UserError(f"--set {key}={raw}: not a valid {text}.") from None
+    return raw
 
 
 def run(args: argparse.Namespace) -> int:
-    raise UserError("'train' is not built yet.")
+    import signal
+
+    from app.engine.events import CancelToken
+
+    config = build_config(args)
+    if args.scan_only:
+        return _scan_only(config, args.json_events)
+    real_stdout = sys.stdout
+    if args.json_events:
+        # Libraries occasionally print; on the event channel that would be a corrupt line for the GUI.
+        sys.stdout = sys.stderr
+    cancel = CancelToken()
+
+    def request_cancel(signum, _frame):
+        if cancel.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        cancel.cancel()
+        print("styleshelf: stopping after this step and saving…", file=sys.stderr)
+
+    signal.signal(signal.SIGTERM, request_cancel)
+    signal.signal(signal.SIGINT, request_cancel)
+    on_event = _json_printer(real_stdout) if args.json_events else _TerminalPrinter()
+    from app.engine.train import train
+
+    try:
+        result = train(config, on_event=on_event, cancel=cancel)
+    finally:
+        sys.stdout = real_stdout
+        if isinstance(on_event, _TerminalPrinter):
+            on_event.close()
+    if not args.json_events and result.adapter is not None:
+        s = result.summary
+        print(f"wrote {result.adapter} ({result.steps} steps{', cancelled' if result.cancelled else ''}; "
+              f"validation loss {s['validation_loss_base']:.4f} → {s['validation_loss_adapter']:.4f})")
+    return 0
+
+
+def _json_printer(stream):
+    def emit(event) -> None:
+        stream.write(event.to_json() + "\n")
+        stream.flush()
+
+    return emit
+
+
+class _TerminalPrinter:
+    """A tqdm bar for steps (and caching), log lines above it; everything on stderr."""
+
+    def __init__(self) -> None:
+        self.bar = None
+        self.phase = ""
+
+    def __call__(self, event) -> None:
+        from tqdm import tqdm
+
+        kind = event.kind
+        if kind == "progress":
+            if self.bar is None or self.phase != event.phase:
+                self.close()
+                self.phase = event.phase
+                self.bar = tqdm(total=event.total, desc=event.phase, unit="step" if event.phase == "train" else "img",
+                                file=sys.stderr, dynamic_ncols=True)
+                self.bar.n = 0
+            self.bar.n = event.step
+            if event.loss is not None:
+                self.bar.set_postfix(loss=f"{event.loss:.4f}", avg=f"{event.smoothed_loss:.4f}", refresh=False)
+            self.bar.refresh()
+        elif kind == "log":
+            self._write(("warning: " if event.level == "warning" else "") + event.message)
+        elif kind == "checkpoint":
+            self._write(f"checkpoint saved: {event.path}")
+        elif kind == "sample":
+            self._write("samples: " + ", ".join(event.paths))
+        # Error events are not echoed: the CLI prints the one-line reason itself.
+
+    def _write(self, line: str) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(line, file=sys.stderr) if self.bar is not None else print(line, file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _scan_only(config, as_json: bool) -> int:
+    import json
+
+    from app.engine.train import scan_dataset
+
+    if not config.dataset_dir:
+        from app.engine.errors import UserError
+
+        raise UserError("No dataset folder given.", hint="Pass DATASET_DIR.")
+    report = scan_dataset(config.dataset_dir, trigger=config.trigger, min_side=config.min_image_side,
+                          max_pixels=config.max_image_pixels, filename_captions=config.filename_captions)
+    if as_json:
+        print(json.dumps({
+            "items": [{"path": str(i.path), "caption": i.caption, "caption_source": i.caption_source,
+                       "width": i.width, "height": i.height, "mode": i.mode} for i in report.items],
+            "skipped": [{"path": str(s.path), "reason": s.reason} for s in report.skipped],
+            "tag_frequency": report.tag_frequency,
+        }))
+    else:
+        print(report.summary())
+    report.require_usable()
+    return 0

@@ -1,0 +1,140 @@
+"""Resumable checkpoints: LoRA weights + optimiser + LR schedule + RNG, never the base model, never a pickle.
+
+Layout: ``<adapter>.checkpoints/step-000200/{lora,optimizer}.safetensors + state.json``. A checkpoint is
+written into a hidden temporary folder, every file fsynced, then the folder is renamed into place, so after
+kill -9 a ``step-*`` folder is always complete and a half-written one is only ever a ``.tmp`` leftover.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from app.engine.atomic import _fsync_dir
+
+FORMAT_VERSION = 1
+_NAME = re.compile(r"^step-(\d{6,})$")
+
+
+@dataclass
+class Checkpoint:
+    step: int
+    path: Path
+    lora: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    state: dict[str, Any]
+
+
+def save_checkpoint(folder: Path, *, step: int, lora: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
+                    scheduler, extra: dict[str, Any], keep: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"step-{step:06d}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=folder))
+    try:
+        save_file({k: v.contiguous() for k, v in lora.items()}, str(tmp / "lora.safetensors"))
+        opt_tensors, opt_meta = _split_optimizer(optimizer.state_dict())
+        opt_tensors["rng.torch"] = torch.random.get_rng_state()
+        save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+        state = {"format": FORMAT_VERSION, "step": step, "optimizer": opt_meta,
+                 "scheduler": _jsonable(scheduler.state_dict()), **extra}
+        (tmp / "state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
+        for name in ("lora.safetensors", "optimizer.safetensors", "state.json"):
+            with open(tmp / name, "rb") as fh:
+                os.fsync(fh.fileno())
+        _fsync_dir(tmp)
+        if final.exists():  # the same step saved again (cancel right after a periodic save)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    prune(folder, keep)
+    return final
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    found = list_checkpoints(folder)
+    return found[-1] if found else None
+
+
+def list_checkpoints(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name)) and
+             (p / "state.json").is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def prune(folder: Path, keep: int) -> None:
+    for old in list_checkpoints(folder)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    for leftover in folder.glob(".step-*.tmp"):  # from a run killed mid-save
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    if state.get("format") != FORMAT_VERSION:
+        raise ValueError(f"checkpoint format {state.get('format')} is not {FORMAT_VERSION}")
+    opt_tensors = load_file(str(path / "optimizer.safetensors"))
+    rng = opt_tensors.pop("rng.torch", None)
+    if rng is not None:
+        torch.random.set_rng_state(rng)
+    return Checkpoint(
+        step=int(state["step"]),
+        path=path,
+        lora=load_file(str(path / "lora.safetensors")),
+        optimizer=_join_optimizer(opt_tensors, state["optimizer"]),
+        scheduler=state["scheduler"],
+        state=state,
+    )
+
+
+def _split_optimizer(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors go to safetensors as ``state.<param id>.<name>``; the rest (hyper-parameters) to JSON."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, entry in sd["state"].items():
+        for name, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"state.{pid}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[name] = value
+    return tensors, {"param_groups": _jsonable(sd["param_groups"]), "scalars": scalars}
+
+
+def _join_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        _, pid, name = key.split(".", 2)
+        state.setdefault(int(pid), {})[name] = value
+    for pid, entry in meta.get("scalars", {}).items():
+        state.setdefault(int(pid), {}).update(entry)
+    groups = meta["param_groups"]
+    for group in groups:
+        if isinstance(group.get("betas"), list):
+            group["betas"] = tuple(group["betas"])
+    return {"state": state, "param_groups": groups}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, (int, float, str, bool)) or value is None:
+        return value
+    return None  # callables (lr lambdas) are rebuilt from the config, not stored

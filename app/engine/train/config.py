@@ -1,0 +1,205 @@
+"""The training settings: one typed dataclass the GUI turns into a form, the CLI into flags, TOML into a run.
+
+Import-light on purpose (no torch): the GUI reads ``describe(TrainConfig)`` at start-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.engine.configbase import from_dict, setting, validate
+from app.engine.errors import DatasetError, ModelLoadError, UserError
+
+LORA_TARGETS = ("attention", "attention+ff", "attention+ff+conv")
+SCHEDULES = ("constant", "cosine", "linear")
+PRECISIONS = ("auto", "no", "fp16", "bf16")
+PREDICTIONS = ("auto", "epsilon", "v_prediction")
+
+
+@dataclass
+class TrainConfig:
+    # --- the common ones (shown first in the GUI) ---
+    name: str = setting("my-style", "Name of the style; used as the adapter title and file name")
+    dataset_dir: str = setting("", "Folder of training images (.txt captions beside them are used)")
+    base: str = setting("", "Base model: a diffusers folder or a single .safetensors checkpoint")
+    out: str = setting("", "Adapter file to write (.safetensors); empty = <user data>/adapters/<name>.safetensors")
+    trigger: str = setting("", "Trigger word prepended to every caption (and written into the adapter)")
+    steps: int = setting(1000, "Optimisation steps", minimum=1, maximum=200_000)
+    rank: int = setting(16, "LoRA rank: capacity of the adapter (4–32 is typical for a style)", minimum=1, maximum=256)
+    learning_rate: float = setting(1e-4, "Learning rate of the UNet LoRA", minimum=1e-7, maximum=1.0)
+    resolution: int = setting(512, "Training resolution in pixels (bucket area ≈ resolution²)", minimum=32, maximum=2048)
+    batch_size: int = setting(1, "Images per step (per GPU)", minimum=1, maximum=64)
+
+    # --- advanced ---
+    alpha: float = setting(
+        0.0, "LoRA alpha; the update is scaled by alpha / rank. 0 = same as rank (scale 1)", minimum=0, maximum=1024,
+        advanced=True,
+    )
+    seed: int = setting(42, "Random seed (same seed + settings = same adapter on CPU)", minimum=0, maximum=2**31 - 1,
+                        advanced=True)
+    lora_targets: str = setting(
+        "attention", "Layers that get LoRA: attention projections, + feed-forward, + convolutions",
+        choices=LORA_TARGETS, advanced=True,
+    )
+    train_text_encoder: bool = setting(False, "Also train LoRA on the text encoder(s) (text outputs are then not cached)",
+                                       advanced=True)
+    text_encoder_lr: float = setting(5e-5, "Learning rate of the text-encoder LoRA", minimum=1e-7, maximum=1.0,
+                                     advanced=True)
+    gradient_accumulation: int = setting(1, "Micro-batches summed per optimiser step", minimum=1, maximum=256,
+                                         advanced=True)
+    lr_schedule: str = setting("constant", "Learning-rate schedule after warm-up", choices=SCHEDULES, advanced=True)
+    warmup_steps: int = setting(0, "Linear warm-up steps", minimum=0, maximum=100_000, advanced=True)
+    weight_decay: float = setting(1e-2, "AdamW weight decay", minimum=0, maximum=1.0, advanced=True)
+    max_grad_norm: float = setting(1.0, "Gradient clipping norm (0 = off)", minimum=0, maximum=1000, advanced=True)
+    mixed_precision: str = setting(
+        "auto", "Weights' precision on GPU (LoRA stays fp32); auto = bf16 if supported else fp16; CPU always fp32",
+        choices=PRECISIONS, advanced=True,
+    )
+    gradient_checkpointing: bool = setting(False, "Trade speed for memory (recompute activations)", advanced=True)
+    min_snr_gamma: float = setting(5.0, "Min-SNR-γ loss weighting (0 = off)", minimum=0, maximum=100, advanced=True)
+    noise_offset: float = setting(0.0, "Noise offset (helps very dark/bright styles; 0.05 is typical)", minimum=0,
+                                  maximum=1.0, advanced=True)
+    prediction_type: str = setting("auto", "Training target; auto = the model's own", choices=PREDICTIONS,
+                                   advanced=True)
+    cache_latents: bool = setting(True, "Encode images and captions once and cache them on disk", advanced=True)
+    random_crop: bool = setting(False, "Random instead of center crop (needs caching off)", advanced=True)
+    flip: bool = setting(False, "Also train on mirrored images (doubles the cached set)", advanced=True)
+    bucket_step: int = setting(64, "Bucket sides are multiples of this many pixels", minimum=8, maximum=256,
+                               advanced=True)
+    max_upscale: float = setting(1.0, "Never upscale an image by more than this factor to fill a bucket",
+                                 minimum=1.0, maximum=8.0, advanced=True)
+    min_image_side: int = setting(64, "Skip images whose shorter side is smaller (pixels)", minimum=1, maximum=4096,
+                                  advanced=True)
+    max_image_pixels: int = setting(80_000_000, "Skip images with more pixels (decompression-bomb guard)",
+                                    minimum=1, maximum=1_000_000_000, advanced=True)
+    background: str = setting("white", "Fill behind transparent pixels", choices=("white", "mean"), advanced=True)
+    filename_captions: bool = setting(True, "Use the cleaned file name as caption when there is no .txt",
+                                      advanced=True)
+    validation_images: int = setting(
+        0, "Images held out for validation (0 = validate on up to 4 training images)", minimum=0, maximum=64,
+        advanced=True,
+    )
+    sample_every: int = setting(0, "Write sample images every N steps (0 = off)", minimum=0, maximum=100_000,
+                                advanced=True)
+    sample_prompts: list[str] = setting([], "Prompts for samples (empty = the trigger word)", advanced=True)
+    sample_steps: int = setting(20, "Denoising steps per sample", minimum=1, maximum=150, advanced=True)
+    sample_resolution: int = setting(0, "Sample size in pixels (0 = training resolution)", minimum=0, maximum=2048,
+                                     advanced=True)
+    thumbnail: bool = setting(True, "Embed a 256 px sample as the adapter thumbnail", advanced=True)
+    checkpoint_every: int = setting(250, "Save a resumable checkpoint every N steps (0 = only at the end/cancel)",
+                                    minimum=0, maximum=100_000, advanced=True)
+    keep_checkpoints: int = setting(2, "Checkpoints kept (oldest deleted)", minimum=1, maximum=100, advanced=True)
+    resume: bool = setting(False, "Continue from the newest checkpoint of this run", advanced=True)
+    description: str = setting("", "Free text stored in the adapter", advanced=True)
+
+    def resolved_out(self) -> Path:
+        if self.out:
+            return Path(self.out).expanduser()
+        from app.engine.paths import user_data_dir
+
+        return user_data_dir() / "adapters" / f"{_safe_name(self.name)}.safetensors"
+
+    def resolved_alpha(self) -> float:
+        return float(self.alpha) if self.alpha > 0 else float(self.rank)
+
+    def checkpoint_dir(self) -> Path:
+        out = self.resolved_out()
+        return out.with_name(out.stem + ".checkpoints")
+
+    def samples_dir(self) -> Path:
+        out = self.resolved_out()
+        return out.with_name(out.stem + ".samples")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        import tomli_w
+
+        return tomli_w.dumps(self.to_dict())
+
+    def check(self) -> None:
+        """Validate ranges and the combinations a range cannot express; raise UserError naming the field."""
+        validate(self)
+        if not self.dataset_dir:
+            raise UserError("No dataset folder given.", hint="Pass DATASET_DIR (a folder of images).")
+        if not self.base:
+            raise UserError("No base model given.", hint="Pass --base MODEL (a diffusers folder or .safetensors).")
+        if self.random_crop and self.cache_latents:
+            raise UserError("Random crop needs latent caching off (a cached latent has one fixed crop).",
+                            hint="Turn off cache_latents or random_crop.")
+        if self.resolution % 8:
+            raise UserError(f"Resolution must be a multiple of 8 (got {self.resolution}).")
+        if self.resolved_out().suffix != ".safetensors":
+            raise UserError(f"The adapter file must end in .safetensors (got {self.resolved_out().name}).")
+        if not Path(self.dataset_dir).expanduser().is_dir():
+            raise DatasetError(f"Dataset folder not found: {self.dataset_dir}")
+        if not Path(self.base).expanduser().exists():
+            raise ModelLoadError(f"Base model not found: {self.base}",
+                                 hint="Pass a diffusers folder or a .safetensors checkpoint.")
+
+
+# Presets are plain data so the GUI can list them and a TOML file can name one.
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    "fast style": {
+        "steps": 600,
+        "rank": 8,
+        "learning_rate": 4e-4,
+        "resolution": 512,
+        "batch_size": 2,
+        "lr_schedule": "constant",
+        "warmup_steps": 20,
+        "min_snr_gamma": 5.0,
+        "cache_latents": True,
+        "checkpoint_every": 200,
+    },
+    "quality style": {
+        "steps": 2500,
+        "rank": 32,
+        "alpha": 16.0,
+        "learning_rate": 1e-4,
+        "resolution": 768,
+        "batch_size": 2,
+        "lora_targets": "attention+ff",
+        "lr_schedule": "cosine",
+        "warmup_steps": 100,
+        "min_snr_gamma": 5.0,
+        "noise_offset": 0.03,
+        "flip": True,
+        "cache_latents": True,
+        "checkpoint_every": 250,
+    },
+}
+
+
+def config_from_preset(preset: str, **overrides: Any) -> TrainConfig:
+    if preset not in TRAIN_PRESETS:
+        raise UserError(f"Unknown preset {preset!r}.", hint=f"Choose from: {', '.join(TRAIN_PRESETS)}.")
+    return from_dict(TrainConfig, {**TRAIN_PRESETS[preset], **overrides})
+
+
+def load_toml(path: str | Path, *, preset: str | None = None, **overrides: Any) -> TrainConfig:
+    """Read a run file; a ``preset = "fast style"`` key (or ``preset=``) applies that preset under its values."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"Config file not found: {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"Config file {path.name} is not valid TOML: {err}") from None
+    data = dict(data.get("train", data))  # accept a [train] table or top-level keys
+    file_preset = data.pop("preset", None)
+    preset = preset or file_preset
+    base = dict(TRAIN_PRESETS[preset]) if preset in TRAIN_PRESETS else {}
+    if preset is not None and preset not in TRAIN_PRESETS:
+        raise UserError(f"Unknown preset {preset!r} in {path.name}.", hint=f"Choose from: {', '.join(TRAIN_PRESETS)}.")
+    return from_dict(TrainConfig, {**base, **data, **overrides})
+
+
+def _safe_name(name: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "-_ ." else "_" for c in name).strip(" .")
+    return cleaned or "adapter"

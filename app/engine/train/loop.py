@@ -1,0 +1,521 @@
+"""``train(config, on_event=, cancel=)``: the LoRA training run from folder to adapter file.
+
+Order of work: scan the dataset → load the base → encode and cache latents/text (main rank first) →
+attach LoRA → optimise (per step only the UNet forward/backward and the optimiser) → validate base vs
+adapter → write the adapter. Runs under HF Accelerate, so ``torchrun``/``accelerate launch`` spread it
+over GPUs or CPU processes; only the main rank writes files or reports events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from app.engine.errors import Cancelled, UserError
+from app.engine.events import (
+    CancelToken,
+    CheckpointSaved,
+    Error,
+    EventCallback,
+    Finished,
+    Log,
+    Progress,
+    SampleReady,
+    ignore_event,
+    NEVER_CANCEL,
+)
+from app.engine.train.buckets import BatchPlan
+from app.engine.train.cache import Prepared, encode_pixels, pixels_for, plan_samples, prepare
+from app.engine.train.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+from app.engine.train.config import TrainConfig
+from app.engine.train.dataset import DatasetItem, scan_dataset
+from app.engine.train.lora import TEXT_TARGETS, UNET_TARGETS, attach_lora, load_lora_state_dict, lora_state_dict
+from app.engine.train.model import TrainingBase, encode_tokens, load_training_base
+from app.engine.train.objective import denoising_loss, step_generator
+from app.engine.train.preflight import (
+    estimate_peak_bytes, is_out_of_memory, out_of_memory_error, preflight_warning,
+)
+from app.engine.train.sampling import render_samples, thumbnail_of
+from app.engine.train.validation import ValidationSet, base_and_adapter_loss, make_time_ids
+
+# Settings that must match for a checkpoint to continue a run exactly.
+RESUME_KEYS = ("base", "rank", "alpha", "lora_targets", "train_text_encoder", "learning_rate", "text_encoder_lr",
+               "batch_size", "gradient_accumulation", "resolution", "seed", "lr_schedule", "warmup_steps",
+               "weight_decay", "min_snr_gamma", "noise_offset", "prediction_type", "flip", "bucket_step")
+
+
+@dataclass
+class TrainResult:
+    adapter: Path | None
+    steps: int
+    cancelled: bool
+    summary: dict[str, Any] = field(default_factory=dict)
+    checkpoint: Path | None = None
+
+
+def train(config: TrainConfig, *, on_event: EventCallback = ignore_event,
+          cancel: CancelToken = NEVER_CANCEL) -> TrainResult:
+    config.check()
+    accelerator = _accelerator(config)
+    emit = on_event if accelerator.is_main_process else ignore_event
+    run = _Run(config, accelerator, emit, cancel)
+    try:
+        return run.execute()
+    except Cancelled:
+        emit(Finished(output="", cancelled=True, summary={"steps": 0, "note": "cancelled before training started"}))
+        return TrainResult(None, 0, True)
+    except UserError as err:
+        emit(Error(message=str(err), details=err.details))
+        raise
+    except Exception as err:
+        if is_out_of_memory(err):
+            user = out_of_memory_error(batch_size=config.batch_size, resolution=config.resolution, rank=config.rank,
+                                       checkpointing=config.gradient_checkpointing)
+            emit(Error(message=str(user), details=user.details))
+            raise user from None
+        emit(Error(message=f"Training failed: {type(err).__name__}: {err}"))
+        raise
+
+
+def _accelerator(config: TrainConfig):
+    from accelerate import Accelerator
+
+    precision = "no"
+    if torch.cuda.is_available() and config.mixed_precision != "no":
+        precision = config.mixed_precision
+        if precision == "auto":
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return Accelerator(mixed_precision=precision)
+
+
+class _Run:
+    def __init__(self, config: TrainConfig, accelerator, emit: EventCallback, cancel: CancelToken):
+        self.cfg = config
+        self.acc = accelerator
+        self.emit = emit
+        self.cancel = cancel
+        self.device = accelerator.device
+        self.weight_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision,
+                                                                              torch.float32)
+        self.world = accelerator.num_processes
+        self.rank = accelerator.process_index
+        self.out = config.resolved_out()
+
+    # ------------------------------------------------------------------ setup
+    def execute(self) -> TrainResult:
+        cfg = self.cfg
+        items, val_items, report = self._scan()
+        self.log(f"Loading base model {Path(cfg.base).name}…")
+        base = load_training_base(cfg.base, dtype=self.weight_dtype)
+        self.base = base
+        self.prediction = (base.noise_scheduler.config.get("prediction_type", "epsilon")
+                           if cfg.prediction_type == "auto" else cfg.prediction_type)
+        from diffusers import DDPMScheduler
+
+        self.scheduler = DDPMScheduler.from_config(base.noise_scheduler.config, prediction_type=self.prediction)
+        base.unet.to(self.device)
+        base.vae.to(self.device)
+        for te in base.text_encoders:
+            te.to(self.device)
+        self.unet_params = attach_lora(base.unet, rank=cfg.rank, alpha=cfg.resolved_alpha(),
+                                       targets=UNET_TARGETS[cfg.lora_targets], seed=cfg.seed)
+        self.te_params = []
+        if cfg.train_text_encoder:
+            for i, te in enumerate(base.text_encoders):
+                self.te_params.append(attach_lora(te, rank=cfg.rank, alpha=cfg.resolved_alpha(),
+                                                  targets=TEXT_TARGETS, seed=cfg.seed + 1 + i))
+        self._preflight()
+        data, vset = self._prepare(items, val_items)
+        self.data = data
+        if cfg.gradient_checkpointing:
+            base.unet.enable_gradient_checkpointing()
+            for te in base.text_encoders if cfg.train_text_encoder else []:
+                te.gradient_checkpointing_enable()
+        if self.device.type == "cuda" and cfg.cache_latents:
+            base.vae.to("cpu")  # not needed per step; back on the GPU only for samples
+            if not cfg.train_text_encoder:
+                for te in base.text_encoders:
+                    te.to("cpu")
+            torch.cuda.empty_cache()
+        return self._train(report, data, vset)
+
+    def _scan(self):
+        cfg = self.cfg
+        self.log(f"Scanning {cfg.dataset_dir}…")
+        report = scan_dataset(cfg.dataset_dir, trigger=cfg.trigger, min_side=cfg.min_image_side,
+                              max_pixels=cfg.max_image_pixels, filename_captions=cfg.filename_captions)
+        for skipped in report.skipped:
+            self.log(f"Skipped {skipped.path.name}: {skipped.reason}", "warning")
+        report.require_usable()
+        items = list(report.items)
+        val_items: list[DatasetItem] = []
+        if cfg.validation_images:
+            if len(items) <= cfg.validation_images:
+                raise UserError(f"Only {len(items)} usable image(s): too few to hold {cfg.validation_images} out "
+                                "for validation.", hint="Set validation_images to 0 (validate on training images).")
+            picked = set(random.Random(f"{cfg.seed}:holdout").sample(range(len(items)), cfg.validation_images))
+            val_items = [it for i, it in enumerate(items) if i in picked]
+            items = [it for i, it in enumerate(items) if i not in picked]
+        self.log(f"{len(items)} training image(s), {len(report.skipped)} skipped"
+                 + (f", {len(val_items)} held out for validation" if val_items else ""))
+        self.report = report
+        self.items = items
+        return items, val_items, report
+
+    def _preflight(self) -> None:
+        if self.device.type != "cuda":
+            return
+        cfg, base = self.cfg, self.base
+        count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+        estimate = estimate_peak_bytes(
+            unet_params=count(base.unet), other_params_on_device=count(base.vae) + sum(map(count, base.text_encoders)),
+            lora_params=sum(p.numel() for p in self.unet_params) + sum(p.numel() for g in self.te_params for p in g),
+            weight_bytes=torch.finfo(self.weight_dtype).bits // 8, batch_size=cfg.batch_size,
+            resolution=cfg.resolution, gradient_checkpointing=cfg.gradient_checkpointing,
+        )
+        self.log(f"Estimated peak GPU memory: {estimate / 2**30:.1f} GiB")
+        warning = preflight_warning(estimate, self.device)
+        if warning:
+            self.log(warning, "warning")
+
+    def _prepare(self, items, val_items) -> tuple[Prepared, ValidationSet]:
+        cfg, base = self.cfg, self.base
+        samples, captions = plan_samples(items, resolution=cfg.resolution, step=cfg.bucket_step,
+                                         max_upscale=cfg.max_upscale, flip=cfg.flip)
+        started = time.monotonic()
+
+        def progress(done, total):
+            self.emit(Progress(step=done, total=total, phase="cache"))
+
+        cancelled = self.cancel.is_set
+        # Main rank first: it fills the disk cache, the others then read it instead of encoding again.
+        with self.acc.main_process_first(), torch.no_grad():
+            data = prepare(base, items, samples, captions, cache_latents=cfg.cache_latents,
+                           cache_text=not cfg.train_text_encoder, background=cfg.background,
+                           max_pixels=cfg.max_image_pixels, device=self.device, progress=progress,
+                           cancelled=cancelled)
+            if self.cancel.is_set():
+                raise Cancelled()
+            vset = self._validation_set(val_items or items[:4], held_out=bool(val_items))
+        if cfg.cache_latents:
+            self.log(f"Cached {len(samples)} latents ({data.cache_hits} reused from disk) in "
+                     f"{time.monotonic() - started:.1f} s")
+        return data, vset
+
+    @torch.no_grad()
+    def _validation_set(self, items: list[DatasetItem], *, held_out: bool) -> ValidationSet:
+        cfg = self.cfg
+        samples, captions = plan_samples(items, resolution=cfg.resolution, step=cfg.bucket_step,
+                                         max_upscale=cfg.max_upscale, flip=False)
+        data = prepare(self.base, items, samples, captions, cache_latents=True, cache_text=True,
+                       background=cfg.background, max_pixels=cfg.max_image_pixels, device=self.device)
+        pooled = [None if data.text_pooled is None else data.text_pooled[s.caption] for s in samples]
+        time_ids = [make_time_ids(s.original_size, s.crop, s.bucket) if self.base.is_sdxl else None
+                    for s in samples]
+        self._val_token_ids = [[ids[s.caption : s.caption + 1] for ids in data.token_ids] for s in samples]
+        return ValidationSet(list(data.latents), [data.text_hidden[s.caption] for s in samples], pooled, time_ids,
+                             held_out)
+
+    # ------------------------------------------------------------------ the loop
+    def _train(self, report, data: Prepared, vset: ValidationSet) -> TrainResult:
+        from diffusers.optimization import get_scheduler
+
+        cfg, acc, base = self.cfg, self.acc, self.base
+        groups = [{"params": self.unet_params, "lr": cfg.learning_rate}]
+        groups += [{"params": p, "lr": cfg.text_encoder_lr} for p in self.te_params]
+        optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        schedule = {"constant": "constant_with_warmup", "cosine": "cosine", "linear": "linear"}[cfg.lr_schedule]
+        lr_scheduler = get_scheduler(schedule, optimizer, num_warmup_steps=cfg.warmup_steps,
+                                     num_training_steps=cfg.steps)
+        start = self._resume(optimizer, lr_scheduler)
+        trained_tes = base.text_encoders if cfg.train_text_encoder else []
+        # DDP wrapping (several processes) or nothing but device placement (one); the optimiser and
+        # scheduler stay plain so checkpoints hold exactly their own state.
+        prepared = acc.prepare(base.unet, *trained_tes)
+        unet, tes = (prepared[0], list(prepared[1:])) if trained_tes else (prepared, [])
+        unet.train()
+        for te in tes:
+            te.train()
+        plan = BatchPlan([s.bucket for s in data.samples], cfg.batch_size, cfg.seed)
+        params = self.unet_params + [p for g in self.te_params for p in g]
+        self.log(f"Training {sum(p.numel() for p in params):,} LoRA parameters for {cfg.steps} steps "
+                 f"({plan.batches_per_epoch} batches per epoch, {self.world} process(es), {self.device.type})")
+        smoothed, tracker = None, _Speed()
+        losses: list[float] = []
+        step = start
+        cancelled = False
+        last_samples: list[Path] = []
+        while step < cfg.steps:
+            if self._cancel_requested():
+                cancelled = True
+                break
+            loss_value = 0.0
+            for micro in range(cfg.gradient_accumulation):
+                n = (step * cfg.gradient_accumulation + micro) * self.world + self.rank
+                sync = micro == cfg.gradient_accumulation - 1
+                contexts = [contextlib.nullcontext()] if sync else [acc.no_sync(m) for m in [unet, *tes]]
+                with contextlib.ExitStack() as stack:
+                    for c in contexts:
+                        stack.enter_context(c)
+                    with acc.autocast():
+                        loss = self._micro_step(unet, tes, data, plan.batch(n), n)
+                    acc.backward(loss / cfg.gradient_accumulation)
+                loss_value += float(loss.detach()) / cfg.gradient_accumulation
+            if cfg.max_grad_norm > 0:
+                acc.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            lr_scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            losses.append(loss_value)
+            smoothed = loss_value if smoothed is None else 0.9 * smoothed + 0.1 * loss_value
+            rate = tracker.tick()
+            self.emit(Progress(step=step, total=cfg.steps, loss=loss_value, smoothed_loss=smoothed, it_per_s=rate,
+                               eta_s=(cfg.steps - step) / rate if rate else None))
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
+                self._checkpoint(step, optimizer, lr_scheduler)
+            if cfg.sample_every and step % cfg.sample_every == 0:
+                last_samples = self._samples(step) or last_samples
+        return self._finish(step, start, cancelled, optimizer, lr_scheduler, vset, losses, tracker, last_samples)
+
+    def _micro_step(self, unet, tes, data: Prepared, indices: list[int], n: int) -> torch.Tensor:
+        cfg, base = self.cfg, self.base
+        gen = step_generator(cfg.seed, n)
+        crops = [data.samples[i].crop for i in indices]
+        if data.latents is not None:
+            latents = torch.stack([data.latents[i] for i in indices]).to(self.device, self.weight_dtype)
+        else:
+            crop_rng = random.Random(int(torch.randint(0, 2**31, (1,), generator=gen))) if cfg.random_crop else None
+            pixels, crops = zip(*(pixels_for(data, i, crop_rng) for i in indices))
+            with torch.no_grad():
+                latents = encode_pixels(base, torch.stack(pixels)).to(self.device, self.weight_dtype)
+        captions = [data.samples[i].caption for i in indices]
+        if data.text_hidden is not None:
+            hidden = data.text_hidden[captions].to(self.device, self.weight_dtype)
+            pooled = None if data.text_pooled is None else data.text_pooled[captions].to(self.device, self.weight_dtype)
+        else:
+            ids = [t[captions] for t in data.token_ids]
+            ctx = contextlib.nullcontext() if tes else torch.no_grad()
+            with ctx:
+                hidden, pooled = encode_tokens(base, ids, encoders=tes or None)
+        time_ids = None
+        if base.is_sdxl:
+            time_ids = torch.stack([make_time_ids(data.samples[i].original_size, c, data.samples[i].bucket)
+                                    for i, c in zip(indices, crops)]).to(self.device, self.weight_dtype)
+        noise = torch.randn(latents.shape, generator=gen)
+        if cfg.noise_offset:
+            noise += cfg.noise_offset * torch.randn((latents.shape[0], latents.shape[1], 1, 1), generator=gen)
+        timesteps = torch.randint(0, self.scheduler.config.num_train_timesteps, (latents.shape[0],), generator=gen)
+        return denoising_loss(unet, self.scheduler, latents=latents, noise=noise.to(self.device, latents.dtype),
+                              timesteps=timesteps.to(self.device), hidden=hidden, pooled=pooled, time_ids=time_ids,
+                              prediction_type=self.prediction, snr_gamma=cfg.min_snr_gamma)
+
+    def _cancel_requested(self) -> bool:
+        flag = self.cancel.is_set()
+        if self.world > 1:  # every rank must stop at the same step, or the others hang in all-reduce
+            t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+            flag = bool(self.acc.reduce(t, reduction="sum").item() > 0)
+        return flag
+
+    # ------------------------------------------------------------------ checkpoints, samples, end
+    def _lora_states(self) -> dict[str, dict[str, torch.Tensor]]:
+        states = {"unet": lora_state_dict(self.base.unet)}
+        if self.cfg.train_text_encoder:
+            for i, te in enumerate(self.base.text_encoders):
+                states[f"text_encoder{'' if i == 0 else '_2'}"] = lora_state_dict(te)
+        return states
+
+    def _checkpoint(self, step: int, optimizer, lr_scheduler) -> Path | None:
+        path = None
+        if self.acc.is_main_process:
+            flat = {f"{part}.{k}": v for part, sd in self._lora_states().items() for k, v in sd.items()}
+            path = save_checkpoint(self.cfg.checkpoint_dir(), step=step, lora=flat, optimizer=optimizer,
+                                   scheduler=lr_scheduler, keep=self.cfg.keep_checkpoints,
+                                   extra={"config": self.cfg.to_dict()})
+            self.emit(CheckpointSaved(step=step, path=str(path)))
+        self.acc.wait_for_everyone()
+        return path
+
+    def _resume(self, optimizer, lr_scheduler) -> int:
+        cfg = self.cfg
+        if not cfg.resume:
+            return 0
+        found = latest_checkpoint(cfg.checkpoint_dir())
+        if found is None:
+            self.log(f"No checkpoint in {cfg.checkpoint_dir()}: starting from step 0.", "warning")
+            return 0
+        try:
+            ckpt = load_checkpoint(found)
+        except Exception as err:  # noqa: BLE001 - a damaged checkpoint is a user-facing problem
+            raise UserError(f"Checkpoint {found.name} cannot be read: {err}",
+                            hint="Delete it to resume from an older one.") from None
+        saved = ckpt.state.get("config", {})
+        changed = [k for k in RESUME_KEYS if k in saved and saved[k] != getattr(cfg, k)]
+        if changed:
+            raise UserError(f"Cannot resume: {', '.join(changed)} changed since the checkpoint.",
+                            hint="Use the same settings (only steps and sampling may change), or start without --resume.")
+        if ckpt.step >= cfg.steps:
+            raise UserError(f"The checkpoint is at step {ckpt.step}, not before the {cfg.steps} steps asked for.",
+                            hint="Ask for more steps to continue training.")
+        parts: dict[str, dict[str, torch.Tensor]] = {}
+        for key, value in ckpt.lora.items():
+            part, name = key.split(".", 1)
+            parts.setdefault(part, {})[name] = value
+        load_lora_state_dict(self.base.unet, parts.get("unet", {}))
+        if cfg.train_text_encoder:
+            for i, te in enumerate(self.base.text_encoders):
+                load_lora_state_dict(te, parts.get(f"text_encoder{'' if i == 0 else '_2'}", {}))
+        optimizer.load_state_dict(ckpt.optimizer)
+        lr_scheduler.load_state_dict(ckpt.scheduler)
+        self.log(f"Resumed from {found.name} (step {ckpt.step}).")
+        return ckpt.step
+
+    def _sample_prompts(self) -> list[str]:
+        return list(self.cfg.sample_prompts) or [self.cfg.trigger or (self.items[0].caption if self.items else "")]
+
+    def _samples(self, step: int) -> list[Path]:
+        paths: list[Path] = []
+        if self.acc.is_main_process:
+            base, cfg = self.base, self.cfg
+            moved = self.device.type == "cuda" and base.vae.device.type != "cuda"
+            if moved:
+                base.pipe.to(self.device)
+            prompts = self._sample_prompts()
+            paths = render_samples(base.pipe, prompts, folder=cfg.samples_dir(), step=step,
+                                   size=cfg.sample_resolution or cfg.resolution, steps=cfg.sample_steps,
+                                   seed=cfg.seed, device=self.device)
+            if moved:
+                base.vae.to("cpu")
+                for te in base.text_encoders if not cfg.train_text_encoder else []:
+                    te.to("cpu")
+                torch.cuda.empty_cache()
+            self.emit(SampleReady(step=step, paths=[str(p) for p in paths], prompts=prompts))
+        self.acc.wait_for_everyone()
+        return paths
+
+    def _finish(self, step, start, cancelled, optimizer, lr_scheduler, vset, losses, tracker, last_samples):
+        cfg, acc = self.cfg, self.acc
+        if step == start and not cancelled:
+            raise UserError("Nothing to train: 0 steps.")
+        checkpoint = self._checkpoint(step, optimizer, lr_scheduler) if step > start or cancelled else None
+        self.log("Validating: denoising loss of the base vs the adapter…")
+        if cfg.train_text_encoder:
+            vset.adapter_hidden, vset.adapter_pooled = self._adapter_text(vset)
+        base_loss, adapter_loss = base_and_adapter_loss(acc.unwrap_model(self.base.unet), self.scheduler, vset,
+                                                        prediction_type=self.prediction, seed=cfg.seed,
+                                                        dtype=self.weight_dtype)
+        states = self._lora_states()
+        checksums = self._rank_checksums(states)
+        if not last_samples and cfg.thumbnail and acc.is_main_process:
+            last_samples = self._samples(step)
+        elif not last_samples and cfg.thumbnail:
+            acc.wait_for_everyone()
+        summary = {
+            "steps": step,
+            "started_at_step": start,
+            "cancelled": cancelled,
+            "train_images": len(self.items),
+            "skipped_images": len(self.report.skipped),
+            "validation_images": len(vset.latents),
+            "validation_held_out": vset.held_out,
+            "validation_loss_base": base_loss,
+            "validation_loss_adapter": adapter_loss,
+            "validation_change": (adapter_loss - base_loss) / base_loss if base_loss else None,
+            "final_loss": losses[-1] if losses else None,
+            "mean_loss_last_10": sum(losses[-10:]) / len(losses[-10:]) if losses else None,
+            "it_per_s": tracker.overall(),
+            "seconds": tracker.elapsed(),
+            "processes": self.world,
+            "rank_checksums": checksums,
+            "ranks_in_sync": len(set(checksums)) == 1,
+            "family": self.base.family,
+        }
+        adapter = None
+        if acc.is_main_process:
+            adapter = self._write_adapter(states, step, last_samples, summary)
+            self.log(f"Validation loss: base {base_loss:.4f} → adapter {adapter_loss:.4f} "
+                     f"({summary['validation_change']:+.1%})")
+            self.emit(Finished(output=str(adapter), cancelled=cancelled, summary=summary))
+        acc.wait_for_everyone()
+        return TrainResult(adapter, step, cancelled, summary, checkpoint)
+
+    @torch.no_grad()
+    def _adapter_text(self, vset: ValidationSet):
+        hidden, pooled = [], []
+        for ids in self._val_token_ids:
+            h, p = encode_tokens(self.base, ids)
+            hidden.append(h[0].float().cpu())
+            pooled.append(None if p is None else p[0].float().cpu())
+        return hidden, pooled
+
+    def _rank_checksums(self, states) -> list[str]:
+        digest = hashlib.sha256()
+        for part in sorted(states):
+            for key in sorted(states[part]):
+                digest.update(states[part][key].numpy().tobytes())
+        mine = digest.hexdigest()[:16]
+        if self.world == 1:
+            return [mine]
+        from accelerate.utils import gather_object
+
+        return list(gather_object([mine]))
+
+    def _write_adapter(self, states, step, samples: list[Path], summary) -> Path:
+        from app.engine.adapters import save_adapter
+        import json
+
+        cfg = self.cfg
+        thumb = thumbnail_of(samples[0]) if samples and cfg.thumbnail else None
+        extra = {
+            "ss_resolution": f"({cfg.resolution}, {cfg.resolution})",
+            "ss_steps": str(step),
+            "ss_learning_rate": str(cfg.learning_rate),
+            "ss_num_train_images": str(len(self.items)),
+            "ss_tag_frequency": json.dumps(self.report.tag_frequency_by_folder, ensure_ascii=False),
+            "ss_output_name": self.out.stem,
+            "ss_seed": str(cfg.seed),
+            "ss_lr_scheduler": cfg.lr_schedule,
+            "ss_min_snr_gamma": str(cfg.min_snr_gamma),
+            "ss_noise_offset": str(cfg.noise_offset),
+            "styleshelf.train_config": cfg.to_toml(),
+            "styleshelf.validation": json.dumps({k: summary[k] for k in (
+                "validation_loss_base", "validation_loss_adapter", "validation_images", "validation_held_out")}),
+        }
+        return save_adapter(self.out, unet=states["unet"], text_encoder=states.get("text_encoder"),
+                            text_encoder_2=states.get("text_encoder_2"), rank=cfg.rank, alpha=cfg.resolved_alpha(),
+                            family=self.base.family, title=cfg.name, trigger_phrase=cfg.trigger, thumbnail=thumb,
+                            description=cfg.description, extra_metadata=extra)
+
+    def log(self, message: str, level: str = "info") -> None:
+        self.emit(Log(message=message, level=level))
+
+
+class _Speed:
+    """Steps per second over the last few steps (the first step includes warm-up and is not counted)."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.times: list[float] = []
+
+    def tick(self) -> float | None:
+        self.times.append(time.monotonic())
+        recent = self.times[-21:]
+        if len(recent) < 2:
+            return None
+        return (len(recent) - 1) / max(1e-9, recent[-1] - recent[0])
+
+    def overall(self) -> float | None:
+        if len(self.times) < 2:
+            return None
+        return (len(self.times) - 1) / max(1e-9, self.times[-1] - self.times[0])
+
+    def elapsed(self) -> float:
+        return (self.times[-1] if self.times else time.monotonic()) - self.start
+

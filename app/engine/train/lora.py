@@ -1,0 +1,67 @@
+"""Attaching PEFT LoRA layers to the UNet (and optionally the text encoders), and reading them back.
+
+LoRA weights are always fp32, even when the frozen base runs in bf16/fp16: tiny low-rank updates
+underflow in half precision.
+"""
+
+from __future__ import annotations
+
+import torch
+
+UNET_TARGETS = {
+    "attention": ["to_q", "to_k", "to_v", "to_out.0"],
+    "attention+ff": ["to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2"],
+    "attention+ff+conv": [
+        "to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2", "proj_in", "proj_out", "conv1", "conv2",
+    ],
+}
+TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
+
+
+def attach_lora(module, *, rank: int, alpha: float, targets: list[str], seed: int) -> list[torch.nn.Parameter]:
+    """Freeze ``module``, add a LoRA adapter named "default", return its (fp32) trainable parameters."""
+    from peft import LoraConfig
+
+    module.requires_grad_(False)
+    # Same seed on every rank and every run: identical initial LoRA A matrices (resume and DDP rely on it).
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        config = LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=targets)
+        if hasattr(module, "add_adapter") and hasattr(module, "set_adapters"):
+            module.add_adapter(config)  # diffusers models (UNet)
+        else:
+            from peft import inject_adapter_in_model
+
+            inject_adapter_in_model(config, module, adapter_name="default")
+    finally:
+        torch.random.set_rng_state(state)
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.data = p.data.float()
+    return params
+
+
+def lora_state_dict(module) -> dict[str, torch.Tensor]:
+    """The adapter's weights with PEFT names (``…to_q.lora_A.weight``), fp32, on CPU, contiguous."""
+    from peft.utils import get_peft_model_state_dict
+
+    return {k: v.detach().float().cpu().contiguous() for k, v in get_peft_model_state_dict(module).items()}
+
+
+def load_lora_state_dict(module, state: dict[str, torch.Tensor]) -> None:
+    from peft.utils import set_peft_model_state_dict
+
+    result = set_peft_model_state_dict(module, state)
+    unexpected = getattr(result, "unexpected_keys", None) or []
+    if unexpected:
+        raise ValueError(f"checkpoint has {len(unexpected)} LoRA keys this model lacks, e.g. {unexpected[0]}")
+
+
+def set_lora_enabled(module, enabled: bool) -> None:
+    """Switch the LoRA layers of ``module`` off (base model behaviour) or back on."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for layer in module.modules():
+        if isinstance(layer, BaseTunerLayer):
+            layer.enable_adapters(enabled)

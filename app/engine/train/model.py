@@ -1,0 +1,135 @@
+"""The base model as the trainer sees it: components, family, and the text encoding each family uses.
+
+``load_training_base`` goes through ``app.engine.models.loading.load_base`` when that module is present
+and falls back to a plain diffusers folder load, so training works on its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from app.engine.errors import ModelLoadError
+
+
+@dataclass
+class TrainingBase:
+    pipe: Any
+    family: str  # sd1 | sd2 | sd2-v | sdxl
+    path: Path
+
+    @property
+    def unet(self):
+        return self.pipe.unet
+
+    @property
+    def vae(self):
+        return self.pipe.vae
+
+    @property
+    def text_encoders(self) -> list:
+        encoders = [self.pipe.text_encoder]
+        if self.is_sdxl:
+            encoders.append(self.pipe.text_encoder_2)
+        return encoders
+
+    @property
+    def tokenizers(self) -> list:
+        tokenizers = [self.pipe.tokenizer]
+        if self.is_sdxl:
+            tokenizers.append(self.pipe.tokenizer_2)
+        return tokenizers
+
+    @property
+    def is_sdxl(self) -> bool:
+        return self.family == "sdxl"
+
+    @property
+    def noise_scheduler(self):
+        return self.pipe.scheduler
+
+    def fingerprint(self, part: str) -> str:
+        """A cheap identity of one component (config + a sample of its weights) for cache keys."""
+        module = {"vae": [self.vae], "text": self.text_encoders}[part]
+        digest = hashlib.sha256(part.encode())
+        for m in module:
+            config = getattr(m, "config", None)
+            config_dict = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
+            digest.update(json.dumps(config_dict, sort_keys=True, default=str).encode())
+            # Sampling a few parameter tensors is enough to tell two different checkpoints apart.
+            params = list(m.parameters())
+            for p in params[:: max(1, len(params) // 8)]:
+                digest.update(p.detach().float().cpu().contiguous().numpy().tobytes()[:4096])
+        return digest.hexdigest()[:32]
+
+
+def load_training_base(path: str | Path, *, dtype: torch.dtype = torch.float32) -> TrainingBase:
+    path = Path(path).expanduser()
+    try:
+        from app.engine.models.loading import load_base  # the shared loader (single files, families)
+    except ImportError:
+        load_base = None
+    if load_base is not None:
+        base = load_base(path)
+        pipe = base.pipe
+        if pipe.unet.dtype != dtype:
+            pipe.to(dtype=dtype)
+        return TrainingBase(pipe, str(base.family), path)
+    return _load_diffusers_folder(path, dtype)
+
+
+def _load_diffusers_folder(path: Path, dtype: torch.dtype) -> TrainingBase:
+    from diffusers import DiffusionPipeline
+
+    if not (path / "model_index.json").is_file():
+        raise ModelLoadError(f"{path} is not a diffusers model folder (no model_index.json).")
+    try:
+        pipe = DiffusionPipeline.from_pretrained(str(path), torch_dtype=dtype, local_files_only=True)
+    except Exception as err:  # noqa: BLE001 - diffusers raises many kinds for a broken folder
+        raise ModelLoadError(f"Could not load the base model {path.name}: {err}") from None
+    return TrainingBase(pipe, detect_family(pipe), path)
+
+
+def detect_family(pipe) -> str:
+    if getattr(pipe, "text_encoder_2", None) is not None:
+        return "sdxl"
+    if pipe.scheduler.config.get("prediction_type") == "v_prediction":
+        return "sd2-v"
+    # SD2 UNets use linear projections in their transformers and (full size) a 1024-wide text encoder.
+    if pipe.unet.config.get("use_linear_projection") or pipe.text_encoder.config.hidden_size == 1024:
+        return "sd2"
+    return "sd1"
+
+
+def tokenize(base: TrainingBase, captions: list[str]) -> list[torch.Tensor]:
+    """Token ids for each tokenizer (one for SD1/2, two for SDXL), padded to the model's 77."""
+    out = []
+    for tok in base.tokenizers:
+        ids = tok(captions, padding="max_length", max_length=tok.model_max_length, truncation=True,
+                  return_tensors="pt").input_ids
+        out.append(ids)
+    return out
+
+
+def encode_tokens(base: TrainingBase, ids: list[torch.Tensor], encoders: list | None = None):
+    """Text conditioning the way diffusers' pipelines build it at inference.
+
+    SD1/SD2: the last hidden state. SDXL: the penultimate hidden states of both encoders, concatenated,
+    plus the second encoder's projected pooled output. Returns (hidden, pooled or None).
+    """
+    encoders = encoders or base.text_encoders
+    device = next(encoders[0].parameters()).device
+    if not base.is_sdxl:
+        return encoders[0](ids[0].to(device))[0], None
+    hidden = []
+    pooled = None
+    for enc, tok_ids in zip(encoders, ids):
+        out = enc(tok_ids.to(device), output_hidden_states=True)
+        hidden.append(out.hidden_states[-2])
+        pooled = out[0]  # the last encoder (with projection) gives text_embeds
+    return torch.cat(hidden, dim=-1), pooled
