@@ -88,7 +88,7 @@ def load_base(
         fam = _resolve_family(detection, family, path.name)
         _check_folder_weights(path)
         on_event(Log(message=f"loading {path.name} ({FAMILIES[fam].label}) on {device}"))
-        pipe = _guarded(path.name, lambda: _load_folder(path, detection, dtype))
+        pipe = _guarded(path.name, fam, lambda: _load_folder(path, detection, dtype))
     else:
         if path.suffix.lower() in PICKLE_SUFFIXES or path.suffix.lower() == ".safetensors":
             header = read_safetensors_header(path)  # refuses pickles and corrupt headers
@@ -110,7 +110,7 @@ def load_base(
         if not (config_dir / "model_index.json").exists():
             raise ModelLoadError(f"Config folder {config_dir} has no model_index.json.")
         on_event(Log(message=f"loading {path.name} ({FAMILIES[fam].label}, single file) on {device}"))
-        pipe = _guarded(path.name, lambda: _load_single_file(path, fam, config_dir, dtype))
+        pipe = _guarded(path.name, fam, lambda: _load_single_file(path, fam, config_dir, dtype))
     _require_all_weights(pipe, path.name)
     _apply_prediction_type(pipe, fam)
     pipe = pipe.to(device)
@@ -244,17 +244,25 @@ def _sdxl_text_encoder_2(path: Path, config_dir: Path, dtype: Any):
     return model.to(dtype).eval()
 
 
-def _guarded(name: str, load):
+def _guarded(name: str, family: str, load):
     """Turn a library failure while reading a model into a one-line ModelLoadError (traceback in details)."""
     try:
         return load()
     except ModelLoadError:
         raise
     except (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError, IndexError) as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise ModelLoadError(
-            f"Could not load {name}: {first[:300]}", details=traceback.format_exc()
+            f"Could not load {name} as {FAMILIES[family].label}: {_one_line(err)}", details=traceback.format_exc()
         ) from err
+
+
+def _one_line(err: BaseException) -> str:
+    """The gist of a library error: its first line, plus the next when the first only introduces it."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()] or [type(err).__name__]
+    text = lines[0]
+    if text.endswith(":") and len(lines) > 1:
+        text = f"{text} {lines[1]}"
+    return text[:300]
 
 
 def _require_all_weights(pipe: Any, name: str) -> None:
