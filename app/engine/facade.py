@@ -8,8 +8,6 @@ without knowing how the engine stores them. No Qt here (the engine never imports
 
 from __future__ import annotations
 
-import json
-import struct
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +15,7 @@ from typing import Any, Callable
 
 from app.engine import paths
 from app.engine.atomic import atomic_write_text
-from app.engine.errors import ModelLoadError, UserError
+from app.engine.errors import UserError
 from app.engine.events import (  # re-exported: the GUI sees events only through this module
     CancelToken,
     CheckpointSaved,
@@ -59,63 +57,16 @@ def default_base_model() -> str:
 
 def inspect_base_model(path: str) -> BaseModelInfo:
     """Family of a diffusers folder or single-file checkpoint from its configs / header only (no torch)."""
+    from app.engine.models.detect import inspect_model
     from app.engine.models.families import FAMILIES
 
     info = BaseModelInfo(path=path)
     try:
-        info.family = _detect_family(Path(path))
+        info.family = inspect_model(path).family
         info.label = FAMILIES[info.family].label
     except UserError as err:
         info.error = str(err)
     return info
-
-
-def _detect_family(path: Path) -> str:
-    if not path.exists():
-        raise ModelLoadError(f"{path} does not exist.", hint="Pick a diffusers folder or a .safetensors file.")
-    if path.is_dir():
-        index = path / "model_index.json"
-        if not index.is_file():
-            raise ModelLoadError(f"{path.name} is not a diffusers model folder (no model_index.json).")
-        data = json.loads(index.read_text(encoding="utf-8"))
-        if "XL" in str(data.get("_class_name", "")) or "text_encoder_2" in data:
-            return "sdxl"
-        unet_cfg = _read_json(path / "unet" / "config.json")
-        sched_cfg = _read_json(path / "scheduler" / "scheduler_config.json")
-        if unet_cfg.get("use_linear_projection") or unet_cfg.get("cross_attention_dim") == 1024:
-            return "sd2-v" if sched_cfg.get("prediction_type") == "v_prediction" else "sd2"
-        return "sd1"
-    if path.suffix.lower() != ".safetensors":
-        raise ModelLoadError(
-            f"{path.name} is not a .safetensors checkpoint.", hint="Pickled .ckpt files are refused for safety."
-        )
-    keys = _safetensors_keys(path)
-    if any(k.startswith("conditioner.embedders.1") for k in keys):
-        return "sdxl"
-    if any(k.startswith("cond_stage_model.model.") for k in keys):
-        return "sd2"
-    if any(k.startswith("cond_stage_model.transformer") for k in keys) or any(k.startswith("model.diffusion") for k in keys):
-        return "sd1"
-    raise ModelLoadError(f"{path.name} does not look like a Stable Diffusion checkpoint.")
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def _safetensors_keys(path: Path) -> list[str]:
-    try:
-        with open(path, "rb") as fh:
-            (size,) = struct.unpack("<Q", fh.read(8))
-            if size > 100_000_000:
-                raise ModelLoadError(f"{path.name} has an oversized header; it is not a valid checkpoint.")
-            header = json.loads(fh.read(size))
-    except (OSError, struct.error, ValueError) as err:
-        raise ModelLoadError(f"{path.name} is not a readable .safetensors file ({err}).") from err
-    return [k for k in header if k != "__metadata__"]
 
 
 # -------------------------------------------------------------------------------------------- datasets
@@ -247,26 +198,50 @@ def _library():
     return Library.default()
 
 
+def _library_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("app.engine.shelf.library") is not None
+
+
+def shelf_folders() -> list[Path]:
+    """Where adapters are looked for: the user's shelf, then the bundled example styles."""
+    return [adapters_dir(), paths.BUNDLED_STYLES_DIR]
+
+
 def list_adapters() -> list[AdapterCard]:
-    return [_card(info) for info in _library().scan()]
+    """Every adapter on the shelf; a file that cannot be read keeps a card with the reason."""
+    if _library_available():
+        return [_card(info) for info in _library().scan()]
+    cards: list[AdapterCard] = []
+    for folder in shelf_folders():
+        for file in sorted(folder.rglob("*.safetensors")) if folder.is_dir() else []:
+            try:
+                cards.append(adapter_card(str(file)))
+            except UserError as err:
+                cards.append(AdapterCard(path=str(file), title=file.stem, problem=str(err)))
+    return cards
 
 
 def adapter_card(path: str) -> AdapterCard:
-    from app.engine.shelf.library import read_adapter_info
+    from app.engine.adapters import read_adapter_info
 
     return _card(read_adapter_info(Path(path)))
 
 
 def _card(info: Any) -> AdapterCard:
+    family = str(getattr(info, "family", "") or "")
+    warnings = getattr(info, "warnings", None) or []
     return AdapterCard(
         path=str(info.path),
         title=str(getattr(info, "title", "") or Path(info.path).stem),
         trigger=str(getattr(info, "trigger_phrase", "") or ""),
-        family=str(getattr(info, "family", "") or ""),
+        family="" if family == "unknown" else family,
         thumbnail_png=_thumbnail_bytes(getattr(info, "thumbnail", None)),
-        sha256=str(getattr(info, "sha256", "") or getattr(info, "tensor_sha256", "") or ""),
+        # The tensor-only hash: what stacks and PNGs record (it survives metadata edits and renames).
+        sha256=str(getattr(info, "tensor_sha256", "") or ""),
         autov2=str(getattr(info, "autov2", "") or ""),
-        problem=str(getattr(info, "problem", "") or getattr(info, "error", "") or ""),
+        problem=str(getattr(info, "problem", "") or "; ".join(map(str, warnings))),
     )
 
 
@@ -285,13 +260,37 @@ def _thumbnail_bytes(thumbnail: Any) -> bytes | None:
 
 def import_adapters(files: list[str]) -> tuple[list[AdapterCard], list[str]]:
     """Copy files onto the shelf; returns the imported cards and one line per refused file."""
-    lib, cards, problems = _library(), [], []
+    cards, problems = [], []
     for f in files:
         try:
-            cards.append(_card(lib.import_file(Path(f))))
+            cards.append(_import_one(Path(f)))
         except UserError as err:
-            problems.append(f"{Path(f).name}: {err}")
+            name = Path(f).name
+            problems.append(str(err) if str(err).startswith(name) else f"{name}: {err}")
     return cards, problems
+
+
+def _import_one(src: Path) -> AdapterCard:
+    if _library_available():
+        return _card(_library().import_file(src))
+    # Without the library module: validate the header (refuses pickles, truncation, non-LoRA files),
+    # then copy into the user's shelf folder under a clean, non-clobbering name.
+    import shutil
+
+    from app.engine.adapters import read_adapter_info
+
+    read_adapter_info(src)
+    target = new_adapter_path(src.stem)
+    n = 2
+    while target.exists():
+        target = target.with_name(f"{new_adapter_path(src.stem).stem}-{n}.safetensors")
+        n += 1
+    target.parent.mkdir(parents=True, exist_ok=True)
+    from app.engine.atomic import atomic_path
+
+    with atomic_path(target) as tmp:
+        shutil.copyfile(src, tmp)
+    return adapter_card(str(target))
 
 
 def export_adapter(path: str, dest: str) -> None:
@@ -303,9 +302,16 @@ def remove_adapter(path: str) -> None:
 
 
 def edit_adapter_metadata(path: str, *, title: str, trigger: str, thumbnail_image: str | None = None) -> AdapterCard:
-    from app.engine.shelf.library import edit_metadata
+    """Rewrite title / trigger (and optionally the thumbnail, from an image file) in place, atomically."""
+    from app.engine.adapters import edit_metadata
 
-    edit_metadata(Path(path), title=title, trigger_phrase=trigger, thumbnail_image=thumbnail_image)
+    kwargs: dict[str, Any] = {"title": title, "trigger_phrase": trigger}
+    if thumbnail_image:
+        from PIL import Image
+
+        with Image.open(thumbnail_image) as img:
+            kwargs["thumbnail"] = img.convert("RGB")
+    edit_metadata(Path(path), **kwargs)
     return adapter_card(path)
 
 
@@ -340,8 +346,8 @@ class GenerationParams:
     seed: int | None = None
     steps: int = 20
     guidance: float = 7.0
-    width: int = 512
-    height: int = 512
+    width: int | None = None  # None = the base model's native size
+    height: int | None = None
     sampler: str = ""
     batch_count: int = 1
     insert_triggers: bool = True
@@ -349,27 +355,25 @@ class GenerationParams:
 
 
 def sampler_names() -> list[str]:
-    try:
-        from app.engine.generate import SAMPLERS
-    except ImportError:
-        return ["DPM++ 2M", "Euler a", "Euler", "DDIM"]
-    return list(SAMPLERS)
+    from app.engine.generate.samplers import SAMPLER_NAMES
+
+    return list(SAMPLER_NAMES)
 
 
 def read_png_parameters(path: str) -> GenerationParams:
-    """Prompt, settings and stack from a StyleShelf or AUTOMATIC1111 PNG."""
-    from app.engine.generate import read_png_parameters as engine_read
+    """Prompt, settings and stack from a StyleShelf or AUTOMATIC1111 PNG.
 
-    data = engine_read(Path(path))
-    get = data.get if isinstance(data, dict) else (lambda k, d=None: getattr(data, k, d))
+    Adapters are matched to shelf files later (by tensor hash, then name); an entry whose file is not
+    known keeps ``path=""`` so the GUI can say which style is missing.
+    """
+    from app.engine.generate.pngmeta import read_png_parameters as engine_read
+
+    settings, entries = engine_read(Path(path))
     params = GenerationParams()
-    for name in ("prompt", "negative", "seed", "steps", "guidance", "width", "height", "sampler"):
-        value = get(name, None)
-        if value is not None:
+    for name, value in settings.items():
+        if hasattr(params, name) and value is not None:
             setattr(params, name, value)
-    stack = get("stack", None) or []
-    entries = stack.entries if isinstance(stack, Stack) else stack
-    params.stack = [e if isinstance(e, StackEntry) else StackEntry.from_dict(e) for e in entries]
+    params.stack = list(entries)
     return params
 
 

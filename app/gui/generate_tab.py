@@ -80,10 +80,12 @@ class GenerateTab(QWidget):
         self.guidance.valueChanged.connect(lambda v: self._set("guidance", float(v)))
         self.width_box, self.height_box = QSpinBox(), QSpinBox()
         for box, name in ((self.width_box, "width"), (self.height_box, "height")):
-            box.setRange(64, 2048)
+            box.setRange(0, 2048)
             box.setSingleStep(64)
             box.setSuffix(" px")
-            box.valueChanged.connect(lambda v, n=name: self._set(n, int(v)))
+            box.setSpecialValueText("auto")  # 0 = the base model's native size
+            box.setToolTip("Image size; auto = what the base model was trained at")
+            box.valueChanged.connect(lambda v, n=name: self._set(n, int(v) or None))
         size_row = QHBoxLayout()
         size_row.addWidget(self.width_box)
         size_row.addWidget(QLabel("×"))
@@ -209,8 +211,8 @@ class GenerateTab(QWidget):
             self.seed.setValue(int(p.seed or 0) % (2**31))
             self.steps.setValue(p.steps)
             self.guidance.setValue(p.guidance)
-            self.width_box.setValue(p.width)
-            self.height_box.setValue(p.height)
+            self.width_box.setValue(p.width or 0)
+            self.height_box.setValue(p.height or 0)
             i = self.sampler.findText(p.sampler)
             if i < 0 and p.sampler:
                 self.sampler.addItem(p.sampler)

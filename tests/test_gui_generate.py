@@ -1,0 +1,144 @@
+"""Generate tab against the real engine on the tiny model: background loading, the shelf (toggle, weight,
+order, drop-import), weight 0 = base image, restoring settings and stack from a PNG."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+
+from tests.gui_helpers import make_lora
+
+pytestmark = pytest.mark.qt_log_ignore("propagateSizeHints")
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path):
+    from PySide6.QtCore import QSettings
+
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "qsettings"))
+
+
+@pytest.fixture(scope="module")
+def loras(tiny_sd15, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("loras")
+    return [
+        make_lora(tiny_sd15, folder / "ink.safetensors", seed=1, title="Ink", trigger="inkstyle"),
+        make_lora(tiny_sd15, folder / "pastel.safetensors", seed=2, title="Pastel"),
+    ]
+
+
+@pytest.fixture
+def window(qtbot, tiny_sd15, loras):
+    from app.engine import facade
+    from app.gui.app_window import MainWindow
+
+    shelf = facade.adapters_dir()
+    shelf.mkdir(parents=True, exist_ok=True)
+    shutil.copy(loras[0], shelf / "ink.safetensors")
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    with qtbot.waitSignal(win.generate_vm.baseLoaded, timeout=120_000):
+        win.set_base_model(str(tiny_sd15))
+    qtbot.waitUntil(lambda: win.shelf_vm.model.row_of(str(shelf / "ink.safetensors")) is not None, timeout=30_000)
+    yield win
+    win.generate_vm.shutdown()
+
+
+def drop(widget, paths) -> None:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    widget.dropEvent(QDropEvent(QPointF(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
+                                Qt.KeyboardModifier.NoModifier))
+
+
+def generate(qtbot, win) -> np.ndarray:
+    vm = win.generate_vm
+    with qtbot.waitSignal(vm.finished, timeout=120_000):
+        win.generate_tab.generate_button.click()
+    path = vm.gallery.image(0).path
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+
+
+def test_window_shows_base_family_and_ready_status(window, tiny_sd15):
+    assert window.family_badge.text() == "SD 1.x"
+    assert "ready" in window.base_status.text()
+    from app.gui import settings as prefs
+
+    assert prefs.get_str("base_model") == str(tiny_sd15)  # remembered for next start
+
+
+def test_toggle_and_weight_change_next_image_and_weight_zero_is_base(qtbot, window):
+    tab, vm = window.generate_tab, window.generate_vm
+    tab.prompt.setPlainText("a red circle")
+    tab.steps.setValue(4)
+    tab.seed.setValue(1234)
+    tab.lock.setChecked(True)
+    base = generate(qtbot, window)
+    card_path = next(p for p in tab.shelf_panel.cards if p.endswith("ink.safetensors"))
+    card = tab.shelf_panel.cards[card_path]
+    card.toggle.click()  # on, weight 1
+    assert [e.weight for e in window.shelf_vm.model.stack_entries()] == [1.0]
+    styled = generate(qtbot, window)
+    assert np.abs(styled - base).mean() > 1.0, "an enabled adapter must change the image"
+    card.spin.setValue(0.0)
+    assert card.slider.value() == 0
+    zero = generate(qtbot, window)
+    assert np.array_equal(zero, base), "weight 0 must reproduce the base image bit for bit"
+    card.slider.setValue(100)
+    again = generate(qtbot, window)
+    assert np.array_equal(again, styled), "same seed + same stack = same image"
+    assert vm.gallery.rowCount() == 4
+
+
+def test_drop_import_puts_file_on_shelf(qtbot, window, loras):
+    panel = window.generate_tab.shelf_panel
+    with qtbot.waitSignal(window.shelf_vm.imported, timeout=30_000) as imported:
+        drop(panel, [loras[1]])
+    (path,) = imported.args[0]
+    from app.engine import facade
+
+    assert Path(path).is_file() and Path(path).parent == facade.adapters_dir()
+    row = window.shelf_vm.model.row_of(path)
+    assert row is not None and window.shelf_vm.model.item(row).card.title == "Pastel"
+    assert path in panel.cards
+    # A pickle is refused with a reason and the shelf keeps working.
+    bad = Path(loras[1]).with_name("evil.ckpt")
+    bad.write_bytes(b"\x80\x04pickle")
+    with qtbot.waitSignal(window.shelf_vm.errorRaised, timeout=30_000) as err:
+        drop(panel, [bad])
+    assert "evil.ckpt" in err.args[0]
+    assert window.banner.message()
+
+
+def test_png_drop_restores_prompt_settings_and_stack(qtbot, window):
+    tab = window.generate_tab
+    tab.prompt.setPlainText("a blue square")
+    tab.negative.setPlainText("blurry")
+    tab.steps.setValue(3)
+    tab.seed.setValue(77)
+    tab.lock.setChecked(True)
+    ink = next(p for p in tab.shelf_panel.cards if p.endswith("ink.safetensors"))
+    model = window.shelf_vm.model
+    model.set_enabled(model.row_of(ink), True)
+    model.set_weight(model.row_of(ink), 0.6)
+    generate(qtbot, window)
+    png = window.generate_vm.gallery.image(0).path
+    # Change everything, then drop the PNG: all of it comes back.
+    tab.prompt.setPlainText("something else")
+    tab.steps.setValue(9)
+    tab.seed.setValue(5)
+    model.set_enabled(model.row_of(ink), False)
+    drop(tab, [png])
+    assert tab.prompt.toPlainText().endswith("a blue square")
+    assert tab.negative.toPlainText() == "blurry"
+    assert tab.steps.value() == 3 and tab.seed.value() == 77
+    entries = model.stack_entries()
+    assert [(Path(e.path).name, e.weight) for e in entries] == [("ink.safetensors", 0.6)]
+    assert tab.shelf_panel.cards[ink].toggle.isChecked()
