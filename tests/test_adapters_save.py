@@ -83,6 +83,10 @@ def test_sdxl_file_with_both_text_encoders_matches_in_diffusers(tiny_sdxl, tmp_p
     )  # fmt: skip
     keys, meta = _file_modules(out)
     assert {k.split("_", 2)[1] for k in keys} == {"unet", "te1", "te2"}
+    # The names every other tool uses, even though transformers 5 flattened CLIPTextModel's text_model level.
+    assert "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight" in keys
+    assert "lora_te2_text_model_encoder_layers_1_self_attn_out_proj.alpha" in keys
+    assert "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k.lora_up.weight" in keys
     assert meta["ss_base_model_version"] == "sdxl_base_v1-0"
     assert meta["modelspec.architecture"] == "stable-diffusion-xl-v1-base/lora"
     assert meta["modelspec.resolution"] == "64x64" and meta["ss_steps"] == "10"

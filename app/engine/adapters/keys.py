@@ -45,6 +45,7 @@ class KeyRole:
     module: str  # canonical kohya module name (component prefix included)
     part: str  # down | up | alpha
     layout: str  # kohya | kohya-sgm | diffusers | peft
+    peft_names: bool = False  # lora_A/lora_B naming: alphas come from ``lora_adapter_metadata``
 
 
 def split_module(module: str) -> tuple[str, str]:
@@ -59,9 +60,21 @@ def component_of(module: str) -> str:
     return PREFIX_COMPONENT[split_module(module)[0]]
 
 
+def te_path(underscored: str) -> str:
+    """Text-encoder module paths always carry CLIP's ``text_model`` level in canonical names.
+
+    transformers 5 flattened ``CLIPTextModel`` (modules are ``encoder.layers.0…``), but every other tool
+    (AUTOMATIC1111, ComfyUI, kohya, older diffusers) spells ``text_model.encoder.layers.0…``.
+    """
+    if underscored.startswith(("text_model_", "text_projection")):
+        return underscored
+    return "text_model_" + underscored
+
+
 def kohya_name(component: str, dotted_path: str, *, sdxl: bool = False) -> str:
     table = SDXL_COMPONENT_PREFIX if sdxl else COMPONENT_PREFIX
-    return table[component] + dotted_path.replace(".", "_")
+    path = dotted_path.replace(".", "_")
+    return table[component] + (path if component == "unet" else te_path(path))
 
 
 def classify_key(key: str) -> KeyRole | None:
@@ -72,7 +85,7 @@ def classify_key(key: str) -> KeyRole | None:
         part = {"lora_down.weight": "down", "lora_up.weight": "up", "alpha": "alpha"}[suffix]
         if prefix == "lora_unet" and re.match(r"(input_blocks|middle_block|output_blocks|time_embed|label_emb|out_2$)", path):
             return KeyRole(f"lora_unet_{path}", part, "kohya-sgm")
-        return KeyRole(f"{prefix}_{path}", part, "kohya")
+        return KeyRole(f"{prefix}_{path if prefix == 'lora_unet' else te_path(path)}", part, "kohya")
     m = _DIFFUSERS_PROC.match(key)
     if m:
         component, path, proj, part = m.groups()
@@ -90,9 +103,12 @@ def classify_key(key: str) -> KeyRole | None:
     m = _PEFT.match(key)
     if m:
         component, path, ab = m.groups()
+        # diffusers' own save_lora_weights writes PEFT names under a component prefix (``unet.…lora_A``).
+        layout = "peft" if component is None else "diffusers"
         if component is None:
-            component = "text_encoder" if path.startswith("text_model.") else "unet"
-        return KeyRole(kohya_name(component, path), "down" if ab == "A" else "up", "peft")
+            te = path.startswith(("text_model.", "encoder.layers.", "embeddings.", "text_projection"))
+            component = "text_encoder" if te else "unet"
+        return KeyRole(kohya_name(component, path), "down" if ab == "A" else "up", layout, peft_names=True)
     return None
 
 

@@ -1,0 +1,54 @@
+"""Hashes of adapter files, cached by path + size + mtime so a shelf scan hashes each file once.
+
+The cache is a JSON file under the user cache folder; losing or corrupting it only costs re-hashing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+from app.engine.adapters.sftfile import Header, data_sha256, file_sha256
+from app.engine.atomic import atomic_write_text
+from app.engine.paths import user_cache_dir
+
+_LOCK = threading.Lock()
+_MAX_ENTRIES = 5000  # oldest entries dropped beyond this, so the file never grows without bound
+
+
+def _cache_file() -> Path:
+    return user_cache_dir() / "adapter-hashes.json"
+
+
+def _load() -> dict[str, dict]:
+    try:
+        data = json.loads(_cache_file().read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def file_hashes(path: str | os.PathLike[str], header: Header | None = None) -> tuple[str, str]:
+    """(full-file sha256, tensor-data sha256) of ``path``, from the cache when size and mtime match."""
+    path = Path(path).resolve()
+    st = path.stat()
+    key = str(path)
+    stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    with _LOCK:
+        cached = _load().get(key)
+    if cached and all(cached.get(k) == v for k, v in stamp.items()):
+        return cached["sha256"], cached["tensor_sha256"]
+    full, tensors = file_sha256(path), data_sha256(path, header)
+    with _LOCK:
+        data = _load()
+        data.pop(key, None)
+        data[key] = {**stamp, "sha256": full, "tensor_sha256": tensors}
+        while len(data) > _MAX_ENTRIES:
+            data.pop(next(iter(data)))
+        try:
+            atomic_write_text(_cache_file(), json.dumps(data))
+        except OSError:
+            pass  # a read-only cache folder only costs speed
+    return full, tensors

@@ -1,0 +1,259 @@
+"""What an adapter file is, from its header alone: title, family, rank, layout, thumbnail, hashes.
+
+No tensor is loaded, so listing a shelf of hundreds of adapters stays fast. Deeper checks (NaN/Inf,
+shapes against a base) happen when an adapter is loaded (``loader.py``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import collections
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.engine.adapters.hashcache import file_hashes
+from app.engine.adapters.keys import classify_key, component_of, is_unsupported_adapter_key
+from app.engine.adapters.sftfile import Header, read_header
+from app.engine.errors import AdapterError
+from app.engine.models.families import FAMILIES
+
+UNKNOWN = "unknown"
+
+# Cross-attention input width of the full-size models (the text embedding width the UNet attends to).
+_CROSS_ATTN_WIDTH = {768: "sd1", 1024: "sd2", 2048: "sdxl", 1280: "sdxl"}
+# Text-encoder hidden width: CLIP ViT-L (SD1, SDXL te1) and OpenCLIP ViT-H (SD2).
+_TE_WIDTH = {768: "sd1", 1024: "sd2", 1280: "sdxl"}
+_ARCH_PREFIX = {
+    "stable-diffusion-v1": "sd1",
+    "stable-diffusion-v2-512": "sd2",
+    "stable-diffusion-v2-768-v": "sd2-v",
+    "stable-diffusion-xl-v1-base": "sdxl",
+}
+
+
+@dataclass
+class AdapterInfo:
+    path: str
+    title: str
+    trigger_phrase: str
+    family: str  # sd1 | sd2 | sd2-v | sdxl | unknown
+    family_source: str  # metadata | shapes | unknown
+    family_reason: str  # why we believe it, shown next to any compatibility flag
+    rank: int | None  # the most common rank over modules
+    ranks: list[int]
+    layout: str  # kohya | kohya-sgm | diffusers | peft (or "mixed: …")
+    module_count: int
+    components: dict[str, int]  # unet / text_encoder / text_encoder_2 → module count
+    has_alpha: bool
+    description: str
+    author: str
+    date: str
+    tags: list[str]
+    thumbnail: bytes | None
+    thumbnail_mime: str
+    file_size: int
+    sha256: str  # full file
+    autov2: str  # first 10 hex of the full-file sha256, as Civitai shows it
+    tensor_sha256: str  # data section only: unchanged by metadata edits
+    metadata: dict[str, str] = field(repr=False, default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).stem
+
+    @property
+    def short_hash(self) -> str:
+        """AUTOMATIC1111's "Lora hashes" value: first 12 hex of the tensor-data hash."""
+        return self.tensor_sha256[:12]
+
+    def to_json_dict(self, *, with_metadata: bool = False) -> dict[str, Any]:
+        d = asdict(self)
+        d["name"] = self.name
+        d["short_hash"] = self.short_hash
+        d["thumbnail"] = f"<{len(self.thumbnail)} bytes {self.thumbnail_mime}>" if self.thumbnail else None
+        if not with_metadata:
+            d.pop("metadata")
+        else:
+            d["metadata"] = {k: (v if len(v) < 300 else v[:300] + f"… ({len(v)} chars)") for k, v in self.metadata.items()}
+        return d
+
+
+def family_from_metadata(meta: dict[str, str]) -> tuple[str, str] | None:
+    arch = meta.get("modelspec.architecture", "")
+    if arch:
+        base = arch.split("/")[0]
+        if base in _ARCH_PREFIX:
+            return _ARCH_PREFIX[base], f"modelspec.architecture = {arch}"
+    version = meta.get("ss_base_model_version", "")
+    for fam, info in FAMILIES.items():
+        if version == info.ss_base_model_version:
+            return fam, f"ss_base_model_version = {version}"
+    if version.startswith("sdxl_"):
+        return "sdxl", f"ss_base_model_version = {version}"
+    if meta.get("ss_v2") == "True":
+        v = meta.get("ss_v_parameterization") == "True"
+        return ("sd2-v" if v else "sd2"), "ss_v2 = True"
+    if arch:
+        return None  # an architecture we do not know: fall back to shapes, but remember it
+    if version.startswith("sd_v1") or meta.get("ss_v2") == "False":
+        return "sd1", "ss_v2 = False"
+    return None
+
+
+def family_from_shapes(shapes: dict[str, tuple[str, tuple[int, ...]]]) -> tuple[str, str]:
+    """Guess the family from key names and widths. ``shapes``: canonical module → (part, shape of down)."""
+    if any(m.startswith("lora_te2_") for m in shapes):
+        return "sdxl", "has a second text encoder (lora_te2_)"
+    for module, (_part, shape) in shapes.items():
+        if module.startswith("lora_unet_") and module.endswith(("attn2_to_k", "attn2_to_v")) and len(shape) >= 2:
+            width = shape[1]
+            fam = _CROSS_ATTN_WIDTH.get(width)
+            if fam:
+                return fam, f"cross-attention input width {width}"
+            return UNKNOWN, f"cross-attention input width {width} matches no known family (a test or custom model?)"
+    for module, (_part, shape) in shapes.items():
+        if module.startswith(("lora_te_", "lora_te1_")) and module.endswith("q_proj") and len(shape) >= 2:
+            fam = _TE_WIDTH.get(shape[1])
+            if fam:
+                return fam, f"text-encoder width {shape[1]}"
+            return UNKNOWN, f"text-encoder width {shape[1]} matches no known family"
+    return UNKNOWN, "no cross-attention or text-encoder LoRA to measure"
+
+
+def analyse_keys(header: Header, name: str) -> dict[str, Any]:
+    """Classify every key; refuse files that are not (supported) LoRA adapters."""
+    layouts: collections.Counter[str] = collections.Counter()
+    downs: dict[str, tuple[int, ...]] = {}
+    ups: set[str] = set()
+    alphas: set[str] = set()
+    unknown: list[str] = []
+    unsupported: list[str] = []
+    for key, spec in header.tensors.items():
+        role = classify_key(key)
+        if role is None:
+            (unsupported if is_unsupported_adapter_key(key) else unknown).append(key)
+            continue
+        layouts[role.layout] += 1
+        if role.part == "down":
+            downs[role.module] = spec.shape
+        elif role.part == "up":
+            ups.add(role.module)
+        else:
+            alphas.add(role.module)
+    if unsupported:
+        raise AdapterError(
+            f"{name}: uses LoRA variants StyleShelf cannot apply yet (e.g. {unsupported[0]!r}: LoHa/LoKr/DoRA/OFT).",
+        )
+    if not downs:
+        sample = next(iter(header.tensors), None)
+        if sample is None:
+            raise AdapterError(f"{name}: contains no tensors; not an adapter.")
+        raise AdapterError(
+            f"{name}: contains {len(header.tensors)} tensors but no LoRA weights (e.g. {sample!r}); "
+            "it looks like a full model, VAE or other weights, not a LoRA adapter."
+        )
+    if unknown:
+        raise AdapterError(
+            f"{name}: mixes LoRA weights with {len(unknown)} other tensors (e.g. {unknown[0]!r}); refusing a file we cannot fully read."
+        )
+    unpaired = sorted(set(downs) ^ ups)
+    if unpaired:
+        raise AdapterError(f"{name}: malformed LoRA — down/up weights not paired for {unpaired[0]!r}.")
+    main_layouts = [l for l, _ in layouts.most_common()]
+    layout = main_layouts[0] if len(main_layouts) == 1 else "mixed: " + ", ".join(main_layouts)
+    return {"layout": layout, "downs": downs, "alphas": alphas}
+
+
+def _thumbnail(meta: dict[str, str]) -> tuple[bytes | None, str]:
+    uri = meta.get("modelspec.thumbnail", "")
+    if not uri.startswith("data:") or "," not in uri:
+        return None, ""
+    head, payload = uri[5:].split(",", 1)
+    mime = head.split(";")[0]
+    try:
+        return base64.b64decode(payload, validate=False), mime
+    except (binascii.Error, ValueError):
+        return None, ""
+
+
+def _tags(meta: dict[str, str]) -> list[str]:
+    raw = meta.get("modelspec.tags", "")
+    return [t.strip() for t in raw.split(",") if t.strip()]
+
+
+def read_adapter_info(path: str | os.PathLike[str], *, with_hashes: bool = True) -> AdapterInfo:
+    """Everything the shelf shows about an adapter, from the safetensors header only.
+
+    Raises AdapterError with the reason for pickles, truncated or malformed files and non-LoRA weights.
+    """
+    path = Path(path)
+    header = read_header(path)
+    keys = analyse_keys(header, path.name)
+    meta = header.metadata
+    downs: dict[str, tuple[int, ...]] = keys["downs"]
+    components = collections.Counter(component_of(m) for m in downs)
+    ranks = collections.Counter(shape[0] for shape in downs.values() if shape)
+    found = family_from_metadata(meta)
+    warnings: list[str] = []
+    if found:
+        family, reason = found
+        source = "metadata"
+        shape_family, shape_reason = family_from_shapes({m: ("down", s) for m, s in downs.items()})
+        if shape_family not in (UNKNOWN, family) and not (family == "sd2-v" and shape_family == "sd2"):
+            warnings.append(f"metadata says {family} but the tensors look like {shape_family} ({shape_reason}).")
+    else:
+        family, reason = family_from_shapes({m: ("down", s) for m, s in downs.items()})
+        source = "shapes" if family != UNKNOWN else UNKNOWN
+        arch = meta.get("modelspec.architecture")
+        if arch:
+            reason = f"modelspec.architecture = {arch} is not a Stable Diffusion family StyleShelf knows; {reason}"
+    full, tensor_hash = file_hashes(path, header) if with_hashes else ("", "")
+    thumb, mime = _thumbnail(meta)
+    date = meta.get("modelspec.date", "")
+    if not date and meta.get("ss_training_started_at"):
+        date = meta["ss_training_started_at"]
+    return AdapterInfo(
+        path=str(path),
+        title=meta.get("modelspec.title") or meta.get("ss_output_name") or path.stem,
+        trigger_phrase=meta.get("modelspec.trigger_phrase", ""),
+        family=family,
+        family_source=source,
+        family_reason=reason,
+        rank=ranks.most_common(1)[0][0] if ranks else None,
+        ranks=sorted(ranks),
+        layout=keys["layout"],
+        module_count=len(downs),
+        components=dict(components),
+        has_alpha=bool(keys["alphas"]) or "lora_adapter_metadata" in meta,
+        description=meta.get("modelspec.description", ""),
+        author=meta.get("modelspec.author", ""),
+        date=date,
+        tags=_tags(meta),
+        thumbnail=thumb,
+        thumbnail_mime=mime,
+        file_size=header.file_size,
+        sha256=full,
+        autov2=full[:10],
+        tensor_sha256=tensor_hash,
+        metadata=meta,
+        warnings=warnings,
+    )
+
+
+def tag_frequency(info: AdapterInfo) -> dict[str, int]:
+    """Kohya's ``ss_tag_frequency`` ({folder: {tag: count}}) flattened, for display."""
+    try:
+        raw = json.loads(info.metadata.get("ss_tag_frequency", "{}"))
+    except json.JSONDecodeError:
+        return {}
+    out: collections.Counter[str] = collections.Counter()
+    if isinstance(raw, dict):
+        for tags in raw.values():
+            if isinstance(tags, dict):
+                out.update({str(k): int(v) for k, v in tags.items() if isinstance(v, (int, float))})
+    return dict(out.most_common())

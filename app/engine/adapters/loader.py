@@ -1,0 +1,265 @@
+"""Load an adapter of any layout into a diffusers pipeline, and say exactly how much of it applied.
+
+diffusers' ``load_lora_weights`` only *warns* about keys it cannot place, so a file for another model can
+"load" and silently do nothing. Here every module is matched against the pipeline first (exact names,
+shapes checked), the count of matched / unmatched modules is reported, and an adapter that would change
+nothing is refused. A shape mismatch is refused before diffusers is called, so the adapter name stays free.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.engine.adapters.info import UNKNOWN, AdapterInfo, read_adapter_info
+from app.engine.adapters.keys import classify_key, component_of, peft_alphas, sgm_to_diffusers, split_module, te_path
+from app.engine.errors import AdapterError
+
+COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
+
+
+@dataclass
+class LoraModule:
+    down: Any  # Tensor [r, in] or [r, in, kh, kw]
+    up: Any  # Tensor [out, r] or [out, r, 1, 1]
+    alpha: float  # scale = alpha / rank
+
+    @property
+    def rank(self) -> int:
+        return int(self.down.shape[0])
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / self.rank
+
+
+@dataclass
+class LoadReport:
+    adapter_name: str
+    path: str
+    info: AdapterInfo
+    matched: int  # modules placed in the pipeline
+    unmatched: int  # modules of the file with no counterpart in this pipeline
+    unmatched_names: list[str] = field(default_factory=list)  # the first few, for the message
+    components: dict[str, int] = field(default_factory=dict)  # matched modules per component
+    base_family: str = UNKNOWN
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.matched > 0 and self.unmatched == 0
+
+
+def _layers_per_block(unet_config: Any) -> int:
+    lpb = getattr(unet_config, "layers_per_block", 2) if unet_config is not None else 2
+    return int(lpb[0] if isinstance(lpb, (list, tuple)) else lpb)
+
+
+def read_lora_modules(
+    path: str | os.PathLike[str], *, unet_config: Any = None, check_finite: bool = True
+) -> tuple[AdapterInfo, dict[str, LoraModule]]:
+    """Load and validate all LoRA modules of ``path`` in canonical kohya/diffusers-path names.
+
+    Kohya files without ``.alpha`` and diffusers/PEFT files without adapter metadata get alpha = rank
+    (scale 1), the convention of the tools that write them.
+    """
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    info = read_adapter_info(path)
+    try:
+        raw = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, RuntimeError) as err:
+        raise AdapterError(f"{Path(path).name}: cannot read tensors ({err}).") from None
+    lpb = _layers_per_block(unet_config)
+    downs: dict[str, Any] = {}
+    ups: dict[str, Any] = {}
+    alphas: dict[str, float] = {}
+    peft_modules: set[str] = set()
+    for key, tensor in raw.items():
+        role = classify_key(key)
+        assert role is not None  # analyse_keys (in read_adapter_info) refused anything else
+        module = sgm_to_diffusers(role.module, lpb) if role.layout == "kohya-sgm" else role.module
+        if check_finite and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise AdapterError(f"{Path(path).name}: tensor {key!r} contains NaN or Inf values; the adapter is broken.")
+        if role.part == "alpha":
+            alphas[module] = float(tensor.float().item())
+        else:
+            (downs if role.part == "down" else ups)[module] = tensor
+            if role.peft_names:
+                peft_modules.add(module)
+    if peft_modules:
+        alphas.update(peft_alphas(info.metadata, {m: int(downs[m].shape[0]) for m in peft_modules}))
+    modules: dict[str, LoraModule] = {}
+    for name, down in downs.items():
+        up = ups[name]
+        if down.shape[0] != up.shape[1] or down.dim() != up.dim():
+            raise AdapterError(f"{Path(path).name}: {name} has down {tuple(down.shape)} but up {tuple(up.shape)}.")
+        modules[name] = LoraModule(down, up, alphas.get(name, float(down.shape[0])))
+    return info, modules
+
+
+def pipeline_family(pipe: Any) -> str:
+    """The family of a loaded base pipeline, from its UNet (``unknown`` for tiny/custom models)."""
+    unet = getattr(pipe, "unet", None)
+    if unet is None:
+        return UNKNOWN
+    width = unet.config.cross_attention_dim
+    if getattr(pipe, "text_encoder_2", None) is not None or unet.config.addition_embed_type == "text_time":
+        return "sdxl" if width == 2048 else UNKNOWN
+    if width == 768:
+        return "sd1"
+    if width == 1024:
+        pred = getattr(getattr(pipe, "scheduler", None), "config", {}).get("prediction_type", "epsilon")
+        return "sd2-v" if pred == "v_prediction" else "sd2"
+    return UNKNOWN
+
+
+def _target_table(model: Any, component: str) -> dict[str, Any]:
+    """Canonical underscored module path → (dotted name, the Linear/Conv layer or the base layer LoRA wraps)."""
+    import torch
+
+    table = {}
+    for name, mod in model.named_modules():
+        if ".lora_" in name or name.endswith(".base_layer") or ".base_layer." in name:
+            continue
+        base = getattr(mod, "base_layer", mod)
+        if isinstance(base, (torch.nn.Linear, torch.nn.Conv2d)):
+            path = name.replace(".", "_")
+            table[path if component == "unet" else te_path(path)] = (name, base)
+    return table
+
+
+def _shape_problem(module: LoraModule, layer: Any) -> str:
+    import torch
+
+    down, up = module.down, module.up
+    if isinstance(layer, torch.nn.Linear):
+        if down.dim() != 2 or down.shape[1] != layer.in_features or up.shape[0] != layer.out_features:
+            return f"LoRA {tuple(up.shape[:1])}×{tuple(down.shape[1:])} vs layer {layer.out_features}×{layer.in_features}"
+        return ""
+    if down.dim() != 4 or down.shape[1] != layer.in_channels or up.shape[0] != layer.out_channels:
+        return f"LoRA down {tuple(down.shape)} / up {tuple(up.shape)} vs conv {tuple(layer.weight.shape)}"
+    if tuple(down.shape[2:]) not in ((1, 1), tuple(layer.kernel_size)):
+        return f"kernel {tuple(down.shape[2:])} vs conv kernel {tuple(layer.kernel_size)}"
+    return ""
+
+
+def to_kohya_state_dict(modules: dict[str, LoraModule]) -> dict[str, Any]:
+    sd: dict[str, Any] = {}
+    for name, m in modules.items():
+        sd[f"{name}.lora_down.weight"] = m.down
+        sd[f"{name}.lora_up.weight"] = m.up
+        sd[f"{name}.alpha"] = _alpha_tensor(m.alpha)
+    return sd
+
+
+def to_peft_state_dict(modules: dict[str, LoraModule]) -> dict[str, Any]:
+    """``<component>.<exact module path>.lora_A/B.weight`` with the scale folded into lora_B.
+
+    Why not hand diffusers the kohya names: its kohya conversion guesses module paths by string
+    replacement and silently drops modules it guesses wrong (e.g. SDXL's ``add_embedding``). Exact names
+    need no guessing. A dict carries no alphas, so diffusers uses scale 1 and we multiply lora_B by
+    alpha / rank: exact when that is a power of two (alpha = rank, rank/2, 1 with rank 16, …), otherwise
+    within one float rounding of the unfolded product.
+    """
+    sd: dict[str, Any] = {}
+    for name, m in modules.items():
+        sd[f"{name}.lora_A.weight"] = m.down
+        sd[f"{name}.lora_B.weight"] = m.up if m.scale == 1.0 else m.up * m.scale
+    return sd
+
+
+def _alpha_tensor(alpha: float):
+    import torch
+
+    return torch.tensor(float(alpha), dtype=torch.float32)
+
+
+def _injected(model: Any, adapter_name: str) -> int:
+    return sum(1 for _n, mod in model.named_modules() if adapter_name in (getattr(mod, "lora_A", None) or {}))
+
+
+def loaded_adapter_names(pipe: Any) -> set[str]:
+    names: set[str] = set()
+    for component in COMPONENTS:
+        model = getattr(pipe, component, None)
+        if model is not None and getattr(model, "peft_config", None):
+            names.update(model.peft_config)
+    return names
+
+
+def load_into_pipeline(
+    pipe: Any, path: str | os.PathLike[str], adapter_name: str, *, base_family: str | None = None
+) -> LoadReport:
+    """Load ``path`` (any layout) into ``pipe`` as ``adapter_name``; report matched/unmatched modules.
+
+    Raises AdapterError when the file is refused, a shape does not fit the base (nothing is loaded),
+    the name is taken, or no module matches (the adapter would silently do nothing).
+    """
+    path = Path(path)
+    if adapter_name in loaded_adapter_names(pipe):
+        raise AdapterError(f"An adapter named {adapter_name!r} is already loaded; unload it or pick another name.")
+    info, modules = read_lora_modules(path, unet_config=getattr(getattr(pipe, "unet", None), "config", None))
+    sdxl_pipe = getattr(pipe, "text_encoder_2", None) is not None
+    tables = {c: _target_table(getattr(pipe, c), c) for c in COMPONENTS if getattr(pipe, c, None) is not None}
+    matched: dict[str, LoraModule] = {}
+    unmatched: list[str] = []
+    per_component: dict[str, int] = {}
+    for name, module in modules.items():
+        component = component_of(name)
+        prefix, path_part = split_module(name)
+        if prefix == "lora_te_" and sdxl_pipe:
+            name = "lora_te1_" + path_part  # an SD1-style text-encoder key on SDXL means text encoder 1
+        target = tables.get(component, {}).get(path_part)
+        if target is None:
+            unmatched.append(name)
+            continue
+        dotted, layer = target
+        problem = _shape_problem(module, layer)
+        if problem:
+            raise AdapterError(
+                f"{path.name} does not fit this base model: {name}: {problem}.",
+                hint=f"The adapter is for {info.family} ({info.family_reason}).",
+            )
+        matched[f"{component}.{dotted}"] = module
+        per_component[component] = per_component.get(component, 0) + 1
+    base = base_family or pipeline_family(pipe)
+    if not matched:
+        raise AdapterError(
+            f"{path.name}: none of its {len(modules)} LoRA modules exist in this base model, so it would do nothing.",
+            hint=f"The adapter is for {info.family} ({info.family_reason}); the base is {base}.",
+        )
+    warnings = list(info.warnings)
+    if UNKNOWN not in (info.family, base) and info.family != base:
+        warnings.append(f"Adapter made for {info.family} ({info.family_reason}), base model is {base}.")
+    if unmatched:
+        warnings.append(f"{len(unmatched)} of {len(modules)} modules have no counterpart in this base model and are ignored.")
+    pipe.load_lora_weights(to_peft_state_dict(matched), adapter_name=adapter_name)
+    # Verify diffusers placed what we matched: count, never assume.
+    placed = {c: _injected(getattr(pipe, c), adapter_name) for c in per_component}
+    lost = sum(per_component.values()) - sum(placed.values())
+    if lost:
+        if sum(placed.values()) == 0:
+            unload_adapter(pipe, adapter_name)
+            raise AdapterError(f"{path.name}: diffusers could not place any of its modules; it would do nothing.")
+        warnings.append(f"diffusers could not place {lost} matched modules; they are ignored.")
+    return LoadReport(
+        adapter_name=adapter_name,
+        path=str(path),
+        info=info,
+        matched=sum(placed.values()),
+        unmatched=len(unmatched) + lost,
+        unmatched_names=unmatched[:10],
+        components=placed,
+        base_family=base,
+        warnings=warnings,
+    )
+
+
+def unload_adapter(pipe: Any, adapter_name: str) -> None:
+    if adapter_name in loaded_adapter_names(pipe):
+        pipe.delete_adapters(adapter_name)
