@@ -163,11 +163,8 @@ def load_adapter(pipe: Any, path: str, name: str) -> list[str]:
         load_into_pipeline = None
     if load_into_pipeline is not None:
         report = load_into_pipeline(pipe, path, name)
-        warnings = getattr(report, "warnings", None) or []
-        unmatched = getattr(report, "unmatched", None) or getattr(report, "unmatched_keys", None) or []
-        if unmatched:
-            warnings = [*warnings, f"{len(unmatched)} key(s) matched no layer of this base and were ignored"]
-        return [str(w) for w in warnings]
+        # The report's warnings already name unmatched modules and family mismatches.
+        return [str(w) for w in getattr(report, "warnings", None) or []]
     return _load_with_diffusers(pipe, path, name)
 
 
