@@ -9,6 +9,7 @@ assets/model-configs/<family> (or ``config=``), because diffusers otherwise fetc
 from __future__ import annotations
 
 import os
+import re
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -251,9 +252,34 @@ def _guarded(name: str, family: str, load):
     except ModelLoadError:
         raise
     except (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError, IndexError) as err:
-        raise ModelLoadError(
-            f"Could not load {name} as {FAMILIES[family].label}: {_one_line(err)}", details=traceback.format_exc()
-        ) from err
+        label = FAMILIES[family].label
+        mismatch = _shape_mismatch(str(err))
+        if mismatch:
+            raise ModelLoadError(
+                f"{name} does not match the {label} architecture ({mismatch}).",
+                hint="For a model of another size, pass its own diffusers config folder.",
+                details=traceback.format_exc(),
+            ) from err
+        raise ModelLoadError(f"Could not load {name} as {label}: {_one_line(err)}", details=traceback.format_exc()) from err
+
+
+_SHAPE_ERRORS = (
+    # diffusers: "Cannot load <model> because <param> expected shape torch.Size([..]), but got torch.Size([..])."
+    re.compile(r"because (\S+) expected shape torch\.Size\((\[[^\]]*\])\), but got torch\.Size\((\[[^\]]*\])\)"),
+    # torch: "size mismatch for <param>: copying a param with shape torch.Size([..]) from checkpoint, the shape
+    # in current model is torch.Size([..])" (file shape first here, hence the swap below)
+    re.compile(r"size mismatch for (\S+): copying a param with shape torch\.Size\((\[[^\]]*\])\) from checkpoint, "
+               r"the shape in current model is torch\.Size\((\[[^\]]*\])\)"),
+)
+
+
+def _shape_mismatch(text: str) -> str:
+    for i, pattern in enumerate(_SHAPE_ERRORS):
+        m = pattern.search(text)
+        if m:
+            param, expected, got = (m[1], m[2], m[3]) if i == 0 else (m[1], m[3], m[2])
+            return f"{param} is {got} in the file, {expected} in the architecture"
+    return ""
 
 
 def _one_line(err: BaseException) -> str:
