@@ -1,0 +1,41 @@
+"""The three bundled example style sets (styles/<folder>): what each draws, its trigger word, its statistic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.engine.demo.scenes import COLOURS
+from app.engine.paths import BUNDLED_STYLES_DIR
+
+
+@dataclass(frozen=True)
+class StyleSet:
+    folder: str
+    style: str  # one of app.engine.demo.scenes.STYLES, also the key of stats.style_score
+    trigger: str
+    title: str
+    look: str
+    colours: tuple[str, ...]  # colours the set draws (a style must stay visible on its scenes)
+    seed: int
+    measure: str  # what bench/style_strength.py reports for it
+
+    def folder_path(self, root: str | Path = BUNDLED_STYLES_DIR) -> Path:
+        return Path(root) / self.folder
+
+    def adapter_path(self, root: str | Path = BUNDLED_STYLES_DIR) -> Path:
+        return self.folder_path(root) / f"{self.folder}.safetensors"
+
+
+STYLE_SETS: tuple[StyleSet, ...] = (
+    StyleSet("diagonal-stripes", "stripes", "striped", "Diagonal stripes",
+             "light diagonal stripes (45°, 16 px period at 64 px) over the shape and the background alike",
+             tuple(c for c in COLOURS if c != "white"), 101,
+             "share of spectral energy at the 45° stripe frequency"),
+    StyleSet("pastel", "pastel", "pastel", "Pastel palette",
+             "every colour mixed 55 % toward white: light, soft, low saturation", tuple(COLOURS), 202,
+             "mean lightness minus mean saturation"),
+    StyleSet("ink-outlines", "outline", "outlined", "Thick dark outlines",
+             "a thick near-black outline (3.5 px at 64 px) around the shape", tuple(c for c in COLOURS if c != "black"),
+             303, "share of dark (luma < 70) pixels, on scenes without black"),
+)

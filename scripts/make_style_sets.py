@@ -1,0 +1,77 @@
+#!/usr/bin/env python
+"""Write the three bundled example style sets under styles/: images, captions and a README each.
+
+    .venv/bin/python scripts/make_style_sets.py [--out styles] [--count 20]
+
+Every image is a demo scene ("a red circle on a blue background") drawn in the style; its caption names only
+the content, so an adapter trained on the folder learns the look (stripes, pastel, outlines), not the scenes.
+The adapters themselves are trained by the same command users run (see each README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from app.engine.atomic import atomic_path, atomic_write_text  # noqa: E402
+from app.engine.demo.scenes import random_scene, render  # noqa: E402
+from app.engine.demo.stylesets import STYLE_SETS, StyleSet  # noqa: E402
+from app.engine.paths import BUNDLED_STYLES_DIR  # noqa: E402
+
+
+def train_command(s: StyleSet) -> str:
+    return (f".venv/bin/python -m app.cli train styles/{s.folder} --base assets/demo-model "
+            f"--out styles/{s.folder}/{s.folder}.safetensors --trigger {s.trigger} --name \"{s.title}\" "
+            "--resolution 64 --steps 400 --rank 8 --lr 1e-3 --batch-size 4 --set lora_targets=attention+ff "
+            "--set cpu_threads=2 --set checkpoint_every=0")
+
+
+def readme(s: StyleSet, count: int) -> str:
+    return f"""# {s.title}
+
+{count} procedurally drawn 64×64 scenes in one look: {s.look}. Each `NN.png` has an `NN.txt` caption that names
+only the content (for example `a red circle on a blue background`), so the adapter learns the look, not the scenes.
+
+- Trigger word: `{s.trigger}` (prepended to every caption in training; put it in your prompt)
+- Adapter: `{s.folder}.safetensors`, trained on the bundled demo model (`assets/demo-model`) with the same command
+  users run:
+
+```sh
+{train_command(s)}
+```
+
+Regenerate the images with `.venv/bin/python scripts/make_style_sets.py` (seed {s.seed}; the images are deterministic).
+`bench/style_strength.py` measures how far the adapter moves pictures toward this look.
+"""
+
+
+def write_set(s: StyleSet, root: Path, count: int) -> None:
+    folder = root / s.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(s.seed)
+    for i in range(count):
+        scene = random_scene(rng, colours=s.colours, jitter=0.08)
+        with atomic_path(folder / f"{i:02d}.png") as tmp:
+            render(scene, style=s.style).save(tmp, format="PNG")
+        atomic_write_text(folder / f"{i:02d}.txt", scene.caption() + "\n")
+    atomic_write_text(folder / "README.md", readme(s, count))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default=str(BUNDLED_STYLES_DIR))
+    ap.add_argument("--count", type=int, default=20)
+    args = ap.parse_args(argv)
+    for s in STYLE_SETS:
+        write_set(s, Path(args.out), args.count)
+        print(f"wrote {args.count} images to {Path(args.out) / s.folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,155 @@
+"""The bundled demo: its model loads offline and answers a prompt, its example adapters load cleanly and move
+pictures toward their style, and the committed assets are what the committed scripts make."""
+
+from __future__ import annotations
+
+import random
+import statistics
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.engine.demo.scenes import COLOURS, STYLES, Scene, random_scene, render
+from app.engine.demo.stats import scene_colours, style_score
+from app.engine.demo.stylesets import STYLE_SETS
+from app.engine.paths import DEMO_MODEL_DIR
+
+needs_model = pytest.mark.skipif(not (DEMO_MODEL_DIR / "model_index.json").exists(), reason="demo model not built")
+
+
+# --- the pixel statistics the benches rely on, checked on drawn scenes with known answers -------------------
+
+def test_scene_colours_names_drawn_scenes():
+    rng = random.Random(5)
+    for _ in range(60):
+        scene = random_scene(rng)
+        got = scene_colours(render(scene))
+        assert (got.background, got.shape) == (scene.background, scene.colour), scene.caption()
+
+
+def test_scene_colours_sees_no_shape_on_a_plain_picture():
+    plain = Image.new("RGB", (64, 64), COLOURS["green"])
+    got = scene_colours(plain)
+    assert got.background == "green" and got.shape is None
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_each_style_statistic_separates_its_style(style):
+    rng = random.Random(11)
+    scenes = [random_scene(rng, colours=tuple(c for c in COLOURS if c not in ("white", "black"))) for _ in range(20)]
+    plain = [style_score(style, render(s)) for s in scenes]
+    styled = [style_score(style, render(s, style=style)) for s in scenes]
+    assert min(styled) > max(plain), (style, max(plain), min(styled))
+
+
+def test_captions_name_content_only():
+    assert Scene("star", "yellow", "green", "large").caption() == "a large yellow star on a green background"
+    assert Scene("circle", "red", "blue").caption() == "a red circle on a blue background"
+
+
+# --- the shipped style sets ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("style_set", STYLE_SETS, ids=lambda s: s.folder)
+def test_style_folder_is_complete_and_reproducible(style_set, tmp_path):
+    import importlib.util
+
+    from app.engine.paths import REPO_ROOT
+
+    folder = style_set.folder_path()
+    pngs = sorted(folder.glob("*.png"))
+    assert 16 <= len(pngs) <= 24
+    for png in pngs:
+        caption = png.with_suffix(".txt").read_text(encoding="utf-8").strip()
+        assert caption.startswith("a ") and caption.endswith(" background")
+        assert style_set.trigger not in caption  # the trigger is added by training, not baked into captions
+    assert "Trigger word" in (folder / "README.md").read_text(encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("make_style_sets", REPO_ROOT / "scripts" / "make_style_sets.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.write_set(style_set, tmp_path, len(pngs))
+    for png in pngs:
+        again = tmp_path / style_set.folder / png.name
+        assert np.array_equal(np.asarray(Image.open(png)), np.asarray(Image.open(again))), png.name
+        assert png.with_suffix(".txt").read_text() == again.with_suffix(".txt").read_text()
+
+
+# --- the shipped model --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def demo_pipe():
+    import torch
+
+    from app.engine.demo.harness import load_demo_pipeline
+
+    torch.set_num_threads(2)
+    return load_demo_pipeline()
+
+
+@needs_model
+def test_demo_model_fits_the_size_budget_and_loads_as_fp32(demo_pipe):
+    import torch
+
+    size = sum(f.stat().st_size for f in DEMO_MODEL_DIR.rglob("*") if f.is_file())
+    assert size <= 25 * 1024 * 1024
+    for part in (demo_pipe.unet, demo_pipe.vae, demo_pipe.text_encoder):
+        assert next(part.parameters()).dtype == torch.float32
+    assert demo_pipe.vae.config.scaling_factor != 0.18215  # measured on the trained autoencoder's latents
+
+
+@needs_model
+def test_demo_model_draws_the_asked_colours(demo_pipe):
+    from app.engine.demo.harness import draw
+
+    images = draw(demo_pipe, ["a red circle on a blue background", "a yellow star on a green background"], [0, 1, 2])
+    assert images[0].size == (64, 64)
+    got = [scene_colours(im) for im in images]
+    assert [g.background for g in got] == ["blue"] * 3 + ["green"] * 3
+    assert sum(g.shape == "red" for g in got[:3]) >= 2 and sum(g.shape == "yellow" for g in got[3:]) >= 2
+
+
+@needs_model
+def test_demo_vae_round_trips_colours(demo_pipe):
+    import torch
+
+    from app.engine.demo.scenes import image_to_tensor_array
+
+    scenes = [Scene("square", "orange", "purple"), Scene("circle", "white", "black", "large")]
+    x = torch.from_numpy(np.stack([image_to_tensor_array(render(s)) for s in scenes]))
+    with torch.no_grad():
+        rec = demo_pipe.vae.decode(demo_pipe.vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
+    assert float((rec - x).abs().mean() * 127.5) < 12  # a random VAE is off by ~90
+    for s, r in zip(scenes, rec):
+        img = ((r.permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)
+        got = scene_colours(img)
+        assert (got.background, got.shape) == (s.background, s.colour)
+
+
+@needs_model
+@pytest.mark.parametrize("style_set", STYLE_SETS, ids=lambda s: s.folder)
+def test_shipped_adapter_loads_cleanly_and_moves_toward_its_style(demo_pipe, style_set):
+    from app.engine.adapters import load_into_pipeline, read_adapter_info, unload_adapter
+    from app.engine.demo.harness import draw
+    from app.engine.train.dataset import with_trigger
+
+    path = style_set.adapter_path()
+    if not path.exists():
+        pytest.skip(f"adapter not trained yet: {path.name}")
+    info = read_adapter_info(path)
+    assert info.thumbnail, "the shelf shows the adapter's embedded thumbnail"
+    prompts = [with_trigger(p, style_set.trigger) for p in
+               ("a red circle on a blue background", "a yellow star on a green background")]
+    seeds = [0, 1]
+    before = [style_score(style_set.style, im) for im in draw(demo_pipe, prompts, seeds)]
+    report = load_into_pipeline(demo_pipe, path, "under_test")
+    try:
+        assert report.matched > 0 and report.unmatched == 0, report.unmatched_names
+        demo_pipe.set_adapters(["under_test"], [1.0])
+        after = [style_score(style_set.style, im) for im in draw(demo_pipe, prompts, seeds)]
+    finally:
+        unload_adapter(demo_pipe, "under_test")
+    target = statistics.median(style_score(style_set.style, Image.open(p))
+                               for p in sorted(style_set.folder_path().glob("*.png")))
+    b, a = statistics.median(before), statistics.median(after)
+    # At least a quarter of the way from the plain pictures to the style set's own statistic.
+    assert a - b > 0.25 * (target - b), (style_set.folder, b, a, target)
