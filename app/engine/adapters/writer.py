@@ -96,31 +96,35 @@ def peft_to_kohya(state_dict: dict[str, "Tensor"], component: str, *, sdxl: bool
 
 
 def build_metadata(
-    *, family: str, rank: int, alpha: float, title: str, trigger_phrase: str, thumbnail: "Image | None",
+    *, family: str | None, rank: int, alpha: float, title: str, trigger_phrase: str, thumbnail: "Image | None",
     description: str, extra: dict[str, str], date: _dt.datetime | None = None,
 ) -> dict[str, str]:  # fmt: skip
-    info = family_info(family)
+    """``ss_*`` + ModelSpec metadata. ``family=None`` (a bake of custom/tiny-model adapters) omits the keys
+    that would claim a base model."""
     now = (date or _dt.datetime.now(_dt.timezone.utc)).replace(microsecond=0)
     meta = {
         "ss_network_module": "networks.lora",
         "ss_network_dim": str(rank),
         "ss_network_alpha": _num(alpha),
-        "ss_base_model_version": info.ss_base_model_version,
-        "ss_v2": str(family in ("sd2", "sd2-v")),
-        "ss_v_parameterization": str(info.prediction_type == "v_prediction"),
         "modelspec.sai_model_spec": "1.0.0",
-        "modelspec.architecture": info.modelspec_architecture,
-        # ModelSpec's convention (and kohya's): an SDXL LoRA targets Stability's implementation.
-        "modelspec.implementation": (
-            "https://github.com/Stability-AI/generative-models" if family == "sdxl" else "diffusers"
-        ),
+        "modelspec.implementation": "diffusers",
         "modelspec.title": title,
         "modelspec.trigger_phrase": trigger_phrase,
         "modelspec.date": now.isoformat(),
         "modelspec.description": description,
-        "modelspec.resolution": _resolution(extra, info.native_resolution),
-        "modelspec.prediction_type": "v" if info.prediction_type == "v_prediction" else "epsilon",
     }
+    if family is not None:
+        info = family_info(family)
+        meta.update({
+            "ss_base_model_version": info.ss_base_model_version,
+            "ss_v2": str(family in ("sd2", "sd2-v")),
+            "ss_v_parameterization": str(info.prediction_type == "v_prediction"),
+            "modelspec.architecture": info.modelspec_architecture,
+            "modelspec.resolution": _resolution(extra, info.native_resolution),
+            "modelspec.prediction_type": "v" if info.prediction_type == "v_prediction" else "epsilon",
+        })  # fmt: skip
+        if family == "sdxl":  # ModelSpec's convention (and kohya's): an SDXL LoRA targets Stability's code
+            meta["modelspec.implementation"] = "https://github.com/Stability-AI/generative-models"
     if thumbnail is not None:
         meta["modelspec.thumbnail"] = thumbnail_data_uri(thumbnail)
     if trigger_phrase:
@@ -159,8 +163,6 @@ def save_adapter(
     ``text_encoder_alpha`` (default: ``alpha``) is the text encoders' alpha when they were trained with
     their own LoraConfig.
     """
-    import torch
-
     family = normalise_family(family)
     sdxl = family == "sdxl"
     if text_encoder_2 and not sdxl:
@@ -175,6 +177,17 @@ def save_adapter(
             modules.update({n: (d, u, a) for n, (d, u) in peft_to_kohya(sd, component, sdxl=sdxl).items()})
     if not modules:
         raise AdapterError("Nothing to save: the adapter has no LoRA weights.")
+    meta = build_metadata(
+        family=family, rank=rank, alpha=alpha, title=title, trigger_phrase=trigger_phrase, thumbnail=thumbnail,
+        description=description, extra=dict(extra_metadata or {}),
+    )  # fmt: skip
+    return write_kohya_modules(path, modules, meta)
+
+
+def write_kohya_modules(path: str | os.PathLike[str], modules: dict[str, tuple[Any, Any, float]], meta: dict[str, str]) -> Path:
+    """Write {kohya module name: (down, up, alpha)} as fp32 tensors with ``meta`` plus the tensor hash."""
+    import torch
+
     tensors: dict[str, Any] = {}
     for name, (down, up, module_alpha) in modules.items():
         if down.shape[0] != up.shape[1]:
@@ -182,10 +195,7 @@ def save_adapter(
         tensors[f"{name}.lora_down.weight"] = down.detach().to("cpu", torch.float32).contiguous()
         tensors[f"{name}.lora_up.weight"] = up.detach().to("cpu", torch.float32).contiguous()
         tensors[f"{name}.alpha"] = torch.tensor(float(module_alpha), dtype=torch.float32)
-    meta = build_metadata(
-        family=family, rank=rank, alpha=alpha, title=title, trigger_phrase=trigger_phrase, thumbnail=thumbnail,
-        description=description, extra=dict(extra_metadata or {}),
-    )  # fmt: skip
+    meta = dict(meta)
     specs, data, digest = serialize(tensors)
     meta[HASH_KEY] = f"0x{digest}"
     meta["sshs_model_hash"] = digest  # kohya's / AUTOMATIC1111's name for the same tensor-data hash
