@@ -1,16 +1,233 @@
-"""`styleshelf shelf` (placeholder until its engine lands)."""
+"""`styleshelf shelf …` — list, inspect, import, export, remove, edit and bake adapters.
+
+    styleshelf shelf list [--json] [--hashes] [--folder DIR]…
+    styleshelf shelf inspect FILE [--json]
+    styleshelf shelf import FILE…
+    styleshelf shelf export NAME DEST [--force]
+    styleshelf shelf remove NAME
+    styleshelf shelf edit FILE [--title T] [--trigger T] [--description D] [--thumbnail IMG | --no-thumbnail]
+    styleshelf shelf bake --out FILE NAME[:WEIGHT]… [--mode concat|svd] [--rank R] [--title T]
+"""
 
 from __future__ import annotations
 
 import argparse
-
-from app.engine.errors import UserError
+import json
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("shelf", help="(not built yet)")
-    parser.set_defaults(func=run)
+    parser = sub.add_parser("shelf", help="List, inspect, import, export and bake adapters.")
+    parser.add_argument("--folder", action="append", default=[], metavar="DIR",
+                        help="An extra folder of adapters (repeatable; also STYLESHELF_ADAPTER_PATH).")  # fmt: skip
+    actions = parser.add_subparsers(dest="shelf_command", metavar="ACTION")
+    actions.required = True
+
+    p = actions.add_parser("list", help="Adapters on the shelf (reads file headers only).")
+    p.add_argument("--json", action="store_true", help="One JSON array on stdout.")
+    p.add_argument("--hashes", action="store_true", help="Compute missing hashes (reads every file once; cached).")
+    p.set_defaults(func=run_list)
+
+    p = actions.add_parser("inspect", help="Metadata, family, hashes, rank, key layout and a full validity check.")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_inspect)
+
+    p = actions.add_parser("import", help="Copy adapter files onto your shelf (validated, duplicates detected).")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(func=run_import)
+
+    p = actions.add_parser("export", help="Write one adapter as a single self-contained file.")
+    p.add_argument("name", metavar="NAME", help="File name, title, hash prefix or path of the adapter.")
+    p.add_argument("dest", metavar="DEST", help="A file path or a folder.")
+    p.add_argument("--force", action="store_true", help="Overwrite DEST if it exists.")
+    p.set_defaults(func=run_export)
+
+    p = actions.add_parser("remove", help="Delete an adapter from your shelf folder.")
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(func=run_remove)
+
+    p = actions.add_parser("edit", help="Change title, trigger phrase, description or thumbnail in place.")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--title")
+    p.add_argument("--trigger")
+    p.add_argument("--description")
+    thumb = p.add_mutually_exclusive_group()
+    thumb.add_argument("--thumbnail", metavar="IMAGE", help="An image file (shrunk to 256 px).")
+    thumb.add_argument("--no-thumbnail", action="store_true", help="Remove the thumbnail.")
+    p.set_defaults(func=run_edit)
+
+    p = actions.add_parser("bake", help="Merge weighted adapters into one new adapter file.")
+    p.add_argument("adapters", nargs="+", metavar="NAME[:WEIGHT]")
+    p.add_argument("--out", required=True, metavar="FILE")
+    p.add_argument("--mode", choices=("concat", "svd"), default=None,
+                   help="concat: exact, ranks add (default); svd: compress to --rank (default when --rank is given).")  # fmt: skip
+    p.add_argument("--rank", type=int, default=None)
+    p.add_argument("--title", default="")
+    p.set_defaults(func=run_bake)
 
 
-def run(args: argparse.Namespace) -> int:
-    raise UserError("'shelf' is not built yet.")
+def _library(args: argparse.Namespace):
+    from app.engine.shelf.library import Library
+
+    return Library.default(args.folder)
+
+
+def _human_size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    entries = _library(args).scan(with_hashes=args.hashes)
+    if args.json:
+        print(json.dumps([e.to_json_dict() for e in entries], indent=2, ensure_ascii=False))
+        return 0
+    if not entries:
+        print("The shelf is empty. Add adapters with `styleshelf shelf import FILE…`.")
+        return 0
+    for e in entries:
+        if not e.ok:
+            print(f"✗ {e.name:<28} [{e.folder}] refused: {e.problem}")
+            continue
+        i = e.info
+        trig = f"  trigger: {i.trigger_phrase}" if i.trigger_phrase else ""
+        hashes = f"  {i.autov2}" if i.autov2 else ""
+        flag = f"  ⚠ {'; '.join(e.warnings)}" if e.warnings else ""
+        print(f"• {e.name:<28} [{e.folder}] {i.title!r} {i.family} r{i.rank}{hashes}{trig}{flag}")
+    return 0
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from app.engine.adapters import read_adapter_info, read_lora_modules, tag_frequency
+    from app.engine.shelf.library import OUTSIDE
+
+    lib = _library(args)
+    path = Path(args.file)
+    info = read_adapter_info(path if path.is_file() else lib.find(args.file).path)  # raises with the reason
+    _, modules = read_lora_modules(info.path)  # the deep check: values finite, pairs complete
+    scales = sorted({round(m.scale, 6) for m in modules.values()})
+    report = info.to_json_dict(with_metadata=True)
+    report.update({
+        "checks": {"tensors_finite": True, "pairs_complete": True, "modules": len(modules)},
+        "scales": scales,
+        "compatibility": _compatibility(info),
+        "on_shelf": lib.kind_of(Path(info.path)) != OUTSIDE,
+        "top_tags": dict(list(tag_frequency(info).items())[:10]),
+    })  # fmt: skip
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+        return 0
+    print(f"{info.title}  ({Path(info.path).name}, {_human_size(info.file_size)})")
+    rows = [
+        ("family", f"{info.family} — {info.family_reason}"),
+        ("layout", info.layout), ("rank", f"{info.rank} (all: {', '.join(map(str, info.ranks))})"),
+        ("modules", ", ".join(f"{k}: {v}" for k, v in info.components.items())),
+        ("scale α/r", ", ".join(f"{s:g}" for s in scales)),
+        ("trigger", info.trigger_phrase), ("description", info.description), ("author", info.author),
+        ("date", info.date), ("tags", ", ".join(info.tags)),
+        ("thumbnail", f"{info.thumbnail_mime}, {len(info.thumbnail)} bytes" if info.thumbnail else ""),
+        ("AutoV2", info.autov2), ("sha256", info.sha256), ("tensor sha256", info.tensor_sha256),
+        ("A1111 hash", info.short_hash), ("compatibility", report["compatibility"]),
+        ("checks", f"{len(modules)} modules, all values finite, down/up pairs complete"),
+    ]  # fmt: skip
+    for label, value in rows:
+        if value:
+            print(f"  {label:<14} {value}")
+    for w in info.warnings:
+        print(f"  ⚠ {w}")
+    return 0
+
+
+def _compatibility(info) -> str:
+    from app.engine.models.families import FAMILIES
+
+    if info.family in FAMILIES:
+        return f"for {FAMILIES[info.family].label} base models ({info.family_source})"
+    return f"base family unknown: {info.family_reason}; checked against the base when loaded"
+
+
+def run_import(args: argparse.Namespace) -> int:
+    results = _library(args).import_files(args.files)
+    for r in results:
+        if r.status == "imported":
+            print(f"imported {r.source.name} → {r.path}")
+        else:
+            print(f"{r.status}: {r.reason}", file=sys.stderr)
+    return 0 if all(r.status == "imported" for r in results) else 2
+
+
+def run_export(args: argparse.Namespace) -> int:
+    dest = _library(args).export(args.name, args.dest, overwrite=args.force)
+    print(f"exported to {dest}")
+    return 0
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    print(f"removed {_library(args).remove(args.name)}")
+    return 0
+
+
+def run_edit(args: argparse.Namespace) -> int:
+    from app.engine.adapters import edit_metadata
+    from app.engine.errors import UserError
+
+    kwargs: dict = {"title": args.title, "trigger_phrase": args.trigger, "description": args.description}
+    if args.no_thumbnail:
+        kwargs["thumbnail"] = None
+    elif args.thumbnail:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(args.thumbnail) as img:
+                img.load()
+                kwargs["thumbnail"] = img.copy()
+        except (OSError, UnidentifiedImageError):
+            raise UserError(f"{args.thumbnail}: not an image file.") from None
+    info = edit_metadata(_library(args).find(args.file).path, **kwargs)
+    print(f"updated {info.path} (AutoV2 now {info.autov2}; tensor hash unchanged)")
+    return 0
+
+
+def parse_weighted(spec: str) -> tuple[str, float]:
+    """``NAME[:WEIGHT]``; a colon that is part of the name (``C:\\…``) is kept when no number follows."""
+    name, sep, weight = spec.rpartition(":")
+    if sep and name:
+        try:
+            return name, float(weight)
+        except ValueError:
+            pass
+    return spec, 1.0
+
+
+def run_bake(args: argparse.Namespace) -> int:
+    from app.engine.errors import UserError
+    from app.engine.events import Finished
+    from app.engine.shelf.bake import bake
+    from app.engine.shelf.stack import Stack, StackEntry
+
+    if args.rank is not None and args.rank < 1:
+        raise UserError(f"--rank must be at least 1 (got {args.rank}).")
+    if args.mode == "svd" and args.rank is None:
+        raise UserError("--mode svd needs --rank.")
+    lib = _library(args)
+    entries = []
+    for spec in args.adapters:
+        name, weight = parse_weighted(spec)
+        entry = lib.find(name)
+        if not entry.ok:
+            raise UserError(f"{entry.path.name} cannot be baked: {entry.problem}")
+        entries.append(StackEntry(str(entry.path), weight=weight, name=entry.name, sha256=entry.tensor_sha256))
+
+    def show(event) -> None:
+        if isinstance(event, Finished):
+            s = event.summary
+            print(f"baked {s['sources']} adapters into {event.output} ({s['modules']} modules, ranks {s['ranks']})")
+
+    bake(Stack(entries), args.out, mode=args.mode, rank=args.rank, title=args.title, on_event=show)
+    return 0

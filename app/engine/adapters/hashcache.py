@@ -30,6 +30,20 @@ def _load() -> dict[str, dict]:
         return {}
 
 
+def cached_hashes(path: str | os.PathLike[str]) -> tuple[str, str] | None:
+    """The cached (sha256, tensor sha256) when the file is unchanged since it was hashed; never hashes."""
+    path = Path(path).resolve()
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    with _LOCK:
+        cached = _load().get(str(path))
+    if cached and cached.get("size") == st.st_size and cached.get("mtime_ns") == st.st_mtime_ns:
+        return cached["sha256"], cached["tensor_sha256"]
+    return None
+
+
 def file_hashes(path: str | os.PathLike[str], header: Header | None = None) -> tuple[str, str]:
     """(full-file sha256, tensor-data sha256) of ``path``, from the cache when size and mtime match."""
     path = Path(path).resolve()

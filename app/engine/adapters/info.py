@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.engine.adapters.hashcache import file_hashes
+from app.engine.adapters.hashcache import cached_hashes, file_hashes
 from app.engine.adapters.keys import classify_key, component_of, is_unsupported_adapter_key
 from app.engine.adapters.sftfile import Header, read_header
 from app.engine.errors import AdapterError
@@ -189,6 +189,8 @@ def _tags(meta: dict[str, str]) -> list[str]:
 def read_adapter_info(path: str | os.PathLike[str], *, with_hashes: bool = True) -> AdapterInfo:
     """Everything the shelf shows about an adapter, from the safetensors header only.
 
+    ``with_hashes=False`` never reads tensor bytes (hashes are filled from the cache when known, else "").
+
     Raises AdapterError with the reason for pickles, truncated or malformed files and non-LoRA weights.
     """
     path = Path(path)
@@ -212,7 +214,8 @@ def read_adapter_info(path: str | os.PathLike[str], *, with_hashes: bool = True)
         arch = meta.get("modelspec.architecture")
         if arch:
             reason = f"modelspec.architecture = {arch} is not a Stable Diffusion family StyleShelf knows; {reason}"
-    full, tensor_hash = file_hashes(path, header) if with_hashes else ("", "")
+    # Without hashing, still show hashes computed earlier (the cache is keyed by size + mtime).
+    full, tensor_hash = file_hashes(path, header) if with_hashes else (cached_hashes(path) or ("", ""))
     thumb, mime = _thumbnail(meta)
     date = meta.get("modelspec.date", "")
     if not date and meta.get("ss_training_started_at"):

@@ -1,0 +1,300 @@
+"""The library: adapters from the user's shelf folder, the bundled ``styles/`` and any extra folders.
+
+Listing reads headers only. Import copies a validated file into the user's folder under a sanitised
+name and refuses a second copy of the same weights (by tensor hash); export writes a single
+self-contained file (weights, thumbnail, metadata); remove deletes only files in the user's folder.
+Extra folders (e.g. a team share) come from the caller or ``STYLESHELF_ADAPTER_PATH`` (os.pathsep-separated).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from app.engine.adapters import AdapterInfo, read_adapter_info, read_lora_modules
+from app.engine.atomic import atomic_path
+from app.engine.errors import AdapterError, UserError
+from app.engine.paths import BUNDLED_STYLES_DIR, user_data_dir
+from app.engine.shelf import presets as _presets
+from app.engine.shelf.bake import bake  # noqa: F401  (re-exported: the shelf's one entry point)
+from app.engine.shelf.names import safe_stem
+from app.engine.shelf.stack import Stack
+
+EXTRA_FOLDERS_ENV = "STYLESHELF_ADAPTER_PATH"
+USER, BUNDLED, EXTRA, OUTSIDE = "user", "bundled", "extra", "outside"
+
+
+class DuplicateAdapterError(AdapterError):
+    """The same weights (tensor hash) are already on the shelf; ``existing`` is that file."""
+
+    def __init__(self, message: str, *, existing: Path) -> None:
+        super().__init__(message)
+        self.existing = existing
+
+
+@dataclass
+class LibraryEntry:
+    """One file on the shelf: its info, or the reason it was refused (the card stays, with the reason)."""
+
+    path: Path
+    folder: str  # user | bundled | extra | outside
+    info: AdapterInfo | None
+    problem: str = ""
+    duplicate_of: str = ""  # another entry with the same weights
+
+    @property
+    def ok(self) -> bool:
+        return self.info is not None
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    # The attributes the GUI reads from an AdapterInfo, so an entry can stand in for one.
+    @property
+    def title(self) -> str:
+        return self.info.title if self.info else self.path.stem
+
+    @property
+    def trigger_phrase(self) -> str:
+        return self.info.trigger_phrase if self.info else ""
+
+    @property
+    def family(self) -> str:
+        return self.info.family if self.info else ""
+
+    @property
+    def thumbnail(self) -> bytes | None:
+        return self.info.thumbnail if self.info else None
+
+    @property
+    def tensor_sha256(self) -> str:
+        return self.info.tensor_sha256 if self.info else ""
+
+    @property
+    def autov2(self) -> str:
+        return self.info.autov2 if self.info else ""
+
+    @property
+    def warnings(self) -> list[str]:
+        out = list(self.info.warnings) if self.info else []
+        if self.duplicate_of:
+            out.append(f"same weights as {self.duplicate_of}")
+        return out
+
+    def to_json_dict(self) -> dict:
+        d = {"name": self.name, "path": str(self.path), "folder": self.folder, "problem": self.problem}
+        if self.info:
+            d.update(self.info.to_json_dict())
+        d["warnings"] = self.warnings
+        return d
+
+
+@dataclass
+class ImportResult:
+    source: Path
+    status: str  # imported | duplicate | refused
+    path: Path | None = None  # the file on the shelf (new, or the existing duplicate)
+    reason: str = ""
+    info: AdapterInfo | None = field(default=None, repr=False)
+
+
+class Library:
+    def __init__(
+        self,
+        extra_folders: Iterable[str | os.PathLike[str]] = (),
+        *,
+        user_folder: str | os.PathLike[str] | None = None,
+        bundled_folder: str | os.PathLike[str] | None = BUNDLED_STYLES_DIR,
+    ) -> None:
+        self._user_folder = Path(user_folder) if user_folder else None
+        self.bundled_folder = Path(bundled_folder) if bundled_folder else None
+        self.extra_folders = [Path(f) for f in extra_folders]
+
+    @classmethod
+    def default(cls, extra_folders: Iterable[str | os.PathLike[str]] = ()) -> "Library":
+        env = [p for p in os.environ.get(EXTRA_FOLDERS_ENV, "").split(os.pathsep) if p.strip()]
+        return cls([*env, *extra_folders])
+
+    @property
+    def user_folder(self) -> Path:
+        # Resolved on use, not at construction: STYLESHELF_HOME may change (tests, portable installs).
+        return self._user_folder or (user_data_dir() / "adapters")
+
+    def folders(self) -> list[tuple[str, Path]]:
+        out = [(USER, self.user_folder)]
+        if self.bundled_folder is not None:
+            out.append((BUNDLED, self.bundled_folder))
+        out += [(EXTRA, f) for f in self.extra_folders]
+        return out
+
+    def files(self) -> list[tuple[str, Path]]:
+        seen: set[Path] = set()
+        out = []
+        for kind, folder in self.folders():
+            if not folder.is_dir():
+                continue
+            for path in sorted(folder.rglob("*.safetensors"), key=lambda p: str(p).casefold()):
+                if path.name.startswith(".") or not path.is_file():  # atomic-write temp files, hidden files
+                    continue
+                real = path.resolve()
+                if real not in seen:
+                    seen.add(real)
+                    out.append((kind, path))
+        return out
+
+    def _entry(self, kind: str, path: Path, with_hashes: bool) -> LibraryEntry:
+        try:
+            return LibraryEntry(path, kind, read_adapter_info(path, with_hashes=with_hashes))
+        except (UserError, OSError) as err:
+            return LibraryEntry(path, kind, None, problem=str(err))
+
+    def scan(self, *, with_hashes: bool = True) -> list[LibraryEntry]:
+        """Every adapter file; unreadable ones are kept with their reason. Hashes are cached on disk."""
+        entries = [self._entry(kind, path, with_hashes) for kind, path in self.files()]
+        by_hash: dict[str, LibraryEntry] = {}
+        for e in entries:
+            if e.tensor_sha256:
+                first = by_hash.setdefault(e.tensor_sha256, e)
+                if first is not e:
+                    e.duplicate_of = str(first.path)
+        return entries
+
+    def kind_of(self, path: Path) -> str:
+        real = path.resolve()
+        for kind, folder in self.folders():
+            if folder.is_dir() and real.is_relative_to(folder.resolve()):
+                return kind
+        return OUTSIDE
+
+    def find(self, ref: str | os.PathLike[str]) -> LibraryEntry:
+        """An adapter by path, file name (stem), title or hash prefix (AutoV2 / tensor hash, ≥ 6 hex)."""
+        text = str(ref)
+        path = Path(text).expanduser()
+        if path.is_file():
+            return self._entry(self.kind_of(path), path, True)
+        if path.suffix or os.sep in text or (os.altsep and os.altsep in text):
+            raise UserError(f"{text}: no such file.")
+        key = text.casefold().removesuffix(".safetensors")
+        entries = self.scan(with_hashes=False)
+        for attr in ("name", "title"):
+            hits = [e for e in entries if getattr(e, attr).casefold() == key]
+            if len(hits) == 1:
+                return self._entry(hits[0].folder, hits[0].path, True)
+            if len(hits) > 1:
+                where = ", ".join(str(h.path) for h in hits)
+                raise UserError(f"{text!r} matches {len(hits)} adapters ({where}); give the path instead.")
+        if len(key) >= 6 and all(c in "0123456789abcdef" for c in key):
+            hits = [e for e in self.scan(with_hashes=True) if e.autov2.startswith(key) or e.tensor_sha256.startswith(key)]
+            if len(hits) == 1:
+                return hits[0]
+        raise UserError(f"No adapter named {text!r} on the shelf.", hint="See `styleshelf shelf list`.")
+
+    def find_by_hash(self, tensor_sha256: str) -> LibraryEntry | None:
+        for e in self.scan(with_hashes=True):
+            if tensor_sha256 and e.tensor_sha256 == tensor_sha256:
+                return e
+        return None
+
+    def resolve_stack(self, stack: Stack) -> Stack:
+        """Point entries whose file moved (or came from a PNG/preset) at the shelf file with the same weights."""
+        for entry in stack.entries:
+            if entry.sha256 and not (entry.path and Path(entry.path).is_file()):
+                found = self.find_by_hash(entry.sha256)
+                entry.path = str(found.path) if found else ""
+        return stack
+
+    # --- import / export / remove ------------------------------------------------------------------
+
+    def import_file(self, src: str | os.PathLike[str]) -> AdapterInfo:
+        """Copy a validated adapter into the user's folder; DuplicateAdapterError when already present."""
+        src = Path(src)
+        if not src.is_file():
+            raise AdapterError(f"{src}: no such file.")
+        info = read_adapter_info(src)
+        read_lora_modules(src)  # full check (NaN/Inf, pairs) before it lands on the shelf
+        twin = next((e for e in self.scan() if e.tensor_sha256 == info.tensor_sha256 and e.path.resolve() != src.resolve()), None)
+        if twin is None and self.kind_of(src) != OUTSIDE:
+            twin = LibraryEntry(src, self.kind_of(src), info)
+        if twin is not None:
+            raise DuplicateAdapterError(
+                f"{src.name} is already on the shelf as {twin.path.name} (same weights).", existing=twin.path
+            )
+        folder = self.user_folder
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = safe_stem(src.stem)
+        dest = folder / f"{stem}.safetensors"
+        n = 2
+        while dest.exists():
+            dest = folder / f"{stem}-{n}.safetensors"
+            n += 1
+        if dest.resolve().parent != folder.resolve():  # belt and braces: safe_stem already removed separators
+            raise AdapterError(f"{src.name}: refusing a file name that leaves the shelf folder.")
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(src, tmp)
+        copied = read_adapter_info(dest)
+        if copied.tensor_sha256 != info.tensor_sha256:
+            dest.unlink(missing_ok=True)
+            raise AdapterError(f"{src.name}: the copy differs from the original (disk full or file changing?).")
+        return copied
+
+    def import_files(self, sources: Iterable[str | os.PathLike[str]]) -> list[ImportResult]:
+        results = []
+        for src in sources:
+            src = Path(src)
+            try:
+                info = self.import_file(src)
+                results.append(ImportResult(src, "imported", Path(info.path), info=info))
+            except DuplicateAdapterError as err:
+                results.append(ImportResult(src, "duplicate", err.existing, reason=str(err)))
+            except UserError as err:
+                results.append(ImportResult(src, "refused", None, reason=str(err)))
+        return results
+
+    def export(self, ref: str | os.PathLike[str], dest: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        entry = self.find(ref)
+        if not entry.ok:
+            raise AdapterError(f"{entry.path.name} cannot be exported: {entry.problem}")
+        dest = Path(dest).expanduser()
+        if dest.is_dir():
+            dest = dest / entry.path.name
+        elif dest.suffix == "":
+            dest = dest.with_name(dest.name + ".safetensors")
+        elif dest.suffix.lower() != ".safetensors":
+            raise UserError(f"{dest.name}: adapters are exported as .safetensors files.")
+        if dest.exists() and dest.resolve() == entry.path.resolve():
+            raise UserError(f"{dest} is the adapter itself; choose another destination.")
+        if dest.exists() and not overwrite:
+            raise UserError(f"{dest} already exists.", hint="Choose another name or allow overwriting.")
+        if not dest.parent.is_dir():
+            raise UserError(f"Folder {dest.parent} does not exist.")
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(entry.path, tmp)
+        return dest
+
+    def remove(self, ref: str | os.PathLike[str]) -> Path:
+        entry = self.find(ref)
+        if entry.folder != USER:
+            raise UserError(
+                f"{entry.path.name} is in the {entry.folder} folder {entry.path.parent}; "
+                "StyleShelf only deletes adapters in your own shelf folder."
+            )
+        entry.path.unlink()
+        return entry.path
+
+    # --- presets -----------------------------------------------------------------------------------
+
+    def list_presets(self) -> list[str]:
+        return _presets.list_presets()
+
+    def save_preset(self, name: str, stack: Stack) -> Path:
+        return _presets.save_preset(name, stack)
+
+    def load_preset(self, name: str) -> Stack:
+        return self.resolve_stack(_presets.load_preset(name))
+
+    def delete_preset(self, name: str) -> None:
+        _presets.delete_preset(name)
