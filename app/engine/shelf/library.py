@@ -25,6 +25,7 @@ from app.engine.shelf.stack import Stack
 
 EXTRA_FOLDERS_ENV = "STYLESHELF_ADAPTER_PATH"
 USER, BUNDLED, EXTRA, OUTSIDE = "user", "bundled", "extra", "outside"
+_BUNDLED = object()  # "the repo's styles/ folder"
 
 
 class DuplicateAdapterError(AdapterError):
@@ -108,10 +109,12 @@ class Library:
         extra_folders: Iterable[str | os.PathLike[str]] = (),
         *,
         user_folder: str | os.PathLike[str] | None = None,
-        bundled_folder: str | os.PathLike[str] | None = BUNDLED_STYLES_DIR,
+        bundled_folder: str | os.PathLike[str] | None | object = _BUNDLED,
     ) -> None:
         self._user_folder = Path(user_folder) if user_folder else None
-        self.bundled_folder = Path(bundled_folder) if bundled_folder else None
+        if bundled_folder is _BUNDLED:
+            bundled_folder = BUNDLED_STYLES_DIR  # looked up now, not at import, so tests/tools can redirect it
+        self.bundled_folder = Path(bundled_folder) if bundled_folder else None  # type: ignore[arg-type]
         self.extra_folders = [Path(f) for f in extra_folders]
 
     @classmethod
