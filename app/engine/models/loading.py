@@ -233,8 +233,11 @@ def _sdxl_text_encoder_2(path: Path, config_dir: Path, dtype: Any):
     with safe_open(str(path), framework="pt") as fh:
         raw = {k: fh.get_tensor(k) for k in fh.keys() if k.startswith(prefix)}
     state = openclip_from_ldm(raw, prefix)
-    model = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(str(config_dir / "text_encoder_2")))
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():  # no random init of ~700 M parameters that are overwritten next
+        model = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(str(config_dir / "text_encoder_2")))
+    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     missing = [k for k in missing if not k.endswith("position_ids")]
     if missing or unexpected:
         raise ModelLoadError(
