@@ -95,6 +95,10 @@ class TrainConfig:
     keep_checkpoints: int = setting(2, "Checkpoints kept (oldest deleted)", minimum=1, maximum=100, advanced=True)
     resume: bool = setting(False, "Continue from the newest checkpoint of this run", advanced=True)
     description: str = setting("", "Free text stored in the adapter", advanced=True)
+    cpu_threads: int = setting(
+        0, "CPU threads for training on a CPU (0 = PyTorch's default). 1 is often fastest for small models or "
+        "when other work shares the cores", minimum=0, maximum=256, advanced=True,
+    )
 
     def resolved_out(self) -> Path:
         if self.out:

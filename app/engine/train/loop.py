@@ -66,6 +66,9 @@ def train(config: TrainConfig, *, on_event: EventCallback = ignore_event,
     accelerator = _accelerator(config)
     emit = on_event if accelerator.is_main_process else ignore_event
     run = _Run(config, accelerator, emit, cancel)
+    threads = torch.get_num_threads()
+    if config.cpu_threads and accelerator.device.type == "cpu":
+        torch.set_num_threads(config.cpu_threads)
     try:
         return run.execute()
     except Cancelled:
@@ -82,6 +85,8 @@ def train(config: TrainConfig, *, on_event: EventCallback = ignore_event,
             raise user from None
         emit(Error(message=f"Training failed: {type(err).__name__}: {err}"))
         raise
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _accelerator(config: TrainConfig):
