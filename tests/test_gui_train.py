@@ -84,7 +84,10 @@ def test_settings_form_follows_config_and_presets(qtbot, train_tab):
     assert steps.toolTip()  # help text becomes the tooltip
     assert isinstance(form.editors["lr_schedule"], QComboBox)
     assert "dataset_dir" not in form.editors and "base" not in form.editors
-    assert form.advanced_box.isVisibleTo(train_tab)
+    assert form.advanced_button.isVisibleTo(train_tab) and not form.advanced_panel.isVisibleTo(train_tab)
+    assert form.editors["noise_offset"].parent() is form.advanced_panel
+    form.advanced_button.click()
+    assert form.advanced_panel.isVisibleTo(train_tab)
     steps.setValue(123)
     assert vm.value("steps") == 123
     vm.apply_preset("quality style")
@@ -133,3 +136,35 @@ def test_cancel_stops_child_and_allows_resume(qtbot, tmp_path):
     assert ended.args == [True]
     assert vm.last_checkpoint.startswith("ckpt-")
     assert vm.can_resume()
+
+
+def test_real_training_in_child_process_lands_on_shelf(qtbot, tmp_path, tiny_sd15):
+    """The real CLI trains the tiny model for a few steps in a child process; the window puts the new
+    adapter on the shelf with the progress and validation signals seen on the way."""
+    from app.gui.app_window import MainWindow
+
+    folder = make_style_folder(tmp_path / "ink style", good=4)
+    win = MainWindow(load_engine=False)
+    qtbot.addWidget(win)
+    win.set_base_model_without_loading(str(tiny_sd15))
+    vm = win.train_vm
+    with qtbot.waitSignal(vm.datasetLoaded, timeout=60_000):
+        win.train_tab.open_paths([str(folder)])
+    for name, value in {"name": "Ink test", "steps": 4, "resolution": 64, "batch_size": 2, "rank": 4,
+                        "checkpoint_every": 0, "learning_rate": 1e-3, "sample_steps": 2}.items():
+        vm.set_value(name, value)
+    assert win.train_tab.start_button.isEnabled()
+    progress = []
+    vm.progressChanged.connect(lambda s, t, r, e: progress.append((s, t)))
+    with qtbot.waitSignal(win.shelf_vm.imported, timeout=300_000) as landed, \
+            qtbot.waitSignal(vm.validationReady, timeout=300_000) as validation:
+        win.train_tab.start_button.click()
+    assert (4, 4) in progress
+    (path,) = landed.args[0]
+    assert Path(path).name == "Ink-test.safetensors" and Path(path).is_file()
+    row = win.shelf_vm.model.row_of(path)
+    assert row is not None and win.shelf_vm.model.item(row).card.title == "Ink test"
+    base_loss, adapter_loss = validation.args
+    assert isinstance(base_loss, float) and isinstance(adapter_loss, float)
+    assert win.train_tab.loss_plot is not None and win.train_tab.loss_plot.point_count() == 4
+    win.generate_vm.shutdown()

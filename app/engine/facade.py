@@ -328,7 +328,7 @@ def load_stack_preset(name: str) -> Any:
 
 
 def bake_stack(stack: Any, out: str, rank: int | None = None) -> AdapterCard:
-    from app.engine.shelf.library import bake
+    from app.engine.shelf.bake import bake
 
     bake(stack, Path(out), rank=rank)
     return adapter_card(out)
@@ -368,13 +368,26 @@ def read_png_parameters(path: str) -> GenerationParams:
     """
     from app.engine.generate.pngmeta import read_png_parameters as engine_read
 
-    settings, entries = engine_read(Path(path))
+    settings, entries = engine_read(Path(path), lookup=_shelf_lookup if _library_available() else None)
     params = GenerationParams()
     for name, value in settings.items():
         if hasattr(params, name) and value is not None:
             setattr(params, name, value)
     params.stack = list(entries)
     return params
+
+
+def _shelf_lookup(ref: Any) -> str | None:
+    """A PNG's adapter reference → the shelf file with the same weights (hash), else by name."""
+    lib = _library()
+    if ref.sha256:
+        found = lib.find_by_hash(ref.sha256)
+        if found is not None:
+            return str(found.path)
+    try:
+        return str(lib.find(ref.name).path) if ref.name else None
+    except UserError:
+        return None
 
 
 class GenerationSession:

@@ -182,6 +182,10 @@ class MainWindow(QMainWindow):
     def set_base_model(self, path: str) -> None:
         self._set_base(path, load=True, remember=True)
 
+    def set_base_model_without_loading(self, path: str) -> None:
+        """Pick the base for training only (the child process loads it; nothing loads here)."""
+        self._set_base(path, load=False, remember=False)
+
     def _set_base(self, path: str, *, load: bool, remember: bool) -> None:
         if not path:
             self.base_info = None

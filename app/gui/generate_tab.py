@@ -58,7 +58,7 @@ class GenerateTab(QWidget):
         self.seed.setToolTip("Same seed + same settings + same stack = the same picture")
         self.seed.valueChanged.connect(lambda v: self._set("seed", int(v)))
         dice = QToolButton()
-        dice.setText("🎲")
+        dice.setText("⚄")
         dice.setToolTip("New random seed")
         dice.clicked.connect(vm.roll_seed)
         self.lock = QCheckBox("Lock")

@@ -11,14 +11,15 @@ import math
 import typing
 from typing import Any, Callable
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
-    QGroupBox,
     QLineEdit,
     QSpinBox,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -47,17 +48,19 @@ class SettingsForm(QWidget):
         self.editors: dict[str, QWidget] = {}
         self._updating = False
         basic = QFormLayout()
-        self.advanced_box = QGroupBox("Advanced")
-        self.advanced_box.setCheckable(True)
-        self.advanced_box.setChecked(False)
-        self.advanced_box.setToolTip("Settings most styles never need to change.")
-        advanced_inner = QWidget()
-        advanced = QFormLayout(advanced_inner)
-        box_layout = QVBoxLayout(self.advanced_box)
-        box_layout.setContentsMargins(6, 6, 6, 6)
-        box_layout.addWidget(advanced_inner)
-        self.advanced_box.toggled.connect(advanced_inner.setVisible)
-        advanced_inner.setVisible(False)
+        # A disclosure button rather than a checkable group box: nothing to read until it is opened.
+        self.advanced_button = QToolButton()
+        self.advanced_button.setText("Advanced settings")
+        self.advanced_button.setCheckable(True)
+        self.advanced_button.setArrowType(Qt.ArrowType.RightArrow)
+        self.advanced_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.advanced_button.setAutoRaise(True)
+        self.advanced_button.setToolTip("Settings most styles never need to change")
+        self.advanced_panel = QWidget()
+        advanced = QFormLayout(self.advanced_panel)
+        advanced.setContentsMargins(12, 0, 0, 0)
+        self.advanced_panel.setVisible(False)
+        self.advanced_button.toggled.connect(self._toggle_advanced)
         for s in settings:
             editor = self._make_editor(s)
             editor.setToolTip(s.help)
@@ -67,11 +70,14 @@ class SettingsForm(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(basic)
-        if advanced.rowCount():
-            layout.addWidget(self.advanced_box)
-        else:
-            self.advanced_box.hide()
+        layout.addWidget(self.advanced_button)
+        layout.addWidget(self.advanced_panel)
+        self.advanced_button.setVisible(advanced.rowCount() > 0)
         self.refresh()
+
+    def _toggle_advanced(self, on: bool) -> None:
+        self.advanced_panel.setVisible(on)
+        self.advanced_button.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
 
     # ------------------------------------------------------------------ editors
     def _make_editor(self, s: Any) -> QWidget:

@@ -28,6 +28,24 @@ ROW_MIME = "application/x-styleshelf-shelf-row"
 THUMB = 56
 
 
+def _placeholder(title: str) -> QPixmap:
+    """A coloured tile with the title's initial, so cards without a thumbnail still differ at a glance."""
+    from PySide6.QtGui import QColor, QFont, QPainter
+
+    pix = QPixmap(THUMB, THUMB)
+    hue = sum(map(ord, title)) * 37 % 360
+    pix.fill(QColor.fromHsl(hue, 90, 70))
+    painter = QPainter(pix)
+    font = QFont()
+    font.setPixelSize(26)
+    font.setBold(True)
+    painter.setFont(font)
+    painter.setPen(QColor("#f0f0f0"))
+    painter.drawText(pix.rect(), Qt.AlignmentFlag.AlignCenter, (title[:1] or "?").upper())
+    painter.end()
+    return pix
+
+
 class ShelfCard(QFrame):
     toggled = Signal(str, bool)  # adapter path, on
     weightChanged = Signal(str, float)
@@ -94,7 +112,7 @@ class ShelfCard(QFrame):
             self.thumb.setPixmap(pix.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
                                             Qt.TransformationMode.SmoothTransformation))
         else:
-            self.thumb.setText("🎨")
+            self.thumb.setPixmap(_placeholder(card.title))
         self.badge.setText(FAMILY_LABELS.get(card.family, card.family or "?"))
 
     def set_state(self, enabled: bool, weight: float, mismatch: str) -> None:

@@ -1,0 +1,161 @@
+"""Render each tab of the real app to PNGs in docs/ (``make screenshots``), for the README.
+
+Runs under Xvfb when there is no display (re-executing itself through ``xvfb-run``), else offscreen.
+Uses a private STYLESHELF_HOME, the bundled demo model when it is there (else a tiny random model), the
+first bundled style folder as the dataset (else a generated one), and really trains and generates:
+nothing in the pictures is mocked. ``--quick`` skips the training run (for layout work).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DOCS = REPO / "docs"
+SIZE = (1400, 880)
+
+
+def _reexec_under_xvfb() -> None:
+    if os.environ.get("DISPLAY") or os.environ.get("QT_QPA_PLATFORM") or os.environ.get("_STYLESHELF_XVFB"):
+        return
+    xvfb = shutil.which("xvfb-run")
+    if xvfb is None:
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+        return
+    env = dict(os.environ, _STYLESHELF_XVFB="1", QT_QPA_PLATFORM="xcb")
+    cmd = [xvfb, "-a", "-s", f"-screen 0 {SIZE[0]}x{SIZE[1]}x24", sys.executable, *sys.argv]
+    raise SystemExit(subprocess.call(cmd, env=env))
+
+
+def _wait(app, predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        app.processEvents()
+        if time.monotonic() > deadline:
+            raise SystemExit(f"screenshots: timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _dataset(home: Path) -> Path:
+    styles = REPO / "styles"
+    folders = sorted(p for p in styles.iterdir() if p.is_dir()) if styles.is_dir() else []
+    if folders:
+        return folders[0]
+    from PIL import Image, ImageDraw
+
+    folder = home / "datasets" / "diagonal stripes"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(18):
+        img = Image.new("RGB", (128, 128), [(236, 90, 80), (70, 140, 220), (250, 200, 60)][i % 3])
+        draw = ImageDraw.Draw(img)
+        for x in range(-128, 256, 16 + 2 * (i % 4)):
+            draw.line([(x, 0), (x + 128, 128)], fill=(250, 250, 245), width=5)
+        img.save(folder / f"stripes_{i:02d}.png")
+        (folder / f"stripes_{i:02d}.txt").write_text(f"diagonal stripes, variation {i}\n", encoding="utf-8")
+    (folder / "broken.jpg").write_bytes(b"not really a jpeg")
+    Image.new("RGB", (20, 20)).save(folder / "tiny.png")
+    return folder
+
+
+def _base(home: Path) -> str:
+    from app.engine import facade
+
+    demo = facade.default_base_model()
+    if demo:
+        return demo
+    from app.engine.models.tiny import make_tiny
+
+    return str(make_tiny(home / "models" / "tiny-sd15", "sd15", seed=0))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="skip the training run")
+    parser.add_argument("--train-steps", type=int, default=40)
+    args = parser.parse_args()
+    _reexec_under_xvfb()
+    home = Path(tempfile.mkdtemp(prefix="styleshelf-shots-"))
+    os.environ["STYLESHELF_HOME"] = str(home)
+    from PySide6.QtCore import QSettings
+
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(home / "qsettings"))
+    from app.gui.main import create_app
+
+    app = create_app([sys.argv[0]])
+    from app.gui.app_window import MainWindow
+
+    base = _base(home)
+    win = MainWindow(load_engine=False)
+    win.resize(*SIZE)
+    win.show()
+    win.set_base_model(base)
+    win.shelf_vm.refresh()
+    dataset = _dataset(home)
+    win.train_tab.open_paths([str(dataset)])
+    _wait(app, lambda: win.train_vm.dataset.rowCount() > 0, 120, "the dataset scan")
+    DOCS.mkdir(exist_ok=True)
+
+    # Train tab: a real short run on the base model.
+    vm = win.train_vm
+    vm.apply_preset("fast style")
+    win.train_tab.preset_combo.setCurrentIndex(win.train_tab.preset_combo.findData("fast style"))
+    vm.set_value("name", dataset.name.replace(" ", "-"))
+    vm.set_value("trigger", "stripestyle")
+    if not args.quick:
+        for key, value in {"steps": args.train_steps, "resolution": 64, "checkpoint_every": 0, "sample_every": 20,
+                           "sample_steps": 8, "sample_prompts": ["stripestyle, a red circle"]}.items():
+            vm.set_value(key, value)
+        done = []
+        vm.runEnded.connect(lambda cancelled: done.append(cancelled))
+        vm.start()
+        _wait(app, lambda: bool(done), 1200, "the training run")
+    _wait(app, lambda: all(win.train_vm.dataset.thumbnails.is_loaded(e.path)
+                           for e in win.train_vm.dataset.entries()[:12] if not e.skipped_reason), 60, "thumbnails")
+    win.tabs.setCurrentIndex(0)
+    _settle(app)
+    win.grab().save(str(DOCS / "train-tab.png"))
+
+    # Generate tab: a stack with one style on, three images.
+    _wait(app, lambda: win.generate_vm.state == "ready", 600, "the base model to load")
+    _wait(app, lambda: win.shelf_vm.busy == 0, 120, "the shelf scan")
+    gvm = win.generate_vm
+    tab = win.generate_tab
+    tab.prompt.setPlainText("a yellow star on a green background")
+    tab.batch.setValue(3)
+    tab.steps.setValue(20)
+    tab.seed.setValue(7)
+    tab.lock.setChecked(True)
+    model = win.shelf_vm.model
+    if model.rowCount():
+        model.set_enabled(0, True)
+        model.set_weight(0, 0.8)
+    win.tabs.setCurrentIndex(1)
+    finished = []
+    gvm.finished.connect(lambda c: finished.append(c))
+    gvm.generate()
+    _wait(app, lambda: bool(finished), 600, "generation")
+    tab.gallery.setCurrentIndex(gvm.gallery.index(0))
+    _settle(app)
+    win.grab().save(str(DOCS / "generate-tab.png"))
+    print(f"wrote {DOCS / 'train-tab.png'} and {DOCS / 'generate-tab.png'}")
+    gvm.shutdown()
+    shutil.rmtree(home, ignore_errors=True)
+    return 0
+
+
+def _settle(app) -> None:
+    for _ in range(30):
+        app.processEvents()
+        time.sleep(0.02)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
