@@ -183,3 +183,29 @@ def test_cli_prints_one_line_and_exits_2(tmp_path, capsys):
     assert main(["models", "info", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("styleshelf: error:") and "pickle" in err and "\n" not in err
+
+
+def test_export_refusals_and_atomic_write(tmp_path, tiny_sd15, monkeypatch):
+    import safetensors.torch
+
+    from app.engine.models.single_file import export_single_file
+
+    with pytest.raises(ModelLoadError, match="must end in .safetensors"):
+        export_single_file(tiny_sd15, tmp_path / "out.ckpt")
+    done = export_single_file(tiny_sd15, tmp_path / "out.safetensors")
+    with pytest.raises(ModelLoadError, match="already a single file"):
+        export_single_file(done, tmp_path / "again.safetensors")
+
+    # A failure half-way through writing leaves the previous file whole and no temporary behind.
+    before = done.read_bytes()
+
+    def broken_save(tensors, filename, metadata=None):
+        with open(filename, "wb") as fh:
+            fh.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", broken_save)
+    with pytest.raises(UserError, match="Could not write .*disk full"):
+        export_single_file(tiny_sd15, done)
+    assert done.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.safetensors"]

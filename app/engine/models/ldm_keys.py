@@ -51,6 +51,11 @@ def _resnet_tail(tail: str) -> str:
     return f"{_RESNET.get(head, head)}.{rest}"
 
 
+def _block_tail(kind: str, tail: str) -> str:
+    """Inside an input/output block, slot 0 is the resnet and slot 1 the attention."""
+    return f"0.{_resnet_tail(tail)}" if kind == "resnets" else f"1.{tail}"
+
+
 def unet_to_ldm(state: Mapping[str, Any], layers_per_block: int | list[int]) -> dict[str, Any]:
     """Rename a diffusers UNet2DConditionModel state dict to ``model.diffusion_model.*`` keys."""
     if isinstance(layers_per_block, (list, tuple)):
@@ -68,7 +73,7 @@ def unet_to_ldm(state: Mapping[str, Any], layers_per_block: int | list[int]) -> 
         elif m := re.fullmatch(r"down_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.+)", key):
             b, kind, j, tail = int(m[1]), m[2], int(m[3]), m[4]
             idx = 1 + b * per + j
-            new = f"input_blocks.{idx}.0.{_resnet_tail(tail)}" if kind == "resnets" else f"input_blocks.{idx}.1.{tail}"
+            new = f"input_blocks.{idx}.{_block_tail(kind, tail)}"
         elif m := re.fullmatch(r"down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.+)", key):
             new = f"input_blocks.{(int(m[1]) + 1) * per}.0.op.{m[2]}"
         elif m := re.fullmatch(r"mid_block\.resnets\.(\d+)\.(.+)", key):
@@ -78,7 +83,7 @@ def unet_to_ldm(state: Mapping[str, Any], layers_per_block: int | list[int]) -> 
         elif m := re.fullmatch(r"up_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.+)", key):
             b, kind, j, tail = int(m[1]), m[2], int(m[3]), m[4]
             idx = b * per + j
-            new = f"output_blocks.{idx}.0.{_resnet_tail(tail)}" if kind == "resnets" else f"output_blocks.{idx}.1.{tail}"
+            new = f"output_blocks.{idx}.{_block_tail(kind, tail)}"
         elif m := re.fullmatch(r"up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.+)", key):
             b = int(m[1])
             slot = 2 if b in up_has_attention else 1
@@ -112,7 +117,8 @@ def vae_to_ldm(state: Mapping[str, Any], num_blocks: int) -> dict[str, Any]:
         elif m := re.fullmatch(r"encoder\.down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.+)", key):
             new = f"encoder.down.{m[1]}.downsample.conv.{m[2]}"
         elif m := re.fullmatch(r"decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.(.+)", key):
-            new = f"decoder.up.{num_blocks - 1 - int(m[1])}.block.{m[2]}.{m[3].replace('conv_shortcut', 'nin_shortcut')}"
+            up = num_blocks - 1 - int(m[1])
+            new = f"decoder.up.{up}.block.{m[2]}.{m[3].replace('conv_shortcut', 'nin_shortcut')}"
         elif m := re.fullmatch(r"decoder\.up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.+)", key):
             new = f"decoder.up.{num_blocks - 1 - int(m[1])}.upsample.conv.{m[2]}"
         elif m := re.fullmatch(r"(encoder|decoder)\.mid_block\.resnets\.(\d+)\.(.+)", key):

@@ -263,7 +263,9 @@ def _guarded(name: str, family: str, load):
                 hint="For a model of another size, pass its own diffusers config folder.",
                 details=traceback.format_exc(),
             ) from err
-        raise ModelLoadError(f"Could not load {name} as {label}: {_one_line(err)}", details=traceback.format_exc()) from err
+        raise ModelLoadError(
+            f"Could not load {name} as {label}: {_one_line(err)}", details=traceback.format_exc()
+        ) from err
 
 
 _SHAPE_ERRORS = (

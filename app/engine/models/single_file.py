@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from app.engine.atomic import atomic_path
-from app.engine.errors import ModelLoadError
+from app.engine.errors import ModelLoadError, UserError
 from app.engine.events import EventCallback, Log, ignore_event
 from app.engine.models.families import FAMILIES
 from app.engine.models.ldm_keys import clip_to_ldm, openclip_to_ldm, unet_to_ldm, vae_to_ldm
@@ -86,9 +86,9 @@ def export_single_file(
     if isinstance(folder_or_pipe, (str, os.PathLike)):
         from app.engine.models.loading import load_base
 
+        if Path(folder_or_pipe).is_file():
+            raise ModelLoadError(f"{Path(folder_or_pipe).name} is already a single file; give a diffusers folder.")
         base = load_base(folder_or_pipe, family=family, device="cpu", dtype=dtype)
-        if base.single_file:
-            raise ModelLoadError(f"{Path(folder_or_pipe).name} is already a single-file checkpoint.")
         pipe, family, title = base.pipe, base.family, base.name
     else:
         pipe, title = folder_or_pipe, out_path.stem
@@ -96,8 +96,11 @@ def export_single_file(
             family = _family_of_pipe(pipe)
     on_event(Log(message=f"converting {title} ({FAMILIES[family].label}) to the single-file layout"))
     tensors = to_ldm_state_dict(pipe, family, dtype)
-    with atomic_path(out_path) as tmp:
-        save_file(tensors, str(tmp), metadata=export_metadata(family, title))
+    try:
+        with atomic_path(out_path) as tmp:
+            save_file(tensors, str(tmp), metadata=export_metadata(family, title))
+    except OSError as err:
+        raise UserError(f"Could not write {out_path}: {err.strerror or err}.") from err
     on_event(Log(message=f"wrote {out_path} ({len(tensors)} tensors)"))
     return out_path
 
