@@ -74,27 +74,49 @@ def test_window_shows_base_family_and_ready_status(window, tiny_sd15):
     assert prefs.get_str("base_model") == str(tiny_sd15)  # remembered for next start
 
 
-def test_toggle_and_weight_change_next_image_and_weight_zero_is_base(qtbot, window):
-    tab, vm = window.generate_tab, window.generate_vm
+def test_shelf_changes_next_image_weight_zero_is_base_and_png_restores(qtbot, window):
+    tab, vm, model = window.generate_tab, window.generate_vm, window.shelf_vm.model
     tab.prompt.setPlainText("a red circle")
-    tab.steps.setValue(4)
+    tab.negative.setPlainText("blurry")
+    tab.steps.setValue(2)
     tab.seed.setValue(1234)
     tab.lock.setChecked(True)
     base = generate(qtbot, window)
-    card_path = next(p for p in tab.shelf_panel.cards if p.endswith("ink.safetensors"))
-    card = tab.shelf_panel.cards[card_path]
+    ink = next(p for p in tab.shelf_panel.cards if p.endswith("ink.safetensors"))
+    card = tab.shelf_panel.cards[ink]
     card.toggle.click()  # on, weight 1
-    assert [e.weight for e in window.shelf_vm.model.stack_entries()] == [1.0]
+    assert [e.weight for e in model.stack_entries()] == [1.0]
     styled = generate(qtbot, window)
     assert np.abs(styled - base).mean() > 1.0, "an enabled adapter must change the image"
     card.spin.setValue(0.0)
     assert card.slider.value() == 0
     zero = generate(qtbot, window)
     assert np.array_equal(zero, base), "weight 0 must reproduce the base image bit for bit"
-    card.slider.setValue(100)
-    again = generate(qtbot, window)
-    assert np.array_equal(again, styled), "same seed + same stack = same image"
+    card.slider.setValue(60)
+    assert card.spin.value() == pytest.approx(0.6)
+    generate(qtbot, window)
     assert vm.gallery.rowCount() == 4
+    png = vm.gallery.image(0).path
+
+    # Change everything, then drop the PNG: prompt, settings and the stack come back.
+    tab.prompt.setPlainText("something else")
+    tab.negative.setPlainText("")
+    tab.steps.setValue(9)
+    tab.seed.setValue(5)
+    card.toggle.click()
+    assert model.stack_entries() == []
+    drop(tab, [png])
+    assert tab.prompt.toPlainText().endswith("a red circle")
+    assert tab.negative.toPlainText() == "blurry"
+    assert tab.steps.value() == 2 and tab.seed.value() == 1234 and tab.lock.isChecked()
+    assert [(Path(e.path).name, e.weight) for e in model.stack_entries()] == [("ink.safetensors", 0.6)]
+    assert card.toggle.isChecked() and card.spin.value() == pytest.approx(0.6)
+
+    # "Use these settings" on the gallery's zero-weight image brings back its seed and stack.
+    tab.seed.setValue(99)
+    tab.use_settings(1)
+    assert tab.seed.value() == 1234
+    assert [(Path(e.path).name, e.weight) for e in model.stack_entries()] == [("ink.safetensors", 0.0)]
 
 
 def test_drop_import_puts_file_on_shelf(qtbot, window, loras):
@@ -115,30 +137,3 @@ def test_drop_import_puts_file_on_shelf(qtbot, window, loras):
         drop(panel, [bad])
     assert "evil.ckpt" in err.args[0]
     assert window.banner.message()
-
-
-def test_png_drop_restores_prompt_settings_and_stack(qtbot, window):
-    tab = window.generate_tab
-    tab.prompt.setPlainText("a blue square")
-    tab.negative.setPlainText("blurry")
-    tab.steps.setValue(3)
-    tab.seed.setValue(77)
-    tab.lock.setChecked(True)
-    ink = next(p for p in tab.shelf_panel.cards if p.endswith("ink.safetensors"))
-    model = window.shelf_vm.model
-    model.set_enabled(model.row_of(ink), True)
-    model.set_weight(model.row_of(ink), 0.6)
-    generate(qtbot, window)
-    png = window.generate_vm.gallery.image(0).path
-    # Change everything, then drop the PNG: all of it comes back.
-    tab.prompt.setPlainText("something else")
-    tab.steps.setValue(9)
-    tab.seed.setValue(5)
-    model.set_enabled(model.row_of(ink), False)
-    drop(tab, [png])
-    assert tab.prompt.toPlainText().endswith("a blue square")
-    assert tab.negative.toPlainText() == "blurry"
-    assert tab.steps.value() == 3 and tab.seed.value() == 77
-    entries = model.stack_entries()
-    assert [(Path(e.path).name, e.weight) for e in entries] == [("ink.safetensors", 0.6)]
-    assert tab.shelf_panel.cards[ink].toggle.isChecked()

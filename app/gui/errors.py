@@ -93,6 +93,7 @@ class ExceptionDialogHook:
         self.parent = parent
         self.previous = sys.excepthook
         self.last_message = ""
+        self._open: list[QMessageBox] = []  # a parentless dialog needs a Python reference to stay alive
 
     def __call__(self, exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
         if issubclass(exc_type, KeyboardInterrupt):
@@ -109,7 +110,8 @@ class ExceptionDialogHook:
         box.setInformativeText("Your work is still open. Saving it now is a good idea.")
         box.setDetailedText(details)
         box.setWindowModality(Qt.WindowModality.NonModal)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.finished.connect(lambda _r, b=box: self._open.remove(b) if b in self._open else None)
+        self._open.append(box)
         box.show()
 
 

@@ -49,17 +49,23 @@ class GenerateViewModel(QObject):
         self._run_params: GenerationParams | None = None
         self._cancelled = False
         self._started_at = 0.0
-        self.thread = WorkerThread(self)
-        w = self.thread.worker
-        w.loaded.connect(self._loaded)
-        w.loadFailed.connect(self._load_failed)
-        w.event.connect(self._on_event)
-        w.done.connect(self._done)
-        w.failed.connect(self._failed)
-        self.thread.start()
+        self.thread: WorkerThread | None = None  # started on the first base-model load
+
+    def _worker(self):
+        if self.thread is None:
+            self.thread = WorkerThread(self)
+            w = self.thread.worker
+            w.loaded.connect(self._loaded)
+            w.loadFailed.connect(self._load_failed)
+            w.event.connect(self._on_event)
+            w.done.connect(self._done)
+            w.failed.connect(self._failed)
+            self.thread.start()
+        return self.thread.worker
 
     def shutdown(self) -> None:
-        self.thread.stop()
+        if self.thread is not None:
+            self.thread.stop()
 
     # ------------------------------------------------------------------ base model
     def load_base(self, path: str) -> None:
@@ -70,7 +76,7 @@ class GenerateViewModel(QObject):
         self.base_path = path
         self._set_state(LOADING)
         self.message.emit(f"Loading {Path(path).name} in the background…")
-        self.thread.worker.request_load(path)
+        self._worker().request_load(path)
 
     def _loaded(self, path: str) -> None:
         if path != self.base_path:
@@ -148,12 +154,12 @@ class GenerateViewModel(QObject):
         self._set_state(GENERATING)
         out_dir = facade.gallery_dir()
         out_dir.mkdir(parents=True, exist_ok=True)
-        self.thread.worker.request_generate(run, str(out_dir))
+        self._worker().request_generate(run, str(out_dir))
 
     def cancel(self) -> None:
         if self.state == GENERATING:
             self._cancelled = True
-            self.thread.worker.cancel()
+            self._worker().cancel()
             self.message.emit("Cancelling…")
 
     def _on_event(self, ev: Any) -> None:

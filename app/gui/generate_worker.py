@@ -7,9 +7,11 @@ token the engine checks every step.
 
 from __future__ import annotations
 
+import atexit
+import weakref
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
 from app.engine import facade
 from app.engine.facade import CancelToken, GenerationParams
@@ -67,16 +69,34 @@ class GenerateWorker(QObject):
         self.done.emit(list(results or []))
 
 
+_threads: "weakref.WeakSet[WorkerThread]" = weakref.WeakSet()
+
+
 class WorkerThread(QThread):
-    """Owns the worker; ``stop()`` ends the thread cleanly on exit."""
+    """Owns the worker; ``stop()`` ends the thread cleanly (also at quit and interpreter exit, since
+    Qt aborts the process when a running QThread is destroyed)."""
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("generate-worker")
         self.worker = GenerateWorker()
         self.worker.moveToThread(self)
+        app = QCoreApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.stop)
+        _threads.add(self)
 
     def stop(self) -> None:
         self.worker.cancel()
-        self.quit()
-        self.wait(60_000)
+        if self.isRunning():
+            self.quit()
+            self.wait(120_000)
+
+
+@atexit.register
+def _stop_all() -> None:
+    for thread in list(_threads):
+        try:
+            thread.stop()
+        except RuntimeError:  # the C++ side is already gone
+            pass

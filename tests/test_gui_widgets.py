@@ -1,0 +1,137 @@
+"""Cheap GUI pieces without a model: shelf order/filter/stack, family mismatch flags, the error banner,
+the uncaught-exception dialog, and that the window comes up without importing the engine."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.qt_log_ignore("propagateSizeHints")
+
+
+def card(name: str, family: str = "sd1", sha: str = ""):
+    from app.engine.facade import AdapterCard
+
+    return AdapterCard(path=f"/shelf/{name}.safetensors", title=name.capitalize(), trigger=f"{name}style",
+                       family=family, sha256=sha or name * 4)
+
+
+@pytest.fixture
+def shelf(qtbot):
+    from app.gui.shelf_panel import ShelfPanel
+    from app.gui.shelf_vm import ShelfViewModel
+
+    vm = ShelfViewModel()
+    panel = ShelfPanel(vm)
+    qtbot.addWidget(panel)
+    vm.model.set_cards([card("ink"), card("pastel"), card("xl", family="sdxl")])
+    panel.resize(320, 600)
+    panel.show()
+    return vm, panel
+
+
+def titles(model):
+    return [model.item(r).card.title for r in range(model.rowCount())]
+
+
+def test_stack_follows_shelf_order_toggles_and_weights(shelf):
+    vm, panel = shelf
+    model = vm.model
+    panel.cards["/shelf/pastel.safetensors"].toggle.click()
+    panel.cards["/shelf/ink.safetensors"].toggle.click()
+    panel.cards["/shelf/ink.safetensors"].spin.setValue(-0.5)
+    assert [(e.name, e.weight) for e in model.stack_entries()] == [("Ink", -0.5), ("Pastel", 1.0)]
+    assert model.move(1, 0)
+    assert titles(model) == ["Pastel", "Ink", "Xl"]
+    assert [e.name for e in model.stack_entries()] == ["Pastel", "Ink"]
+    # Cards follow the model order on screen too.
+    assert panel.list_layout.itemAt(0).widget() is panel.cards["/shelf/pastel.safetensors"]
+
+
+def test_drag_drop_reorders_by_position(qtbot, shelf):
+    vm, panel = shelf
+    qtbot.waitUntil(lambda: panel.cards["/shelf/xl.safetensors"].geometry().height() > 0)
+    xl_bottom = panel.cards["/shelf/xl.safetensors"].geometry().bottom()
+    panel.drop_row("/shelf/ink.safetensors", xl_bottom + 5)  # below the last card
+    assert titles(vm.model) == ["Pastel", "Xl", "Ink"]
+    top = panel.cards["/shelf/pastel.safetensors"].geometry().top()
+    panel.drop_row("/shelf/ink.safetensors", top + 1)  # above the first card
+    assert titles(vm.model) == ["Ink", "Pastel", "Xl"]
+
+
+def test_filter_and_family_mismatch(qtbot, shelf):
+    from app.gui.shelf_model import MismatchRole
+
+    vm, panel = shelf
+    panel.search.setText("past")
+    visible = [p for p, c in panel.cards.items() if c.isVisible()]
+    assert visible == ["/shelf/pastel.safetensors"]
+    panel.search.setText("")
+    vm.model.set_base_family("sd1")
+    flags = {vm.model.item(r).card.title: vm.model.index(r).data(MismatchRole) for r in range(3)}
+    assert flags["Ink"] == "" and "SDXL" in flags["Xl"]
+    assert panel.cards["/shelf/xl.safetensors"].badge.text().startswith("⚠")
+
+
+def test_apply_stack_matches_by_hash_then_name_and_reports_missing(shelf):
+    from app.engine.facade import StackEntry
+
+    vm, _panel = shelf
+    missing = vm.model.apply_stack([
+        StackEntry(path="", sha256="pastel" * 4, weight=0.7, name="renamed"),
+        StackEntry(path="", name="Ink", weight=1.2),
+        StackEntry(path="", name="Gone", sha256="f" * 64),
+    ])
+    assert missing == ["Gone"]
+    assert [(e.name, e.weight) for e in vm.model.stack_entries()] == [("Pastel", 0.7), ("Ink", 1.2)]
+
+
+def test_error_banner_shows_reason_and_details(qtbot):
+    from app.gui.errors import ErrorBanner
+
+    banner = ErrorBanner()
+    qtbot.addWidget(banner)
+    banner.show()
+    banner.show_error("The dataset has no usable image.", "empty.png: 0 bytes")
+    assert banner.message() == "The dataset has no usable image."
+    assert not banner.details_view.isVisible()
+    banner.details_button.click()
+    assert banner.details_view.isVisible() and "0 bytes" in banner.details_view.toPlainText()
+    banner.dismiss()
+    assert banner.message() == ""
+
+
+def test_uncaught_exception_becomes_a_dialog(qtbot):
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    from app.engine.facade import UserError
+    from app.gui.errors import ExceptionDialogHook
+
+    hook = ExceptionDialogHook()
+    try:
+        raise UserError("Base model folder is empty.", hint="Pick another folder.")
+    except UserError as exc:
+        hook(type(exc), exc, exc.__traceback__)
+    assert hook.last_message == "Base model folder is empty. Pick another folder."
+    boxes = [w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox) and w.isVisible()]
+    assert boxes and boxes[-1].text() == hook.last_message and "Traceback" in boxes[-1].detailedText()
+    for box in boxes:
+        box.close()
+
+
+def test_window_comes_up_without_the_engine():
+    code = (
+        "import sys\n"
+        "from app.gui.main import create_app\n"
+        "app = create_app([])\n"
+        "from app.gui.app_window import MainWindow\n"
+        "w = MainWindow(load_engine=False); w.show(); app.processEvents()\n"
+        "assert w.tabs.count() == 2 and w.isVisible()\n"
+        "print(','.join(m for m in ('torch', 'diffusers', 'transformers', 'peft') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "", f"showing the window imported {out.stdout.strip()}"
