@@ -35,3 +35,31 @@ def test_release_layout_loads_offline_with_bundled_config(tmp_path, family, file
     # Every weight came from the (all-zero) file, none left uninitialised or random.
     assert all(float(p.detach().abs().max()) == 0.0 for p in base.pipe.unet.parameters())
     assert base.pipe.unet.dtype == torch.bfloat16
+
+
+def test_loading_never_reaches_for_the_network(tmp_path, tiny_sd15):
+    """Without HF_HUB_OFFLINE and with every socket connect failing loudly, folder and single file still load."""
+    import os
+    import subprocess
+    import sys
+
+    from app.engine.models.single_file import export_single_file
+    from app.engine.paths import REPO_ROOT
+
+    single = export_single_file(tiny_sd15, tmp_path / "tiny.safetensors")
+    script = f"""
+import socket
+def refuse(*a, **k):
+    raise SystemExit("network access attempted")
+socket.socket.connect = refuse
+socket.create_connection = refuse
+from app.engine.models.loading import load_base
+a = load_base({str(tiny_sd15)!r})
+b = load_base({str(single)!r}, config={str(tiny_sd15)!r})
+print("loaded", a.family, b.family)
+"""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "loaded sd1 sd1" in done.stdout
