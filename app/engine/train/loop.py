@@ -97,7 +97,9 @@ def _accelerator(config: TrainConfig):
         precision = config.mixed_precision
         if precision == "auto":
             precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return Accelerator(mixed_precision=precision)
+    # cpu=True is what makes Accelerate treat torchrun's ranks on a GPU-less machine as MULTI_CPU (gloo);
+    # without it every rank silently trains alone and all of them write files.
+    return Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available())
 
 
 class _Run:
