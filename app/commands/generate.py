@@ -1,16 +1,138 @@
-"""`styleshelf generate` (placeholder until its engine lands)."""
+"""`styleshelf generate` — one or more images from a base model and a stack of adapters."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
+from pathlib import Path
 
 from app.engine.errors import UserError
+from app.engine.generate.samplers import SAMPLER_NAMES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("generate", help="(not built yet)")
-    parser.set_defaults(func=run)
+    p = sub.add_parser(
+        "generate",
+        help="Generate images with a base model and weighted adapters.",
+        description="Generate PNGs (with A1111-compatible parameters) from a base model and a stack of adapters.",
+    )
+    p.add_argument("--base", required=True, metavar="MODEL", help="Base model: diffusers folder or .safetensors file.")
+    p.add_argument("--prompt", required=True, metavar="TEXT")
+    p.add_argument("--negative", default="", metavar="TEXT", help="Negative prompt.")
+    p.add_argument(
+        "--adapter",
+        action="append",
+        default=[],
+        metavar="FILE[:WEIGHT]",
+        help="An adapter and its weight (default 1); repeat to stack several, in order.",
+    )
+    p.add_argument("--seed", type=int, default=None, help="Seed (default: random; it is printed and saved).")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--guidance", type=float, default=7.0, help="CFG scale.")
+    p.add_argument("--width", type=int, default=None, help="Default: the base model's native size.")
+    p.add_argument("--height", type=int, default=None, help="Default: the base model's native size.")
+    p.add_argument("--sampler", default="DPM++ 2M", metavar="NAME", help=f"One of: {', '.join(SAMPLER_NAMES)}.")
+    p.add_argument("--batch-count", type=int, default=1, help="Images one after another with seed, seed+1, …")
+    p.add_argument("--no-triggers", action="store_true", help="Do not add adapters' trigger phrases to the prompt.")
+    p.add_argument("--json-events", action="store_true", help="Print one JSON event per line instead of a bar.")
+    p.add_argument("--out", required=True, metavar="FILE.png", help="Output PNG (FILE-1.png, FILE-2.png… for batches).")
+    p.set_defaults(func=run)
+
+
+def parse_adapter_arg(text: str) -> tuple[str, float]:
+    """``FILE[:WEIGHT]``; a colon not followed by a number belongs to the path (``C:\\styles\\ink.safetensors``)."""
+    path, sep, tail = text.rpartition(":")
+    if sep and path:
+        try:
+            return path, float(tail)
+        except ValueError:
+            pass
+    return text, 1.0
 
 
 def run(args: argparse.Namespace) -> int:
-    raise UserError("'generate' is not built yet.")
+    from app.engine.generate.identity import adapter_identity
+    from app.engine.shelf.stack import StackEntry
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise UserError(f"--out must name a .png file (got {out.name}).")
+    stack = []
+    for item in args.adapter:
+        path, weight = parse_adapter_arg(item)
+        adapter_identity(path)  # refuse a missing or broken file before spending seconds on the base model
+        stack.append(StackEntry(path=path, weight=weight))
+
+    from app.engine.generate import GenerateConfig, Generator
+    from app.engine.configbase import validate
+
+    config = GenerateConfig(
+        prompt=args.prompt,
+        negative=args.negative,
+        seed=args.seed,
+        steps=args.steps,
+        guidance=args.guidance,
+        width=args.width,
+        height=args.height,
+        sampler=args.sampler,
+        batch_count=args.batch_count,
+        insert_triggers=not args.no_triggers,
+        out_dir=str(out.parent if str(out.parent) else Path(".")),
+        file_stem=out.stem,
+        preview_every=0,
+        stack=stack,
+    )
+    validate(config)  # before loading the model: a typo costs nothing
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # library deprecation chatter is not for CLI users
+        _quiet_libraries()
+        generator = Generator(args.base)
+        on_event, close = _event_printer(args.json_events)
+        try:
+            images = generator.generate(config, on_event=on_event)
+        finally:
+            close()
+    for image in images:
+        if not args.json_events:
+            print(f"wrote {image.path} (seed {image.seed})")
+    return 0
+
+
+def _quiet_libraries() -> None:
+    from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
+
+    dlog.disable_progress_bar()
+    tlog.disable_progress_bar()
+
+
+def _event_printer(json_events: bool):
+    from app.engine.events import Event, Log, Progress
+
+    if json_events:
+
+        def emit(event: Event) -> None:
+            print(event.to_json(), flush=True)
+
+        return emit, lambda: None
+    from tqdm import tqdm
+
+    bar: list[tqdm] = []  # created at the first step, so an early error prints only its own line
+
+    def show(event: Event) -> None:
+        if isinstance(event, Progress):
+            if not bar:
+                bar.append(tqdm(total=event.total, unit="step", file=sys.stderr, leave=False))
+            bar[0].total = event.total
+            bar[0].n = event.step
+            bar[0].refresh()
+        elif isinstance(event, Log) and event.level == "warning":
+            print(f"warning: {event.message}", file=sys.stderr)
+
+    def close() -> None:
+        if bar:
+            bar[0].close()
+
+    return show, close

@@ -320,10 +320,8 @@ def _load_base_from_path(path: Path) -> _Base:
         load_base = None
     if load_base is not None:
         loaded = load_base(path)
-        return _Base(
-            pipe=loaded.pipe, path=str(path), family=str(getattr(loaded, "family", "") or _guess_family(loaded.pipe)),
-            name=path.stem,
-        )
+        family = str(getattr(loaded, "family", "") or _guess_family(loaded.pipe))
+        return _Base(pipe=loaded.pipe, path=str(path), family=family, name=str(getattr(loaded, "name", "") or path.stem))
     if not path.is_dir():
         raise ModelLoadError(f"{path.name}: single-file bases need the model loader; use a diffusers folder.")
     from diffusers import DiffusionPipeline
