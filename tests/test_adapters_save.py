@@ -9,7 +9,8 @@ import json
 import pytest
 import torch
 from safetensors import safe_open
-from test_adapters_support import (
+from test_adapters_support import (  # noqa: F401  (one_torch_thread: autouse)
+    one_torch_thread,
     TE_TARGETS,
     UNET_TARGETS,
     add_random_lora,

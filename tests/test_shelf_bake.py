@@ -6,7 +6,15 @@ import json
 
 import pytest
 import torch
-from test_adapters_support import TE_TARGETS, add_random_lora, load_pipe, peft_sd, te_probe, unet_probe
+from test_adapters_support import (  # noqa: F401  (one_torch_thread: autouse)
+    TE_TARGETS,
+    add_random_lora,
+    load_pipe,
+    one_torch_thread,
+    peft_sd,
+    te_probe,
+    unet_probe,
+)
 
 from app.engine.adapters import read_adapter_info, read_lora_modules, save_adapter
 from app.engine.errors import AdapterError, UserError

@@ -238,7 +238,13 @@ def load_into_pipeline(
         warnings.append(f"Adapter made for {info.family} ({info.family_reason}), base model is {base}.")
     if unmatched:
         warnings.append(f"{len(unmatched)} of {len(modules)} modules have no counterpart in this base model and are ignored.")
-    pipe.load_lora_weights(to_peft_state_dict(matched), adapter_name=adapter_name)
+    try:
+        pipe.load_lora_weights(to_peft_state_dict(matched), adapter_name=adapter_name)
+    except (ValueError, RuntimeError, KeyError, TypeError) as err:
+        # Shapes were checked above, so this is unexpected; still never leave half an adapter behind.
+        unload_adapter(pipe, adapter_name)
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise AdapterError(f"{path.name}: diffusers could not load it ({first}).", details=str(err)) from None
     # Verify diffusers placed what we matched: count, never assume.
     placed = {c: _injected(getattr(pipe, c), adapter_name) for c in per_component}
     lost = sum(per_component.values()) - sum(placed.values())
