@@ -77,6 +77,15 @@ def test_info_from_our_file_and_hashes(tmp_path):
     assert info.date.startswith("20") and "T" in info.date
 
 
+def test_changed_tensor_bytes_are_flagged(tmp_path):
+    path = _good(tmp_path)
+    assert read_adapter_info(path).warnings == []
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF  # flip bits inside the last tensor
+    path.write_bytes(bytes(data))
+    assert any("does not match the hash recorded" in w for w in read_adapter_info(path).warnings)
+
+
 def test_hash_cache_is_used_and_invalidated_by_changes(tmp_path):
     path = save_adapter(tmp_path / "a.safetensors", unet=_peft(), rank=2, alpha=2, family="sd1", title="a")
     first = read_adapter_info(path)

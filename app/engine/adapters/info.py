@@ -217,6 +217,12 @@ def read_adapter_info(path: str | os.PathLike[str], *, with_hashes: bool = True)
     # Without hashing, still show hashes computed earlier (the cache is keyed by size + mtime).
     full, tensor_hash = file_hashes(path, header) if with_hashes else (cached_hashes(path) or ("", ""))
     thumb, mime = _thumbnail(meta)
+    if tensor_hash:
+        recorded = meta.get("sshs_model_hash") or meta.get("modelspec.hash_sha256", "").removeprefix("0x")
+        # Both keys hold the data-section hash when written by us or kohya: a mismatch means the tensor
+        # bytes changed after saving (damage, or an edit by a tool that re-serialised the weights).
+        if len(recorded) == 64 and recorded.lower() != tensor_hash:
+            warnings.append("the tensor data does not match the hash recorded when the file was saved.")
     date = meta.get("modelspec.date", "")
     if not date and meta.get("ss_training_started_at"):
         date = meta["ss_training_started_at"]
