@@ -48,6 +48,9 @@ def test_device_and_dtype_choice(monkeypatch):
         assert pick_device_dtype() == ("cpu", torch.float32)
     assert pick_device_dtype("cpu", "bf16") == ("cpu", torch.bfloat16)
     assert pick_device_dtype("cpu", torch.float16) == ("cpu", torch.float16)
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelLoadError, match="no CUDA GPU"):
+            pick_device_dtype("cuda")
     # A CUDA machine: bf16 where the card supports it, else fp16 (checked without a GPU by patching torch.cuda).
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)

@@ -151,6 +151,12 @@ def test_folder_without_model_index(tmp_path, tiny_sd15):
     _refused(tiny_sd15 / "unet", "one component of a diffusers model")
 
 
+def test_unreadable_model_index(tmp_path, tiny_sd15):
+    folder = shutil.copytree(tiny_sd15, tmp_path / "badindex")
+    (folder / "model_index.json").write_text("{ this is not json")
+    _refused(folder, "model_index.json cannot be read")
+
+
 def test_unsupported_pipeline_class(tmp_path, tiny_sd15):
     folder = shutil.copytree(tiny_sd15, tmp_path / "flux")
     index = json.loads((folder / "model_index.json").read_text())

@@ -51,6 +51,11 @@ def pick_device_dtype(device: str | None = None, dtype: Any = None) -> tuple[str
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     device = str(device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(
+            f"Device {device} was asked for, but this torch sees no CUDA GPU.",
+            hint="Use the CPU, or install the CUDA build of torch (see the README).",
+        )
     if isinstance(dtype, str):
         name = _DTYPE_NAMES.get(dtype.lower())
         if name is None:
