@@ -136,3 +136,25 @@ def test_folder_family_from_real_configs(tmp_path):
     (refiner / "model_index.json").write_text(json.dumps(index))
     with pytest.raises(ModelLoadError, match="refiner"):
         detect_family(refiner)
+
+
+def test_out_of_gpu_memory_is_one_line(tiny_sd15, monkeypatch):
+    """Simulated: a CUDA machine whose card is full. The model goes back to the CPU and the user is told."""
+    from diffusers import StableDiffusionPipeline
+
+    real_to = StableDiffusionPipeline.to
+    moved = []
+
+    def to(self, *args, **kwargs):
+        moved.append(args[0] if args else kwargs.get("device"))
+        if str(moved[-1]).startswith("cuda"):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
+        return real_to(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(StableDiffusionPipeline, "to", to)
+    with pytest.raises(ModelLoadError, match="Not enough memory on cuda") as err:
+        load_base(tiny_sd15)
+    assert "\n" not in str(err.value) and "out of memory" in err.value.details
+    assert moved == ["cuda", "cpu"]

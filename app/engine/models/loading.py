@@ -119,7 +119,7 @@ def load_base(
         pipe = _guarded(path.name, fam, lambda: _load_single_file(path, fam, config_dir, dtype))
     _require_all_weights(pipe, path.name)
     _apply_prediction_type(pipe, fam)
-    pipe = pipe.to(device)
+    pipe = _to_device(pipe, device, path.name)
     return BaseModel(
         pipe=pipe,
         family=fam,
@@ -299,6 +299,20 @@ def _one_line(err: BaseException) -> str:
     if text.endswith(":") and len(lines) > 1:
         text = f"{text} {lines[1]}"
     return text[:300]
+
+
+def _to_device(pipe: Any, device: str, name: str):
+    import torch
+
+    try:
+        return pipe.to(device)
+    except torch.OutOfMemoryError as err:
+        pipe.to("cpu")  # give the card back what was moved before it ran out
+        raise ModelLoadError(
+            f"Not enough memory on {device} for {name}.",
+            hint="Close other GPU programs, use fp16, or load on the CPU.",
+            details=str(err),
+        ) from err
 
 
 def _require_all_weights(pipe: Any, name: str) -> None:
