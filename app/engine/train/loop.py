@@ -120,7 +120,7 @@ class _Run:
         cfg = self.cfg
         items, val_items, report = self._scan()
         self.log(f"Loading base model {Path(cfg.base).name}…")
-        base = load_training_base(cfg.base, dtype=self.weight_dtype)
+        base = load_training_base(cfg.base, dtype=self.weight_dtype, device=self.device)
         self.base = base
         self.prediction = (base.noise_scheduler.config.get("prediction_type", "epsilon")
                            if cfg.prediction_type == "auto" else cfg.prediction_type)
@@ -205,7 +205,7 @@ class _Run:
         # Main rank first: it fills the disk cache, the others then read it instead of encoding again.
         with self.acc.main_process_first(), torch.no_grad():
             data = prepare(base, items, samples, captions, cache_latents=cfg.cache_latents,
-                           cache_text=not cfg.train_text_encoder, background=cfg.background,
+                           cache_text=cfg.cache_latents and not cfg.train_text_encoder, background=cfg.background,
                            max_pixels=cfg.max_image_pixels, device=self.device, progress=progress,
                            cancelled=cancelled)
             if self.cancel.is_set():

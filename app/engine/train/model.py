@@ -1,8 +1,4 @@
-"""The base model as the trainer sees it: components, family, and the text encoding each family uses.
-
-``load_training_base`` goes through ``app.engine.models.loading.load_base`` when that module is present
-and falls back to a plain diffusers folder load, so training works on its own.
-"""
+"""The base model as the trainer sees it: components, family, and the text encoding each family uses."""
 
 from __future__ import annotations
 
@@ -14,7 +10,6 @@ from typing import Any
 
 import torch
 
-from app.engine.errors import ModelLoadError
 
 
 @dataclass
@@ -68,42 +63,13 @@ class TrainingBase:
         return digest.hexdigest()[:32]
 
 
-def load_training_base(path: str | Path, *, dtype: torch.dtype = torch.float32) -> TrainingBase:
-    path = Path(path).expanduser()
-    try:
-        from app.engine.models.loading import load_base  # the shared loader (single files, families)
-    except ImportError:
-        load_base = None
-    if load_base is not None:
-        base = load_base(path)
-        pipe = base.pipe
-        if pipe.unet.dtype != dtype:
-            pipe.to(dtype=dtype)
-        return TrainingBase(pipe, str(base.family), path)
-    return _load_diffusers_folder(path, dtype)
+def load_training_base(path: str | Path, *, dtype: torch.dtype = torch.float32,
+                        device: torch.device | str = "cpu") -> TrainingBase:
+    """The shared loader (diffusers folders and single files, family detection, offline configs)."""
+    from app.engine.models.loading import load_base
 
-
-def _load_diffusers_folder(path: Path, dtype: torch.dtype) -> TrainingBase:
-    from diffusers import DiffusionPipeline
-
-    if not (path / "model_index.json").is_file():
-        raise ModelLoadError(f"{path} is not a diffusers model folder (no model_index.json).")
-    try:
-        pipe = DiffusionPipeline.from_pretrained(str(path), torch_dtype=dtype, local_files_only=True)
-    except Exception as err:  # noqa: BLE001 - diffusers raises many kinds for a broken folder
-        raise ModelLoadError(f"Could not load the base model {path.name}: {err}") from None
-    return TrainingBase(pipe, detect_family(pipe), path)
-
-
-def detect_family(pipe) -> str:
-    if getattr(pipe, "text_encoder_2", None) is not None:
-        return "sdxl"
-    if pipe.scheduler.config.get("prediction_type") == "v_prediction":
-        return "sd2-v"
-    # SD2 UNets use linear projections in their transformers and (full size) a 1024-wide text encoder.
-    if pipe.unet.config.get("use_linear_projection") or pipe.text_encoder.config.hidden_size == 1024:
-        return "sd2"
-    return "sd1"
+    base = load_base(Path(path).expanduser(), device=str(device), dtype=dtype)
+    return TrainingBase(base.pipe, str(base.family), Path(path))
 
 
 def tokenize(base: TrainingBase, captions: list[str]) -> list[torch.Tensor]:
