@@ -135,6 +135,14 @@ def test_sdxl_refiner_checkpoint_is_refused(tmp_path):
     _refused(path, "refiner")
 
 
+def test_sd2_unclip_checkpoint_is_refused(tmp_path):
+    path = _write(tmp_path / "unclip.safetensors", {
+        "model.diffusion_model.label_emb.0.0.weight": (1280, 2048),
+        "cond_stage_model.model.token_embedding.weight": (49408, 1024),
+    })
+    _refused(path, "unCLIP")
+
+
 def test_wrong_architecture_for_the_config_is_one_line(tiny_sd15, tmp_path):
     """A tiny SD1 file read with the full-size SD1.5 config: the sizes differ, and the user is told so."""
     from app.engine.models.single_file import export_single_file

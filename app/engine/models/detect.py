@@ -183,9 +183,14 @@ def detect_header(header: SafetensorsHeader) -> Detection:
     has = lambda prefix: any(k.startswith(prefix) for k in keys)  # noqa: E731
     width = _cross_attention_width(header)
     details = {"tensors": str(len(keys)), "cross_attention_width": str(width)}
-    if has("conditioner.embedders.1.") or UNET_PREFIX + "label_emb.0.0.weight" in header.tensors:
-        if has("conditioner.embedders.0.model.") and not has("conditioner.embedders.1."):
-            raise ModelLoadError(f"{name} is an SDXL refiner; StyleShelf needs an SDXL base model.")
+    label_emb = any(k.startswith(UNET_PREFIX + "label_emb.") for k in keys)
+    if has("conditioner.embedders.0.model.") and not has("conditioner.embedders.1."):
+        raise ModelLoadError(f"{name} is an SDXL refiner; StyleShelf needs an SDXL base model.")
+    if label_emb and has("cond_stage_model."):
+        # SD2 unCLIP models condition on an image embedding through label_emb: not a text-to-image base.
+        raise ModelLoadError(f"{name} is an SD 2.x unCLIP (image-variation) model; StyleShelf needs a text-to-image "
+                             "base model.")
+    if has("conditioner.embedders.1.") or label_emb:
         return Detection("sdxl", True, "SDXL size conditioning (label_emb) / two text encoders", "epsilon",
                          "StableDiffusionXLPipeline", details)
     if has(SD2_TEXT_PREFIX):
