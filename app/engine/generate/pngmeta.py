@@ -172,8 +172,11 @@ def split_lora_tags(prompt: str) -> tuple[str, list[tuple[str, float, float | No
             found.append((match.group(1), values[0], None))
         else:  # A1111 order: text-encoder multiplier first, then UNet
             found.append((match.group(1), values[1], values[0]))
-    clean = re.sub(r"[ \t]{2,}", " ", _LORA.sub("", prompt)).strip().strip(",").strip()
-    return clean, found
+    lines = []
+    for line in _LORA.sub("", prompt).split("\n"):
+        line = re.sub(r",(\s*,)+", ",", line)  # "dawn, <lora:x:1>, ink" leaves an empty list item
+        lines.append(re.sub(r"[ \t]{2,}", " ", line).strip().strip(",").strip())
+    return "\n".join(lines).strip(), found
 
 
 def _resolve(ref: LoraRef, lookup: AdapterLookup | None, recorded_path: str = "") -> str:
