@@ -11,6 +11,8 @@ The adapters themselves are trained by the same command users run (see each READ
 from __future__ import annotations
 
 import argparse
+import shlex
+import subprocess
 import random
 import sys
 from pathlib import Path
@@ -24,18 +26,28 @@ from app.engine.demo.stylesets import STYLE_SETS, StyleSet  # noqa: E402
 from app.engine.paths import BUNDLED_STYLES_DIR  # noqa: E402
 
 
+ADAPTER_SETTINGS = ["--resolution", "64", "--steps", "300", "--rank", "8", "--lr", "1e-3", "--batch-size", "4",
+                    "--set", "lora_targets=attention+ff", "--set", "cpu_threads=1", "--set", "checkpoint_every=0"]
+
+
+def train_args(s: StyleSet) -> list[str]:
+    """The `styleshelf train` arguments that made the shipped adapter (run from the repo root)."""
+    return ["train", f"styles/{s.folder}", "--base", "assets/demo-model", "--out",
+            f"styles/{s.folder}/{s.folder}.safetensors", "--trigger", s.trigger, "--name", s.title,
+            "--sample-prompt", f"{s.trigger}, a yellow star on a green background", *ADAPTER_SETTINGS]
+
+
 def train_command(s: StyleSet) -> str:
-    return (f".venv/bin/python -m app.cli train styles/{s.folder} --base assets/demo-model "
-            f"--out styles/{s.folder}/{s.folder}.safetensors --trigger {s.trigger} --name \"{s.title}\" "
-            "--resolution 64 --steps 400 --rank 8 --lr 1e-3 --batch-size 4 --set lora_targets=attention+ff "
-            "--set cpu_threads=2 --set checkpoint_every=0")
+    return ".venv/bin/python -m app.cli " + " ".join(shlex.quote(a) for a in train_args(s))
 
 
 def readme(s: StyleSet, count: int) -> str:
     return f"""# {s.title}
 
-{count} procedurally drawn 64×64 scenes in one look: {s.look}. Each `NN.png` has an `NN.txt` caption that names
-only the content (for example `a red circle on a blue background`), so the adapter learns the look, not the scenes.
+{count} procedurally drawn 64×64 scenes in one look: {s.look}.
+
+Each `NN.png` has an `NN.txt` caption that names only the content (for example `a red circle on a blue
+background`), so the adapter learns the look, not the scenes.
 
 - Trigger word: `{s.trigger}` (prepended to every caption in training; put it in your prompt)
 - Adapter: `{s.folder}.safetensors`, trained on the bundled demo model (`assets/demo-model`) with the same command
@@ -66,10 +78,19 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(BUNDLED_STYLES_DIR))
     ap.add_argument("--count", type=int, default=20)
+    ap.add_argument("--train", action="store_true",
+                    help="then train each adapter on assets/demo-model with `styleshelf train` (all three at once)")
     args = ap.parse_args(argv)
     for s in STYLE_SETS:
         write_set(s, Path(args.out), args.count)
         print(f"wrote {args.count} images to {Path(args.out) / s.folder}")
+    if args.train:
+        # Concurrently: each run is single-threaded, so three of them use the cores a single run leaves idle.
+        runs = [subprocess.Popen([sys.executable, "-m", "app.cli", *train_args(s)], cwd=REPO) for s in STYLE_SETS]
+        codes = [r.wait() for r in runs]
+        if any(codes):
+            print(f"training failed: exit codes {codes}", file=sys.stderr)
+            return 1
     return 0
 
 

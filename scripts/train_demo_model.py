@@ -61,12 +61,12 @@ def build_models(seed: int):
         sample_size=16,
         in_channels=4,
         out_channels=4,
-        block_out_channels=(64, 128, 128),
+        block_out_channels=(32, 64, 128),  # narrow at 16×16, where nearly all the compute is
         layers_per_block=1,
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=TEXT_WIDTH,
-        attention_head_dim=8,
+        attention_head_dim=4,
         norm_num_groups=16,
     )
     torch.manual_seed(seed + 2)
@@ -121,7 +121,7 @@ def train_vae(vae, steps: int, batch: int, seed: int, log) -> float:
         loss.backward()
         opt.step()
         sched.step()
-        if step % 100 == 0 or step == steps - 1:
+        if step % 25 == 0 or step == steps - 1:
             log(f"vae step {step + 1}/{steps} loss {loss.item():.4f}")
     vae.eval()
     # Held-out reconstruction error on plain demo scenes, in 0–255 units.
@@ -187,7 +187,7 @@ def train_unet(unet, text_encoder, tokenizer, latents, captions, *, steps, batch
         opt.step()
         sched.step()
         smooth = loss.item() if smooth is None else 0.98 * smooth + 0.02 * loss.item()
-        if step % 100 == 0 or step == steps - 1:
+        if step % 50 == 0 or step == steps - 1:
             rate = (step + 1) / (time.time() - t0)
             log(f"unet step {step + 1}/{steps} loss {smooth:.4f} ({rate:.2f} it/s, eta {(steps - step - 1) / rate / 60:.1f} min)")
         if on_milestone is not None and every and (step + 1) % every == 0 and step + 1 < steps:
@@ -243,11 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out", nargs="?", default=str(DEMO_MODEL_DIR), help="output folder (default assets/demo-model)")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=2, help="CPU threads (the build machine has 2 cores)")
-    ap.add_argument("--vae-steps", type=int, default=400)
-    ap.add_argument("--unet-steps", type=int, default=1600)
-    ap.add_argument("--save-every", type=int, default=400, help="also write the model every N UNet steps (0: never)")
+    ap.add_argument("--vae-steps", type=int, default=300)
+    ap.add_argument("--unet-steps", type=int, default=1200)
+    ap.add_argument("--save-every", type=int, default=300, help="also write the model every N UNet steps (0: never)")
     ap.add_argument("--check", type=int, default=0, help="after training, try N random prompts and print the hit rate")
-    ap.add_argument("--images", type=int, default=8000, help="distinct training scenes for the UNet")
+    ap.add_argument("--images", type=int, default=4000, help="distinct training scenes for the UNet")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--quick", action="store_true", help="a few steps of every stage (smoke test)")
     args = ap.parse_args(argv)
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"params: unet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M, vae "
         f"{sum(p.numel() for p in vae.parameters()) / 1e6:.2f} M, text {sum(p.numel() for p in text_encoder.parameters()) / 1e6:.2f} M")
 
-    vae_err = train_vae(vae, args.vae_steps, 16 if not args.quick else 2, args.seed, log)
+    vae_err = train_vae(vae, args.vae_steps, 12 if not args.quick else 2, args.seed, log)
     t_vae = time.time() - start
     log(f"vae done: held-out mean abs error {vae_err:.1f}/255")
 
