@@ -65,6 +65,8 @@ def test_cancel_within_one_step_then_resume_equals_uninterrupted(style_data, tin
 
     out_b = tmp_path / "b.safetensors"
     stopped = train(_config(style_data, tiny_sd15, out_b, thumbnail=False), on_event=on_event, cancel=cancel)
+    logs = [e.message for e in events if e.kind == "log"]
+    assert any("Cached 16 latents (16 reused from disk)" in m for m in logs), logs  # the first run's cache
     assert stopped.cancelled and stopped.steps == 3  # the step in flight finished, no further step started
     assert max(e.step for e in events if isinstance(e, Progress) and e.phase == "train") == 3
     assert any(isinstance(e, CheckpointSaved) and e.step == 3 for e in events)
@@ -141,8 +143,10 @@ def test_adapter_round_trips_through_diffusers_kohya_loader(style_data, tiny_sd1
 
 def test_sdxl_trains_unet_and_both_text_encoders(style_data, tiny_sdxl, tmp_path):
     out = tmp_path / "xl.safetensors"
+    # Also exercises mirrored samples, a cosine schedule with warm-up and gradient checkpointing.
     result = train(_config(style_data, tiny_sdxl, out, steps=2, train_text_encoder=True, validation_images=0,
-                           thumbnail=False))
+                           thumbnail=False, flip=True, lr_schedule="cosine", warmup_steps=1,
+                           gradient_checkpointing=True))
     assert result.summary["family"] == "sdxl"
     with safe_open(str(out), "pt") as f:
         keys, meta = list(f.keys()), f.metadata()
@@ -156,7 +160,8 @@ def test_sdxl_trains_unet_and_both_text_encoders(style_data, tiny_sdxl, tmp_path
 
 def test_v_prediction_model_trains_and_validates(style_data, tiny_sd2v, tmp_path):
     result = train(_config(style_data, tiny_sd2v, tmp_path / "v.safetensors", steps=2, thumbnail=False,
-                           min_snr_gamma=5.0, noise_offset=0.05, cache_latents=False))
+                           min_snr_gamma=5.0, noise_offset=0.05, cache_latents=False, random_crop=True,
+                           gradient_accumulation=2))
     assert result.summary["family"] == "sd2-v" and result.summary["validation_loss_adapter"] > 0
     with safe_open(str(tmp_path / "v.safetensors"), "pt") as f:
         assert f.metadata()["ss_base_model_version"] == "sd_v2_v"
@@ -175,3 +180,20 @@ def test_cli_json_events_are_the_only_stdout(style_data, tiny_sd15, tmp_path, ca
     assert all(json.loads(line)["event"] in ("log", "progress", "checkpoint", "finished") for line in lines)
     assert isinstance(events[-1], Finished) and events[-1].output == str(out)
     assert [e.step for e in events if isinstance(e, Progress) and e.phase == "train"] == [1, 2]
+
+
+def test_out_of_memory_ends_with_what_to_lower(style_data, tiny_sd15, tmp_path, monkeypatch):
+    from app.engine.errors import UserError
+    from app.engine.train import loop
+
+    def no_memory(*_a, **_k):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(loop, "denoising_loss", no_memory)
+    events, on_event = _collect()
+    with pytest.raises(UserError) as info:
+        train(_config(style_data, tiny_sd15, tmp_path / "oom.safetensors", steps=1, batch_size=2), on_event=on_event)
+    assert "Ran out of memory" in str(info.value) and "batch size (now 2)" in str(info.value)
+    assert "gradient checkpointing" in str(info.value)
+    assert events[-1].kind == "error" and "Ran out of memory" in events[-1].message
+    assert not (tmp_path / "oom.safetensors").exists()

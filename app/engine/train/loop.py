@@ -36,7 +36,9 @@ from app.engine.train.cache import Prepared, encode_pixels, pixels_for, plan_sam
 from app.engine.train.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from app.engine.train.config import TrainConfig
 from app.engine.train.dataset import DatasetItem, scan_dataset
-from app.engine.train.lora import TEXT_TARGETS, UNET_TARGETS, attach_lora, load_lora_state_dict, lora_state_dict
+from app.engine.train.lora import (
+    TEXT_TARGETS, UNET_TARGETS, attach_lora, load_lora_state_dict, lora_state_dict, set_lora_enabled,
+)
 from app.engine.train.model import TrainingBase, encode_tokens, load_training_base
 from app.engine.train.objective import denoising_loss, step_generator
 from app.engine.train.preflight import (
@@ -144,7 +146,8 @@ class _Run:
         if cfg.gradient_checkpointing:
             base.unet.enable_gradient_checkpointing()
             for te in base.text_encoders if cfg.train_text_encoder else []:
-                te.gradient_checkpointing_enable()
+                # transformers 5 renamed it; the old name still works there but warns.
+                (getattr(te, "activation_checkpointing_enable", None) or te.gradient_checkpointing_enable)()
         if self.device.type == "cuda" and cfg.cache_latents:
             base.vae.to("cpu")  # not needed per step; back on the GPU only for samples
             if not cfg.train_text_encoder:
@@ -202,6 +205,8 @@ class _Run:
             self.emit(Progress(step=done, total=total, phase="cache"))
 
         cancelled = self.cancel.is_set
+        for te in base.text_encoders:  # cached text is the base encoders' output, whatever LoRA they carry
+            set_lora_enabled(te, False)
         # Main rank first: it fills the disk cache, the others then read it instead of encoding again.
         with self.acc.main_process_first(), torch.no_grad():
             data = prepare(base, items, samples, captions, cache_latents=cfg.cache_latents,
@@ -211,6 +216,8 @@ class _Run:
             if self.cancel.is_set():
                 raise Cancelled()
             vset = self._validation_set(val_items or items[:4], held_out=bool(val_items))
+        for te in base.text_encoders:
+            set_lora_enabled(te, True)
         if cfg.cache_latents:
             self.log(f"Cached {len(samples)} latents ({data.cache_hits} reused from disk) in "
                      f"{time.monotonic() - started:.1f} s")

@@ -57,7 +57,7 @@ class TrainingBase:
             config_dict = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
             digest.update(json.dumps(config_dict, sort_keys=True, default=str).encode())
             # Sampling a few parameter tensors is enough to tell two different checkpoints apart.
-            params = list(m.parameters())
+            params = [p for name, p in m.named_parameters() if "lora_" not in name]  # the base's own weights
             for p in params[:: max(1, len(params) // 8)]:
                 digest.update(p.detach().float().cpu().contiguous().numpy().tobytes()[:4096])
         return digest.hexdigest()[:32]
