@@ -41,6 +41,9 @@ def test_folder_loads_with_its_family(request, fixture, family, prediction, pipe
     assert base.pipe.unet.device.type == "cpu" and base.pipe.unet.dtype == torch.float32
     assert getattr(base.pipe, "safety_checker", None) is None
     assert any(isinstance(e, Log) and folder.name in e.message for e in events)
+    from diffusers.utils import logging as dlog
+
+    assert dlog.is_progress_bar_enabled()  # silenced while loading only, then restored for the caller
 
 
 def test_device_and_dtype_choice(monkeypatch):

@@ -8,6 +8,7 @@ assets/model-configs/<family> (or ``config=``), because diffusers otherwise fetc
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import traceback
@@ -253,10 +254,29 @@ def _sdxl_text_encoder_2(path: Path, config_dir: Path, dtype: Any):
     return model.to(dtype).eval()
 
 
+@contextlib.contextmanager
+def _quiet_progress():
+    """diffusers/transformers draw tqdm bars on stderr while loading; we report through on_event instead."""
+    from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
+
+    was = dlog.is_progress_bar_enabled(), tlog.is_progress_bar_enabled()
+    dlog.disable_progress_bar()
+    tlog.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was[0]:
+            dlog.enable_progress_bar()
+        if was[1]:
+            tlog.enable_progress_bar()
+
+
 def _guarded(name: str, family: str, load):
     """Turn a library failure while reading a model into a one-line ModelLoadError (traceback in details)."""
     try:
-        return load()
+        with _quiet_progress():
+            return load()
     except ModelLoadError:
         raise
     except (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError, IndexError) as err:
