@@ -287,3 +287,21 @@ def test_other_families_generate_with_adapters(tiny_sdxl, tiny_sd2v, tmp_path):
         assert np.array_equal(run([E(lora, weight=0.0)]), base), family
         (image,) = g.generate(config(tmp_path / family, [E(lora)], sampler="Euler a"))
         assert "<lora:" in read_png_text(image.path)["parameters"]
+
+
+def test_swap_base_keeps_old_on_failure_and_starts_adapters_afresh(tiny_sd15, tiny_sd2v, sd15_loras, tmp_path):
+    from app.engine.errors import ModelLoadError
+
+    g = Generator(tiny_sd15)
+    a = sd15_loras["a"]
+    before = render(g, [E(a)])
+    with pytest.raises(ModelLoadError):
+        g.swap_base(tmp_path / "no-such-model")
+    assert np.array_equal(render(g, [E(a)]), before)
+    g.swap_base(g.pipe)  # the same pipeline handed back: its adapters are unloaded, then reload cleanly
+    assert g.adapters.names() == [] and g.pipe.get_list_adapters() == {}
+    assert np.array_equal(render(g, [E(a)]), before)
+    g.swap_base(tiny_sd2v)
+    assert g.family == "sd2-v" and g.adapters.names() == []
+    g.swap_base(tiny_sd15)
+    assert np.array_equal(render(g, [E(a)]), before)

@@ -63,6 +63,8 @@ class LoadedAdapters:
                 continue
             # Free room first: peak memory stays at capacity, and PEFT never sees more adapters than allowed.
             self._evict(keep=needed, target=self.capacity - 1)
+            if on_log:
+                on_log(f"loading adapter {ident.title}", "info")
             for message in load_adapter(self.pipe, ident.path, name):
                 if on_log:
                     on_log(f"{ident.title}: {message}", "warning")

@@ -89,12 +89,18 @@ class Generator:
     def swap_base(self, base: Any) -> None:
         """Replace the base model; adapters loaded into the old one are dropped with it."""
         with self._lock:
-            new = _load_base(base)
+            new = _load_base(base)  # the old base stays usable if this fails
+            old = self._base
+            if old is not None and old.pipe is new.pipe:
+                self.adapters.clear()  # same pipeline handed back: start from a clean slate
             new.pipe.set_progress_bar_config(disable=True)
             self._base = new
             self._scheduler_config = dict(new.pipe.scheduler.config)
             self.adapters = LoadedAdapters(new.pipe, self._max_loaded)
             self._model_hash: str | None = None
+            if old is not None and old.pipe is not new.pipe:
+                del old
+                _release_memory()
 
     def _model_hash_value(self) -> str:
         if self._model_hash is None:
@@ -281,6 +287,16 @@ class Generator:
         shutil.rmtree(folder, ignore_errors=True)  # only the current run's previews are worth keeping
         folder.mkdir(parents=True, exist_ok=True)
         return folder
+
+
+def _release_memory() -> None:
+    import gc
+    import sys
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()  # hand the old model's VRAM back before the next allocation spike
 
 
 def _is_active(entry: StackEntry) -> bool:
