@@ -194,8 +194,9 @@ def test_nan_adapter_refused_and_name_stays_free(tmp_path, pipe):
     with pytest.raises(AdapterError, match="NaN or Inf"):  # … loading does
         load_into_pipeline(pipe, bad, "nan-test")
     assert "nan-test" not in loaded_adapter_names(pipe)
-    report = load_into_pipeline(pipe, _good(tmp_path), "nan-test")
+    report = load_into_pipeline(pipe, _good(tmp_path), "nan-test", base_family="sd2")
     assert report.ok and report.matched == 3
+    assert any("made for sd1" in w and "base model is sd2" in w for w in report.warnings)  # flagged, not hidden
     pipe.delete_adapters("nan-test")
 
 

@@ -22,10 +22,22 @@ def _cache_file() -> Path:
     return user_cache_dir() / "adapter-hashes.json"
 
 
+_memo: dict[str, tuple[tuple[int, int], dict[str, dict]]] = {}  # cache path → (file stamp, parsed)
+
+
 def _load() -> dict[str, dict]:
+    """The cache as a dict; re-parsed only when the file changed (a shelf scan reads it once, not per file)."""
+    path = _cache_file()
     try:
-        data = json.loads(_cache_file().read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
+        st = path.stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+        memo = _memo.get(str(path))
+        if memo and memo[0] == stamp:
+            return dict(memo[1])
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data = data if isinstance(data, dict) else {}
+        _memo[str(path)] = (stamp, data)
+        return dict(data)
     except (OSError, ValueError):
         return {}
 

@@ -33,6 +33,7 @@ _DIFFUSERS = re.compile(
 _DIFFUSERS_PROC = re.compile(r"^(unet|text_encoder_2|text_encoder)\.(.+?)\.(to_q|to_k|to_v|to_out)_lora\.(down|up)\.weight$")
 _DIFFUSERS_ALPHA = re.compile(r"^(unet|text_encoder_2|text_encoder)\.(.+)\.alpha$")
 _PEFT = re.compile(r"^(?:base_model\.model\.)?(?:(unet|text_encoder_2|text_encoder)\.)?(.+)\.lora_(A|B)(?:\.[\w-]+)?\.weight$")
+_SGM_ROOT = re.compile(r"(input_blocks|middle_block|output_blocks|time_embed_|label_emb|out_2$)")
 # Weight kinds we recognise as adapters but do not support: named in the refusal.
 _UNSUPPORTED = re.compile(r"(hada_w|lokr_w|dora_scale|lora_magnitude_vector|lora_mid\.|\.oft_|lora_embedding_)")
 
@@ -83,7 +84,7 @@ def classify_key(key: str) -> KeyRole | None:
     if m:
         prefix, path, suffix = m.groups()
         part = {"lora_down.weight": "down", "lora_up.weight": "up", "alpha": "alpha"}[suffix]
-        if prefix == "lora_unet" and re.match(r"(input_blocks|middle_block|output_blocks|time_embed|label_emb|out_2$)", path):
+        if prefix == "lora_unet" and _SGM_ROOT.match(path):
             return KeyRole(f"lora_unet_{path}", part, "kohya-sgm")
         return KeyRole(f"{prefix}_{path if prefix == 'lora_unet' else te_path(path)}", part, "kohya")
     m = _DIFFUSERS_PROC.match(key)
