@@ -31,8 +31,11 @@ def tiny_sd2(tmp_path_factory):
     ],
 )
 def test_folder_loads_with_its_family(request, fixture, family, prediction, pipeline):
+    from diffusers.utils import logging as dlog
+
     folder = request.getfixturevalue(fixture)
     assert detect_family(folder) == family
+    bars_before = dlog.is_progress_bar_enabled()
     events = []
     base = load_base(folder, on_event=events.append)
     assert isinstance(base, BaseModel)
@@ -41,9 +44,7 @@ def test_folder_loads_with_its_family(request, fixture, family, prediction, pipe
     assert base.pipe.unet.device.type == "cpu" and base.pipe.unet.dtype == torch.float32
     assert getattr(base.pipe, "safety_checker", None) is None
     assert any(isinstance(e, Log) and folder.name in e.message for e in events)
-    from diffusers.utils import logging as dlog
-
-    assert dlog.is_progress_bar_enabled()  # silenced while loading only, then restored for the caller
+    assert dlog.is_progress_bar_enabled() == bars_before  # silenced while loading only, then restored
 
 
 def test_device_and_dtype_choice(monkeypatch):
