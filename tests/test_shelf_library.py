@@ -172,6 +172,19 @@ def test_cli_list_inspect_import_export_bake(tmp_path, files, capsys, monkeypatc
 
     assert cli_main(["shelf", "export", "cool", str(tmp_path / "shared.safetensors")]) == 0
     assert (tmp_path / "shared.safetensors").read_bytes() == files["cool"].read_bytes()
+
+    team = tmp_path / "team"
+    team.mkdir()
+    _adapter(team / "ink.safetensors", 5, "Ink")
+    capsys.readouterr()
+    assert cli_main(["shelf", "list", "--folder", str(team), "--json"]) == 0
+    assert {e["name"]: e["folder"] for e in json.loads(capsys.readouterr().out)}["ink"] == "extra"
+
+    before = read_adapter_info(user_data_dir() / "adapters" / "warm.safetensors")
+    assert cli_main(["shelf", "edit", "warm", "--title", "Warmer", "--trigger", "wrm2"]) == 0
+    after = read_adapter_info(before.path)
+    assert (after.title, after.trigger_phrase) == ("Warmer", "wrm2")
+    assert after.tensor_sha256 == before.tensor_sha256 and after.autov2 != before.autov2
     capsys.readouterr()
 
 

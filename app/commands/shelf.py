@@ -1,6 +1,6 @@
 """`styleshelf shelf …` — list, inspect, import, export, remove, edit and bake adapters.
 
-    styleshelf shelf list [--json] [--hashes] [--folder DIR]…
+    styleshelf shelf list [--json] [--hashes]          (every action also takes --folder DIR, repeatable)
     styleshelf shelf inspect FILE [--json]
     styleshelf shelf import FILE…
     styleshelf shelf export NAME DEST [--force]
@@ -18,36 +18,41 @@ import sys
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("shelf", help="List, inspect, import, export and bake adapters.")
-    parser.add_argument("--folder", action="append", default=[], metavar="DIR",
-                        help="An extra folder of adapters (repeatable; also STYLESHELF_ADAPTER_PATH).")  # fmt: skip
     actions = parser.add_subparsers(dest="shelf_command", metavar="ACTION")
     actions.required = True
+    # Every action accepts --folder after its name (``shelf list --folder /team/styles``).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--folder", action="append", default=[], metavar="DIR",
+                        help="An extra folder of adapters (repeatable; also STYLESHELF_ADAPTER_PATH).")  # fmt: skip
 
-    p = actions.add_parser("list", help="Adapters on the shelf (reads file headers only).")
+    def action(name: str, help: str) -> argparse.ArgumentParser:
+        return actions.add_parser(name, help=help, parents=[common])
+
+    p = action("list", help="Adapters on the shelf (reads file headers only).")
     p.add_argument("--json", action="store_true", help="One JSON array on stdout.")
     p.add_argument("--hashes", action="store_true", help="Compute missing hashes (reads every file once; cached).")
     p.set_defaults(func=run_list)
 
-    p = actions.add_parser("inspect", help="Metadata, family, hashes, rank, key layout and a full validity check.")
+    p = action("inspect", help="Metadata, family, hashes, rank, key layout and a full validity check.")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_inspect)
 
-    p = actions.add_parser("import", help="Copy adapter files onto your shelf (validated, duplicates detected).")
+    p = action("import", help="Copy adapter files onto your shelf (validated, duplicates detected).")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.set_defaults(func=run_import)
 
-    p = actions.add_parser("export", help="Write one adapter as a single self-contained file.")
+    p = action("export", help="Write one adapter as a single self-contained file.")
     p.add_argument("name", metavar="NAME", help="File name, title, hash prefix or path of the adapter.")
     p.add_argument("dest", metavar="DEST", help="A file path or a folder.")
     p.add_argument("--force", action="store_true", help="Overwrite DEST if it exists.")
     p.set_defaults(func=run_export)
 
-    p = actions.add_parser("remove", help="Delete an adapter from your shelf folder.")
+    p = action("remove", help="Delete an adapter from your shelf folder.")
     p.add_argument("name", metavar="NAME")
     p.set_defaults(func=run_remove)
 
-    p = actions.add_parser("edit", help="Change title, trigger phrase, description or thumbnail in place.")
+    p = action("edit", help="Change title, trigger phrase, description or thumbnail in place.")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--title")
     p.add_argument("--trigger")
@@ -57,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     thumb.add_argument("--no-thumbnail", action="store_true", help="Remove the thumbnail.")
     p.set_defaults(func=run_edit)
 
-    p = actions.add_parser("bake", help="Merge weighted adapters into one new adapter file.")
+    p = action("bake", help="Merge weighted adapters into one new adapter file.")
     p.add_argument("adapters", nargs="+", metavar="NAME[:WEIGHT]")
     p.add_argument("--out", required=True, metavar="FILE")
     p.add_argument("--mode", choices=("concat", "svd"), default=None,
