@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.engine.errors import AdapterError
+from app.engine.errors import AdapterError, UserError
 
 _CHUNK = 8 * 1024 * 1024
 _MAX_HEADER = 100 * 1024 * 1024
@@ -81,6 +81,13 @@ def base_model_hash(path: str | os.PathLike[str]) -> str:
         path = candidates[0]
     if not path.is_file():
         return ""
+    if path.suffix.lower() == ".safetensors":
+        try:  # the shelf's persistent hash cache: a multi-GB UNet is hashed once, not once per process
+            from app.engine.adapters.hashcache import file_hashes
+
+            return file_hashes(path)[0][:10]
+        except (ImportError, UserError, OSError, ValueError):
+            pass  # hashed below without the cache
     return file_sha256(path)[:10]
 
 
