@@ -130,7 +130,7 @@ def main() -> int:
     tab = win.generate_tab
     tab.prompt.setPlainText("a yellow star on a green background")
     tab.batch.setValue(3)
-    tab.steps.setValue(20)
+    tab.steps.setValue(4 if args.quick else 20)
     tab.seed.setValue(7)
     tab.lock.setChecked(True)
     model = win.shelf_vm.model

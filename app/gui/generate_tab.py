@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QPoint, Qt
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage, QPixmap
+from PySide6.QtCore import QPoint, QRegularExpression, Qt
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage, QPixmap, QRegularExpressionValidator
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QInputDialog,
     QLabel,
+    QLineEdit,
     QMenu,
     QPlainTextEdit,
     QProgressBar,
@@ -34,6 +35,21 @@ from app.gui.gallery import GalleryView, ImageViewer, ImageRole
 from app.gui.generate_vm import GENERATING, MAX_SEED, GenerateViewModel
 from app.gui.shelf_panel import ShelfPanel
 from app.gui.shelf_vm import ShelfViewModel
+
+
+class SeedEdit(QLineEdit):
+    """Digits only, 0 … 2³²−1, with a spin-box-like ``value``/``setValue``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setValidator(QRegularExpressionValidator(QRegularExpression(r"\d{0,10}"), self))
+
+    def value(self) -> int:
+        return int(self.text() or 0)
+
+    def setValue(self, value: int) -> None:
+        self.setText(str(int(value) % (MAX_SEED + 1)))
+        self.textEdited.emit(self.text())
 
 
 class GenerateTab(QWidget):
@@ -53,10 +69,10 @@ class GenerateTab(QWidget):
         self.negative.setMaximumHeight(56)
         self.negative.textChanged.connect(lambda: self._set("negative", self.negative.toPlainText()))
 
-        self.seed = QSpinBox()
-        self.seed.setRange(0, 2**31 - 1)
+        # A line edit, not a spin box: seeds go up to 2³²−1 (A1111 PNGs), past a QSpinBox's int range.
+        self.seed = SeedEdit()
         self.seed.setToolTip("Same seed + same settings + same stack = the same picture")
-        self.seed.valueChanged.connect(lambda v: self._set("seed", int(v)))
+        self.seed.textEdited.connect(lambda t: self._set("seed", min(int(t), MAX_SEED)) if t.isdigit() else None)
         dice = QToolButton()
         dice.setText("⚄")
         dice.setToolTip("New random seed")
@@ -141,6 +157,7 @@ class GenerateTab(QWidget):
         self.preview.setObjectName("Muted")
         self.gallery = GalleryView()
         self.gallery.setModel(vm.gallery)
+        self.gallery.clicked.connect(lambda idx: self._show_preview(self.vm.gallery.image(idx.row()).path))
         self.gallery.doubleClicked.connect(lambda idx: self.enlarge(idx.row()))
         self.gallery.activated.connect(lambda idx: self.enlarge(idx.row()))
         self.gallery.customContextMenuRequested.connect(self._gallery_menu)
@@ -208,7 +225,7 @@ class GenerateTab(QWidget):
                 self.prompt.setPlainText(p.prompt)
             if self.negative.toPlainText() != p.negative:
                 self.negative.setPlainText(p.negative)
-            self.seed.setValue(int(p.seed or 0) % (2**31))
+            self.seed.setValue(int(p.seed or 0))
             self.steps.setValue(p.steps)
             self.guidance.setValue(p.guidance)
             self.width_box.setValue(p.width or 0)

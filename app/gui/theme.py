@@ -6,6 +6,8 @@ when the system scheme changes. Accent colours are shared with the custom widget
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
@@ -14,6 +16,8 @@ ACCENT = "#7c9cff"
 WARNING = "#e0a03a"
 DANGER = "#e05a5a"
 OK = "#5ac18e"
+
+ICONS = Path(__file__).resolve().parents[2] / "assets" / "icons"
 
 _STYLE = """
 QToolTip { padding: 4px; }
@@ -30,7 +34,12 @@ QFrame#DropHint { border: 2px dashed palette(mid); border-radius: 10px; }
 QPushButton#Primary { background: %(accent)s; color: black; font-weight: 600; padding: 6px 16px;
                       border-radius: 4px; }
 QPushButton#Primary:disabled { background: palette(mid); color: palette(placeholder-text); }
-""" % {"accent": ACCENT, "warning": WARNING}
+QCheckBox::indicator { width: 14px; height: 14px; border: 1px solid #8a8d96; border-radius: 3px;
+                       background: palette(base); }
+QCheckBox::indicator:hover { border-color: %(accent)s; }
+QCheckBox::indicator:checked { background: %(accent)s; border-color: %(accent)s; image: url(%(check)s); }
+QCheckBox::indicator:disabled { border-color: palette(mid); }
+""" % {"accent": ACCENT, "warning": WARNING, "check": (ICONS / "check.svg").as_posix()}
 
 
 def system_prefers_dark() -> bool:

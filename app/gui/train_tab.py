@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
@@ -40,8 +40,6 @@ def format_eta(seconds: float | None) -> str:
 
 
 class TrainTab(QWidget):
-    pickFolderRequested = Signal()
-
     def __init__(self, vm: TrainViewModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.vm = vm
@@ -81,7 +79,7 @@ class TrainTab(QWidget):
         for name in vm.presets:
             self.preset_combo.addItem(name.capitalize(), name)
         self.preset_combo.setToolTip("Fast style: a quick first look. Quality style: longer, bigger, smoother.")
-        self.preset_combo.activated.connect(lambda i: vm.apply_preset(self.preset_combo.itemData(i) or ""))
+        self.preset_combo.activated.connect(self._preset_chosen)
         preset_row = QHBoxLayout()
         preset_row.addWidget(QLabel("Preset"))
         preset_row.addWidget(self.preset_combo, 1)
@@ -124,11 +122,17 @@ class TrainTab(QWidget):
         QTimer.singleShot(0, self.ensure_plot)
         self.validation_label = QLabel("")
         self.validation_label.setWordWrap(True)
+        self.validation_label.setMinimumHeight(36)
         self.samples_row = QHBoxLayout()
         self.samples_row.addStretch(1)
         samples_box = QWidget()
         samples_box.setLayout(self.samples_row)
-        samples_box.setMinimumHeight(40)
+        samples_scroll = QScrollArea()  # samples pile up over a long run: scroll sideways, never squash
+        samples_scroll.setWidget(samples_box)
+        samples_scroll.setWidgetResizable(True)
+        samples_scroll.setFixedHeight(124)
+        samples_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        samples_scroll.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
 
         run_panel = QWidget()
         run_layout = QVBoxLayout(run_panel)
@@ -140,13 +144,14 @@ class TrainTab(QWidget):
         samples_title = QLabel("Samples")
         samples_title.setObjectName("Muted")
         run_layout.addWidget(samples_title)
-        run_layout.addWidget(samples_box)
+        run_layout.addWidget(samples_scroll)
 
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(form_scroll)
         right.addWidget(run_panel)
-        right.setStretchFactor(0, 1)
+        right.setStretchFactor(0, 0)
         right.setStretchFactor(1, 1)
+        right.setSizes([300, 500])  # the basic form fits; the run panel gets the room for the curve
         right.setMinimumWidth(380)
 
         split = QSplitter(Qt.Orientation.Horizontal)
@@ -174,6 +179,11 @@ class TrainTab(QWidget):
         folder = QFileDialog.getExistingDirectory(self, "Folder of style images")
         if folder:
             self.vm.load_dataset(folder)
+
+    def _preset_chosen(self, index: int) -> None:
+        name = self.preset_combo.itemData(index) or ""
+        self.vm.apply_preset(name)
+        self.preset_combo.setCurrentIndex(index)  # apply_preset's refresh must not flip it back to Custom
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if event.mimeData().hasUrls():
@@ -210,10 +220,10 @@ class TrainTab(QWidget):
 
     def _value_changed(self, name: str) -> None:
         self.form.refresh(name or None)
-        if not name:
-            current = self.preset_combo.currentData()
-            if current and any(self.vm.value(k) != v for k, v in self.vm.presets.get(current, {}).items()):
-                self.preset_combo.setCurrentIndex(0)
+        # Editing a value the preset set means the settings are now the user's own: show "Custom".
+        current = self.preset_combo.currentData()
+        if current and any(self.vm.value(k) != v for k, v in self.vm.presets.get(current, {}).items()):
+            self.preset_combo.setCurrentIndex(0)
 
     def _dataset_loaded(self, usable: int, skipped: int) -> None:
         has = bool(self.vm.dataset.folder)

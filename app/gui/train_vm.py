@@ -106,6 +106,9 @@ class TrainViewModel(QObject):
 
     def _scanned(self, summary: facade.DatasetSummary) -> None:
         self.dataset.set_summary(summary)
+        default_name = next((s.default for s in self.settings if s.name == "name"), None)
+        if default_name is not None and self.values.get("name") in (default_name, ""):
+            self.set_value("name", Path(summary.folder).name)  # a style is usually named after its folder
         self._set_state(IDLE)
         usable, skipped = self.dataset.usable_count(), self.dataset.skipped_count()
         self.message.emit(f"{usable} usable images, {skipped} skipped")
