@@ -186,6 +186,19 @@ def test_non_lora_weights_are_refused(tmp_path, tiny_sd15):
         read_adapter_info(tmp_path / "loha.safetensors")
 
 
+def test_malformed_pairs_are_refused(tmp_path):
+    cases = {
+        "rank0": {"lora_unet_a.lora_down.weight": torch.zeros(0, 4), "lora_unet_a.lora_up.weight": torch.zeros(4, 0)},
+        "1d": {"lora_unet_a.lora_down.weight": torch.zeros(4), "lora_unet_a.lora_up.weight": torch.zeros(4)},
+        "ranks": {"lora_unet_a.lora_down.weight": torch.zeros(2, 4), "lora_unet_a.lora_up.weight": torch.zeros(4, 3)},
+        "unpaired": {"lora_unet_a.lora_down.weight": torch.zeros(2, 4)},
+    }
+    for label, sd in cases.items():
+        save_file(sd, str(tmp_path / f"{label}.safetensors"))
+        with pytest.raises(AdapterError, match="malformed LoRA"):
+            read_adapter_info(tmp_path / f"{label}.safetensors")
+
+
 def test_nan_adapter_refused_and_name_stays_free(tmp_path, pipe):
     sd = _peft()
     sd[f"{ATTN}.attn1.to_q.lora_B.weight"][3, 1] = float("nan")

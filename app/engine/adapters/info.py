@@ -129,7 +129,7 @@ def analyse_keys(header: Header, name: str) -> dict[str, Any]:
     """Classify every key; refuse files that are not (supported) LoRA adapters."""
     layouts: collections.Counter[str] = collections.Counter()
     downs: dict[str, tuple[int, ...]] = {}
-    ups: set[str] = set()
+    ups: dict[str, tuple[int, ...]] = {}
     alphas: set[str] = set()
     unknown: list[str] = []
     unsupported: list[str] = []
@@ -142,7 +142,7 @@ def analyse_keys(header: Header, name: str) -> dict[str, Any]:
         if role.part == "down":
             downs[role.module] = spec.shape
         elif role.part == "up":
-            ups.add(role.module)
+            ups[role.module] = spec.shape
         else:
             alphas.add(role.module)
     if unsupported:
@@ -161,9 +161,14 @@ def analyse_keys(header: Header, name: str) -> dict[str, Any]:
         raise AdapterError(
             f"{name}: mixes LoRA weights with {len(unknown)} other tensors (e.g. {unknown[0]!r}); refusing a file we cannot fully read."
         )
-    unpaired = sorted(set(downs) ^ ups)
+    unpaired = sorted(set(downs) ^ set(ups))
     if unpaired:
         raise AdapterError(f"{name}: malformed LoRA — down/up weights not paired for {unpaired[0]!r}.")
+    for module, down in downs.items():
+        up = ups[module]
+        # A LoRA pair is [r, in(, kh, kw)] × [out, r(, 1, 1)] with r ≥ 1; anything else cannot be applied.
+        if len(down) not in (2, 4) or len(up) != len(down) or down[0] == 0 or up[1] != down[0]:
+            raise AdapterError(f"{name}: malformed LoRA — {module} has down {list(down)} and up {list(up)}.")
     main_layouts = [l for l, _ in layouts.most_common()]
     layout = main_layouts[0] if len(main_layouts) == 1 else "mixed: " + ", ".join(main_layouts)
     return {"layout": layout, "downs": downs, "alphas": alphas}
