@@ -8,6 +8,7 @@ half file). When caching is off the decoded, resized pixels stay in memory and a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from app.engine.train.buckets import Crop, apply_crop, choose_bucket, plan_crop
 from app.engine.train.dataset import DatasetItem
 from app.engine.train.images import load_rgb
 from app.engine.train.model import TrainingBase, encode_tokens, tokenize
+from app.engine.train.objective import sdxl_time_ids_for
 
 CACHE_VERSION = "1"
 _ENCODE_BATCH = 8
@@ -116,6 +118,35 @@ def pixels_for(prepared: Prepared, index: int, rng: random.Random | None) -> tup
     if s.flip:
         x = x.flip(-1)
     return x.float() / 127.5 - 1.0, crop
+
+
+def batch_inputs(base: TrainingBase, data: Prepared, indices: list[int], gen: torch.Generator, *,
+                 random_crop: bool, text_encoders: list, device, dtype):
+    """UNet inputs of one micro-batch: (latents, text hidden states, pooled text or None, SDXL time ids or None).
+
+    Cached: a gather from memory. Uncached: the VAE (and the text encoders, with gradients when they are
+    being trained) run here.
+    """
+    crops = [data.samples[i].crop for i in indices]
+    if data.latents is not None:
+        latents = torch.stack([data.latents[i] for i in indices]).to(device, dtype)
+    else:
+        crop_rng = random.Random(int(torch.randint(0, 2**31, (1,), generator=gen))) if random_crop else None
+        pixels, crops = zip(*(pixels_for(data, i, crop_rng) for i in indices))
+        latents = encode_pixels(base, torch.stack(pixels)).to(device, dtype)
+    captions = [data.samples[i].caption for i in indices]
+    if data.text_hidden is not None:
+        hidden = data.text_hidden[captions].to(device, dtype)
+        pooled = None if data.text_pooled is None else data.text_pooled[captions].to(device, dtype)
+    else:
+        ids = [t[captions] for t in data.token_ids]
+        with contextlib.nullcontext() if text_encoders else torch.no_grad():
+            hidden, pooled = encode_tokens(base, ids, encoders=text_encoders or None)
+    time_ids = None
+    if base.is_sdxl:
+        time_ids = torch.stack([sdxl_time_ids_for(data.samples[i].original_size, c, data.samples[i].bucket)
+                                for i, c in zip(indices, crops)]).to(device, dtype)
+    return latents, hidden, pooled, time_ids
 
 
 @torch.no_grad()

@@ -22,6 +22,10 @@ from safetensors.torch import load_file, save_file
 from app.engine.atomic import _fsync_dir
 
 FORMAT_VERSION = 1
+# Settings that must match for a checkpoint to continue a run exactly (steps and sampling may change).
+RESUME_KEYS = ("base", "rank", "alpha", "lora_targets", "train_text_encoder", "learning_rate", "text_encoder_lr",
+               "batch_size", "gradient_accumulation", "resolution", "seed", "lr_schedule", "warmup_steps",
+               "weight_decay", "min_snr_gamma", "noise_offset", "prediction_type", "flip", "bucket_step")
 _NAME = re.compile(r"^step-(\d{6,})$")
 
 
@@ -99,6 +103,20 @@ def load_checkpoint(path: Path) -> Checkpoint:
         scheduler=state["scheduler"],
         state=state,
     )
+
+
+def changed_settings(saved: dict[str, Any], config: Any) -> list[str]:
+    """Names of the settings that differ between a checkpoint's config and ``config``."""
+    return [k for k in RESUME_KEYS if k in saved and saved[k] != getattr(config, k)]
+
+
+def split_parts(flat: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    """``{"unet.<peft key>": t, "text_encoder.<key>": t}`` → ``{"unet": {...}, "text_encoder": {...}}``."""
+    parts: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in flat.items():
+        part, name = key.split(".", 1)
+        parts.setdefault(part, {})[name] = value
+    return parts
 
 
 def _split_optimizer(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -6,6 +6,7 @@ settings, so it must be quick (JPEGs are checked with a 1/8-scale decode).
 
 from __future__ import annotations
 
+import random
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -91,6 +92,12 @@ def scan_dataset(
     report.tag_frequency = dict(total.most_common())
     report.tag_frequency_by_folder = {k: dict(v.most_common()) for k, v in by_folder.items()}
     return report
+
+
+def hold_out(items: list[DatasetItem], count: int, *, seed: int) -> tuple[list[DatasetItem], list[DatasetItem]]:
+    """Split off ``count`` items for validation, the same ones for the same seed (kept in folder order)."""
+    picked = set(random.Random(f"{seed}:holdout").sample(range(len(items)), count))
+    return ([it for i, it in enumerate(items) if i not in picked], [it for i, it in enumerate(items) if i in picked])
 
 
 def read_caption(image: Path, *, filename_captions: bool = True) -> tuple[str, str]:

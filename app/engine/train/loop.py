@@ -9,8 +9,6 @@ over GPUs or CPU processes; only the main rank writes files or reports events.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,26 +30,23 @@ from app.engine.events import (
     NEVER_CANCEL,
 )
 from app.engine.train.buckets import BatchPlan
-from app.engine.train.cache import Prepared, encode_pixels, pixels_for, plan_samples, prepare
-from app.engine.train.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+from app.engine.train.cache import Prepared, batch_inputs, plan_samples, prepare
+from app.engine.train.checkpoints import (
+    changed_settings, latest_checkpoint, load_checkpoint, save_checkpoint, split_parts,
+)
 from app.engine.train.config import TrainConfig
-from app.engine.train.dataset import DatasetItem, scan_dataset
+from app.engine.train.dataset import DatasetItem, hold_out, scan_dataset
 from app.engine.train.lora import (
     TEXT_TARGETS, UNET_TARGETS, attach_lora, load_lora_state_dict, lora_state_dict, set_lora_enabled,
 )
-from app.engine.train.model import TrainingBase, encode_tokens, load_training_base
-from app.engine.train.objective import denoising_loss, step_generator
+from app.engine.train.model import encode_tokens, load_training_base
 from app.engine.train.preflight import (
     estimate_peak_bytes, is_out_of_memory, out_of_memory_error, preflight_warning,
 )
+from app.engine.train.output import RateTracker, adapter_metadata, weights_checksum, write_adapter
 from app.engine.train.sampling import render_samples, thumbnail_of
-from app.engine.train.validation import ValidationSet, base_and_adapter_loss, make_time_ids
-
-# Settings that must match for a checkpoint to continue a run exactly.
-RESUME_KEYS = ("base", "rank", "alpha", "lora_targets", "train_text_encoder", "learning_rate", "text_encoder_lr",
-               "batch_size", "gradient_accumulation", "resolution", "seed", "lr_schedule", "warmup_steps",
-               "weight_decay", "min_snr_gamma", "noise_offset", "prediction_type", "flip", "bucket_step")
-
+from app.engine.train.objective import denoising_loss, sdxl_time_ids_for, step_generator
+from app.engine.train.validation import ValidationSet, base_and_adapter_loss
 
 @dataclass
 class TrainResult:
@@ -170,9 +165,7 @@ class _Run:
             if len(items) <= cfg.validation_images:
                 raise UserError(f"Only {len(items)} usable image(s): too few to hold {cfg.validation_images} out "
                                 "for validation.", hint="Set validation_images to 0 (validate on training images).")
-            picked = set(random.Random(f"{cfg.seed}:holdout").sample(range(len(items)), cfg.validation_images))
-            val_items = [it for i, it in enumerate(items) if i in picked]
-            items = [it for i, it in enumerate(items) if i not in picked]
+            items, val_items = hold_out(items, cfg.validation_images, seed=cfg.seed)
         self.log(f"{len(items)} training image(s), {len(report.skipped)} skipped"
                  + (f", {len(val_items)} held out for validation" if val_items else ""))
         self.report = report
@@ -231,7 +224,7 @@ class _Run:
         data = prepare(self.base, items, samples, captions, cache_latents=True, cache_text=True,
                        background=cfg.background, max_pixels=cfg.max_image_pixels, device=self.device)
         pooled = [None if data.text_pooled is None else data.text_pooled[s.caption] for s in samples]
-        time_ids = [make_time_ids(s.original_size, s.crop, s.bucket) if self.base.is_sdxl else None
+        time_ids = [sdxl_time_ids_for(s.original_size, s.crop, s.bucket) if self.base.is_sdxl else None
                     for s in samples]
         self._val_token_ids = [[ids[s.caption : s.caption + 1] for ids in data.token_ids] for s in samples]
         return ValidationSet(list(data.latents), [data.text_hidden[s.caption] for s in samples], pooled, time_ids,
@@ -261,7 +254,7 @@ class _Run:
         params = self.unet_params + [p for g in self.te_params for p in g]
         self.log(f"Training {sum(p.numel() for p in params):,} LoRA parameters for {cfg.steps} steps "
                  f"({plan.batches_per_epoch} batches per epoch, {self.world} process(es), {self.device.type})")
-        smoothed, tracker = None, _Speed()
+        smoothed, tracker = None, RateTracker()
         losses: list[float] = []
         step = start
         cancelled = False
@@ -300,29 +293,11 @@ class _Run:
         return self._finish(step, start, cancelled, optimizer, lr_scheduler, vset, losses, tracker, last_samples)
 
     def _micro_step(self, unet, tes, data: Prepared, indices: list[int], n: int) -> torch.Tensor:
-        cfg, base = self.cfg, self.base
-        gen = step_generator(cfg.seed, n)
-        crops = [data.samples[i].crop for i in indices]
-        if data.latents is not None:
-            latents = torch.stack([data.latents[i] for i in indices]).to(self.device, self.weight_dtype)
-        else:
-            crop_rng = random.Random(int(torch.randint(0, 2**31, (1,), generator=gen))) if cfg.random_crop else None
-            pixels, crops = zip(*(pixels_for(data, i, crop_rng) for i in indices))
-            with torch.no_grad():
-                latents = encode_pixels(base, torch.stack(pixels)).to(self.device, self.weight_dtype)
-        captions = [data.samples[i].caption for i in indices]
-        if data.text_hidden is not None:
-            hidden = data.text_hidden[captions].to(self.device, self.weight_dtype)
-            pooled = None if data.text_pooled is None else data.text_pooled[captions].to(self.device, self.weight_dtype)
-        else:
-            ids = [t[captions] for t in data.token_ids]
-            ctx = contextlib.nullcontext() if tes else torch.no_grad()
-            with ctx:
-                hidden, pooled = encode_tokens(base, ids, encoders=tes or None)
-        time_ids = None
-        if base.is_sdxl:
-            time_ids = torch.stack([make_time_ids(data.samples[i].original_size, c, data.samples[i].bucket)
-                                    for i, c in zip(indices, crops)]).to(self.device, self.weight_dtype)
+        cfg = self.cfg
+        gen = step_generator(cfg.seed, n)  # all randomness of micro-batch n: replayable on resume and per rank
+        latents, hidden, pooled, time_ids = batch_inputs(self.base, data, indices, gen, random_crop=cfg.random_crop,
+                                                         text_encoders=tes, device=self.device,
+                                                         dtype=self.weight_dtype)
         noise = torch.randn(latents.shape, generator=gen)
         if cfg.noise_offset:
             noise += cfg.noise_offset * torch.randn((latents.shape[0], latents.shape[1], 1, 1), generator=gen)
@@ -370,18 +345,14 @@ class _Run:
         except Exception as err:  # noqa: BLE001 - a damaged checkpoint is a user-facing problem
             raise UserError(f"Checkpoint {found.name} cannot be read: {err}",
                             hint="Delete it to resume from an older one.") from None
-        saved = ckpt.state.get("config", {})
-        changed = [k for k in RESUME_KEYS if k in saved and saved[k] != getattr(cfg, k)]
+        changed = changed_settings(ckpt.state.get("config", {}), cfg)
         if changed:
             raise UserError(f"Cannot resume: {', '.join(changed)} changed since the checkpoint.",
                             hint="Use the same settings (only steps and sampling may change), or start without --resume.")
         if ckpt.step >= cfg.steps:
             raise UserError(f"The checkpoint is at step {ckpt.step}, not before the {cfg.steps} steps asked for.",
                             hint="Ask for more steps to continue training.")
-        parts: dict[str, dict[str, torch.Tensor]] = {}
-        for key, value in ckpt.lora.items():
-            part, name = key.split(".", 1)
-            parts.setdefault(part, {})[name] = value
+        parts = split_parts(ckpt.lora)
         load_lora_state_dict(self.base.unet, parts.get("unet", {}))
         if cfg.train_text_encoder:
             for i, te in enumerate(self.base.text_encoders):
@@ -416,8 +387,9 @@ class _Run:
 
     def _finish(self, step, start, cancelled, optimizer, lr_scheduler, vset, losses, tracker, last_samples):
         cfg, acc = self.cfg, self.acc
-        if step == start and not cancelled:
-            raise UserError("Nothing to train: 0 steps.")
+        if step == 0:  # cancelled before the first step: an untrained adapter would only be the base
+            self.emit(Finished(output="", cancelled=True, summary={"steps": 0, "cancelled": True}))
+            return TrainResult(None, 0, True)
         checkpoint = self._checkpoint(step, optimizer, lr_scheduler) if step > start or cancelled else None
         self.log("Validating: denoising loss of the base vs the adapter…")
         if cfg.train_text_encoder:
@@ -470,11 +442,7 @@ class _Run:
         return hidden, pooled
 
     def _rank_checksums(self, states) -> list[str]:
-        digest = hashlib.sha256()
-        for part in sorted(states):
-            for key in sorted(states[part]):
-                digest.update(states[part][key].numpy().tobytes())
-        mine = digest.hexdigest()[:16]
+        mine = weights_checksum(states)
         if self.world == 1:
             return [mine]
         from accelerate.utils import gather_object
@@ -482,54 +450,10 @@ class _Run:
         return list(gather_object([mine]))
 
     def _write_adapter(self, states, step, samples: list[Path], summary) -> Path:
-        from app.engine.adapters import save_adapter
-        import json
-
-        cfg = self.cfg
-        thumb = thumbnail_of(samples[0]) if samples and cfg.thumbnail else None
-        extra = {
-            "ss_resolution": f"({cfg.resolution}, {cfg.resolution})",
-            "ss_steps": str(step),
-            "ss_learning_rate": str(cfg.learning_rate),
-            "ss_num_train_images": str(len(self.items)),
-            "ss_tag_frequency": json.dumps(self.report.tag_frequency_by_folder, ensure_ascii=False),
-            "ss_output_name": self.out.stem,
-            "ss_seed": str(cfg.seed),
-            "ss_lr_scheduler": cfg.lr_schedule,
-            "ss_min_snr_gamma": str(cfg.min_snr_gamma),
-            "ss_noise_offset": str(cfg.noise_offset),
-            "styleshelf.train_config": cfg.to_toml(),
-            "styleshelf.validation": json.dumps({k: summary[k] for k in (
-                "validation_loss_base", "validation_loss_adapter", "validation_images", "validation_held_out")}),
-        }
-        return save_adapter(self.out, unet=states["unet"], text_encoder=states.get("text_encoder"),
-                            text_encoder_2=states.get("text_encoder_2"), rank=cfg.rank, alpha=cfg.resolved_alpha(),
-                            family=self.base.family, title=cfg.name, trigger_phrase=cfg.trigger, thumbnail=thumb,
-                            description=cfg.description, extra_metadata=extra)
+        thumb = thumbnail_of(samples[0]) if samples and self.cfg.thumbnail else None
+        extra = adapter_metadata(self.cfg, step=step, train_images=len(self.items), out=self.out,
+                                 tag_frequency=self.report.tag_frequency_by_folder, summary=summary)
+        return write_adapter(self.cfg, self.out, states, family=self.base.family, thumbnail=thumb, extra=extra)
 
     def log(self, message: str, level: str = "info") -> None:
         self.emit(Log(message=message, level=level))
-
-
-class _Speed:
-    """Steps per second over the last few steps (the first step includes warm-up and is not counted)."""
-
-    def __init__(self) -> None:
-        self.start = time.monotonic()
-        self.times: list[float] = []
-
-    def tick(self) -> float | None:
-        self.times.append(time.monotonic())
-        recent = self.times[-21:]
-        if len(recent) < 2:
-            return None
-        return (len(recent) - 1) / max(1e-9, recent[-1] - recent[0])
-
-    def overall(self) -> float | None:
-        if len(self.times) < 2:
-            return None
-        return (len(self.times) - 1) / max(1e-9, self.times[-1] - self.times[0])
-
-    def elapsed(self) -> float:
-        return (self.times[-1] if self.times else time.monotonic()) - self.start
-

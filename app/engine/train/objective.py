@@ -20,6 +20,11 @@ def sdxl_time_ids(original_hw, crop_top_left, target_hw) -> torch.Tensor:
     return torch.tensor([*original_hw, *crop_top_left, *target_hw], dtype=torch.float32)
 
 
+def sdxl_time_ids_for(original_hw, crop, bucket_wh) -> torch.Tensor:
+    """Time ids of a sample cut by ``crop`` (buckets.Crop) into a ``bucket_wh`` (width, height) picture."""
+    return sdxl_time_ids(original_hw, (crop.top, crop.left), (bucket_wh[1], bucket_wh[0]))
+
+
 def predict(unet, noisy, timesteps, hidden, pooled=None, time_ids=None) -> torch.Tensor:
     added = None
     if pooled is not None:

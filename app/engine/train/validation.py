@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from app.engine.train.lora import set_lora_enabled
-from app.engine.train.objective import denoising_loss, sdxl_time_ids, step_generator
+from app.engine.train.objective import denoising_loss, step_generator
 
 # Spread over the schedule (out of 1000); the same for every run so numbers compare across runs.
 VALIDATION_TIMESTEPS = (100, 300, 500, 700, 900)
@@ -66,7 +66,3 @@ def base_and_adapter_loss(unet, scheduler, vset: ValidationSet, **kwargs) -> tup
     adapter = validation_loss(unet, scheduler, vset, adapter=True, **kwargs)
     unet.train(was_training)
     return base, adapter
-
-
-def make_time_ids(original_hw, crop, bucket_wh) -> torch.Tensor:
-    return sdxl_time_ids(original_hw, (crop.top, crop.left), (bucket_wh[1], bucket_wh[0]))
