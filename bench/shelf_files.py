@@ -93,7 +93,7 @@ def main() -> None:
     print(f"read_adapter_info header-only   {_median(lambda: read_adapter_info(paths[0], with_hashes=False), args.repeat * 10) * 1e3:8.2f} ms")
 
     def cold_hash():
-        (user_cache := Path(os.environ["STYLESHELF_HOME"]) / "cache" / "adapter-hashes.json").unlink(missing_ok=True)
+        (Path(os.environ["STYLESHELF_HOME"]) / "cache" / "adapter-hashes.json").unlink(missing_ok=True)
         file_hashes(paths[1])
 
     print(f"hashes, cold (2 × SHA-256)      {_median(cold_hash, args.repeat) * 1e3:8.1f} ms")

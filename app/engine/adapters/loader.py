@@ -148,15 +148,6 @@ def _shape_problem(module: LoraModule, layer: Any) -> str:
     return ""
 
 
-def to_kohya_state_dict(modules: dict[str, LoraModule]) -> dict[str, Any]:
-    sd: dict[str, Any] = {}
-    for name, m in modules.items():
-        sd[f"{name}.lora_down.weight"] = m.down
-        sd[f"{name}.lora_up.weight"] = m.up
-        sd[f"{name}.alpha"] = _alpha_tensor(m.alpha)
-    return sd
-
-
 def to_peft_state_dict(modules: dict[str, LoraModule]) -> dict[str, Any]:
     """``<component>.<exact module path>.lora_A/B.weight`` with the scale folded into lora_B.
 
@@ -171,12 +162,6 @@ def to_peft_state_dict(modules: dict[str, LoraModule]) -> dict[str, Any]:
         sd[f"{name}.lora_A.weight"] = m.down
         sd[f"{name}.lora_B.weight"] = m.up if m.scale == 1.0 else m.up * m.scale
     return sd
-
-
-def _alpha_tensor(alpha: float):
-    import torch
-
-    return torch.tensor(float(alpha), dtype=torch.float32)
 
 
 def _injected(model: Any, adapter_name: str) -> int:
