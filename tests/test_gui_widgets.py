@@ -135,3 +135,23 @@ def test_window_comes_up_without_the_engine():
                          env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", f"showing the window imported {out.stdout.strip()}"
+
+
+_EMITS = (
+    "from PySide6.QtCore import QObject, Signal\n"
+    "class S(QObject):\n"
+    "    ping = Signal(str)\n"
+    "s = S()\n"
+    "for _ in range(50_000):\n"
+    "    s.ping.emit('x')\n"
+    "import gc; gc.collect()\n"
+    "print('ok')\n"
+)
+
+
+def test_signal_emits_do_not_drain_true():
+    """PySide6 6.12 + CPython 3.11 steals a reference to True per emit; app.gui guards against it, so
+    a long session (tens of thousands of emits) neither aborts at exit nor in garbage collection."""
+    out = subprocess.run([sys.executable, "-c", "import app.gui\n" + _EMITS], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-500:]

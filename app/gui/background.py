@@ -4,12 +4,31 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
 
 
 class _Relay(QObject):
+    """Lives on the UI thread; the job's signals reach its decorated slots there (queued), so the
+    callbacks always run on the UI thread, never on the pool thread."""
+
     done = Signal(object)
     failed = Signal(object)
+
+    def __init__(self, on_done: Callable[[Any], None], on_error: Callable[[BaseException], None]) -> None:
+        super().__init__()
+        self.on_done, self.on_error = on_done, on_error
+        self.done.connect(self._done)
+        self.failed.connect(self._failed)
+
+    @Slot(object)
+    def _done(self, value: Any) -> None:
+        _live.discard(self)
+        self.on_done(value)
+
+    @Slot(object)
+    def _failed(self, exc: Any) -> None:
+        _live.discard(self)
+        self.on_error(exc)
 
 
 class _Job(QRunnable):
@@ -32,13 +51,6 @@ _live: set[_Relay] = set()  # keeps relays alive until their job reports back
 def run_in_background(
     fn: Callable[[], Any], on_done: Callable[[Any], None], on_error: Callable[[BaseException], None]
 ) -> None:
-    relay = _Relay()
+    relay = _Relay(on_done, on_error)
     _live.add(relay)
-
-    def finish(callback: Callable[[Any], None], value: Any) -> None:
-        _live.discard(relay)
-        callback(value)
-
-    relay.done.connect(lambda value: finish(on_done, value))
-    relay.failed.connect(lambda exc: finish(on_error, exc))
     QThreadPool.globalInstance().start(_Job(fn, relay))

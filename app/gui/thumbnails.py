@@ -6,7 +6,9 @@ are cached by path. Views only request visible rows, so a folder of hundreds of 
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, Signal
+from concurrent.futures import ThreadPoolExecutor
+
+from PySide6.QtCore import QObject, QSize, Qt, Signal, Slot
 from PySide6.QtGui import QImage, QImageReader, QPixmap
 
 
@@ -14,20 +16,14 @@ class _Signals(QObject):
     loaded = Signal(str, QImage)
 
 
-class _LoadJob(QRunnable):
-    def __init__(self, path: str, size: int, signals: _Signals) -> None:
-        super().__init__()
-        self.path, self.size, self.signals = path, size, signals
-
-    def run(self) -> None:
-        reader = QImageReader(self.path)
-        reader.setAutoTransform(True)  # EXIF orientation, as training sees the image
-        original = reader.size()
-        if original.isValid() and original.width() > 0 and original.height() > 0:
-            scaled = original.scaled(QSize(self.size, self.size), Qt.AspectRatioMode.KeepAspectRatio)
-            reader.setScaledSize(scaled)
-        image = reader.read()
-        self.signals.loaded.emit(self.path, image)  # a null image marks "unreadable"
+def _load(path: str, size: int, signals: _Signals) -> None:
+    """Runs on a pool thread: decode at thumbnail size (QImage is safe off the UI thread)."""
+    reader = QImageReader(path)
+    reader.setAutoTransform(True)  # EXIF orientation, as training sees the image
+    original = reader.size()
+    if original.isValid() and not original.isEmpty():
+        reader.setScaledSize(original.scaled(QSize(size, size), Qt.AspectRatioMode.KeepAspectRatio))
+    signals.loaded.emit(path, reader.read())  # a null image marks "unreadable"
 
 
 class ThumbnailCache(QObject):
@@ -42,15 +38,16 @@ class ThumbnailCache(QObject):
         self._pending: set[str] = set()
         self._signals = _Signals()
         self._signals.loaded.connect(self._on_loaded)
-        self.pool = QThreadPool(self)
-        self.pool.setMaxThreadCount(2)
+        # Python threads, not QRunnable subclasses: PySide6 6.12 corrupts refcounts when Python
+        # QRunnables are deleted on Qt pool threads ("bool_dealloc" at exit).
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="thumbnails")
 
     def get(self, path: str) -> QPixmap | None:
         if path in self._pixmaps:
             return self._pixmaps[path]
         if path not in self._pending:
             self._pending.add(path)
-            self.pool.start(_LoadJob(path, self.size, self._signals))
+            self._pool.submit(_load, path, self.size, self._signals)
         return None
 
     def is_loaded(self, path: str) -> bool:
@@ -63,9 +60,11 @@ class ThumbnailCache(QObject):
         self._pixmaps.clear()
         self._pending.clear()
 
-    def wait(self, msecs: int = 10_000) -> None:
-        self.pool.waitForDone(msecs)
 
+    # A decorated slot on a UI-thread QObject: the pool thread's signal is queued to the UI thread.
+    # (A lambda or plain function here would run in the pool thread, and PySide6 then corrupts
+    # refcounts: "bool_dealloc" at exit.)
+    @Slot(str, QImage)
     def _on_loaded(self, path: str, image: QImage) -> None:
         if path not in self._pending:
             return  # cleared meanwhile (a new folder was opened)
