@@ -129,3 +129,26 @@ def test_kill_9_at_any_moment_never_leaves_a_broken_adapter_or_checkpoint(tiny_s
         with safe_open(str(out), "pt") as f:
             assert f.metadata()["ss_steps"] == "41"
         assert load_file(str(out))
+
+
+@pytest.mark.slow
+def test_sigterm_cancels_the_child_after_the_current_step_and_saves(tiny_sd15, tmp_path):
+    # The GUI cancels its training child with SIGTERM (QProcess.terminate): it must end cleanly, saved.
+    data = make_style_set(tmp_path / "data", 4, seed=4)
+    out = tmp_path / "out" / "t.safetensors"
+    cmd = [sys.executable, "-m", "app.cli", *_train_args(data, tiny_sd15, out, "--steps", "500")]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(tmp_path / "home"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    events = []
+    for line in proc.stdout:
+        events.append(json.loads(line))
+        if events[-1]["event"] == "progress" and events[-1]["phase"] == "train" and events[-1]["step"] == 2:
+            proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+    assert proc.returncode == 0, proc.stderr.read()[-2000:]
+    steps = [e["step"] for e in events if e["event"] == "progress" and e["phase"] == "train"]
+    assert 2 <= steps[-1] <= 3  # the step in flight when the signal came may finish, no more
+    assert events[-1]["event"] == "finished" and events[-1]["cancelled"] is True
+    with safe_open(str(out), "pt") as f:
+        assert f.metadata()["ss_steps"] == str(steps[-1])
+    assert latest_checkpoint(out.with_name("t.checkpoints")).name == f"step-{steps[-1]:06d}"

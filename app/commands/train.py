@@ -125,8 +125,7 @@ def run(args: argparse.Namespace) -> int:
         cancel.cancel()
         print("styleshelf: stopping after this step and saving…", file=sys.stderr)
 
-    signal.signal(signal.SIGTERM, request_cancel)
-    signal.signal(signal.SIGINT, request_cancel)
+    previous = {sig: signal.signal(sig, request_cancel) for sig in (signal.SIGTERM, signal.SIGINT)}
     on_event = _json_printer(real_stdout) if args.json_events else _TerminalPrinter()
     from app.engine.train import train
 
@@ -134,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
         result = train(config, on_event=on_event, cancel=cancel)
     finally:
         sys.stdout = real_stdout
+        for sig, handler in previous.items():  # run() is also called in-process (tests, scripts)
+            signal.signal(sig, handler)
         if isinstance(on_event, _TerminalPrinter):
             on_event.close()
     if not args.json_events and result.adapter is not None:
