@@ -119,7 +119,7 @@ class TrainTab(QWidget):
         self.plot_holder = QVBoxLayout()
         self.plot_holder.setContentsMargins(0, 0, 0, 0)
         self._pending_points: list[tuple] = []
-        QTimer.singleShot(0, self.ensure_plot)
+        QTimer.singleShot(400, self.ensure_plot)  # after the first paint, so it never delays the window
         self.validation_label = QLabel("")
         self.validation_label.setWordWrap(True)
         self.validation_label.setMinimumHeight(36)
