@@ -243,10 +243,11 @@ class _Run:
                                      num_training_steps=cfg.steps)
         start = self._resume(optimizer, lr_scheduler)
         trained_tes = base.text_encoders if cfg.train_text_encoder else []
-        # DDP wrapping (several processes) or nothing but device placement (one); the optimiser and
-        # scheduler stay plain so checkpoints hold exactly their own state.
-        prepared = acc.prepare(base.unet, *trained_tes)
-        unet, tes = (prepared[0], list(prepared[1:])) if trained_tes else (prepared, [])
+        # Models: DDP wrapping (several processes) or just device placement (one). The optimiser goes
+        # through Accelerate too, so fp16 runs get loss scaling, unscaled before clipping. The LR scheduler
+        # stays plain: Accelerate would step a prepared one once per process.
+        *models, optimizer = acc.prepare(base.unet, *trained_tes, optimizer)
+        unet, tes = models[0], list(models[1:])
         unet.train()
         for te in tes:
             te.train()
