@@ -20,6 +20,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from app.engine.atomic import _fsync_dir
+from app.engine.errors import UserError
+from app.engine.train.lora import load_lora_state_dict
 
 FORMAT_VERSION = 1
 # Settings that must match for a checkpoint to continue a run exactly (steps and sampling may change).
@@ -103,6 +105,35 @@ def load_checkpoint(path: Path) -> Checkpoint:
         scheduler=state["scheduler"],
         state=state,
     )
+
+
+def restore(folder: Path, config: Any, *, modules: dict[str, Any], optimizer, scheduler) -> Path | None:
+    """Load the newest checkpoint of ``folder`` into LoRA ``modules``, optimiser and scheduler.
+
+    Returns its path, or None when there is none. Refuses (UserError) a damaged checkpoint, changed
+    settings, or one already at or past ``config.steps``.
+    """
+    found = latest_checkpoint(folder)
+    if found is None:
+        return None
+    try:
+        ckpt = load_checkpoint(found)
+    except Exception as err:  # noqa: BLE001 - any damage is the same user-facing problem
+        raise UserError(f"Checkpoint {found.name} cannot be read: {err}",
+                        hint="Delete it to resume from an older one.") from None
+    changed = changed_settings(ckpt.state.get("config", {}), config)
+    if changed:
+        raise UserError(f"Cannot resume: {', '.join(changed)} changed since the checkpoint.",
+                        hint="Use the same settings (only steps and sampling may change), or start without --resume.")
+    if ckpt.step >= config.steps:
+        raise UserError(f"The checkpoint is at step {ckpt.step}, not before the {config.steps} steps asked for.",
+                        hint="Ask for more steps to continue training.")
+    parts = split_parts(ckpt.lora)
+    for name, module in modules.items():
+        load_lora_state_dict(module, parts.get(name, {}))
+    optimizer.load_state_dict(ckpt.optimizer)
+    scheduler.load_state_dict(ckpt.scheduler)
+    return found
 
 
 def changed_settings(saved: dict[str, Any], config: Any) -> list[str]:

@@ -31,14 +31,10 @@ from app.engine.events import (
 )
 from app.engine.train.buckets import BatchPlan
 from app.engine.train.cache import Prepared, batch_inputs, plan_samples, prepare
-from app.engine.train.checkpoints import (
-    changed_settings, latest_checkpoint, load_checkpoint, save_checkpoint, split_parts,
-)
+from app.engine.train.checkpoints import restore, save_checkpoint
 from app.engine.train.config import TrainConfig
 from app.engine.train.dataset import DatasetItem, hold_out, scan_dataset
-from app.engine.train.lora import (
-    TEXT_TARGETS, UNET_TARGETS, attach_lora, load_lora_state_dict, lora_state_dict, set_lora_enabled,
-)
+from app.engine.train.lora import TEXT_TARGETS, UNET_TARGETS, attach_lora, lora_state_dict, set_lora_enabled
 from app.engine.train.model import encode_tokens, load_training_base
 from app.engine.train.preflight import (
     estimate_peak_bytes, is_out_of_memory, out_of_memory_error, preflight_warning,
@@ -200,6 +196,8 @@ class _Run:
         cancelled = self.cancel.is_set
         for te in base.text_encoders:  # cached text is the base encoders' output, whatever LoRA they carry
             set_lora_enabled(te, False)
+        vae_dtype = base.vae.dtype
+        base.vae.to(dtype=torch.float32)  # a half-precision VAE can overflow when encoding (SDXL's gives NaN)
         # Main rank first: it fills the disk cache, the others then read it instead of encoding again.
         with self.acc.main_process_first(), torch.no_grad():
             data = prepare(base, items, samples, captions, cache_latents=cfg.cache_latents,
@@ -209,6 +207,7 @@ class _Run:
             if self.cancel.is_set():
                 raise Cancelled()
             vset = self._validation_set(val_items or items[:4], held_out=bool(val_items))
+        base.vae.to(dtype=vae_dtype)
         for te in base.text_encoders:
             set_lora_enabled(te, True)
         if cfg.cache_latents:
@@ -337,31 +336,16 @@ class _Run:
         cfg = self.cfg
         if not cfg.resume:
             return 0
-        found = latest_checkpoint(cfg.checkpoint_dir())
-        if found is None:
-            self.log(f"No checkpoint in {cfg.checkpoint_dir()}: starting from step 0.", "warning")
-            return 0
-        try:
-            ckpt = load_checkpoint(found)
-        except Exception as err:  # noqa: BLE001 - a damaged checkpoint is a user-facing problem
-            raise UserError(f"Checkpoint {found.name} cannot be read: {err}",
-                            hint="Delete it to resume from an older one.") from None
-        changed = changed_settings(ckpt.state.get("config", {}), cfg)
-        if changed:
-            raise UserError(f"Cannot resume: {', '.join(changed)} changed since the checkpoint.",
-                            hint="Use the same settings (only steps and sampling may change), or start without --resume.")
-        if ckpt.step >= cfg.steps:
-            raise UserError(f"The checkpoint is at step {ckpt.step}, not before the {cfg.steps} steps asked for.",
-                            hint="Ask for more steps to continue training.")
-        parts = split_parts(ckpt.lora)
-        load_lora_state_dict(self.base.unet, parts.get("unet", {}))
+        modules = {"unet": self.base.unet}
         if cfg.train_text_encoder:
             for i, te in enumerate(self.base.text_encoders):
-                load_lora_state_dict(te, parts.get(f"text_encoder{'' if i == 0 else '_2'}", {}))
-        optimizer.load_state_dict(ckpt.optimizer)
-        lr_scheduler.load_state_dict(ckpt.scheduler)
-        self.log(f"Resumed from {found.name} (step {ckpt.step}).")
-        return ckpt.step
+                modules[f"text_encoder{'' if i == 0 else '_2'}"] = te
+        restored = restore(cfg.checkpoint_dir(), cfg, modules=modules, optimizer=optimizer, scheduler=lr_scheduler)
+        if restored is None:
+            self.log(f"No checkpoint in {cfg.checkpoint_dir()}: starting from step 0.", "warning")
+            return 0
+        self.log(f"Resumed from {restored.name} (step {int(restored.name[5:])}).")
+        return int(restored.name[5:])
 
     def _sample_prompts(self) -> list[str]:
         return list(self.cfg.sample_prompts) or [self.cfg.trigger or (self.items[0].caption if self.items else "")]
