@@ -1,5 +1,8 @@
 """Training throughput: steps/s, samples/s, peak memory, and where a step's time goes.
 
+On CPU the figures are process CPU time (robust on a shared machine; with ``--threads 1`` they equal the
+wall time of an idle machine); the wall-clock rate on this machine is printed beside them.
+
     .venv/bin/python bench/train_throughput.py                 # tiny + SD1.5-shaped, caching on and off
     .venv/bin/python bench/train_throughput.py --models tiny   # just the tiny model
     .venv/bin/python bench/train_throughput.py --models sd15 --resolution 128 --steps 8 --threads 2
@@ -51,21 +54,30 @@ def build_pipe(kind: str):
     )
 
 
+def _clock():
+    """CPU: process CPU time, so the split holds on a machine shared with other work (use --threads 1 for
+    CPU seconds ≈ wall seconds of an idle machine). GPU: wall time (steps synchronise on the loss)."""
+    import torch
+
+    return time.perf_counter if torch.cuda.is_available() else time.process_time
+
+
 class Timer:
-    """Adds the wall time of every call of a wrapped function to a bucket for the current step."""
+    """Adds the time of every call of a wrapped function to a bucket for the current step."""
 
     def __init__(self) -> None:
         self.current: dict[str, float] = {}
+        self.clock = _clock()
 
     def wrap(self, obj, name: str, bucket: str) -> None:
         original = getattr(obj, name)
 
         def timed(*args, **kwargs):
-            start = time.perf_counter()
+            start = self.clock()
             try:
                 return original(*args, **kwargs)
             finally:
-                self.current[bucket] = self.current.get(bucket, 0.0) + time.perf_counter() - start
+                self.current[bucket] = self.current.get(bucket, 0.0) + self.clock() - start
 
         setattr(obj, name, timed)
 
@@ -107,27 +119,27 @@ def run_case(kind: str, cache: bool, resolution: int, steps: int, batch: int, ra
     def timed_adamw(*args, **kwargs):
         opt = original_adamw(*args, **kwargs)
         began = [0.0]  # hooks, not a wrapper: the LR scheduler needs optimizer.step to stay a bound method
-        opt.register_step_pre_hook(lambda *_: began.__setitem__(0, time.perf_counter()))
+        opt.register_step_pre_hook(lambda *_: began.__setitem__(0, timer.clock()))
         opt.register_step_post_hook(lambda *_: timer.current.__setitem__(
-            "optimizer", timer.current.get("optimizer", 0.0) + time.perf_counter() - began[0]))
+            "optimizer", timer.current.get("optimizer", 0.0) + timer.clock() - began[0]))
         return opt
 
     torch.optim.AdamW = timed_adamw
     steps_log: list[dict] = []
-    last = [None]
+    last = [None, None]
 
     def on_event(event):
         if isinstance(event, Progress) and event.phase == "train":
             if torch.cuda.is_available():
                 torch.cuda.synchronize()  # the loss .item() already syncs; this makes it explicit
-            now = time.perf_counter()
+            now, wall = timer.clock(), time.perf_counter()
             if last[0] is not None:
-                steps_log.append({"total": now - last[0], **timer.current})
+                steps_log.append({"total": now - last[0], "wall": wall - last[1], **timer.current})
             timer.current = {}
-            last[0] = now
+            last[0], last[1] = now, wall
         elif isinstance(event, Progress):
             timer.current = {}
-            last[0] = time.perf_counter()
+            last[0], last[1] = timer.clock(), time.perf_counter()
 
     cfg = TrainConfig(dataset_dir=str(data), base=str(data), out=str(work / "a.safetensors"), steps=steps, rank=rank,
                       resolution=resolution, batch_size=batch, cache_latents=cache, checkpoint_every=0,
@@ -137,15 +149,16 @@ def run_case(kind: str, cache: bool, resolution: int, steps: int, batch: int, ra
     wall = time.perf_counter() - started
     measured = steps_log[WARMUP - 1 :]  # the first logged interval is step 1→2; drop warm-up
     med = {k: statistics.median(s.get(k, 0.0) for s in measured) for k in
-           ("total", "unet_forward", "vae_encode", "text_encode", "optimizer")}
+           ("total", "wall", "unet_forward", "vae_encode", "text_encode", "optimizer")}
     floor = bare_unet_floor(pipe, resolution, batch, rank, result)
     peak = {"peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
     if torch.cuda.is_available():
         peak["peak_vram_gb"] = torch.cuda.max_memory_allocated() / 2**30
     return {
         "model": kind, "unet_params_m": round(unet_params / 1e6), "cache": cache, "resolution": resolution,
-        "batch": batch, "threads": threads, "steps_per_s": 1 / med["total"], "samples_per_s": batch / med["total"],
-        "step_s": med["total"], "split_s": {k: v for k, v in med.items() if k != "total"},
+        "batch": batch, "threads": threads, "clock": "wall" if torch.cuda.is_available() else "cpu",
+        "steps_per_s": 1 / med["total"], "samples_per_s": batch / med["total"], "wall_steps_per_s": 1 / med["wall"],
+        "step_s": med["total"], "split_s": {k: v for k, v in med.items() if k not in ("total", "wall")},
         "bare_unet_step_s": floor, "wall_s": wall, **peak,
     }
 
@@ -164,8 +177,9 @@ def bare_unet_floor(pipe, resolution: int, batch: int, rank: int, result) -> flo
     t = torch.randint(0, 1000, (batch,), device=device)
     unet.train()
     times = []
+    clock = _clock()
     for i in range(WARMUP + 4):
-        start = time.perf_counter()
+        start = clock()
         with torch.autocast(device.type, dtype=dtype, enabled=device.type == "cuda"):
             loss = unet(x, t, h).sample.float().pow(2).mean()
         loss.backward()
@@ -174,7 +188,7 @@ def bare_unet_floor(pipe, resolution: int, batch: int, rank: int, result) -> flo
         if device.type == "cuda":
             torch.cuda.synchronize()
         if i >= WARMUP:
-            times.append(time.perf_counter() - start)
+            times.append(clock() - start)
     return statistics.median(times)
 
 
@@ -210,11 +224,13 @@ def main() -> None:
             r = rows[-1]
             s = r["split_s"]
             other = r["step_s"] - sum(s.values())
-            print(f"{kind:5s} ({r['unet_params_m']} M UNet) {r['resolution']} px batch {r['batch']} cache {cache:3s}: "
+            print(f"{kind:5s} ({r['unet_params_m']} M UNet) {r['resolution']} px batch {r['batch']} cache {cache:3s} "
+                  f"({r['clock']} time, {r['threads']} thread(s)): "
                   f"{r['steps_per_s']:.3f} steps/s, {r['samples_per_s']:.3f} samples/s, step {r['step_s']:.3f} s "
                   f"[UNet fwd {s['unet_forward']:.3f}, VAE {s['vae_encode']:.3f}, text {s['text_encode']:.3f}, "
                   f"AdamW {s['optimizer']:.3f}, backward+rest {other:.3f}]; bare UNet fwd/bwd+AdamW "
-                  f"{r['bare_unet_step_s']:.3f} s; peak RSS {r['peak_rss_gb']:.2f} GB"
+                  f"{r['bare_unet_step_s']:.3f} s; wall {r['wall_steps_per_s']:.3f} steps/s on this machine; "
+                  f"peak RSS {r['peak_rss_gb']:.2f} GB"
                   + (f", peak VRAM {r['peak_vram_gb']:.2f} GB" if "peak_vram_gb" in r else ""), flush=True)
     for kind in args.models:
         on = [r for r in rows if r["model"] == kind and r["cache"]]
