@@ -244,3 +244,20 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["train", str(tmp_path / "ok"), "--scan-only", "--json-events"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert len(out["items"]) == 2 and out["skipped"] == []
+
+
+def test_memory_estimate_follows_the_settings_a_user_can_lower():
+    from app.engine.train.preflight import estimate_peak_bytes, preflight_warning
+
+    def est(**kw):
+        args = dict(unet_params=860_000_000, other_params_on_device=0, lora_params=3_000_000, weight_bytes=2,
+                    batch_size=1, resolution=512, gradient_checkpointing=False)
+        return estimate_peak_bytes(**{**args, **kw})
+
+    base = est()
+    assert 4 * 2**30 < base < 12 * 2**30  # SD1.5 LoRA at 512 px, batch 1, bf16: a few GiB
+    assert est(batch_size=4) > 2 * base and est(resolution=1024) > 2 * base
+    assert est(gradient_checkpointing=True) < 0.6 * base and est(weight_bytes=4) > base
+    import torch
+
+    assert preflight_warning(10**15, torch.device("cpu")) is None  # only CUDA memory is checked

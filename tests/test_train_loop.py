@@ -141,7 +141,7 @@ def test_adapter_round_trips_through_diffusers_kohya_loader(style_data, tiny_sd1
     assert (theirs - plain).abs().max() > 1e-4  # the LoRA really changes the output
 
 
-def test_sdxl_trains_unet_and_both_text_encoders(style_data, tiny_sdxl, tmp_path):
+def test_sdxl_trains_unet_and_both_text_encoders(style_data, tiny_sdxl, tmp_path, caplog):
     out = tmp_path / "xl.safetensors"
     # Also exercises mirrored samples, a cosine schedule with warm-up and gradient checkpointing.
     result = train(_config(style_data, tiny_sdxl, out, steps=2, train_text_encoder=True, validation_images=0,
@@ -156,6 +156,17 @@ def test_sdxl_trains_unet_and_both_text_encoders(style_data, tiny_sdxl, tmp_path
     # The text-encoder LoRA moved away from its zero start (its gradients flowed).
     te_up = [v for k, v in load_file(str(out)).items() if k.startswith("lora_te2_") and "lora_up" in k]
     assert te_up and any(v.abs().max() > 0 for v in te_up)
+    # diffusers' SDXL loader places every key: UNet and both text encoders.
+    from diffusers import StableDiffusionXLPipeline
+    from peft.tuners.lora import LoraLayer
+
+    pipe = StableDiffusionXLPipeline.from_pretrained(str(tiny_sdxl))
+    with caplog.at_level(logging.WARNING):
+        pipe.load_lora_weights(str(out), adapter_name="xl")
+    assert not [r for r in caplog.records if "unexpected" in r.getMessage().lower()]
+    placed = sum(1 for part in (pipe.unet, pipe.text_encoder, pipe.text_encoder_2) for m in part.modules()
+                 if isinstance(m, LoraLayer) and "xl" in m.lora_A)
+    assert placed * 3 == len(keys)
 
 
 def test_v_prediction_model_trains_and_validates(style_data, tiny_sd2v, tmp_path):
