@@ -142,8 +142,6 @@ class Generator:
             return self._generate(config, on_event, cancel)
 
     def _generate(self, config: GenerateConfig, on_event: EventCallback, cancel: CancelToken) -> list[GeneratedImage]:
-        import torch
-
         validate(config)
         width = int(config.width or self.native_size())
         height = int(config.height or self.native_size())
@@ -162,96 +160,38 @@ class Generator:
             for e, ident in zip(active_entries, identities)
         ]
         stack_record = self._stack_record(config.stack)
-
         base_seed = config.seed if config.seed is not None else secrets.randbelow(2**32)
         out_dir = Path(config.out_dir) if config.out_dir else user_data_dir() / "images"
         preview_dir = self._fresh_preview_dir() if config.preview_every else None
-        sdxl = self.family == "sdxl"
-        total_steps = config.steps * config.batch_count  # refined once the scheduler reports its step count
+
         results: list[GeneratedImage] = []
         cancelled = False
-
         for index in range(config.batch_count):
-            if cancel.is_set():
-                cancelled = True
-                break
             seed = (base_seed + index) % 2**32
-            step_times: list[float] = []
-
-            def on_step(pipe: Any, step: int, _timestep: Any, tensors: dict[str, Any], index: int = index) -> dict:
-                if cancel.is_set():
-                    pipe._interrupt = True  # diffusers skips the remaining steps
-                    return {}
-                n = int(getattr(pipe, "num_timesteps", 0) or config.steps)
-                done = index * n + step + 1
-                total = config.batch_count * n
-                step_times.append(time.perf_counter())
-                rate = None
-                if len(step_times) >= 2:
-                    rate = (len(step_times) - 1) / max(step_times[-1] - step_times[0], 1e-9)
-                on_event(
-                    Progress(
-                        step=done,
-                        total=total,
-                        it_per_s=rate,
-                        eta_s=(total - done) / rate if rate else None,
-                        phase="generate",
-                    )
-                )
-                if preview_dir is not None and (step + 1) % config.preview_every == 0 and "latents" in tensors:
-                    target = write_preview(tensors["latents"], preview_dir / f"step-{done:05d}.png", sdxl=sdxl)
-                    on_event(Preview(step=done, total=total, path=str(target)))
-                return {}
-
-            try:
-                output = self.pipe(
-                    prompt=prompt,
-                    negative_prompt=config.negative or None,
-                    num_inference_steps=config.steps,
-                    guidance_scale=config.guidance,
-                    width=width,
-                    height=height,
-                    generator=torch.Generator(device="cpu").manual_seed(seed),
-                    callback_on_step_end=on_step,
-                    callback_on_step_end_tensor_inputs=["latents"],
-                    output_type="pil",
-                )
-            except torch.cuda.OutOfMemoryError:
-                raise UserError(
-                    f"Out of GPU memory at {width}x{height}.", hint="Lower the size or close other GPU programs."
-                ) from None
-            if getattr(self.pipe, "_interrupt", False) or cancel.is_set():
-                cancelled = True  # the last image is unfinished: never saved
+            image = None if cancel.is_set() else self._sample(
+                config, prompt, width, height, seed, index, preview_dir, on_event, cancel
+            )
+            if image is None:
+                cancelled = True  # an unfinished image is never saved
                 break
             parameters = a1111_parameters(
-                prompt=prompt,
-                negative=config.negative,
-                steps=config.steps,
-                sampler=config.sampler,
-                guidance=config.guidance,
-                seed=seed,
-                width=width,
-                height=height,
-                model_hash=self._model_hash_value(),
-                model_name=self._base.name,
-                loras=loras,
-            )
+                prompt=prompt, negative=config.negative, steps=config.steps, sampler=config.sampler,
+                guidance=config.guidance, seed=seed, width=width, height=height,
+                model_hash=self._model_hash_value(), model_name=self._base.name, loras=loras,
+            )  # fmt: skip
             record = {
                 "format": FORMAT_VERSION,
                 "app": "StyleShelf",
                 "config": {
                     **{k: v for k, v in config.to_dict().items() if k not in ("stack", "out_dir", "file_stem")},
-                    "seed": seed,
-                    "width": width,
-                    "height": height,
-                    "batch_count": 1,
+                    **{"seed": seed, "width": width, "height": height, "batch_count": 1},
                 },
                 "prompt_used": prompt,
                 "base": {"name": self._base.name, "hash": self._model_hash_value(), "family": self.family},
                 "stack": stack_record,
             }
             target = _output_path(out_dir, config.file_stem, index, config.batch_count, seed)
-            write_png(target, output.images[0], parameters, record)
+            write_png(target, image, parameters, record)
             results.append(GeneratedImage(path=target, seed=seed, parameters=parameters))
             on_event(ImageReady(path=str(target), index=index, seed=seed))
 
@@ -267,6 +207,63 @@ class Generator:
             )
         )
         return results
+
+    def _sample(
+        self,
+        config: GenerateConfig,
+        prompt: str,
+        width: int,
+        height: int,
+        seed: int,
+        index: int,
+        preview_dir: Path | None,
+        on_event: EventCallback,
+        cancel: CancelToken,
+    ) -> Any:
+        """One image (PIL), or None when cancelled mid-way. Progress counts steps over the whole batch."""
+        import torch
+
+        step_times: list[float] = []
+        sdxl = self.family == "sdxl"
+
+        def on_step(pipe: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> dict:
+            if cancel.is_set():
+                pipe._interrupt = True  # diffusers skips the remaining steps
+                return {}
+            n = int(getattr(pipe, "num_timesteps", 0) or config.steps)  # Heun & co. take more than `steps`
+            done, total = index * n + step + 1, config.batch_count * n
+            step_times.append(time.perf_counter())
+            rate = None
+            if len(step_times) >= 2:
+                rate = (len(step_times) - 1) / max(step_times[-1] - step_times[0], 1e-9)
+            eta = (total - done) / rate if rate else None
+            on_event(Progress(step=done, total=total, it_per_s=rate, eta_s=eta, phase="generate"))
+            if preview_dir is not None and (step + 1) % config.preview_every == 0 and "latents" in tensors:
+                target = write_preview(tensors["latents"], preview_dir / f"step-{done:05d}.png", sdxl=sdxl)
+                on_event(Preview(step=done, total=total, path=str(target)))
+            return {}
+
+        try:
+            output = self.pipe(
+                prompt=prompt,
+                negative_prompt=config.negative or None,
+                num_inference_steps=config.steps,
+                guidance_scale=config.guidance,
+                width=width,
+                height=height,
+                # CPU noise: the same seed gives the same image on any device, as A1111's default does.
+                generator=torch.Generator(device="cpu").manual_seed(seed),
+                callback_on_step_end=on_step,
+                callback_on_step_end_tensor_inputs=["latents"],
+                output_type="pil",
+            )
+        except torch.cuda.OutOfMemoryError:
+            raise UserError(
+                f"Out of GPU memory at {width}x{height}.", hint="Lower the size or close other GPU programs."
+            ) from None
+        if getattr(self.pipe, "_interrupt", False) or cancel.is_set():
+            return None
+        return output.images[0]
 
     def _stack_record(self, stack: list[StackEntry]) -> list[dict[str, Any]]:
         """Every entry (disabled ones too) with its hashes, so reading the PNG back restores the whole stack."""
