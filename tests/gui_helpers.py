@@ -37,7 +37,7 @@ FAKE_TRAINER = textwrap.dedent(
         emit(event="progress", step=step, total=total, loss=1.0 / step, smoothed_loss=1.0 / step,
              it_per_s=10.0, eta_s=(total - step) / 10.0, phase="train")
         print("not json: a stray print", flush=True)
-        time.sleep(0.02 if mode != "slow" else 0.05)
+        time.sleep({"slow": 0.05, "slowish": 0.2}.get(mode, 0.02))
     emit(event="finished", output="out.safetensors", cancelled=False,
          summary={"validation": {"base_loss": 0.5, "adapter_loss": 0.4}})
     """

@@ -138,6 +138,22 @@ def test_cancel_stops_child_and_allows_resume(qtbot, tmp_path):
     assert vm.can_resume()
 
 
+def test_kill_timer_of_a_cancelled_run_spares_the_resumed_run(qtbot, tmp_path):
+    from app.gui.train_vm import TrainViewModel
+
+    vm = TrainViewModel()
+    vm.runner.kill_after_ms = 300  # the stuck-child guard fires while the next run is going
+    with qtbot.waitSignal(vm.progressChanged, timeout=30_000):
+        vm.start_argv(fake_trainer_argv(tmp_path, "slow"))
+    with qtbot.waitSignal(vm.runEnded, timeout=30_000):
+        vm.cancel()
+    errors = []
+    vm.errorRaised.connect(lambda m, d: errors.append(m))
+    with qtbot.waitSignal(vm.runEnded, timeout=30_000) as ended:
+        vm.start_argv(fake_trainer_argv(tmp_path, "slowish"))  # ~1 s: outlives the 300 ms timer
+    assert errors == [] and ended.args == [False]
+
+
 def test_real_training_in_child_process_lands_on_shelf(qtbot, tmp_path, tiny_sd15):
     """The real CLI trains the tiny model for a few steps in a child process; the window puts the new
     adapter on the shelf with the progress and validation signals seen on the way."""
@@ -168,3 +184,38 @@ def test_real_training_in_child_process_lands_on_shelf(qtbot, tmp_path, tiny_sd1
     assert isinstance(base_loss, float) and isinstance(adapter_loss, float)
     assert win.train_tab.loss_plot is not None and win.train_tab.loss_plot.point_count() == 4
     win.generate_vm.shutdown()
+
+
+@pytest.mark.slow
+def test_real_training_cancel_then_resume(qtbot, tmp_path, tiny_sd15):
+    """Cancel a real run (SIGTERM → the CLI saves a checkpoint), then Resume finishes it onto the shelf."""
+    from app.gui.app_window import MainWindow
+
+    folder = make_style_folder(tmp_path / "style", good=4)
+    win = MainWindow(load_engine=False)
+    qtbot.addWidget(win)
+    win.set_base_model_without_loading(str(tiny_sd15))
+    vm = win.train_vm
+    with qtbot.waitSignal(vm.datasetLoaded, timeout=60_000):
+        vm.load_dataset(str(folder))
+    for name, value in {"name": "resumable", "steps": 400, "resolution": 64, "batch_size": 1, "rank": 4,
+                        "checkpoint_every": 0, "sample_steps": 2}.items():
+        vm.set_value(name, value)
+    steps = []
+    vm.lossPoint.connect(lambda s, loss, sm: steps.append(s))
+    vm.start()
+    qtbot.waitUntil(lambda: len(steps) >= 3, timeout=300_000)
+    with qtbot.waitSignal(vm.runEnded, timeout=120_000) as ended:
+        win.train_tab.cancel_button.click()
+    assert ended.args == [True]
+    assert max(steps) < 400
+    assert vm.can_resume() and win.train_tab.resume_button.isEnabled()
+    vm.set_value("steps", max(steps) + 3)  # finish soon after the resume point
+    errors, landed = [], []
+    vm.errorRaised.connect(lambda msg, details: errors.append((msg, details[-2000:])))
+    win.shelf_vm.imported.connect(landed.append)
+    win.train_tab.resume_button.click()
+    qtbot.waitUntil(lambda: bool(landed or errors), timeout=300_000)
+    assert not errors
+    assert Path(landed[0][0]).name == "resumable.safetensors"
+    assert min(steps[-3:]) > 1  # the resumed run continued, it did not start over

@@ -155,3 +155,31 @@ def test_signal_emits_do_not_drain_true():
     out = subprocess.run([sys.executable, "-c", "import app.gui\n" + _EMITS], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-500:]
+
+
+def test_a1111_png_restores_prompt_settings_and_stack_by_name(qtbot, shelf, tmp_path):
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    from app.gui.generate_vm import GenerateViewModel
+
+    vm_shelf, _panel = shelf
+    vm = GenerateViewModel(vm_shelf.model)
+    info = PngInfo()
+    info.add_text("parameters", "a castle at dusk <lora:ink:0.7>\nNegative prompt: fog\n"
+                                "Steps: 23, Sampler: Euler a, CFG scale: 6.5, Seed: 3000000000, Size: 512x768, "
+                                'Lora hashes: "ink: 0123456789"')
+    png = tmp_path / "a1111.png"
+    Image.new("RGB", (8, 8)).save(png, pnginfo=info)
+    vm.restore_from_png(str(png))
+    p = vm.params
+    assert (p.prompt, p.negative, p.steps, p.sampler, p.guidance, p.seed, p.width, p.height) == (
+        "a castle at dusk", "fog", 23, "Euler a", 6.5, 3_000_000_000, 512, 768)
+    assert vm.seed_locked
+    assert [(e.name, e.weight) for e in vm_shelf.model.stack_entries()] == [("Ink", 0.7)]
+    # A PNG without parameters is a clear one-line error, not a crash.
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (8, 8)).save(plain)
+    with qtbot.waitSignal(vm.errorRaised) as err:
+        vm.restore_from_png(str(plain))
+    assert "no generation parameters" in err.args[0]

@@ -142,7 +142,10 @@ class MainWindow(QMainWindow):
             self.generate_vm.generate()
 
     def cancel_current(self) -> None:
-        self.train_vm.cancel() if self.tabs.currentWidget() is self.train_tab else self.generate_vm.cancel()
+        if self.tabs.currentWidget() is self.train_tab:
+            self.train_vm.cancel()
+        else:
+            self.generate_vm.cancel()
 
     def _focus_search(self) -> None:
         self.tabs.setCurrentWidget(self.generate_tab)

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QMenu,
+    QMessageBox,
     QScrollArea,
     QToolButton,
     QVBoxLayout,
@@ -142,8 +143,16 @@ class ShelfPanel(QWidget):
             menu.addAction("Move up", lambda: self.model.move(row, max(row - 1, 0)))
             menu.addAction("Move down", lambda: self.model.move(row, min(row + 1, self.model.rowCount() - 1)))
         menu.addSeparator()
-        menu.addAction("Remove from shelf", lambda: self.vm.remove(path))
+        menu.addAction("Remove from shelf…", lambda: self._remove(path))
         menu.popup(where)
+
+    def _remove(self, path: str) -> None:
+        answer = QMessageBox.question(
+            self, "Remove style", f"Delete {Path(path).name} from your shelf folder? This cannot be undone.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Cancel,
+        )
+        if answer == QMessageBox.StandardButton.Yes:
+            self.vm.remove(path)
 
     def _export(self, path: str) -> None:
         dest, _ = QFileDialog.getSaveFileName(self, "Export adapter", Path(path).name, "Adapters (*.safetensors)")

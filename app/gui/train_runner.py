@@ -66,8 +66,10 @@ class TrainRunner(QObject):
         if not self.is_running() or self._process is None:
             return
         self._cancel_requested = True
-        self._process.terminate()  # SIGTERM on POSIX: the child saves and exits
-        QTimer.singleShot(self.kill_after_ms, self._kill_if_still_running)
+        proc = self._process
+        proc.terminate()  # SIGTERM on POSIX: the child saves and exits
+        # Only this process: a Resume started meanwhile runs in a new QProcess that must live on.
+        QTimer.singleShot(self.kill_after_ms, lambda: self._kill_if_still_running(proc))
 
     def wait(self, msecs: int = 30_000) -> bool:
         return self._process.waitForFinished(msecs) if self._process is not None else True
@@ -76,9 +78,9 @@ class TrainRunner(QObject):
         return self._stderr
 
     # ------------------------------------------------------------------ plumbing
-    def _kill_if_still_running(self) -> None:
-        if self.is_running() and self._process is not None:
-            self._process.kill()
+    def _kill_if_still_running(self, proc: QProcess) -> None:
+        if proc is self._process and self.is_running():
+            proc.kill()
 
     def _read_stdout(self) -> None:
         assert self._process is not None
