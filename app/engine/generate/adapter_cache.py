@@ -15,6 +15,7 @@ cost 46–71 ms with 16 adapters on an SD1.5 UNet. Generation runs under ``no_gr
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -65,7 +66,11 @@ class LoadedAdapters:
             self._evict(keep=needed, target=self.capacity - 1)
             if on_log:
                 on_log(f"loading adapter {ident.title}", "info")
-            for message in load_adapter(self.pipe, ident.path, name):
+            with warnings.catch_warnings():
+                # PEFT warns on every adapter after the first; several adapters is exactly what we want.
+                warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+                messages = load_adapter(self.pipe, ident.path, name)
+            for message in messages:
                 if on_log:
                     on_log(f"{ident.title}: {message}", "warning")
             self._lru[name] = ident
