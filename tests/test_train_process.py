@@ -36,7 +36,6 @@ def _train_args(data: Path, base: Path, out: Path, *extra: str) -> list[str]:
             "--set", "cpu_threads=1", *extra]
 
 
-@pytest.mark.slow
 def test_two_cpu_ranks_end_identical_and_only_rank0_writes(tiny_sd15, tmp_path):
     data = make_style_set(tmp_path / "data", 10, seed=2)
     out_dir = tmp_path / "out"
