@@ -85,6 +85,10 @@ def test_cancel_within_one_step_then_resume_equals_uninterrupted(style_data, tin
     assert any((at_3[k] - at_6[k]).abs().max() > 1e-6 for k in at_6 if "lora_B" in k)
     with pytest.raises(Exception, match="rank changed"):
         train(_config(style_data, tiny_sd15, out_b, resume=True, rank=8, steps=9, thumbnail=False))
+    # A fresh (not resumed) run under the same name starts its own checkpoint history.
+    fresh = train(_config(style_data, tiny_sd15, out_b, steps=2, thumbnail=False))
+    assert [p.name for p in sorted((tmp_path / "b.checkpoints").iterdir())] == ["step-000002"]
+    assert fresh.steps == 2
 
 
 def test_adapter_round_trips_through_diffusers_kohya_loader(style_data, tiny_sd15, tmp_path, caplog):

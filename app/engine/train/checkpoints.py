@@ -82,6 +82,14 @@ def list_checkpoints(folder: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def clear_checkpoints(folder: Path) -> int:
+    """Delete every checkpoint in ``folder``; returns how many there were."""
+    found = list_checkpoints(folder)
+    for path in found:
+        shutil.rmtree(path, ignore_errors=True)
+    return len(found)
+
+
 def prune(folder: Path, keep: int) -> None:
     for old in list_checkpoints(folder)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)

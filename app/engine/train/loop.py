@@ -31,7 +31,7 @@ from app.engine.events import (
 )
 from app.engine.train.buckets import BatchPlan
 from app.engine.train.cache import Prepared, batch_inputs, plan_samples, prepare
-from app.engine.train.checkpoints import restore, save_checkpoint
+from app.engine.train.checkpoints import clear_checkpoints, restore, save_checkpoint
 from app.engine.train.config import TrainConfig
 from app.engine.train.dataset import DatasetItem, hold_out, scan_dataset
 from app.engine.train.lora import TEXT_TARGETS, UNET_TARGETS, attach_lora, lora_state_dict, set_lora_enabled
@@ -241,6 +241,12 @@ class _Run:
         lr_scheduler = get_scheduler(schedule, optimizer, num_warmup_steps=cfg.warmup_steps,
                                      num_training_steps=cfg.steps)
         start = self._resume(optimizer, lr_scheduler)
+        if start == 0 and self.acc.is_main_process:
+            # A fresh run replaces the adapter; its predecessor's checkpoints (maybe at higher steps)
+            # would otherwise outrank the new ones when pruning and resuming.
+            stale = clear_checkpoints(cfg.checkpoint_dir())
+            if stale:
+                self.log(f"Removed {stale} checkpoint(s) of an earlier run of {self.out.name}.")
         trained_tes = base.text_encoders if cfg.train_text_encoder else []
         # Models: DDP wrapping (several processes) or just device placement (one). The optimiser goes
         # through Accelerate too, so fp16 runs get loss scaling, unscaled before clipping. The LR scheduler
