@@ -174,6 +174,8 @@ class _TerminalPrinter:
             if event.loss is not None:
                 self.bar.set_postfix(loss=f"{event.loss:.4f}", avg=f"{event.smoothed_loss:.4f}", refresh=False)
             self.bar.refresh()
+            if event.step >= event.total:
+                self.close()  # later log lines print below a finished bar, not through it
         elif kind == "log":
             self._write(("warning: " if event.level == "warning" else "") + event.message)
         elif kind == "checkpoint":
