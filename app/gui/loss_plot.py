@@ -15,6 +15,7 @@ class LossPlot(pg.PlotWidget):
         self.showGrid(x=True, y=True, alpha=0.15)
         self.setLabel("bottom", "step")
         self.setLabel("left", "loss")
+        self.getAxis("left").enableAutoSIPrefix(False)  # "loss (x0.001)" reads as a different number
         self.setMouseEnabled(x=False, y=False)
         self.hideButtons()
         self.setMinimumHeight(140)
