@@ -137,3 +137,14 @@ def test_drop_import_puts_file_on_shelf(qtbot, window, loras):
         drop(panel, [bad])
     assert "evil.ckpt" in err.args[0]
     assert window.banner.message()
+
+    # Bake the two enabled styles into one shareable adapter: it lands on the shelf as a new card.
+    model = window.shelf_vm.model
+    ink = next(p for p in panel.cards if p.endswith("ink.safetensors"))
+    model.set_enabled(model.row_of(ink), True)
+    model.set_enabled(row, True)
+    model.set_weight(row, 0.5)
+    out = facade.adapters_dir() / "house.safetensors"
+    with qtbot.waitSignal(model.rowsInserted, timeout=60_000):
+        window.shelf_vm.bake(str(out), None)
+    assert out.is_file() and str(out) in panel.cards

@@ -183,3 +183,18 @@ def test_a1111_png_restores_prompt_settings_and_stack_by_name(qtbot, shelf, tmp_
     with qtbot.waitSignal(vm.errorRaised) as err:
         vm.restore_from_png(str(plain))
     assert "no generation parameters" in err.args[0]
+
+
+def test_stack_presets_save_and_load(shelf):
+    vm, panel = shelf
+    model = vm.model
+    model.set_enabled(1, True)
+    model.set_weight(1, 0.4)
+    vm.save_preset("soft pastel")
+    assert vm.preset_names() == ["soft pastel"]
+    model.set_enabled(1, False)
+    model.set_enabled(0, True)
+    vm.load_preset("soft pastel")
+    assert [(e.name, e.weight) for e in model.stack_entries()] == [("Pastel", 0.4)]
+    assert panel.cards["/shelf/pastel.safetensors"].toggle.isChecked()
+    assert not panel.cards["/shelf/ink.safetensors"].toggle.isChecked()
