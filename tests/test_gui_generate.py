@@ -148,3 +148,20 @@ def test_drop_import_puts_file_on_shelf(qtbot, window, loras):
     with qtbot.waitSignal(model.rowsInserted, timeout=60_000):
         window.shelf_vm.bake(str(out), None)
     assert out.is_file() and str(out) in panel.cards
+
+
+def test_remembered_base_model_loads_in_background_after_start(qtbot, tiny_sd15):
+    from app.gui import settings as prefs
+    from app.gui.app_window import MainWindow
+
+    prefs.set_value("base_model", str(tiny_sd15))
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    assert win.generate_vm.state == "no-model"  # nothing heavy happens before the window is up
+    assert win.base_label.text() == tiny_sd15.name and win.family_badge.text() == "SD 1.x"
+    with qtbot.waitSignal(win.generate_vm.baseLoaded, timeout=120_000):
+        pass
+    assert "ready" in win.base_status.text()
+    assert win.generate_tab.generate_button.isEnabled()
+    win.generate_vm.shutdown()

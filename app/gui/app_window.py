@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -90,9 +90,16 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self.resize(1280, 800)
 
-        self._set_base(prefs.get_str(BASE_KEY) or facade.default_base_model(), load=load_engine, remember=False)
+        self._set_base(prefs.get_str(BASE_KEY) or facade.default_base_model(), load=False, remember=False)
         if load_engine:
-            self.shelf_vm.refresh()
+            # Start the engine only once the window is on screen: importing diffusers on the worker
+            # thread competes for the GIL and would delay the first paint.
+            QTimer.singleShot(150, self._start_engine)
+
+    def _start_engine(self) -> None:
+        if self.base_info is not None and not self.generate_vm.base_path:
+            self.generate_vm.load_base(self.base_info.path)
+        self.shelf_vm.refresh()
 
     # ------------------------------------------------------------------ menus and shortcuts
     def _build_menus(self) -> None:
