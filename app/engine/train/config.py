@@ -29,9 +29,11 @@ class TrainConfig:
     out: str = setting("", "Adapter file to write (.safetensors); empty = <user data>/adapters/<name>.safetensors")
     trigger: str = setting("", "Trigger word prepended to every caption (and written into the adapter)")
     steps: int = setting(1000, "Optimisation steps", minimum=1, maximum=200_000)
-    rank: int = setting(16, "LoRA rank: capacity of the adapter (4–32 is typical for a style)", minimum=1, maximum=256)
+    rank: int = setting(16, "LoRA rank: capacity of the adapter (4–32 is typical for a style)", minimum=1,
+                        maximum=256)
     learning_rate: float = setting(1e-4, "Learning rate of the UNet LoRA", minimum=1e-7, maximum=1.0)
-    resolution: int = setting(512, "Training resolution in pixels (bucket area ≈ resolution²)", minimum=32, maximum=2048)
+    resolution: int = setting(512, "Training resolution in pixels (bucket area ≈ resolution²)", minimum=32,
+                              maximum=2048)
     batch_size: int = setting(1, "Images per step (per GPU)", minimum=1, maximum=64)
 
     # --- advanced ---
@@ -45,8 +47,9 @@ class TrainConfig:
         "attention", "Layers that get LoRA: attention projections, + feed-forward, + convolutions",
         choices=LORA_TARGETS, advanced=True,
     )
-    train_text_encoder: bool = setting(False, "Also train LoRA on the text encoder(s) (text outputs are then not cached)",
-                                       advanced=True)
+    train_text_encoder: bool = setting(
+        False, "Also train LoRA on the text encoder(s) (text outputs are then not cached)", advanced=True,
+    )
     text_encoder_lr: float = setting(5e-5, "Learning rate of the text-encoder LoRA", minimum=1e-7, maximum=1.0,
                                      advanced=True)
     gradient_accumulation: int = setting(1, "Micro-batches summed per optimiser step", minimum=1, maximum=256,

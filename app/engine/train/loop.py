@@ -35,14 +35,16 @@ from app.engine.train.checkpoints import clear_checkpoints, restore, save_checkp
 from app.engine.train.config import TrainConfig
 from app.engine.train.dataset import DatasetItem, hold_out, scan_dataset
 from app.engine.train.lora import TEXT_TARGETS, UNET_TARGETS, attach_lora, lora_state_dict, set_lora_enabled
-from app.engine.train.model import encode_tokens, load_training_base
+from app.engine.train.model import load_training_base
 from app.engine.train.preflight import (
     estimate_peak_bytes, is_out_of_memory, out_of_memory_error, preflight_warning,
 )
 from app.engine.train.output import RateTracker, adapter_metadata, weights_checksum, write_adapter
 from app.engine.train.sampling import render_samples, thumbnail_of
-from app.engine.train.objective import denoising_loss, sdxl_time_ids_for, step_generator
-from app.engine.train.validation import ValidationSet, base_and_adapter_loss
+from app.engine.train.objective import denoising_loss, step_generator
+from app.engine.train.validation import (
+    ValidationSet, adapter_conditioning, base_and_adapter_loss, build_validation_set,
+)
 
 @dataclass
 class TrainResult:
@@ -206,7 +208,8 @@ class _Run:
                            cancelled=cancelled)
             if self.cancel.is_set():
                 raise Cancelled()
-            vset = self._validation_set(val_items or items[:4], held_out=bool(val_items))
+            vset = build_validation_set(base, val_items or items[:4], cfg, held_out=bool(val_items),
+                                        device=self.device)
         base.vae.to(dtype=vae_dtype)
         for te in base.text_encoders:
             set_lora_enabled(te, True)
@@ -214,20 +217,6 @@ class _Run:
             self.log(f"Cached {len(samples)} latents ({data.cache_hits} reused from disk) in "
                      f"{time.monotonic() - started:.1f} s")
         return data, vset
-
-    @torch.no_grad()
-    def _validation_set(self, items: list[DatasetItem], *, held_out: bool) -> ValidationSet:
-        cfg = self.cfg
-        samples, captions = plan_samples(items, resolution=cfg.resolution, step=cfg.bucket_step,
-                                         max_upscale=cfg.max_upscale, flip=False)
-        data = prepare(self.base, items, samples, captions, cache_latents=True, cache_text=True,
-                       background=cfg.background, max_pixels=cfg.max_image_pixels, device=self.device)
-        pooled = [None if data.text_pooled is None else data.text_pooled[s.caption] for s in samples]
-        time_ids = [sdxl_time_ids_for(s.original_size, s.crop, s.bucket) if self.base.is_sdxl else None
-                    for s in samples]
-        self._val_token_ids = [[ids[s.caption : s.caption + 1] for ids in data.token_ids] for s in samples]
-        return ValidationSet(list(data.latents), [data.text_hidden[s.caption] for s in samples], pooled, time_ids,
-                             held_out)
 
     # ------------------------------------------------------------------ the loop
     def _train(self, report, data: Prepared, vset: ValidationSet) -> TrainResult:
@@ -384,7 +373,7 @@ class _Run:
         checkpoint = self._checkpoint(step, optimizer, lr_scheduler) if step > start or cancelled else None
         self.log("Validating: denoising loss of the base vs the adapter…")
         if cfg.train_text_encoder:
-            vset.adapter_hidden, vset.adapter_pooled = self._adapter_text(vset)
+            vset.adapter_hidden, vset.adapter_pooled = adapter_conditioning(self.base, vset)
         base_loss, adapter_loss = base_and_adapter_loss(acc.unwrap_model(self.base.unet), self.scheduler, vset,
                                                         prediction_type=self.prediction, seed=cfg.seed,
                                                         dtype=self.weight_dtype)
@@ -422,15 +411,6 @@ class _Run:
             self.emit(Finished(output=str(adapter), cancelled=cancelled, summary=summary))
         acc.wait_for_everyone()
         return TrainResult(adapter, step, cancelled, summary, checkpoint)
-
-    @torch.no_grad()
-    def _adapter_text(self, vset: ValidationSet):
-        hidden, pooled = [], []
-        for ids in self._val_token_ids:
-            h, p = encode_tokens(self.base, ids)
-            hidden.append(h[0].float().cpu())
-            pooled.append(None if p is None else p[0].float().cpu())
-        return hidden, pooled
 
     def _rank_checksums(self, states) -> list[str]:
         mine = weights_checksum(states)

@@ -6,12 +6,12 @@ dropped; the same images, noise and timesteps for both numbers make the comparis
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from app.engine.train.lora import set_lora_enabled
-from app.engine.train.objective import denoising_loss, step_generator
+from app.engine.train.objective import denoising_loss, sdxl_time_ids_for, step_generator
 
 # Spread over the schedule (out of 1000); the same for every run so numbers compare across runs.
 VALIDATION_TIMESTEPS = (100, 300, 500, 700, 900)
@@ -24,9 +24,42 @@ class ValidationSet:
     pooled: list[torch.Tensor | None]
     time_ids: list[torch.Tensor | None]
     held_out: bool  # True: images never trained on
+    token_ids: list[list[torch.Tensor]] = field(default_factory=list)  # per image, per tokenizer: (1, 77)
     # Conditioning through the trained text-encoder LoRA (when it is trained); None = same as ``hidden``.
     adapter_hidden: list[torch.Tensor] | None = None
     adapter_pooled: list[torch.Tensor | None] | None = None
+
+
+@torch.no_grad()
+def build_validation_set(base, items, cfg, *, held_out: bool, device) -> ValidationSet:
+    """Latents and (base) text conditioning of the validation images, through the same disk cache."""
+    from app.engine.train.cache import plan_samples, prepare
+
+    samples, captions = plan_samples(items, resolution=cfg.resolution, step=cfg.bucket_step,
+                                     max_upscale=cfg.max_upscale, flip=False)
+    data = prepare(base, items, samples, captions, cache_latents=True, cache_text=True, background=cfg.background,
+                   max_pixels=cfg.max_image_pixels, device=device)
+    return ValidationSet(
+        latents=list(data.latents),
+        hidden=[data.text_hidden[s.caption] for s in samples],
+        pooled=[None if data.text_pooled is None else data.text_pooled[s.caption] for s in samples],
+        time_ids=[sdxl_time_ids_for(s.original_size, s.crop, s.bucket) if base.is_sdxl else None for s in samples],
+        held_out=held_out,
+        token_ids=[[ids[s.caption : s.caption + 1] for ids in data.token_ids] for s in samples],
+    )
+
+
+@torch.no_grad()
+def adapter_conditioning(base, vset: ValidationSet):
+    """Text conditioning of the validation captions through the text encoders with their trained LoRA."""
+    from app.engine.train.model import encode_tokens
+
+    hidden, pooled = [], []
+    for ids in vset.token_ids:
+        h, p = encode_tokens(base, ids)
+        hidden.append(h[0].float().cpu())
+        pooled.append(None if p is None else p[0].float().cpu())
+    return hidden, pooled
 
 
 @torch.no_grad()
