@@ -219,3 +219,16 @@ def test_real_training_cancel_then_resume(qtbot, tmp_path, tiny_sd15):
     assert not errors
     assert Path(landed[0][0]).name == "resumable.safetensors"
     assert min(steps[-3:]) > 1  # the resumed run continued, it did not start over
+
+
+def test_new_run_never_overwrites_an_existing_style(tmp_path):
+    from app.engine import facade
+    from app.gui.train_vm import _unused
+
+    first = facade.new_adapter_path("Ink test")
+    first.parent.mkdir(parents=True, exist_ok=True)
+    assert _unused(first) == first
+    first.write_bytes(b"finished style")
+    assert _unused(first).name == "Ink-test-2.safetensors"
+    (first.parent / "Ink-test-2.checkpoints").mkdir()
+    assert _unused(first).name == "Ink-test-3.safetensors"

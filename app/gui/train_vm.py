@@ -21,6 +21,7 @@ from app.gui.errors import describe_exception
 from app.gui.train_runner import TrainRunner, child_cwd
 
 IDLE, SCANNING, RUNNING, CANCELLING = "idle", "scanning", "running", "cancelling"
+_PHASES = {"cache": "Preparing images", "sample": "Drawing samples", "validate": "Checking what it learned"}
 
 
 class TrainViewModel(QObject):
@@ -136,7 +137,7 @@ class TrainViewModel(QObject):
         if not ok:
             self.errorRaised.emit(why, "")
             return
-        out = self.output_path if resume and self.output_path else str(facade.new_adapter_path(self.adapter_name()))
+        out = self.output_path if resume and self.output_path else str(_unused(facade.new_adapter_path(self.adapter_name())))
         self.output_path = out
         self._run_dir = facade.adapters_dir().parent / "runs" / Path(out).stem
         argv = facade.train_child_argv(
@@ -167,11 +168,11 @@ class TrainViewModel(QObject):
     # ------------------------------------------------------------------ events from the child
     def _on_event(self, ev: Any) -> None:
         if isinstance(ev, Progress):
-            self.progressChanged.emit(ev.step, ev.total, ev.it_per_s, ev.eta_s)
             if ev.phase == "train":
+                self.progressChanged.emit(ev.step, ev.total, ev.it_per_s, ev.eta_s)
                 self.lossPoint.emit(ev.step, ev.loss, ev.smoothed_loss)
-            else:
-                self.message.emit(f"{ev.phase.capitalize()}: {ev.step}/{ev.total}")
+            else:  # caching, sampling, validating: a status line, so the step bar only ever means steps
+                self.message.emit(f"{_PHASES.get(ev.phase, ev.phase.capitalize())}: {ev.step}/{ev.total}")
         elif isinstance(ev, SampleReady):
             self.samples.extend(ev.paths)
             self.samplesReady.emit(ev.step, list(ev.paths))
@@ -228,6 +229,16 @@ def validation_losses(summary: dict[str, Any]) -> tuple[float | None, float | No
         elif ("adapter" in k or "lora" in k) and adapter is None:
             adapter = float(value)
     return base, adapter
+
+
+def _unused(path: Path) -> Path:
+    """``style.safetensors``, else ``style-2.safetensors`` …: a new run never overwrites a finished style
+    (or picks up another run's checkpoints)."""
+    candidate, n = path, 2
+    while candidate.exists() or candidate.with_name(candidate.stem + ".checkpoints").exists():
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+        n += 1
+    return candidate
 
 
 def _ensure(folder: Path) -> Path:
