@@ -59,9 +59,18 @@ def drop(widget, paths) -> None:
 
 
 def generate(qtbot, win) -> np.ndarray:
+    import threading
+
     vm = win.generate_vm
+    threads = set()
+    record = lambda *_: threads.add(threading.current_thread().name)  # noqa: E731
+    vm.progressChanged.connect(record)
+    vm.imageReady.connect(record)
     with qtbot.waitSignal(vm.finished, timeout=120_000):
         win.generate_tab.generate_button.click()
+    vm.progressChanged.disconnect(record)
+    vm.imageReady.disconnect(record)
+    assert threads == {"MainThread"}, "engine events must reach the view model on the UI thread"
     path = vm.gallery.image(0).path
     return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Signal, Slot
 
 from app.engine import facade
 from app.engine.facade import Finished, GenerationParams, ImageReady, Log, Preview, Progress
@@ -78,6 +78,8 @@ class GenerateViewModel(QObject):
         self.message.emit(f"Loading {Path(path).name} in the background…")
         self._worker().request_load(path)
 
+    # Decorated: the worker thread's signals are queued here, onto the UI thread.
+    @Slot(str)
     def _loaded(self, path: str) -> None:
         if path != self.base_path:
             return  # a newer pick is on its way
@@ -85,6 +87,7 @@ class GenerateViewModel(QObject):
         self.message.emit(f"Base model ready: {Path(path).name}")
         self.baseLoaded.emit(path)
 
+    @Slot(str, str)
     def _load_failed(self, message: str, details: str) -> None:
         self._set_state(NO_MODEL)
         self.errorRaised.emit(message, details)
@@ -162,6 +165,7 @@ class GenerateViewModel(QObject):
             self._worker().cancel()
             self.message.emit("Cancelling…")
 
+    @Slot(object)
     def _on_event(self, ev: Any) -> None:
         if isinstance(ev, Progress):
             self.progressChanged.emit(ev.step, ev.total)
@@ -177,6 +181,7 @@ class GenerateViewModel(QObject):
         elif isinstance(ev, Log):
             self.message.emit(ev.message)
 
+    @Slot(list)
     def _done(self, results: list) -> None:
         self.last_results = results
         self._set_state(READY)
@@ -184,6 +189,7 @@ class GenerateViewModel(QObject):
         self.message.emit("Cancelled." if self._cancelled else f"Done in {took:.1f} s.")
         self.finished.emit(self._cancelled)
 
+    @Slot(str, str)
     def _failed(self, message: str, details: str) -> None:
         self._set_state(READY if self.base_path else NO_MODEL)
         self.errorRaised.emit(message, details)
