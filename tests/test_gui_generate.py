@@ -174,3 +174,20 @@ def test_remembered_base_model_loads_in_background_after_start(qtbot, tiny_sd15)
     assert "ready" in win.base_status.text()
     assert win.generate_tab.generate_button.isEnabled()
     win.generate_vm.shutdown()
+
+
+def test_images_from_earlier_sessions_come_back_with_their_settings(qtbot, window):
+    from app.gui.generate_vm import GenerateViewModel
+
+    tab = window.generate_tab
+    tab.prompt.setPlainText("a green star")
+    tab.steps.setValue(2)
+    tab.seed.setValue(4242)
+    tab.lock.setChecked(True)
+    generate(qtbot, window)
+    later = GenerateViewModel(window.shelf_vm.model)  # a new session: nothing in memory
+    assert later.load_previous_images() == 1
+    image = later.gallery.image(0)
+    assert image.seed == 4242 and image.params is None
+    later.use_image_settings(image)
+    assert later.params.prompt.endswith("a green star") and later.params.seed == 4242 and later.params.steps == 2

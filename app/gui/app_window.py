@@ -100,6 +100,7 @@ class MainWindow(QMainWindow):
         if self.base_info is not None and not self.generate_vm.base_path:
             self.generate_vm.load_base(self.base_info.path)
         self.shelf_vm.refresh()
+        self.generate_vm.load_previous_images()
 
     # ------------------------------------------------------------------ menus and shortcuts
     def _build_menus(self) -> None:

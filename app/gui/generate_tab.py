@@ -291,9 +291,7 @@ class GenerateTab(QWidget):
         QGuiApplication.clipboard().setImage(QImage(self.vm.gallery.image(row).path))
 
     def use_settings(self, row: int) -> None:
-        img = self.vm.gallery.image(row)
-        if img.params is not None:
-            self.vm.apply(img.params)
+        self.vm.use_image_settings(self.vm.gallery.image(row))
 
     def selected_gallery_image(self) -> str:
         idx = self.gallery.currentIndex()

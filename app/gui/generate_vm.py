@@ -122,6 +122,22 @@ class GenerateViewModel(QObject):
             self.errorRaised.emit(f"Not on the shelf, so left out: {', '.join(missing)}", "")
         return missing
 
+    def load_previous_images(self, limit: int = 200) -> int:
+        """Put images from earlier sessions in the gallery (oldest first, so the newest ends on top)."""
+        folder = facade.gallery_dir()
+        files = sorted(folder.glob("*.png"), key=lambda p: p.stat().st_mtime)[-limit:] if folder.is_dir() else []
+        for f in files:
+            stem_seed = f.stem.split("-")[-1]
+            self.gallery.add(GalleryImage(str(f), int(stem_seed) if stem_seed.isdigit() else 0, None))
+        return len(files)
+
+    def use_image_settings(self, image: GalleryImage) -> None:
+        """'Use these settings': from memory for this session's images, else from the PNG itself."""
+        if image.params is not None:
+            self.apply(image.params)
+        else:
+            self.restore_from_png(image.path)
+
     def restore_from_png(self, path: str) -> None:
         try:
             params = facade.read_png_parameters(path)
