@@ -126,8 +126,10 @@ class TrainViewModel(QObject):
             return False, "Training is already running."
         if not self.settings:
             return False, "The training engine is not available."
-        if not self.dataset.folder or self.dataset.usable_count() == 0:
+        if not self.dataset.folder:
             return False, "Drop a folder of style images first."
+        if self.dataset.usable_count() == 0:
+            return False, "No usable image in this folder: hover the red badges to see why."
         if not self.base_model:
             return False, "Pick a base model first (File → Open base model)."
         return True, ""
