@@ -2,25 +2,20 @@
 
 Adapters are named inside diffusers after their tensor hash, not their display name, so two files
 with the same title never collide and a renamed or re-titled file is not loaded twice. The shelf's
-``read_adapter_info`` (app.engine.adapters) is the source of truth when present; the local reader
-below covers a checkout without it and base models (A1111's "Model hash" = AutoV2 of the file).
+``read_adapter_info`` (app.engine.adapters) is the source of truth for adapters; base models get
+A1111's "Model hash" (AutoV2 of the file).
 Hashes are cached by path + size + mtime, so re-hashing only happens when a file changes.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from app.engine.errors import AdapterError, UserError
-
-_CHUNK = 8 * 1024 * 1024
-_MAX_HEADER = 100 * 1024 * 1024
+from app.engine.safetensors_file import file_sha256 as _full_file_sha256
 
 
 @dataclass(frozen=True)
@@ -60,11 +55,7 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     with _lock:
         if key in _file_hash_cache:
             return _file_hash_cache[key]
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    value = digest.hexdigest()
+    value = _full_file_sha256(path)
     with _lock:
         _file_hash_cache[key] = value
     return value
@@ -100,55 +91,20 @@ def adapter_identity(path: str | os.PathLike[str]) -> AdapterIdentity:
     with _lock:
         if key in _identity_cache:
             return _identity_cache[key]
-    ident = _from_shelf(path) or _read_locally(path)
+    ident = _from_shelf(path)
     with _lock:
         _identity_cache[key] = ident
     return ident
 
 
-def _from_shelf(path: Path) -> AdapterIdentity | None:
-    try:
-        from app.engine.adapters import read_adapter_info  # the adapters helper's reader, once it exists
-    except ImportError:
-        return None
+def _from_shelf(path: Path) -> AdapterIdentity:
+    from app.engine.adapters import read_adapter_info
+
     info = read_adapter_info(path)
-    get = (lambda k: info.get(k)) if isinstance(info, dict) else (lambda k: getattr(info, k, None))
-    tensor_sha = get("tensor_sha256") or get("sha256") or ""
-    autov2 = get("autov2") or ""
-    if not tensor_sha or not autov2:
-        return None
     return AdapterIdentity(
         path=str(path),
-        tensor_sha256=str(tensor_sha),
-        autov2=str(autov2)[:10],
-        title=str(get("title") or path.stem),
-        trigger_phrase=str(get("trigger_phrase") or ""),
-    )
-
-
-def _read_locally(path: Path) -> AdapterIdentity:
-    if path.suffix.lower() != ".safetensors":
-        raise AdapterError(f"{path.name}: only .safetensors adapters are loaded (pickled files can run code).")
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-        if len(head) < 8:
-            raise AdapterError(f"{path.name}: file is truncated (no safetensors header).")
-        (n,) = struct.unpack("<Q", head)
-        if n > min(_MAX_HEADER, size - 8):
-            raise AdapterError(f"{path.name}: malformed safetensors header (length {n} for a {size}-byte file).")
-        try:
-            header = json.loads(fh.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise AdapterError(f"{path.name}: malformed safetensors header ({err}).") from None
-        digest = hashlib.sha256()
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    meta = header.get("__metadata__") or {}
-    return AdapterIdentity(
-        path=str(path),
-        tensor_sha256=digest.hexdigest(),
-        autov2=file_sha256(path)[:10],
-        title=str(meta.get("modelspec.title") or meta.get("ss_output_name") or path.stem),
-        trigger_phrase=str(meta.get("modelspec.trigger_phrase") or ""),
+        tensor_sha256=info.tensor_sha256,
+        autov2=info.autov2[:10],
+        title=info.title or path.stem,
+        trigger_phrase=info.trigger_phrase or "",
     )
