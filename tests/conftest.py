@@ -17,6 +17,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pytest  # noqa: E402
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Pin torch to one thread even if something raised it (OMP_NUM_THREADS covers child processes)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def styleshelf_home(tmp_path_factory, monkeypatch):
     """Every test gets its own user data/cache folders, never the real ones."""

@@ -11,8 +11,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import save_file
-from test_adapters_support import (  # noqa: F401  (one_torch_thread: autouse)
-    one_torch_thread,
+from test_adapters_support import (
     TE_TARGETS,
     UNET_TARGETS,
     add_random_lora,

@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
                 "conv1", "conv2", "time_emb_proj", "conv_shortcut"]  # fmt: skip
 TE_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models run faster on one thread, and far faster when other test processes share the CPUs
-    (measured: a tiny-UNet forward 0.05 s on 1 thread vs 0.2–5 s on 2 threads under load).
-    Imported by each adapter/shelf test module, so it applies there only."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def load_pipe(folder):

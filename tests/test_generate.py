@@ -16,18 +16,6 @@ from app.engine.shelf.stack import StackEntry
 from test_generate_support import make_lora, sd15_loras  # noqa: F401  (fixture)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # These tiny models gain nothing from 2 threads, and on a loaded 2-core machine a 2-thread torch waits
-    # on descheduled workers: measured 19 s vs 0.4 s per 64-px render. Restored afterwards.
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def gen(tiny_sd15):
     return Generator(tiny_sd15, max_loaded_adapters=8)

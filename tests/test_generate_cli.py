@@ -6,21 +6,10 @@ import json
 import subprocess
 import sys
 
-import pytest
 
 from app.cli import main
 from app.engine.generate.pngmeta import read_png_text
 from test_generate_support import make_lora, sd15_loras  # noqa: F401  (fixture)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # see test_generate.py: 2 threads stall badly on the shared 2-core box
-    yield
-    torch.set_num_threads(before)
 
 
 def small(tiny_sd15, out, *extra):

@@ -14,15 +14,6 @@ from app.engine.models.detect import detect_family, inspect_model, v_prediction_
 from app.engine.models.loading import BaseModel, load_base, pick_device_dtype
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models run faster on one thread, far faster while other test processes share the 2 CPUs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tiny_sd2(tmp_path_factory):
     from app.engine.models.tiny import make_tiny

@@ -15,15 +15,6 @@ from app.engine.models.detect import detect_family
 from app.engine.models.loading import load_base
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models run faster on one thread, far faster while other test processes share the 2 CPUs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class _Trap:
     """Unpickling this creates a marker file: proof that a loader ran the pickle."""
 

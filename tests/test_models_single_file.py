@@ -12,15 +12,6 @@ from app.engine.models.single_file import export_single_file
 from app.engine.paths import MODEL_CONFIGS_DIR
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models run faster on one thread, far faster while other test processes share the 2 CPUs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def folders(tiny_sd15, tiny_sd2v, tiny_sdxl):
     """Each tiny diffusers folder loaded once: {family: (folder, BaseModel)}."""

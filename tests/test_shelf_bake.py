@@ -6,11 +6,10 @@ import json
 
 import pytest
 import torch
-from test_adapters_support import (  # noqa: F401  (one_torch_thread: autouse)
+from test_adapters_support import (
     TE_TARGETS,
     add_random_lora,
     load_pipe,
-    one_torch_thread,
     peft_sd,
     te_probe,
     unet_probe,

@@ -54,7 +54,7 @@ def test_learning_is_real_on_held_out_images(style_data, tiny_sd15, tmp_path):
 
 
 def test_cancel_within_one_step_then_resume_equals_uninterrupted(style_data, tiny_sd15, tmp_path):
-    straight = train(_config(style_data, tiny_sd15, tmp_path / "a.safetensors", thumbnail=False))
+    train(_config(style_data, tiny_sd15, tmp_path / "a.safetensors", thumbnail=False))  # uninterrupted reference
     cancel = CancelToken()
     events = []
 
