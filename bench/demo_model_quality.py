@@ -34,13 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--guidance", type=float, default=7.0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--sampler", default="DPM++ 2M", help="any sampler name the app offers (default: the app's)")
     ap.add_argument("--save", default="", help="folder for a contact sheet of all pictures (optional)")
     args = ap.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(args.threads)
-    pipe = load_demo_pipeline(args.model)
+    pipe = load_demo_pipeline(args.model, args.sampler)
     scenes = quality_scenes()
     seeds = list(range(args.seeds))
     t0 = time.time()
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         per_prompt.append(hits / len(seeds))
     n = len(images)
     print(f"demo model quality: {len(scenes)} prompts × {len(seeds)} seeds = {n} images "
-          f"({args.steps} steps DPM++ 2M, CFG {args.guidance}, 64 px; {secs:.0f} s, {secs / n:.2f} s/image)")
+          f"({args.steps} steps {args.sampler}, CFG {args.guidance}, 64 px; {secs:.0f} s, {secs / n:.2f} s/image)")
     print(f"  background colour right : {bg_ok / n:6.1%}")
     print(f"  shape colour right      : {shape_ok / n:6.1%}")
     print(f"  both right (the figure) : {both / n:6.1%}   goal ≥ 80 %")

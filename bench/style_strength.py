@@ -69,16 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--sampler", default="DPM++ 2M", help="any sampler name the app offers (default: the app's)")
     ap.add_argument("--save", default="", help="folder for with/without example pictures (optional)")
     args = ap.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(args.threads)
-    pipe = load_demo_pipeline(args.model)
+    pipe = load_demo_pipeline(args.model, args.sampler)
     seeds = list(range(args.seeds))
     print(f"style strength on the demo model: {args.prompts} prompts × {len(seeds)} seeds per style, "
-          f"DPM++ 2M {args.steps} steps, CFG 7, 64 px; medians")
+          f"{args.sampler} {args.steps} steps, CFG 7, 64 px; medians")
     for s in STYLE_SETS:
         if not s.adapter_path().exists():
             print(f"  {s.folder:17s} no adapter at {s.adapter_path()}")

@@ -92,9 +92,9 @@ def vae_training_image(rng: random.Random) -> np.ndarray:
     scene = random_scene(rng, jitter=0.2)
     odd = lambda: tuple(rng.randrange(256) for _ in range(3))  # noqa: E731
     kw = dict(rotation=rng.uniform(-0.5, 0.5) if rng.random() < 0.3 else 0.0)
-    if rng.random() < 0.35:
+    if rng.random() < 0.15:
         kw["fg_rgb"] = odd()
-    if rng.random() < 0.35:
+    if rng.random() < 0.15:
         kw["bg_rgb"] = odd()
     style = rng.choice((None, None) + STYLES)
     if style == "stripes":
@@ -121,15 +121,19 @@ def train_vae(vae, steps: int, batch: int, seed: int, log) -> float:
         loss.backward()
         opt.step()
         sched.step()
-        if step % 25 == 0 or step == steps - 1:
+        if step % 50 == 0 or step == steps - 1:
             log(f"vae step {step + 1}/{steps} loss {loss.item():.4f}")
     vae.eval()
-    # Held-out reconstruction error on plain demo scenes, in 0–255 units.
-    with torch.no_grad():
-        test_rng = random.Random(seed + 999)
-        x = torch.from_numpy(np.stack([image_to_tensor_array(render(random_scene(test_rng))) for _ in range(64)]))
-        rec = vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
-        return float((rec - x).abs().mean() * 127.5)
+    return vae_error(vae, seed)
+
+
+@torch.no_grad()
+def vae_error(vae, seed: int) -> float:
+    """Held-out reconstruction error on plain demo scenes, in 0–255 units (a random VAE: ~90)."""
+    test_rng = random.Random(seed + 999)
+    x = torch.from_numpy(np.stack([image_to_tensor_array(render(random_scene(test_rng))) for _ in range(64)]))
+    rec = vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
+    return float((rec - x).abs().mean() * 127.5)
 
 
 def make_dataset(n: int, seed: int) -> tuple[list[str], np.ndarray]:
@@ -200,7 +204,7 @@ def train_unet(unet, text_encoder, tokenizer, latents, captions, *, steps, batch
     text_encoder.eval()
 
 
-def save_atomically(pipe, out: Path, card: str) -> None:
+def save_atomically(pipe, out: Path, card: str, facts: dict) -> None:
     """Write to a temp folder beside ``out``, then swap it in, so ``out`` is never half-written."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
@@ -217,6 +221,7 @@ def save_atomically(pipe, out: Path, card: str) -> None:
     pipe.unet.to(torch.float32)
     pipe.vae.to(torch.float32)
     (tmp / "README.md").write_text(card, encoding="utf-8")
+    (tmp / "build.json").write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
     if out.exists():
         os.replace(out, old)
     os.replace(tmp, out)
@@ -243,13 +248,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out", nargs="?", default=str(DEMO_MODEL_DIR), help="output folder (default assets/demo-model)")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=2, help="CPU threads (the build machine has 2 cores)")
-    ap.add_argument("--vae-steps", type=int, default=300)
+    ap.add_argument("--vae-steps", type=int, default=900)
     ap.add_argument("--unet-steps", type=int, default=1200)
     ap.add_argument("--save-every", type=int, default=300, help="also write the model every N UNet steps (0: never)")
     ap.add_argument("--check", type=int, default=0, help="after training, try N random prompts and print the hit rate")
     ap.add_argument("--images", type=int, default=4000, help="distinct training scenes for the UNet")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--quick", action="store_true", help="a few steps of every stage (smoke test)")
+    ap.add_argument("--resume-from", default="", metavar="MODEL_DIR",
+                    help="continue training the UNet and text encoder of an earlier build (its VAE and latent scale "
+                         "are kept; --vae-steps is ignored)")
     args = ap.parse_args(argv)
     if args.quick:
         args.vae_steps, args.unet_steps, args.images, args.batch, args.save_every = 3, 4, 64, 4, 2
@@ -263,18 +271,36 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import CLIPTokenizer
 
     tokenizer = CLIPTokenizer.from_pretrained(str(TOKENIZER_DIR))
-    vae, unet, text_encoder = build_models(args.seed)
+    previous: dict = {}
+    if args.resume_from:
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+        from transformers import CLIPTextModel
+
+        src = Path(args.resume_from)
+        vae = AutoencoderKL.from_pretrained(src / "vae", torch_dtype=torch.float32)
+        unet = UNet2DConditionModel.from_pretrained(src / "unet", torch_dtype=torch.float32)
+        text_encoder = CLIPTextModel.from_pretrained(src / "text_encoder", dtype=torch.float32)
+        if (src / "build.json").exists():
+            previous = json.loads((src / "build.json").read_text(encoding="utf-8"))
+        log(f"resuming from {src}")
+    else:
+        vae, unet, text_encoder = build_models(args.seed)
     log(f"params: unet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M, vae "
         f"{sum(p.numel() for p in vae.parameters()) / 1e6:.2f} M, text {sum(p.numel() for p in text_encoder.parameters()) / 1e6:.2f} M")
 
-    vae_err = train_vae(vae, args.vae_steps, 12 if not args.quick else 2, args.seed, log)
+    if args.resume_from:
+        vae.eval()
+        vae_err, args.vae_steps = vae_error(vae, args.seed), 0
+    else:
+        vae_err = train_vae(vae, args.vae_steps, 8 if not args.quick else 2, args.seed, log)
     t_vae = time.time() - start
     log(f"vae done: held-out mean abs error {vae_err:.1f}/255")
 
     captions, images = make_dataset(args.images, args.seed + 1)
     latents = encode_latents(vae, images)
-    scale = float(1.0 / latents.std())
-    vae.register_to_config(scaling_factor=scale)
+    if not args.resume_from:  # a resumed UNet was trained on the earlier scale: keep it
+        vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
+    scale = float(vae.config.scaling_factor)
     latents = latents * scale
     log(f"cached {len(latents)} latents {tuple(latents.shape[1:])}, scaling factor {scale:.4f}")
 
@@ -286,33 +312,37 @@ def main(argv: list[str] | None = None) -> int:
     facts = dict(seed=args.seed, vae_steps=args.vae_steps, unet_steps=args.unet_steps, images=args.images,
                  batch=args.batch, threads=args.threads, vae_mean_abs_error_255=round(vae_err, 2),
                  colours=list(COLOURS), torch=torch.__version__)
+    if previous:
+        facts["continues"] = previous
 
     def milestone(step: int) -> None:
         # A usable model lands early; a later, better one replaces it atomically.
-        save_atomically(pipe, Path(args.out), model_card({**facts, "unet_steps_done": step}))
+        save_atomically(pipe, Path(args.out), *model_card({**facts, "unet_steps_done": step}))
         log(f"saved the model after {step} UNet steps")
 
+    # A resumed stage draws different batches and noise than the stage it continues.
     train_unet(unet, text_encoder, tokenizer, latents, captions, steps=args.unet_steps, batch=args.batch,
-               seed=args.seed + 2, log=log, on_milestone=milestone, every=args.save_every)
+               seed=args.seed + 2 + (1000 if args.resume_from else 0), log=log, on_milestone=milestone, every=args.save_every)
     facts.update(minutes_vae=round(t_vae / 60, 1), minutes_unet=round((time.time() - start - t_vae) / 60, 1),
                  minutes_total=round((time.time() - start) / 60, 1))
     if args.check:
         facts["check_hit_rate"] = quick_check(pipe, args.seed + 3, args.check)
         log(f"check: {facts['check_hit_rate']:.0%} of {args.check} prompts show both asked colours")
     total = time.time() - start
-    save_atomically(pipe, Path(args.out), model_card(facts))
+    save_atomically(pipe, Path(args.out), *model_card(facts))
     size = sum(f.stat().st_size for f in Path(args.out).rglob("*") if f.is_file())
     log(f"wrote {args.out} ({size / 1e6:.1f} MB) in {total / 60:.1f} min")
     return 0
 
 
-def model_card(facts: dict) -> str:
+def model_card(facts: dict) -> tuple[str, dict]:
     return (
         "# StyleShelf demo model\n\nA small text-to-image model in the diffusers Stable Diffusion 1.x layout, trained "
         "from scratch on procedurally drawn scenes by `scripts/train_demo_model.py` (offline, seeds fixed). It draws "
         "prompts of the form `a [small|large] <colour> <shape> on a <colour> background` at 64×64, with colours "
         f"{', '.join(COLOURS)} and shapes circle, square, triangle, star.\n\nBuild facts:\n\n```json\n"
-        f"{json.dumps(facts, indent=2)}\n```\n"
+        f"{json.dumps(facts, indent=2)}\n```\n",
+        facts,
     )
 
 
