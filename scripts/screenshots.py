@@ -123,25 +123,27 @@ def main() -> int:
     _settle(app)
     win.grab().save(str(DOCS / "train-tab.png"))
 
-    # Generate tab: a stack with one style on, three images.
+    # Generate tab: the same prompt and seeds without, then with a style on the stack.
     _wait(app, lambda: win.generate_vm.state == "ready", 600, "the base model to load")
     _wait(app, lambda: win.shelf_vm.busy == 0, 120, "the shelf scan")
     gvm = win.generate_vm
     tab = win.generate_tab
     tab.prompt.setPlainText("a yellow star on a green background")
-    tab.batch.setValue(3)
+    tab.batch.setValue(2)
     tab.steps.setValue(4 if args.quick else 20)
-    tab.seed.setValue(7)
     tab.lock.setChecked(True)
-    model = win.shelf_vm.model
-    if model.rowCount():
-        model.set_enabled(0, True)
-        model.set_weight(0, 0.8)
     win.tabs.setCurrentIndex(1)
     finished = []
     gvm.finished.connect(lambda c: finished.append(c))
-    gvm.generate()
-    _wait(app, lambda: bool(finished), 600, "generation")
+    model = win.shelf_vm.model
+    for style_on in (False, True):
+        tab.seed.setValue(7)
+        if model.rowCount():
+            model.set_enabled(0, style_on)
+            model.set_weight(0, 0.7)
+        finished.clear()
+        gvm.generate()
+        _wait(app, lambda: bool(finished), 600, "generation")
     tab.gallery.setCurrentIndex(gvm.gallery.index(0))
     _settle(app)
     win.grab().save(str(DOCS / "generate-tab.png"))
