@@ -8,6 +8,7 @@ without knowing how the engine stores them. No Qt here (the engine never imports
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,13 +30,14 @@ from app.engine.events import (  # re-exported: the GUI sees events only through
     SampleReady,
     event_from_json,
 )
+from app.engine.generate.config import GenerateConfig  # light: what the Generate tab edits and a PNG restores
 from app.engine.shelf.stack import Stack, StackEntry  # light dataclasses shared with the GUI
 
 REPO_ROOT = paths.REPO_ROOT
 
 __all__ = [
     "CancelToken", "CheckpointSaved", "Error", "Event", "Finished", "ImageReady", "Log", "Preview", "Progress",
-    "SampleReady", "Stack", "StackEntry", "UserError", "event_from_json", "REPO_ROOT",
+    "SampleReady", "Stack", "StackEntry", "GenerateConfig", "UserError", "event_from_json", "REPO_ROOT",
 ]
 
 # --------------------------------------------------------------------------------------------- base model
@@ -198,29 +200,9 @@ def _library():
     return Library.default()
 
 
-def _library_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("app.engine.shelf.library") is not None
-
-
-def shelf_folders() -> list[Path]:
-    """Where adapters are looked for: the user's shelf, then the bundled example styles."""
-    return [adapters_dir(), paths.BUNDLED_STYLES_DIR]
-
-
 def list_adapters() -> list[AdapterCard]:
     """Every adapter on the shelf; a file that cannot be read keeps a card with the reason."""
-    if _library_available():
-        return [_card(info) for info in _library().scan()]
-    cards: list[AdapterCard] = []
-    for folder in shelf_folders():
-        for file in sorted(folder.rglob("*.safetensors")) if folder.is_dir() else []:
-            try:
-                cards.append(adapter_card(str(file)))
-            except UserError as err:
-                cards.append(AdapterCard(path=str(file), title=file.stem, problem=str(err)))
-    return cards
+    return [_card(info) for info in _library().scan()]
 
 
 def adapter_card(path: str) -> AdapterCard:
@@ -271,26 +253,7 @@ def import_adapters(files: list[str]) -> tuple[list[AdapterCard], list[str]]:
 
 
 def _import_one(src: Path) -> AdapterCard:
-    if _library_available():
-        return _card(_library().import_file(src))
-    # Without the library module: validate the header (refuses pickles, truncation, non-LoRA files),
-    # then copy into the user's shelf folder under a clean, non-clobbering name.
-    import shutil
-
-    from app.engine.adapters import read_adapter_info
-
-    read_adapter_info(src)
-    target = new_adapter_path(src.stem)
-    n = 2
-    while target.exists():
-        target = target.with_name(f"{new_adapter_path(src.stem).stem}-{n}.safetensors")
-        n += 1
-    target.parent.mkdir(parents=True, exist_ok=True)
-    from app.engine.atomic import atomic_path
-
-    with atomic_path(target) as tmp:
-        shutil.copyfile(src, tmp)
-    return adapter_card(str(target))
+    return _card(_library().import_file(src))
 
 
 def export_adapter(path: str, dest: str) -> None:
@@ -337,30 +300,13 @@ def bake_stack(stack: Any, out: str, rank: int | None = None) -> AdapterCard:
 # ------------------------------------------------------------------------------------------ generation
 
 
-@dataclass
-class GenerationParams:
-    """What the Generate tab edits; a PNG restores one of these plus a stack."""
-
-    prompt: str = ""
-    negative: str = ""
-    seed: int | None = None
-    steps: int = 20
-    guidance: float = 7.0
-    width: int | None = None  # None = the base model's native size
-    height: int | None = None
-    sampler: str = ""
-    batch_count: int = 1
-    insert_triggers: bool = True
-    stack: list[Any] = field(default_factory=list)  # StackEntry
-
-
 def sampler_names() -> list[str]:
     from app.engine.generate.samplers import SAMPLER_NAMES
 
     return list(SAMPLER_NAMES)
 
 
-def read_png_parameters(path: str) -> GenerationParams:
+def read_png_parameters(path: str) -> GenerateConfig:
     """Prompt, settings and stack from a StyleShelf or AUTOMATIC1111 PNG.
 
     Adapters are matched to shelf files later (by tensor hash, then name); an entry whose file is not
@@ -368,8 +314,8 @@ def read_png_parameters(path: str) -> GenerationParams:
     """
     from app.engine.generate.pngmeta import read_png_parameters as engine_read
 
-    settings, entries = engine_read(Path(path), lookup=_shelf_lookup if _library_available() else None)
-    params = GenerationParams()
+    settings, entries = engine_read(Path(path), lookup=_shelf_lookup)
+    params = GenerateConfig()
     for name, value in settings.items():
         if hasattr(params, name) and value is not None:
             setattr(params, name, value)
@@ -400,23 +346,10 @@ class GenerationSession:
         self._generator = Generator(base_path)
 
     def generate(
-        self, params: GenerationParams, out_dir: str, *, on_event: Callable[[Event], None], cancel: CancelToken
+        self, params: GenerateConfig, out_dir: str, *, on_event: Callable[[Event], None], cancel: CancelToken
     ) -> list[Any]:
-        from app.engine.generate import GenerateConfig
-
-        config = GenerateConfig(
-            prompt=params.prompt,
-            negative=params.negative,
-            seed=params.seed,
-            steps=params.steps,
-            guidance=params.guidance,
-            width=params.width,
-            height=params.height,
-            sampler=params.sampler or sampler_names()[0],
-            batch_count=params.batch_count,
-            insert_triggers=params.insert_triggers,
-            out_dir=out_dir,
-            stack=list(params.stack),
+        config = dataclasses.replace(
+            params, sampler=params.sampler or sampler_names()[0], out_dir=out_dir, stack=list(params.stack)
         )
         return self._generator.generate(config, on_event=on_event, cancel=cancel)
 

@@ -20,7 +20,7 @@ ImageRole = Qt.ItemDataRole.UserRole + 20
 class GalleryImage:
     path: str
     seed: int = 0
-    params: Any = None  # the GenerationParams (with stack) that made it
+    params: Any = None  # the GenerateConfig (with stack) that made it
     extra: dict[str, Any] = field(default_factory=dict)
 
 

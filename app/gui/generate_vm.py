@@ -15,7 +15,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal, Slot
 
 from app.engine import facade
-from app.engine.facade import Finished, GenerationParams, ImageReady, Log, Preview, Progress
+from app.engine.facade import Finished, GenerateConfig, ImageReady, Log, Preview, Progress
 from app.gui.gallery import GalleryImage, GalleryModel
 from app.gui.generate_worker import WorkerThread
 from app.gui.shelf_model import ShelfModel
@@ -39,14 +39,14 @@ class GenerateViewModel(QObject):
     def __init__(self, shelf: ShelfModel, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.shelf = shelf
-        self.params = GenerationParams(prompt="", sampler=facade.sampler_names()[0])
+        self.params = GenerateConfig(prompt="", sampler=facade.sampler_names()[0])
         self.params.seed = random.randint(0, MAX_SEED)
         self.seed_locked = False
         self.gallery = GalleryModel(self)
         self.state = NO_MODEL
         self.base_path = ""
         self.last_results: list[Any] = []
-        self._run_params: GenerationParams | None = None
+        self._run_params: GenerateConfig | None = None
         self._cancelled = False
         self._started_at = 0.0
         self.thread: WorkerThread | None = None  # started on the first base-model load
@@ -106,7 +106,7 @@ class GenerateViewModel(QObject):
     def set_seed_locked(self, locked: bool) -> None:
         self.seed_locked = locked
 
-    def apply(self, params: GenerationParams) -> list[str]:
+    def apply(self, params: GenerateConfig) -> list[str]:
         """'Use these settings' / a dropped PNG: restore prompt, settings and stack; returns missing adapters."""
         stack = list(params.stack)
         self.params = dataclasses.replace(params, stack=[], batch_count=self.params.batch_count,

@@ -14,7 +14,7 @@ from typing import Any
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
 from app.engine import facade
-from app.engine.facade import CancelToken, GenerationParams
+from app.engine.facade import CancelToken, GenerateConfig
 from app.gui.errors import describe_exception
 
 
@@ -38,7 +38,7 @@ class GenerateWorker(QObject):
     def request_load(self, base_path: str) -> None:
         self._load.emit(base_path)
 
-    def request_generate(self, params: GenerationParams, out_dir: str) -> None:
+    def request_generate(self, params: GenerateConfig, out_dir: str) -> None:
         self.cancel_token = CancelToken()
         self._generate.emit(params, out_dir)
 
@@ -57,7 +57,7 @@ class GenerateWorker(QObject):
         self.loaded.emit(base_path)
 
     @Slot(object, str)
-    def _do_generate(self, params: GenerationParams, out_dir: str) -> None:
+    def _do_generate(self, params: GenerateConfig, out_dir: str) -> None:
         if self.session is None:
             self.failed.emit("The base model is not loaded yet.", "")
             return
