@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 import subprocess
 import random
 import sys
@@ -88,6 +89,12 @@ def main(argv: list[str] | None = None) -> int:
         # Concurrently: each run is single-threaded, so three of them use the cores a single run leaves idle.
         runs = [subprocess.Popen([sys.executable, "-m", "app.cli", *train_args(s)], cwd=REPO) for s in STYLE_SETS]
         codes = [r.wait() for r in runs]
+        for s in STYLE_SETS:
+            # Training leaves resumable checkpoints (LoRA files themselves) and sample images beside the adapter;
+            # in a bundled style folder the shelf would list those checkpoints as adapters, so they go.
+            adapter = REPO / "styles" / s.folder / f"{s.folder}.safetensors"
+            for extra in (adapter.with_name(adapter.stem + ".checkpoints"), adapter.with_name(adapter.stem + ".samples")):
+                shutil.rmtree(extra, ignore_errors=True)
         if any(codes):
             print(f"training failed: exit codes {codes}", file=sys.stderr)
             return 1
