@@ -232,3 +232,19 @@ def test_new_run_never_overwrites_an_existing_style(tmp_path):
     assert _unused(first).name == "Ink-test-2.safetensors"
     (first.parent / "Ink-test-2.checkpoints").mkdir()
     assert _unused(first).name == "Ink-test-3.safetensors"
+
+
+def test_training_resolution_follows_the_base_model_until_the_user_picks_one(tiny_sd15):
+    from app.engine import facade
+    from app.gui.train_vm import TrainViewModel
+
+    assert facade.inspect_base_model(str(tiny_sd15)).resolution == 64  # UNet sample size 32 × VAE downscale 2
+    vm = TrainViewModel()
+    assert vm.value("resolution") == 512  # the engine's default (SD's size) before a base is known
+    vm.set_native_resolution(64)
+    assert vm.value("resolution") == 64
+    vm.set_native_resolution(1024)  # another base: still untouched by the user, so it follows
+    assert vm.value("resolution") == 1024
+    vm.set_value("resolution", 96)  # the user's own choice survives a change of base
+    vm.set_native_resolution(64)
+    assert vm.value("resolution") == 96

@@ -49,6 +49,7 @@ class BaseModelInfo:
     family: str = ""  # sd1 | sd2 | sd2-v | sdxl, "" when unknown
     label: str = ""  # "SD 1.x", shown next to the picker
     error: str = ""  # one-line reason when the path is not a usable model
+    resolution: int = 0  # the size the model was trained at (512 for SD1, 64 for the demo model)
 
 
 def default_base_model() -> str:
@@ -66,9 +67,22 @@ def inspect_base_model(path: str) -> BaseModelInfo:
     try:
         info.family = inspect_model(path).family
         info.label = FAMILIES[info.family].label
+        info.resolution = _native_resolution(Path(path)) or FAMILIES[info.family].native_resolution
     except UserError as err:
         info.error = str(err)
     return info
+
+
+def _native_resolution(folder: Path) -> int:
+    """Pixels = UNet sample size × VAE downscale, from a diffusers folder's configs (0 when unknown)."""
+    import json
+
+    try:
+        unet = json.loads((folder / "unet" / "config.json").read_text())
+        vae = json.loads((folder / "vae" / "config.json").read_text())
+        return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
 
 
 # -------------------------------------------------------------------------------------------- datasets

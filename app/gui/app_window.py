@@ -219,6 +219,7 @@ class MainWindow(QMainWindow):
         self.family_badge.setText(info.label)
         self.family_badge.show()
         self.train_vm.base_model = path
+        self.train_vm.set_native_resolution(info.resolution)
         self.train_tab._refresh_buttons()
         self.shelf_vm.model.set_base_family(info.family)
         if load:

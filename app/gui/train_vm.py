@@ -55,6 +55,7 @@ class TrainViewModel(QObject):
         self.samples: list[str] = []
         self.summary: dict[str, Any] = {}
         self._run_dir: Path | None = None
+        self._native_resolution = 0
         self.load_settings()
 
     # ------------------------------------------------------------------ settings
@@ -74,6 +75,21 @@ class TrainViewModel(QObject):
         if self.values.get(name) != value:
             self.values[name] = value
             self.valueChanged.emit(name)
+
+    def set_native_resolution(self, pixels: int) -> None:
+        """Follow the base model's training size unless the user already chose a resolution.
+
+        Training a 64 px demo model at SD's 512 px default would take 64× longer and learn nothing useful.
+        """
+        if not pixels or "resolution" not in self.values:
+            return
+        untouched = self.values["resolution"] in (self._native_resolution, self._default("resolution"))
+        self._native_resolution = pixels
+        if untouched:
+            self.set_value("resolution", pixels)
+
+    def _default(self, name: str) -> Any:
+        return next((s.default for s in self.settings if s.name == name), None)
 
     def apply_preset(self, name: str) -> None:
         for key, value in self.presets.get(name, {}).items():
