@@ -7,6 +7,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from app.commands.shelf import parse_weighted
 from app.engine.errors import UserError
 from app.engine.generate.samplers import SAMPLER_NAMES
 
@@ -40,17 +41,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def parse_adapter_arg(text: str) -> tuple[str, float]:
-    """``FILE[:WEIGHT]``; a colon not followed by a number belongs to the path (``C:\\styles\\ink.safetensors``)."""
-    path, sep, tail = text.rpartition(":")
-    if sep and path:
-        try:
-            return path, float(tail)
-        except ValueError:
-            pass
-    return text, 1.0
-
-
 def run(args: argparse.Namespace) -> int:
     from app.engine.generate.identity import adapter_identity
     from app.engine.shelf.stack import StackEntry
@@ -60,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--out must name a .png file (got {out.name}).")
     stack = []
     for item in args.adapter:
-        path, weight = parse_adapter_arg(item)
+        path, weight = parse_weighted(item)
         adapter_identity(path)  # refuse a missing or broken file before spending seconds on the base model
         stack.append(StackEntry(path=path, weight=weight))
 

@@ -200,7 +200,8 @@ def run_edit(args: argparse.Namespace) -> int:
 
 
 def parse_weighted(spec: str) -> tuple[str, float]:
-    """``NAME[:WEIGHT]``; a colon that is part of the name (``C:\\…``) is kept when no number follows."""
+    """``NAME[:WEIGHT]`` or ``FILE[:WEIGHT]`` (bake, generate); a colon that is part of the name (``C:\\…``) is kept
+    when no number follows."""
     name, sep, weight = spec.rpartition(":")
     if sep and name:
         try:
