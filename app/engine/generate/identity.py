@@ -48,17 +48,21 @@ def _stat_key(path: Path) -> tuple[str, int, int]:
     return (str(path.resolve()), st.st_size, st.st_mtime_ns)
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Full-file SHA-256, cached by path + size + mtime."""
-    path = Path(path)
+def _cached(cache: dict, path: Path, compute):
+    """``compute(path)`` once per file version (path + size + mtime); thread-safe."""
     key = _stat_key(path)
     with _lock:
-        if key in _file_hash_cache:
-            return _file_hash_cache[key]
-    value = _full_file_sha256(path)
+        if key in cache:
+            return cache[key]
+    value = compute(path)
     with _lock:
-        _file_hash_cache[key] = value
+        cache[key] = value
     return value
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Full-file SHA-256, cached by path + size + mtime."""
+    return _cached(_file_hash_cache, Path(path), _full_file_sha256)
 
 
 def base_model_hash(path: str | os.PathLike[str]) -> str:
@@ -73,11 +77,11 @@ def base_model_hash(path: str | os.PathLike[str]) -> str:
     if not path.is_file():
         return ""
     if path.suffix.lower() == ".safetensors":
-        try:  # the shelf's persistent hash cache: a multi-GB UNet is hashed once, not once per process
-            from app.engine.adapters.hashcache import file_hashes
+        from app.engine.adapters.hashcache import file_hashes
 
+        try:  # the shelf's persistent hash cache: a multi-GB UNet is hashed once, not once per process
             return file_hashes(path)[0][:10]
-        except (ImportError, UserError, OSError, ValueError):
+        except (UserError, OSError, ValueError):
             pass  # hashed below without the cache
     return file_sha256(path)[:10]
 
@@ -87,14 +91,7 @@ def adapter_identity(path: str | os.PathLike[str]) -> AdapterIdentity:
     path = Path(path)
     if not path.is_file():
         raise AdapterError(f"Adapter file not found: {path}")
-    key = _stat_key(path)
-    with _lock:
-        if key in _identity_cache:
-            return _identity_cache[key]
-    ident = _from_shelf(path)
-    with _lock:
-        _identity_cache[key] = ident
-    return ident
+    return _cached(_identity_cache, path, _from_shelf)
 
 
 def _from_shelf(path: Path) -> AdapterIdentity:
