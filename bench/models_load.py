@@ -10,23 +10,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from timing import median_seconds  # noqa: E402  (bench/timing.py)
 
-def median_s(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -46,17 +38,17 @@ def main() -> None:
         folder = make_tiny(tmp / "tiny-sd15", "sd15")
         load_base(folder)  # warm imports
         single = export_single_file(folder, tmp / "tiny.safetensors")
-        print(f"tiny sd15 folder load:       {median_s(lambda: load_base(folder), args.repeat):.3f} s (median)")
+        print(f"tiny sd15 folder load:       {median_seconds(lambda: load_base(folder), args.repeat):.3f} s (median)")
         print(f"tiny sd15 single-file load:  "
-              f"{median_s(lambda: load_base(single, config=folder), args.repeat):.3f} s (median)")
+              f"{median_seconds(lambda: load_base(single, config=folder), args.repeat):.3f} s (median)")
         print(f"tiny sd15 export:            "
-              f"{median_s(lambda: export_single_file(folder, tmp / 'x.safetensors'), args.repeat):.3f} s (median)")
+              f"{median_seconds(lambda: export_single_file(folder, tmp / 'x.safetensors'), args.repeat):.3f} s (median)")
         full = write_skeleton_checkpoint("sd1", tmp / "v1-5-pruned-emaonly.safetensors")
         print(f"full-size SD1.5 detect ({full.stat().st_size / 1e9:.1f} GB file): "
-              f"{median_s(lambda: detect_family(full), args.repeat) * 1e3:.2f} ms (median)")
+              f"{median_seconds(lambda: detect_family(full), args.repeat) * 1e3:.2f} ms (median)")
         if args.full:
             print(f"full-size SD1.5 single-file load (bf16, CPU): "
-                  f"{median_s(lambda: load_base(full, dtype='bf16'), 1):.1f} s (1 run)")
+                  f"{median_seconds(lambda: load_base(full, dtype='bf16'), 1):.1f} s (1 run)")
 
 
 if __name__ == "__main__":

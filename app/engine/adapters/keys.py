@@ -134,6 +134,13 @@ def _resnet_inner(rest: str) -> str:
     return rest
 
 
+# SGM (kohya SDXL) names of the UNet's top-level layers ↔ diffusers names; one table, both directions.
+_SGM_TOP = {"time_embed_0": "time_embedding_linear_1", "time_embed_2": "time_embedding_linear_2",
+            "label_emb_0_0": "add_embedding_linear_1", "label_emb_0_2": "add_embedding_linear_2",
+            "out_2": "conv_out", "input_blocks_0_0": "conv_in"}  # fmt: skip
+_DIFFUSERS_TOP = {new: old for old, new in _SGM_TOP.items()}
+
+
 def sgm_to_diffusers(module: str, layers_per_block: int = 2) -> str:
     """Map one ``lora_unet_<sgm path>`` name to ``lora_unet_<diffusers path>`` (both underscored).
 
@@ -143,11 +150,8 @@ def sgm_to_diffusers(module: str, layers_per_block: int = 2) -> str:
     attention) and 2 the upsampler.
     """
     body = module[len("lora_unet_") :]
-    simple = {"time_embed_0": "time_embedding_linear_1", "time_embed_2": "time_embedding_linear_2",
-              "label_emb_0_0": "add_embedding_linear_1", "label_emb_0_2": "add_embedding_linear_2",
-              "out_2": "conv_out", "input_blocks_0_0": "conv_in"}  # fmt: skip
-    if body in simple:
-        return "lora_unet_" + simple[body]
+    if body in _SGM_TOP:
+        return "lora_unet_" + _SGM_TOP[body]
     m = re.match(r"input_blocks_(\d+)_(\d+)_(.+)$", body)
     if m:
         i, sub, rest = int(m[1]), int(m[2]), m[3]
@@ -178,11 +182,8 @@ def sgm_to_diffusers(module: str, layers_per_block: int = 2) -> str:
 def diffusers_to_sgm(module: str, layers_per_block: int = 2) -> str:
     """Inverse of ``sgm_to_diffusers`` (used to write SGM-named test files and to show kohya names)."""
     body = module[len("lora_unet_") :]
-    simple = {"time_embedding_linear_1": "time_embed_0", "time_embedding_linear_2": "time_embed_2",
-              "add_embedding_linear_1": "label_emb_0_0", "add_embedding_linear_2": "label_emb_0_2",
-              "conv_out": "out_2", "conv_in": "input_blocks_0_0"}  # fmt: skip
-    if body in simple:
-        return "lora_unet_" + simple[body]
+    if body in _DIFFUSERS_TOP:
+        return "lora_unet_" + _DIFFUSERS_TOP[body]
     inverse_inner = {new: old for old, new in _RESNET_INNER}
 
     def res(rest: str) -> str:
