@@ -26,7 +26,7 @@ from app.engine.train.lora import load_lora_state_dict
 FORMAT_VERSION = 1
 # Settings that must match for a checkpoint to continue a run exactly (steps and sampling may change).
 RESUME_KEYS = ("base", "rank", "alpha", "lora_targets", "train_text_encoder", "learning_rate", "text_encoder_lr",
-               "batch_size", "gradient_accumulation", "resolution", "seed", "lr_schedule", "warmup_steps",
+               "batch_size", "gradient_accumulation", "optimizer", "resolution", "seed", "lr_schedule", "warmup_steps",
                "weight_decay", "min_snr_gamma", "noise_offset", "prediction_type", "flip", "bucket_step")
 _NAME = re.compile(r"^step-(\d{6,})$")
 
@@ -180,8 +180,9 @@ def _join_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> d
         state.setdefault(int(pid), {}).update(entry)
     groups = meta["param_groups"]
     for group in groups:
-        if isinstance(group.get("betas"), list):
-            group["betas"] = tuple(group["betas"])
+        for key in ("betas", "eps"):  # tuples in the optimisers (AdamW betas, Adafactor eps); JSON made them lists
+            if isinstance(group.get(key), list):
+                group[key] = tuple(group[key])
     return {"state": state, "param_groups": groups}
 
 

@@ -16,6 +16,7 @@ from app.engine.errors import DatasetError, ModelLoadError, UserError
 
 LORA_TARGETS = ("attention", "attention+ff", "attention+ff+conv")
 SCHEDULES = ("constant", "cosine", "linear")
+OPTIMIZERS = ("adamw", "adafactor")
 PRECISIONS = ("auto", "no", "fp16", "bf16")
 PREDICTIONS = ("auto", "epsilon", "v_prediction")
 
@@ -54,9 +55,13 @@ class TrainConfig:
                                      advanced=True)
     gradient_accumulation: int = setting(1, "Micro-batches summed per optimiser step", minimum=1, maximum=256,
                                          advanced=True)
+    optimizer: str = setting(
+        "adamw", "Optimiser: AdamW, or Adafactor (far smaller optimiser state, for big ranks on small GPUs)",
+        choices=OPTIMIZERS, advanced=True,
+    )
     lr_schedule: str = setting("constant", "Learning-rate schedule after warm-up", choices=SCHEDULES, advanced=True)
     warmup_steps: int = setting(0, "Linear warm-up steps", minimum=0, maximum=100_000, advanced=True)
-    weight_decay: float = setting(1e-2, "AdamW weight decay", minimum=0, maximum=1.0, advanced=True)
+    weight_decay: float = setting(1e-2, "Decoupled weight decay", minimum=0, maximum=1.0, advanced=True)
     max_grad_norm: float = setting(1.0, "Gradient clipping norm (0 = off)", minimum=0, maximum=1000, advanced=True)
     mixed_precision: str = setting(
         "auto", "Weights' precision on GPU (LoRA stays fp32); auto = bf16 if supported else fp16; CPU always fp32",

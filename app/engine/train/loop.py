@@ -40,6 +40,7 @@ from app.engine.train.preflight import (
     estimate_peak_bytes, is_out_of_memory, out_of_memory_error, preflight_warning,
 )
 from app.engine.train.output import RateTracker, adapter_metadata, weights_checksum, write_adapter
+from app.engine.train.optimizers import make_optimizer
 from app.engine.train.sampling import render_samples, thumbnail_of
 from app.engine.train.objective import denoising_loss, step_generator
 from app.engine.train.validation import (
@@ -225,7 +226,7 @@ class _Run:
         cfg, acc, base = self.cfg, self.acc, self.base
         groups = [{"params": self.unet_params, "lr": cfg.learning_rate}]
         groups += [{"params": p, "lr": cfg.text_encoder_lr} for p in self.te_params]
-        optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        optimizer = make_optimizer(cfg.optimizer, groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         schedule = {"constant": "constant_with_warmup", "cosine": "cosine", "linear": "linear"}[cfg.lr_schedule]
         lr_scheduler = get_scheduler(schedule, optimizer, num_warmup_steps=cfg.warmup_steps,
                                      num_training_steps=cfg.steps)

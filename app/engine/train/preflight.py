@@ -16,7 +16,7 @@ _CHECKPOINTING_FACTOR = 0.2
 def estimate_peak_bytes(*, unet_params: int, other_params_on_device: int, lora_params: int, weight_bytes: int,
                         batch_size: int, resolution: int, gradient_checkpointing: bool) -> int:
     weights = (unet_params + other_params_on_device) * weight_bytes
-    # LoRA: fp32 weight + grad + two AdamW moments.
+    # LoRA: fp32 weight + grad + two AdamW moments (Adafactor keeps less; the LoRA share is small either way).
     lora = lora_params * 4 * 4
     act = _ACT_BYTES_PER_SAMPLE_PER_BPARAM_512 * (unet_params / 1e9) * batch_size * (resolution / 512) ** 2
     act *= weight_bytes / 2  # fp32 activations are twice the half-precision ones
