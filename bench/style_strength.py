@@ -34,22 +34,24 @@ def style_prompts(style_set, count: int, seed: int = 7) -> list[str]:
             for _ in range(count)]
 
 
-def measure_style(pipe, style_set, prompts: list[str], seeds: list[int], **draw_kw) -> dict:
+def measure_style(pipe, style_set, prompts: list[str], seeds: list[int], root=None, **draw_kw) -> dict:
     """Draw at weight 0 and 1 and score both; the adapter is unloaded again afterwards."""
     from PIL import Image
 
     from app.engine.adapters import load_into_pipeline, unload_adapter
     from app.engine.demo.harness import draw
     from app.engine.demo.stats import style_score
+    from app.engine.paths import BUNDLED_STYLES_DIR
 
     before = draw(pipe, prompts, seeds, **draw_kw)
-    report = load_into_pipeline(pipe, style_set.adapter_path(), style_set.folder)
+    root = root or BUNDLED_STYLES_DIR
+    report = load_into_pipeline(pipe, style_set.adapter_path(root), style_set.folder)
     try:
         pipe.set_adapters([style_set.folder], [1.0])
         after = draw(pipe, prompts, seeds, **draw_kw)
     finally:
         unload_adapter(pipe, style_set.folder)
-    target = [style_score(style_set.style, Image.open(p)) for p in sorted(style_set.folder_path().glob("*.png"))]
+    target = [style_score(style_set.style, Image.open(p)) for p in sorted(style_set.folder_path(root).glob("*.png"))]
     s0 = [style_score(style_set.style, im) for im in before]
     s1 = [style_score(style_set.style, im) for im in after]
     m0, m1, mt = statistics.median(s0), statistics.median(s1), statistics.median(target)
@@ -61,7 +63,7 @@ def measure_style(pipe, style_set, prompts: list[str], seeds: list[int], **draw_
 def main(argv: list[str] | None = None) -> int:
     from app.engine.demo.harness import draw, load_demo_pipeline
     from app.engine.demo.stylesets import STYLE_SETS
-    from app.engine.paths import DEMO_MODEL_DIR
+    from app.engine.paths import BUNDLED_STYLES_DIR, DEMO_MODEL_DIR
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=str(DEMO_MODEL_DIR))
@@ -70,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--sampler", default="DPM++ 2M", help="any sampler name the app offers (default: the app's)")
+    ap.add_argument("--styles", default=str(BUNDLED_STYLES_DIR),
+                    help="folder holding the style sets and their adapters (default: the bundled styles/)")
     ap.add_argument("--save", default="", help="folder for with/without example pictures (optional)")
     args = ap.parse_args(argv)
 
@@ -81,11 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"style strength on the demo model: {args.prompts} prompts × {len(seeds)} seeds per style, "
           f"{args.sampler} {args.steps} steps, CFG 7, 64 px; medians")
     for s in STYLE_SETS:
-        if not s.adapter_path().exists():
-            print(f"  {s.folder:17s} no adapter at {s.adapter_path()}")
+        adapter = s.adapter_path(args.styles)
+        if not adapter.exists():
+            print(f"  {s.folder:17s} no adapter at {adapter}")
             continue
         t0 = time.time()
-        r = measure_style(pipe, s, style_prompts(s, args.prompts), seeds, steps=args.steps)
+        r = measure_style(pipe, s, style_prompts(s, args.prompts), seeds, root=args.styles, steps=args.steps)
         print(f"  {s.folder:17s} {s.measure}: weight 0 {r['w0']:.3f} → weight 1 {r['w1']:.3f} "
               f"(style set {r['target']:.3f}); moved {r['toward']:.0%} of the way; higher in {r['up']}/{r['n']} "
               f"pairs; modules matched {r['matched']}, unmatched {r['unmatched']} ({time.time() - t0:.0f} s)")
@@ -97,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             out.mkdir(parents=True, exist_ok=True)
             prompt = with_trigger("a yellow star on a green background", s.trigger)
             plain = draw(pipe, [prompt], seeds)
-            load_into_pipeline(pipe, s.adapter_path(), s.folder)
+            load_into_pipeline(pipe, adapter, s.folder)
             styled = draw(pipe, [prompt], seeds)
             unload_adapter(pipe, s.folder)
             from PIL import Image

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from app.engine.demo.scenes import COLOURS, STYLES, Scene, random_scene, render
-from app.engine.demo.stats import scene_colours, style_score
+from app.engine.demo.stats import hue_layout, scene_colours, style_score
 from app.engine.demo.stylesets import STYLE_SETS
 from app.engine.paths import DEMO_MODEL_DIR
 
@@ -32,6 +32,17 @@ def test_scene_colours_sees_no_shape_on_a_plain_picture():
     plain = Image.new("RGB", (64, 64), COLOURS["green"])
     got = scene_colours(plain)
     assert got.background == "green" and got.shape is None
+
+
+def test_hue_layout_names_scenes_through_stripes_and_pastel():
+    # Light stripes make half the pixels near-white; hue still names both colours.
+    chromatic = tuple(c for c in COLOURS if c not in ("white", "black"))
+    rng = random.Random(3)
+    for _ in range(40):
+        scene = random_scene(rng, colours=chromatic)
+        for style in (None, "stripes", "pastel"):
+            assert hue_layout(render(scene, style=style)) == (scene.background, scene.colour), (style, scene)
+    assert hue_layout(Image.new("RGB", (64, 64), COLOURS["green"])) == ("green", None)
 
 
 @pytest.mark.parametrize("style", STYLES)

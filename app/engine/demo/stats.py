@@ -52,6 +52,53 @@ def scene_colours(img: Image.Image | np.ndarray, *, border: int = 3, min_share: 
     return SceneColours(nearest_colour(bg), shape, share)
 
 
+# The chromatic demo colours by hue alone: mixing toward white (light stripes, pastel) keeps a pixel's hue,
+# so these name a striped picture's colours where RGB distance would call every light stripe "white".
+_CHROMATIC = tuple(n for n in _NAMES if n not in ("white", "black"))
+
+
+def _hue_vectors(arr: np.ndarray) -> np.ndarray:
+    """Per pixel, the hue as a 2-D vector whose length is the saturation (greys count for nothing)."""
+    r, g, b = arr[..., 0], arr[..., 1], arr[..., 2]
+    # Opponent-colour axes (the hexagonal hue plane), normalised by value, so light and dark tints agree.
+    x = (2 * r - g - b) / 2
+    y = (np.sqrt(3) / 2) * (g - b)
+    return np.stack([x, y], axis=-1) / np.maximum(arr.max(axis=-1, keepdims=True), 1.0)
+
+
+def _angle(vec: np.ndarray) -> np.ndarray:
+    return np.arctan2(vec[..., 1], vec[..., 0])
+
+
+def _angle_gap(a: np.ndarray, b: float) -> np.ndarray:
+    return np.abs((a - b + np.pi) % (2 * np.pi) - np.pi)
+
+
+_CHROMATIC_ANGLES = np.array([_angle(_hue_vectors(np.array(COLOURS[n], dtype=np.float32))) for n in _CHROMATIC])
+
+
+def _hue_name(vec: np.ndarray) -> str:
+    return _CHROMATIC[int(_angle_gap(_CHROMATIC_ANGLES, float(_angle(vec))).argmin())]
+
+
+def hue_layout(img: Image.Image | np.ndarray, *, border: int = 3, min_share: float = 0.02) -> tuple[str, str | None]:
+    """(background colour, shape colour) named by hue, for scenes whose colours are both chromatic.
+
+    Unlike ``scene_colours`` this survives styles that lighten some pixels (stripes, pastel): it reads hue,
+    which mixing toward white keeps. The shape is the saturated pixels whose hue is clearly (> 20°) not the
+    background's; None when there are too few of them.
+    """
+    vec = _hue_vectors(_rgb(img))
+    ring = np.concatenate([vec[:border].reshape(-1, 2), vec[-border:].reshape(-1, 2),
+                           vec[:, :border].reshape(-1, 2), vec[:, -border:].reshape(-1, 2)])
+    bg = ring.mean(axis=0)
+    inner = vec[border:-border, border:-border].reshape(-1, 2)
+    saturated = np.linalg.norm(inner, axis=1) > 0.15
+    other = saturated & (_angle_gap(_angle(inner), float(_angle(bg))) > np.radians(20))
+    shape = _hue_name(inner[other].mean(axis=0)) if other.mean() >= min_share else None
+    return _hue_name(bg), shape
+
+
 def _luma(arr: np.ndarray) -> np.ndarray:
     return arr @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
