@@ -82,6 +82,12 @@ def build_config(args: argparse.Namespace):
         return config_from_preset(args.preset, **overrides)
     from app.engine.configbase import from_dict
 
+    if "resolution" not in overrides and overrides.get("base"):
+        # Like the Train tab: train at the size the base model draws (64 px demo model, 1024 SDXL), not 512.
+        from app.engine.models.detect import native_resolution
+
+        overrides["resolution"] = native_resolution(overrides["base"])
+
     return from_dict(TrainConfig, overrides) if overrides else TrainConfig()
 
 

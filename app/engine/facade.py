@@ -60,29 +60,17 @@ def default_base_model() -> str:
 
 def inspect_base_model(path: str) -> BaseModelInfo:
     """Family of a diffusers folder or single-file checkpoint from its configs / header only (no torch)."""
-    from app.engine.models.detect import inspect_model
+    from app.engine.models.detect import inspect_model, native_resolution
     from app.engine.models.families import FAMILIES
 
     info = BaseModelInfo(path=path)
     try:
         info.family = inspect_model(path).family
         info.label = FAMILIES[info.family].label
-        info.resolution = _native_resolution(Path(path)) or FAMILIES[info.family].native_resolution
+        info.resolution = native_resolution(path)
     except UserError as err:
         info.error = str(err)
     return info
-
-
-def _native_resolution(folder: Path) -> int:
-    """Pixels = UNet sample size × VAE downscale, from a diffusers folder's configs (0 when unknown)."""
-    import json
-
-    try:
-        unet = json.loads((folder / "unet" / "config.json").read_text())
-        vae = json.loads((folder / "vae" / "config.json").read_text())
-        return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
 
 
 # -------------------------------------------------------------------------------------------- datasets

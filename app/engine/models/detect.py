@@ -61,6 +61,18 @@ def inspect_model(path: str | os.PathLike[str]) -> Detection:
 # ---------------------------------------------------------------------------------------------- folders
 
 
+def native_resolution(path: str | os.PathLike[str]) -> int:
+    """The image size a base model was trained at: UNet sample size × VAE downscale from a diffusers folder's
+    configs (64 for the demo model), else the family's (512 SD1, 768 SD2-v, 1024 SDXL)."""
+    folder = Path(path)
+    try:
+        unet = json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8"))
+        vae = json.loads((folder / "vae" / "config.json").read_text(encoding="utf-8"))
+        return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+    except (OSError, ValueError, KeyError, TypeError):
+        return detect_family(path).native_resolution
+
+
 def _read_json(path: Path, what: str) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -1,4 +1,4 @@
-"""Optimiser choice: Adafactor trains, its factored state checkpoints and resumes exactly like AdamW's."""
+"""Training options: the optimiser choice (Adafactor trains and resumes exactly like AdamW), the CLI default size."""
 
 from __future__ import annotations
 
@@ -55,3 +55,21 @@ def test_adafactor_run_resumes_to_the_uninterrupted_weights(tiny_sd15, tmp_path)
     assert ups and any(a[k].abs().max() > 0 for k in ups)  # it trained (LoRA up-weights start at zero)
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6)
+
+
+def test_cli_trains_at_the_base_models_own_size_unless_told(tiny_sd15, tmp_path):
+    import argparse
+
+    from app.commands import train as train_cmd
+    from app.engine.paths import DEMO_MODEL_DIR
+
+    parser = argparse.ArgumentParser()
+    train_cmd.register(parser.add_subparsers())
+
+    def resolution(*argv: str) -> int:
+        return train_cmd.build_config(parser.parse_args(["train", str(tmp_path), "--out", "x.safetensors", *argv])).resolution
+
+    assert resolution("--base", str(tiny_sd15)) == 64  # 32×32 latents, one VAE downsampler
+    assert resolution("--base", str(DEMO_MODEL_DIR)) == 64
+    assert resolution("--base", str(tiny_sd15), "--resolution", "96") == 96
+    assert resolution("--base", str(tiny_sd15), "--preset", "fast style") == 512  # presets carry their own
