@@ -14,6 +14,7 @@ FAKE_TRAINER = textwrap.dedent(
     """
     import json, signal, sys, time
     mode = sys.argv[1]
+    partial = sys.argv[2] if len(sys.argv) > 2 else ""  # where a cancelled run "saves the adapter so far"
     stop = False
     def on_term(*_):
         global stop
@@ -26,7 +27,9 @@ FAKE_TRAINER = textwrap.dedent(
     for step in range(1, total + 1):
         if stop:
             emit(event="checkpoint", step=step - 1, path="ckpt-%d" % (step - 1))
-            emit(event="finished", output="", cancelled=True, summary={})
+            if partial:
+                open(partial, "wb").write(b"adapter so far")
+            emit(event="finished", output=partial, cancelled=True, summary={})
             sys.exit(0)
         if mode == "crash" and step == 3:
             print("Traceback: boom", file=sys.stderr, flush=True)
@@ -44,10 +47,10 @@ FAKE_TRAINER = textwrap.dedent(
 )
 
 
-def fake_trainer_argv(tmp_path: Path, mode: str) -> list[str]:
+def fake_trainer_argv(tmp_path: Path, mode: str, partial: Path | None = None) -> list[str]:
     script = tmp_path / "fake_trainer.py"
     script.write_text(FAKE_TRAINER, encoding="utf-8")
-    return [sys.executable, str(script), mode]
+    return [sys.executable, str(script), mode, *([str(partial)] if partial else [])]
 
 
 def make_style_folder(folder: Path, good: int = 4) -> Path:

@@ -138,6 +138,20 @@ def test_cancel_stops_child_and_allows_resume(qtbot, tmp_path):
     assert vm.can_resume()
 
 
+def test_a_cancelled_runs_saved_adapter_goes_to_the_shelf(qtbot, tmp_path):
+    from app.gui.train_vm import TrainViewModel
+
+    vm = TrainViewModel()
+    partial = tmp_path / "so-far.safetensors"
+    ready = []
+    vm.adapterReady.connect(ready.append)
+    with qtbot.waitSignal(vm.progressChanged, timeout=30_000):
+        vm.start_argv(fake_trainer_argv(tmp_path, "slow", partial))
+    with qtbot.waitSignal(vm.runEnded, timeout=30_000):
+        vm.cancel()
+    assert ready == [str(partial)] and vm.can_resume()
+
+
 def test_kill_timer_of_a_cancelled_run_spares_the_resumed_run(qtbot, tmp_path):
     from app.gui.train_vm import TrainViewModel
 
@@ -209,15 +223,19 @@ def test_real_training_cancel_then_resume(qtbot, tmp_path, tiny_sd15):
         win.train_tab.cancel_button.click()
     assert ended.args == [True]
     assert max(steps) < 400
+    partial = win.shelf_vm.model.row_of(vm.output_path)  # the adapter so far is usable at once
+    assert partial is not None and Path(vm.output_path).name == "resumable.safetensors"
     assert vm.can_resume() and win.train_tab.resume_button.isEnabled()
     vm.set_value("steps", max(steps) + 3)  # finish soon after the resume point
     errors, landed = [], []
     vm.errorRaised.connect(lambda msg, details: errors.append((msg, details[-2000:])))
     win.shelf_vm.imported.connect(landed.append)
+    rows_before = win.shelf_vm.model.rowCount()
     win.train_tab.resume_button.click()
     qtbot.waitUntil(lambda: bool(landed or errors), timeout=300_000)
     assert not errors
     assert Path(landed[0][0]).name == "resumable.safetensors"
+    assert win.shelf_vm.model.rowCount() == rows_before  # Resume updated the cancelled run's card, no duplicate
     assert min(steps[-3:]) > 1  # the resumed run continued, it did not start over
 
 

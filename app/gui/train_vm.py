@@ -33,7 +33,7 @@ class TrainViewModel(QObject):
     samplesReady = Signal(int, list)  # step, png paths
     validationReady = Signal(object, object)  # base loss, adapter loss
     message = Signal(str)  # a status line
-    adapterReady = Signal(str)  # path of the finished adapter
+    adapterReady = Signal(str)  # path of the finished (or cancelled, saved so far) adapter
     runEnded = Signal(bool)  # cancelled?
     errorRaised = Signal(str, str)  # message, details
 
@@ -210,7 +210,14 @@ class TrainViewModel(QObject):
         self._set_state(IDLE)
         if ev.cancelled:
             self.last_checkpoint = self.last_checkpoint or str(ev.output or "")
-            self.message.emit("Cancelled; a checkpoint was saved, press Resume to continue.")
+            if ev.output and Path(ev.output).is_file():
+                # The trainer saved the adapter as it stood: usable now, and Resume later updates the same card.
+                self.output_path = str(ev.output)
+                self.message.emit(f"Cancelled: {Path(ev.output).name} (so far) is on the shelf; press Resume to "
+                                  "continue training.")
+                self.adapterReady.emit(self.output_path)
+            else:
+                self.message.emit("Cancelled; a checkpoint was saved, press Resume to continue.")
         else:
             self.last_checkpoint = ""
             if ev.output:
