@@ -33,6 +33,15 @@ def styleshelf_home(tmp_path_factory, monkeypatch):
     return home
 
 
+@pytest.fixture
+def isolated_settings(tmp_path):
+    """The GUI's QSettings store in a temporary folder: tests never read or write a real user's preferences."""
+    from PySide6.QtCore import QSettings
+
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "qsettings"))
+    yield tmp_path / "qsettings"
+
+
 @pytest.fixture(scope="session")
 def tiny_sd15(tmp_path_factory):
     """A tiny random SD1.5-architecture diffusers folder (built once per test run, ~1 s)."""

@@ -14,14 +14,9 @@ from PySide6.QtGui import QDropEvent
 
 from tests.gui_helpers import make_lora
 
-pytestmark = pytest.mark.qt_log_ignore("propagateSizeHints")
+pytestmark = [pytest.mark.qt_log_ignore("propagateSizeHints"), pytest.mark.usefixtures("isolated_settings")]
 
 
-@pytest.fixture(autouse=True)
-def isolated_settings(tmp_path):
-    from PySide6.QtCore import QSettings
-
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "qsettings"))
 
 
 @pytest.fixture(scope="module")
@@ -191,3 +186,38 @@ def test_images_from_earlier_sessions_come_back_with_their_settings(qtbot, windo
     assert image.seed == 4242 and image.params is None
     later.use_image_settings(image)
     assert later.params.prompt.endswith("a green star") and later.params.seed == 4242 and later.params.steps == 2
+
+
+def test_extra_adapter_folders_are_listed_and_remembered(qtbot, loras, tmp_path):
+    from app.engine import facade
+    from app.gui.dialogs import AdapterFoldersDialog
+    from app.gui.shelf_vm import ShelfViewModel
+
+    team = tmp_path / "team-share"
+    team.mkdir()
+    shutil.copy(loras[1], team / "pastel.safetensors")
+    shared = str(team / "pastel.safetensors")
+    vm = ShelfViewModel()
+    try:
+        with qtbot.waitSignal(vm.refreshed, timeout=30_000):
+            vm.refresh()
+        assert vm.model.row_of(shared) is None
+        dialog = AdapterFoldersDialog(vm.extra_folders)
+        qtbot.addWidget(dialog)
+        dialog.add_folder(str(team))
+        dialog.add_folder(str(team))  # a folder is listed once
+        assert dialog.folders() == [str(team)]
+        with qtbot.waitSignal(vm.refreshed, timeout=30_000):
+            vm.set_extra_folders(dialog.folders())
+        assert vm.model.item(vm.model.row_of(shared)).card.title == "Pastel"
+        # The next session (a new view model) lists it again from the remembered preference.
+        later = ShelfViewModel()
+        assert later.extra_folders == [str(team)]
+        with qtbot.waitSignal(later.refreshed, timeout=30_000):
+            later.refresh()
+        assert later.model.row_of(shared) is not None
+        with qtbot.waitSignal(later.refreshed, timeout=30_000):
+            later.set_extra_folders([])
+        assert later.model.row_of(shared) is None and (team / "pastel.safetensors").is_file()
+    finally:
+        facade.set_extra_adapter_folders([])

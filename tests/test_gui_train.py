@@ -11,15 +11,9 @@ from PySide6.QtGui import QDropEvent
 
 from tests.gui_helpers import fake_trainer_argv, make_style_folder
 
-pytestmark = pytest.mark.qt_log_ignore("propagateSizeHints")
+pytestmark = [pytest.mark.qt_log_ignore("propagateSizeHints"), pytest.mark.usefixtures("isolated_settings")]
 
 
-@pytest.fixture(autouse=True)
-def isolated_settings(tmp_path):
-    from PySide6.QtCore import QSettings
-
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "qsettings"))
-    yield
 
 
 @pytest.fixture

@@ -196,10 +196,20 @@ class AdapterCard:
     problem: str = ""  # a refused or suspicious file keeps its card with the reason
 
 
+_extra_adapter_folders: tuple[str, ...] = ()
+
+
+def set_extra_adapter_folders(folders: list[str]) -> None:
+    """Folders listed on the shelf beside the user's own and the bundled styles (a team share, ComfyUI's
+    ``models/loras``…), on top of ``STYLESHELF_ADAPTER_PATH``. The GUI sets them from its preferences."""
+    global _extra_adapter_folders
+    _extra_adapter_folders = tuple(str(f) for f in folders if str(f).strip())
+
+
 def _library():
     from app.engine.shelf.library import Library
 
-    return Library.default()
+    return Library.default(_extra_adapter_folders)
 
 
 def list_adapters() -> list[AdapterCard]:

@@ -110,6 +110,7 @@ class MainWindow(QMainWindow):
         file.addSeparator()
         self._action(file, "Open training images…", self.train_tab.choose_folder, "Ctrl+D")
         self._action(file, "Import styles…", self.generate_tab.shelf_panel._choose_import, "Ctrl+I")
+        self._action(file, "Adapter folders…", self.choose_adapter_folders)
         file.addSeparator()
         self._action(file, "Quit", self.close, QKeySequence.StandardKey.Quit)
 
@@ -189,6 +190,13 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getOpenFileName(self, "Base checkpoint", "", "Checkpoints (*.safetensors)")
         if path:
             self.set_base_model(path)
+
+    def choose_adapter_folders(self) -> None:
+        from app.gui.dialogs import AdapterFoldersDialog
+
+        dialog = AdapterFoldersDialog(self.shelf_vm.extra_folders, self)
+        if dialog.exec():
+            self.shelf_vm.set_extra_folders(dialog.folders())
 
     def set_base_model(self, path: str) -> None:
         self._set_base(path, load=True, remember=True)

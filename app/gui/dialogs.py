@@ -1,4 +1,5 @@
-"""Small dialogs: edit an adapter's title/trigger/thumbnail, and bake the stack into one adapter."""
+"""Small dialogs: edit an adapter's title/trigger/thumbnail, bake the stack into one adapter, and pick the extra
+folders the shelf lists."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
+    QListWidget,
     QPushButton,
     QSpinBox,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -79,3 +83,42 @@ class BakeDialog(QDialog):
 
     def rank(self) -> int | None:
         return self.rank_box.value() or None
+
+
+class AdapterFoldersDialog(QDialog):
+    """Edits a copy of the folder list; the shelf's view model stores it when the dialog is accepted."""
+
+    def __init__(self, folders: list[str], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Adapter folders")
+        self.list = QListWidget()
+        self.list.addItems(folders)
+        add, remove = QPushButton("Add folder…"), QPushButton("Remove")
+        add.clicked.connect(self._add)
+        remove.clicked.connect(lambda: [self.list.takeItem(self.list.row(i)) for i in self.list.selectedItems()])
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        row = QHBoxLayout()
+        row.addWidget(add)
+        row.addWidget(remove)
+        row.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Besides your own styles and the bundled examples, the shelf lists the adapters in "
+                                "these folders\n(a team share, or another tool's LoRA folder such as ComfyUI's "
+                                "models/loras). Files there are never moved or deleted."))
+        layout.addWidget(self.list)
+        layout.addLayout(row)
+        layout.addWidget(buttons)
+
+    def _add(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add an adapter folder")
+        if folder:
+            self.add_folder(folder)
+
+    def add_folder(self, folder: str) -> None:
+        if folder not in self.folders():
+            self.list.addItem(folder)
+
+    def folders(self) -> list[str]:
+        return [self.list.item(i).text() for i in range(self.list.count())]

@@ -6,12 +6,14 @@ back in the model on the UI thread.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
 from app.engine import facade
+from app.gui import settings as prefs
 from app.gui.background import run_in_background
 from app.gui.errors import describe_exception
 from app.gui.shelf_model import ShelfModel
@@ -23,10 +25,21 @@ class ShelfViewModel(QObject):
     message = Signal(str)
     errorRaised = Signal(str, str)
 
+    EXTRA_FOLDERS_KEY = "shelf/extra_folders"
+
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.model = ShelfModel(self)
         self.busy = 0
+        self.extra_folders: list[str] = _load_folders(prefs.get_str(self.EXTRA_FOLDERS_KEY))
+        facade.set_extra_adapter_folders(self.extra_folders)
+
+    def set_extra_folders(self, folders: list[str]) -> None:
+        """Remember the extra adapter folders (a team share, another tool's LoRA folder) and rescan."""
+        self.extra_folders = list(dict.fromkeys(f for f in folders if f.strip()))  # keep order, drop repeats
+        prefs.set_value(self.EXTRA_FOLDERS_KEY, json.dumps(self.extra_folders))
+        facade.set_extra_adapter_folders(self.extra_folders)
+        self.refresh()
 
     # ------------------------------------------------------------------ scanning and importing
     def refresh(self) -> None:
@@ -122,3 +135,11 @@ class ShelfViewModel(QObject):
         self.busy -= 1
         self.model.add_card(card)
         self.message.emit(f"Baked the stack into {Path(card.path).name}")
+
+
+def _load_folders(stored: str) -> list[str]:
+    try:
+        value = json.loads(stored) if stored else []
+    except ValueError:
+        return []
+    return [str(f) for f in value] if isinstance(value, list) else []
