@@ -60,6 +60,30 @@ def measure_style(pipe, style_set, prompts: list[str], seeds: list[int], root=No
                 unmatched=report.unmatched, before=before, after=after)
 
 
+STAR = "a yellow star on a green background"
+
+
+def yellow_star_check(pipe, style_set, adapter: Path, seeds: list[int], **draw_kw) -> dict:
+    """The issue's eyeball test in numbers: the plain prompt without the adapter, the prompt with the trigger at
+    weight 1; in how many pictures are a green background and a yellow shape still there (named by hue, which
+    stripes and pastel keep), and the style's score."""
+    from app.engine.adapters import load_into_pipeline, unload_adapter
+    from app.engine.demo.harness import draw
+    from app.engine.demo.stats import hue_layout, style_score
+    from app.engine.train.dataset import with_trigger
+
+    before = draw(pipe, [STAR], seeds, **draw_kw)
+    load_into_pipeline(pipe, adapter, style_set.folder)
+    try:
+        after = draw(pipe, [with_trigger(STAR, style_set.trigger)], seeds, **draw_kw)
+    finally:
+        unload_adapter(pipe, style_set.folder)
+    layout = lambda images: sum(hue_layout(im) == ("green", "yellow") for im in images)  # noqa: E731
+    score = lambda images: statistics.median(style_score(style_set.style, im) for im in images)  # noqa: E731
+    return dict(n=len(seeds), w0_layout=layout(before), w1_layout=layout(after), w0=score(before),
+                w1=score(after), before=before, after=after)
+
+
 def main(argv: list[str] | None = None) -> int:
     from app.engine.demo.harness import draw, load_demo_pipeline
     from app.engine.demo.stylesets import STYLE_SETS
@@ -94,23 +118,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {s.folder:17s} {s.measure}: weight 0 {r['w0']:.3f} → weight 1 {r['w1']:.3f} "
               f"(style set {r['target']:.3f}); moved {r['toward']:.0%} of the way; higher in {r['up']}/{r['n']} "
               f"pairs; modules matched {r['matched']}, unmatched {r['unmatched']} ({time.time() - t0:.0f} s)")
+        star = yellow_star_check(pipe, s, adapter, list(range(max(4, args.seeds))), steps=args.steps)
+        print(f"  {'':17s} \"{STAR}\": both colours seen (by hue) {star['w0_layout']}/{star['n']} at weight 0, "
+              f"{star['w1_layout']}/{star['n']} at weight 1; style score median {star['w0']:.3f} → {star['w1']:.3f}")
         if args.save:
-            from app.engine.adapters import load_into_pipeline, unload_adapter
-            from app.engine.train.dataset import with_trigger
+            from PIL import Image
 
             out = Path(args.save)
             out.mkdir(parents=True, exist_ok=True)
-            prompt = with_trigger("a yellow star on a green background", s.trigger)
-            plain = draw(pipe, [prompt], seeds)
-            load_into_pipeline(pipe, adapter, s.folder)
-            styled = draw(pipe, [prompt], seeds)
-            unload_adapter(pipe, s.folder)
-            from PIL import Image
-
-            sheet = Image.new("RGB", (64 * len(seeds), 128))
-            for j in range(len(seeds)):
-                sheet.paste(plain[j], (64 * j, 0))
-                sheet.paste(styled[j], (64 * j, 64))
+            sheet = Image.new("RGB", (64 * star["n"], 128))
+            for j, (plain, styled) in enumerate(zip(star["before"], star["after"])):
+                sheet.paste(plain, (64 * j, 0))
+                sheet.paste(styled, (64 * j, 64))
             sheet.resize((sheet.width * 4, sheet.height * 4), Image.NEAREST).save(out / f"yellow-star_{s.folder}.png")
     return 0
 

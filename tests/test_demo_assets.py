@@ -34,13 +34,13 @@ def test_scene_colours_sees_no_shape_on_a_plain_picture():
     assert got.background == "green" and got.shape is None
 
 
-def test_hue_layout_names_scenes_through_stripes_and_pastel():
-    # Light stripes make half the pixels near-white; hue still names both colours.
+def test_hue_layout_names_scenes_through_every_style():
+    # Light stripes make half the pixels near-white, outlines add dark ink; hue still names both colours.
     chromatic = tuple(c for c in COLOURS if c not in ("white", "black"))
     rng = random.Random(3)
     for _ in range(40):
         scene = random_scene(rng, colours=chromatic)
-        for style in (None, "stripes", "pastel"):
+        for style in (None, *STYLES):
             assert hue_layout(render(scene, style=style)) == (scene.background, scene.colour), (style, scene)
     assert hue_layout(Image.new("RGB", (64, 64), COLOURS["green"])) == ("green", None)
 

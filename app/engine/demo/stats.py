@@ -81,19 +81,22 @@ def _hue_name(vec: np.ndarray) -> str:
     return _CHROMATIC[int(_angle_gap(_CHROMATIC_ANGLES, float(_angle(vec))).argmin())]
 
 
-def hue_layout(img: Image.Image | np.ndarray, *, border: int = 3, min_share: float = 0.02) -> tuple[str, str | None]:
+def hue_layout(img: Image.Image | np.ndarray, *, border: int = 3, min_share: float = 0.008) -> tuple[str, str | None]:
     """(background colour, shape colour) named by hue, for scenes whose colours are both chromatic.
 
     Unlike ``scene_colours`` this survives styles that lighten some pixels (stripes, pastel): it reads hue,
     which mixing toward white keeps. The shape is the saturated pixels whose hue is clearly (> 20°) not the
     background's; None when there are too few of them.
     """
-    vec = _hue_vectors(_rgb(img))
+    arr = _rgb(img)
+    vec = _hue_vectors(arr)
     ring = np.concatenate([vec[:border].reshape(-1, 2), vec[-border:].reshape(-1, 2),
                            vec[:, :border].reshape(-1, 2), vec[:, -border:].reshape(-1, 2)])
     bg = ring.mean(axis=0)
     inner = vec[border:-border, border:-border].reshape(-1, 2)
-    saturated = np.linalg.norm(inner, axis=1) > 0.15
+    # Dark pixels (ink outlines, shadows) have unreliable hue: only clearly lit, clearly coloured ones count.
+    lit = arr[border:-border, border:-border].max(axis=-1).reshape(-1) > 80
+    saturated = lit & (np.linalg.norm(inner, axis=1) > 0.15)
     other = saturated & (_angle_gap(_angle(inner), float(_angle(bg))) > np.radians(20))
     shape = _hue_name(inner[other].mean(axis=0)) if other.mean() >= min_share else None
     return _hue_name(bg), shape
