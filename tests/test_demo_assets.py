@@ -179,3 +179,28 @@ def test_shipped_adapter_loads_cleanly_and_moves_toward_its_style(demo_pipe, sty
     # what bench/style_strength.py reports: pastel ~50 %, outlines ~20 %, stripes ~4 % of the way.)
     assert sum(y > x for x, y in zip(before, after)) >= 3, (before, after)
     assert a - b > 0.03 * (target - b), (style_set.folder, b, a, target)
+
+
+@needs_model
+def test_yellow_star_on_green_with_and_without_the_stripes_adapter(demo_pipe):
+    """The issue's check: the plain prompt draws the shape in its colours; with the stripes adapter the same
+    scene comes out striped and still shows a yellow shape on green (by hue, which light stripes keep)."""
+    from app.engine.adapters import load_into_pipeline, unload_adapter
+    from app.engine.demo.harness import draw
+    from app.engine.demo.stats import stripe_energy
+    from app.engine.train.dataset import with_trigger
+
+    stripes = next(s for s in STYLE_SETS if s.style == "stripes")
+    prompt, seeds = "a yellow star on a green background", [0, 1, 2]
+    plain = draw(demo_pipe, [prompt], seeds)
+    load_into_pipeline(demo_pipe, stripes.adapter_path(), "stripes")
+    try:
+        striped = draw(demo_pipe, [with_trigger(prompt, stripes.trigger)], seeds)
+    finally:
+        unload_adapter(demo_pipe, "stripes")
+    target = statistics.median(stripe_energy(Image.open(p)) for p in sorted(stripes.folder_path().glob("*.png")))
+    assert [(c.background, c.shape) for c in map(scene_colours, plain)] == [("green", "yellow")] * 3
+    assert max(map(stripe_energy, plain)) < 0.1 * target
+    assert sum(hue_layout(im) == ("green", "yellow") for im in striped) >= 2, [hue_layout(im) for im in striped]
+    assert min(map(stripe_energy, striped)) > 0.3 * target, [stripe_energy(im) for im in striped]
+
