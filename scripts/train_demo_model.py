@@ -5,13 +5,18 @@ A small text-to-image model in the standard diffusers Stable Diffusion 1.x layou
 16×16×4 latents), UNet2DConditionModel with cross-attention, a narrow CLIPTextModel with the real CLIP
 tokenizer, and SD's noise schedule. It learns prompts such as "a large red circle on a blue background".
 
-    .venv/bin/python scripts/train_demo_model.py              # ~25–35 min on 2 CPU cores
+    .venv/bin/python scripts/train_demo_model.py              # ~25 min on 2 CPU cores
     .venv/bin/python scripts/train_demo_model.py --quick OUT  # seconds: a smoke run of every stage
 
 Stages: (1) train the autoencoder so colours round-trip faithfully (a random VAE decodes everything to grey);
-(2) encode the training scenes once with ``.mode()`` and cache the latents; (3) train the UNet and the text
-encoder jointly on the cached latents; (4) save fp16 UNet/VAE weights (they load as fp32) and the fp32 text
-encoder, writing the folder atomically (temp folder, then rename).
+(2) encode the training scenes once with ``.mode()`` and cache the latents; (3) teach the text encoder the
+captions' attributes (shape colour, background colour, shape, size) through linear read-out heads, so that which
+colour belongs to the shape is in its states before the UNet reads them (from the diffusion loss alone the narrow
+encoder blurred the two colours: 22 % of pictures right after 3,600 steps, against 41 % after 1,000 with the
+heads); (4) train the UNet and the text encoder jointly on the cached latents, the read-out loss kept on a small
+weight; a quarter of the captions start with random words, so trigger words in front do not derail it;
+(5) save fp16 UNet/VAE weights (they load as fp32) and the fp32 text encoder, writing the folder atomically
+(temp folder, then rename). The read-out heads are not saved.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from app.engine.demo.attributes import AttributeHeads, CaptionTable, pretrain_text  # noqa: E402
 from app.engine.demo.scenes import COLOURS, STYLES, Scene, image_to_tensor_array, random_scene, render  # noqa: E402
 from app.engine.paths import DEMO_MODEL_DIR, TOKENIZER_DIR  # noqa: E402
 
@@ -136,10 +142,10 @@ def vae_error(vae, seed: int) -> float:
     return float((rec - x).abs().mean() * 127.5)
 
 
-def make_dataset(n: int, seed: int) -> tuple[list[str], np.ndarray]:
+def make_dataset(n: int, seed: int) -> tuple[list[Scene], np.ndarray]:
     rng = random.Random(seed)
     scenes: list[Scene] = [random_scene(rng) for _ in range(n)]
-    return [s.caption() for s in scenes], np.stack([image_to_tensor_array(render(s)) for s in scenes])
+    return scenes, np.stack([image_to_tensor_array(render(s)) for s in scenes])
 
 
 @torch.no_grad()
@@ -148,20 +154,15 @@ def encode_latents(vae, images: np.ndarray, batch: int = 128) -> torch.Tensor:
     return torch.cat(out)
 
 
-def train_unet(unet, text_encoder, tokenizer, latents, captions, *, steps, batch, seed, log, on_milestone=None,
-               every: int = 0) -> None:
+def train_unet(unet, text_encoder, heads: AttributeHeads, latents, table: CaptionTable, *, steps, batch, seed, log,
+               unet_lr: float, text_lr: float, attribute_weight: float, on_milestone=None, every: int = 0) -> None:
     from diffusers import DDPMScheduler
 
     noise_sched = DDPMScheduler(**SCHEDULE)
     alphas = noise_sched.alphas_cumprod
     snr = alphas / (1 - alphas)
-    # Tokenise every distinct caption (and the empty one for classifier-free guidance) once.
-    vocab = sorted(set(captions)) + [""]
-    index = {c: i for i, c in enumerate(vocab)}
-    ids = tokenizer(vocab, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
-    cap_idx = torch.tensor([index[c] for c in captions])
-    empty = index[""]
-    params = [{"params": unet.parameters(), "lr": 5e-4}, {"params": text_encoder.parameters(), "lr": 2e-4}]
+    params = [{"params": unet.parameters(), "lr": unet_lr},
+              {"params": list(text_encoder.parameters()) + list(heads.parameters()), "lr": text_lr}]
     opt = torch.optim.AdamW(params, weight_decay=1e-2)
     warm = max(1, min(100, steps // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -174,17 +175,19 @@ def train_unet(unet, text_encoder, tokenizer, latents, captions, *, steps, batch
     for step in range(steps):
         pick = torch.randint(0, len(latents), (batch,), generator=gen)
         x0 = latents[pick]
-        tok = cap_idx[pick].clone()
-        tok[torch.rand(batch, generator=gen) < 0.1] = empty  # caption dropout teaches the unconditional branch
+        rows = table.of_image[pick].clone()
+        rows[torch.rand(batch, generator=gen) < 0.1] = table.empty  # caption dropout teaches the unconditional branch
         # Offset noise: lets the model move a picture's overall colour far from the noise's mean.
         noise = torch.randn(x0.shape, generator=gen) + 0.1 * torch.randn((batch, 4, 1, 1), generator=gen)
         t = torch.randint(0, 1000, (batch,), generator=gen)
         xt = noise_sched.add_noise(x0, noise, t)
-        cond = text_encoder(ids[tok])[0]
+        cond = text_encoder(table.ids[rows])[0]
         pred = unet(xt, t, cond).sample
         # Min-SNR-5 weighting: faster convergence, no single noise level dominates.
         w = torch.clamp(snr[t], max=5.0) / snr[t]
         loss = (w * ((pred - noise) ** 2).mean(dim=(1, 2, 3))).mean()
+        if attribute_weight:
+            loss = loss + attribute_weight * heads.loss(cond, table.mask[rows], table.labels[rows])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(unet.parameters()) + list(text_encoder.parameters()), 1.0)
@@ -249,9 +252,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=2, help="CPU threads (the build machine has 2 cores)")
     ap.add_argument("--vae-steps", type=int, default=900)
-    ap.add_argument("--unet-steps", type=int, default=1200)
+    ap.add_argument("--unet-steps", type=int, default=4000)
     ap.add_argument("--save-every", type=int, default=300, help="also write the model every N UNet steps (0: never)")
     ap.add_argument("--check", type=int, default=0, help="after training, try N random prompts and print the hit rate")
+    ap.add_argument("--text-steps", type=int, default=400,
+                    help="attribute pre-training steps for the text encoder before the UNet stage")
+    ap.add_argument("--attribute-weight", type=float, default=0.1,
+                    help="weight of the text encoder's attribute read-out loss during the UNet stage (0: off)")
+    ap.add_argument("--prefixed-share", type=float, default=0.25,
+                    help="share of training captions that start with random words (so trigger words do not derail it)")
+    ap.add_argument("--unet-lr", type=float, default=5e-4)
+    ap.add_argument("--text-lr", type=float, default=5e-4)
     ap.add_argument("--images", type=int, default=4000, help="distinct training scenes for the UNet")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--quick", action="store_true", help="a few steps of every stage (smoke test)")
@@ -261,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.vae_steps, args.unet_steps, args.images, args.batch, args.save_every = 3, 4, 64, 4, 2
+        args.text_steps = 3
     torch.set_num_threads(args.threads)
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -296,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     t_vae = time.time() - start
     log(f"vae done: held-out mean abs error {vae_err:.1f}/255")
 
-    captions, images = make_dataset(args.images, args.seed + 1)
+    scenes, images = make_dataset(args.images, args.seed + 1)
     latents = encode_latents(vae, images)
     if not args.resume_from:  # a resumed UNet was trained on the earlier scale: keep it
         vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
@@ -309,7 +321,9 @@ def main(argv: list[str] | None = None) -> int:
                                    scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
-    facts = dict(seed=args.seed, vae_steps=args.vae_steps, unet_steps=args.unet_steps, images=args.images,
+    facts = dict(seed=args.seed, vae_steps=args.vae_steps, text_steps=args.text_steps, unet_steps=args.unet_steps,
+                 unet_lr=args.unet_lr, text_lr=args.text_lr, attribute_weight=args.attribute_weight,
+                 prefixed_share=args.prefixed_share, images=args.images,
                  batch=args.batch, threads=args.threads, vae_mean_abs_error_255=round(vae_err, 2),
                  colours=list(COLOURS), torch=torch.__version__)
     if previous:
@@ -321,8 +335,13 @@ def main(argv: list[str] | None = None) -> int:
         log(f"saved the model after {step} UNet steps")
 
     # A resumed stage draws different batches and noise than the stage it continues.
-    train_unet(unet, text_encoder, tokenizer, latents, captions, steps=args.unet_steps, batch=args.batch,
-               seed=args.seed + 2 + (1000 if args.resume_from else 0), log=log, on_milestone=milestone, every=args.save_every)
+    table = CaptionTable.build(tokenizer, scenes, seed=args.seed + 5, prefixed_share=args.prefixed_share)
+    heads = AttributeHeads(text_encoder.config.hidden_size)
+    pretrain_text(text_encoder, heads, table, steps=args.text_steps, seed=args.seed + 4, log=log)
+    train_unet(unet, text_encoder, heads, latents, table, steps=args.unet_steps, batch=args.batch,
+               seed=args.seed + 2 + (1000 if args.resume_from else 0), log=log, unet_lr=args.unet_lr,
+               text_lr=args.text_lr, attribute_weight=args.attribute_weight, on_milestone=milestone,
+               every=args.save_every)
     facts.update(minutes_vae=round(t_vae / 60, 1), minutes_unet=round((time.time() - start - t_vae) / 60, 1),
                  minutes_total=round((time.time() - start) / 60, 1))
     if args.check:

@@ -59,6 +59,35 @@ def test_captions_name_content_only():
     assert Scene("circle", "red", "blue").caption() == "a red circle on a blue background"
 
 
+def test_demo_caption_table_labels_masks_and_prefixes():
+    from transformers import CLIPTokenizer
+
+    from app.engine.demo.attributes import FIELDS, IGNORE, AttributeHeads, CaptionTable, prefix_words
+    from app.engine.paths import TOKENIZER_DIR
+
+    tok = CLIPTokenizer.from_pretrained(str(TOKENIZER_DIR))
+    rng = random.Random(2)
+    scenes = [random_scene(rng) for _ in range(200)]
+    table = CaptionTable.build(tok, scenes, seed=1, prefixed_share=0.25)
+    texts = tok.batch_decode(table.ids[table.of_image], skip_special_tokens=True)
+    prefixed = [t for t, s in zip(texts, scenes) if not t.startswith(s.caption())]
+    assert 25 <= len(prefixed) <= 75 and all(t.endswith(s.caption()) for t, s in zip(texts, scenes))
+    assert not {*COLOURS, "background"} & set(prefix_words(tok))  # a prefix never names a scene colour
+    first = scenes[0]
+    row = table.of_image[0]
+    assert table.labels[row].tolist() == [values.index(getattr(first, f)) for f, values in FIELDS.items()]
+    assert (table.labels[table.empty] == IGNORE).all()
+    eos = int((table.ids[row] == tok.eos_token_id).int().argmax())
+    assert not table.mask[row, :eos].any() and table.mask[row, eos:].all()
+    # The read-out loss is finite with the empty (unlabelled) caption in the batch.
+    import torch
+
+    heads = AttributeHeads(8)
+    states = torch.randn(2, 77, 8)
+    rows = torch.tensor([int(row), table.empty])
+    assert torch.isfinite(heads.loss(states, table.mask[rows], table.labels[rows]))
+
+
 # --- the shipped style sets ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("style_set", STYLE_SETS, ids=lambda s: s.folder)
