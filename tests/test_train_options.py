@@ -1,4 +1,4 @@
-"""Training options: the optimiser choice (Adafactor trains and resumes exactly like AdamW), the CLI default size."""
+"""Training options: the optimiser (Adafactor trains and resumes like AdamW), caption dropout, the CLI default size."""
 
 from __future__ import annotations
 
@@ -73,3 +73,40 @@ def test_cli_trains_at_the_base_models_own_size_unless_told(tiny_sd15, tmp_path)
     assert resolution("--base", str(DEMO_MODEL_DIR)) == 64
     assert resolution("--base", str(tiny_sd15), "--resolution", "96") == 96
     assert resolution("--base", str(tiny_sd15), "--preset", "fast style") == 512  # presets carry their own
+
+
+def test_caption_dropout_swaps_in_the_empty_caption_replayably():
+    from types import SimpleNamespace
+
+    from app.engine.train.cache import Prepared, Sample, batch_inputs
+
+    captions = ["stripy, a red circle", "stripy, a blue square", ""]
+    samples = [Sample(item=i, flip=False, crop=None, caption=i % 2, original_size=(64, 64)) for i in range(400)]
+    data = Prepared(samples, captions, latents=[torch.zeros(4, 8, 8)] * 400,
+                    text_hidden=torch.arange(3.0)[:, None, None].expand(3, 77, 8).clone())
+    base = SimpleNamespace(is_sdxl=False)
+
+    def rows(p: float, seed: int = 0) -> list[int]:
+        _, hidden, _, _ = batch_inputs(base, data, list(range(400)), torch.Generator().manual_seed(seed),
+                                       random_crop=False, text_encoders=[], device="cpu", dtype=torch.float32,
+                                       caption_dropout=p)
+        return hidden[:, 0, 0].long().tolist()
+
+    assert rows(0.0) == [i % 2 for i in range(400)]
+    assert rows(1.0) == [2] * 400
+    half = rows(0.5)
+    assert 150 < half.count(2) < 250 and half == rows(0.5)  # same generator state, same choices (resume)
+    assert all(r in (2, i % 2) for i, r in enumerate(half))
+    gen = torch.Generator().manual_seed(0)
+    batch_inputs(base, data, [0, 1], gen, random_crop=False, text_encoders=[], device="cpu", dtype=torch.float32)
+    assert torch.equal(gen.get_state(), torch.Generator().manual_seed(0).get_state())  # off: no draw at all
+
+
+def test_caption_dropout_run_records_kohya_metadata(tiny_sd15, tmp_path):
+    from safetensors import safe_open
+
+    data = make_style_set(tmp_path / "set", 4, seed=5)
+    out = tmp_path / "cd.safetensors"
+    train(_config(data, tiny_sd15, out, steps=2, optimizer="adamw", caption_dropout=0.5))
+    with safe_open(str(out), "pt") as f:
+        assert f.metadata()["ss_caption_dropout_rate"] == "0.5"

@@ -77,29 +77,33 @@ def _angle_gap(a: np.ndarray, b: float) -> np.ndarray:
 _CHROMATIC_ANGLES = np.array([_angle(_hue_vectors(np.array(COLOURS[n], dtype=np.float32))) for n in _CHROMATIC])
 
 
-def _hue_name(vec: np.ndarray) -> str:
-    return _CHROMATIC[int(_angle_gap(_CHROMATIC_ANGLES, float(_angle(vec))).argmin())]
+def _hue_indices(vec: np.ndarray) -> np.ndarray:
+    """Per hue vector, the index in ``_CHROMATIC`` of the nearest named hue."""
+    return _angle_gap(_angle(vec)[..., None], _CHROMATIC_ANGLES).argmin(axis=-1)
 
 
-def hue_layout(img: Image.Image | np.ndarray, *, border: int = 3, min_share: float = 0.008) -> tuple[str, str | None]:
+def hue_layout(img: Image.Image | np.ndarray, *, border: int = 6, min_share: float = 0.008) -> tuple[str, str | None]:
     """(background colour, shape colour) named by hue, for scenes whose colours are both chromatic.
 
-    Unlike ``scene_colours`` this survives styles that lighten some pixels (stripes, pastel): it reads hue,
-    which mixing toward white keeps. The shape is the saturated pixels whose hue is clearly (> 20°) not the
-    background's; None when there are too few of them.
+    Unlike ``scene_colours`` this survives styles that lighten or darken some pixels (stripes, pastel, ink): it
+    reads hue, which mixing toward white keeps, and takes the most common hue among the clearly coloured pixels
+    (saturation at least half the picture's high end), so pale stripes and dark ink do not vote. The background
+    is what the border band says; the shape is the most common other hue inside; None when too few pixels have it.
     """
     arr = _rgb(img)
     vec = _hue_vectors(arr)
-    ring = np.concatenate([vec[:border].reshape(-1, 2), vec[-border:].reshape(-1, 2),
-                           vec[:, :border].reshape(-1, 2), vec[:, -border:].reshape(-1, 2)])
-    bg = ring.mean(axis=0)
-    inner = vec[border:-border, border:-border].reshape(-1, 2)
-    # Dark pixels (ink outlines, shadows) have unreliable hue: only clearly lit, clearly coloured ones count.
-    lit = arr[border:-border, border:-border].max(axis=-1).reshape(-1) > 80
-    saturated = lit & (np.linalg.norm(inner, axis=1) > 0.15)
-    other = saturated & (_angle_gap(_angle(inner), float(_angle(bg))) > np.radians(20))
-    shape = _hue_name(inner[other].mean(axis=0)) if other.mean() >= min_share else None
-    return _hue_name(bg), shape
+    norm = np.linalg.norm(vec, axis=-1)
+    coloured = (arr.max(axis=-1) > 80) & (norm > 0.5 * np.percentile(norm, 95))
+    names = _hue_indices(vec)
+    band = np.ones(norm.shape, dtype=bool)
+    band[border:-border, border:-border] = False
+    votes = names[band & coloured] if (band & coloured).sum() >= 20 else names[band]
+    bg = int(np.bincount(votes, minlength=len(_CHROMATIC)).argmax())
+    gap = _angle_gap(_angle(vec), float(_CHROMATIC_ANGLES[bg]))
+    other = ~band & coloured & (names != bg) & (gap > np.radians(20))
+    if other.sum() < min_share * (~band).sum():
+        return _CHROMATIC[bg], None
+    return _CHROMATIC[bg], _CHROMATIC[int(np.bincount(names[other], minlength=len(_CHROMATIC)).argmax())]
 
 
 def _luma(arr: np.ndarray) -> np.ndarray:

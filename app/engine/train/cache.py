@@ -121,11 +121,12 @@ def pixels_for(prepared: Prepared, index: int, rng: random.Random | None) -> tup
 
 
 def batch_inputs(base: TrainingBase, data: Prepared, indices: list[int], gen: torch.Generator, *,
-                 random_crop: bool, text_encoders: list, device, dtype):
+                 random_crop: bool, text_encoders: list, device, dtype, caption_dropout: float = 0.0):
     """UNet inputs of one micro-batch: (latents, text hidden states, pooled text or None, SDXL time ids or None).
 
     Cached: a gather from memory. Uncached: the VAE (and the text encoders, with gradients when they are
-    being trained) run here.
+    being trained) run here. With ``caption_dropout`` each caption is swapped for the empty one (which must be
+    in ``data.captions``) with that probability, drawn from ``gen`` so a resumed run replays the same choices.
     """
     crops = [data.samples[i].crop for i in indices]
     if data.latents is not None:
@@ -135,6 +136,10 @@ def batch_inputs(base: TrainingBase, data: Prepared, indices: list[int], gen: to
         pixels, crops = zip(*(pixels_for(data, i, crop_rng) for i in indices))
         latents = encode_pixels(base, torch.stack(pixels)).to(device, dtype)
     captions = [data.samples[i].caption for i in indices]
+    if caption_dropout > 0:  # no draw at all when off: runs without dropout keep their random streams
+        empty = data.captions.index("")
+        dropped = (torch.rand(len(captions), generator=gen) < caption_dropout).tolist()
+        captions = [empty if d else c for c, d in zip(captions, dropped)]
     if data.text_hidden is not None:
         hidden = data.text_hidden[captions].to(device, dtype)
         pooled = None if data.text_pooled is None else data.text_pooled[captions].to(device, dtype)

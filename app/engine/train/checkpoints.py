@@ -27,7 +27,7 @@ FORMAT_VERSION = 1
 # Settings that must match for a checkpoint to continue a run exactly (steps and sampling may change).
 RESUME_KEYS = ("base", "rank", "alpha", "lora_targets", "train_text_encoder", "learning_rate", "text_encoder_lr",
                "batch_size", "gradient_accumulation", "optimizer", "resolution", "seed", "lr_schedule", "warmup_steps",
-               "weight_decay", "min_snr_gamma", "noise_offset", "prediction_type", "flip", "bucket_step")
+               "weight_decay", "min_snr_gamma", "noise_offset", "caption_dropout", "prediction_type", "flip", "bucket_step")
 _NAME = re.compile(r"^step-(\d{6,})$")
 
 

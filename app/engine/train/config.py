@@ -69,6 +69,11 @@ class TrainConfig:
     )
     gradient_checkpointing: bool = setting(False, "Trade speed for memory (recompute activations)", advanced=True)
     min_snr_gamma: float = setting(5.0, "Min-SNR-γ loss weighting (0 = off)", minimum=0, maximum=100, advanced=True)
+    caption_dropout: float = setting(
+        0.0, "Share of captions replaced by an empty one while training (kohya's caption_dropout_rate): the style "
+        "then also shapes the unconditional half of guidance (CFG), so high guidance does not wash it out",
+        minimum=0, maximum=1.0, advanced=True,
+    )
     noise_offset: float = setting(0.0, "Noise offset (helps very dark/bright styles; 0.05 is typical)", minimum=0,
                                   maximum=1.0, advanced=True)
     prediction_type: str = setting("auto", "Training target; auto = the model's own", choices=PREDICTIONS,

@@ -191,6 +191,8 @@ class _Run:
         cfg, base = self.cfg, self.base
         samples, captions = plan_samples(items, resolution=cfg.resolution, step=cfg.bucket_step,
                                          max_upscale=cfg.max_upscale, flip=cfg.flip)
+        if cfg.caption_dropout > 0 and "" not in captions:
+            captions.append("")  # what a dropped caption becomes: the prompt of guidance's unconditional half
         started = time.monotonic()
 
         def progress(done, total):
@@ -292,8 +294,8 @@ class _Run:
         cfg = self.cfg
         gen = step_generator(cfg.seed, n)  # all randomness of micro-batch n: replayable on resume and per rank
         latents, hidden, pooled, time_ids = batch_inputs(self.base, data, indices, gen, random_crop=cfg.random_crop,
-                                                         text_encoders=tes, device=self.device,
-                                                         dtype=self.weight_dtype)
+                                                         caption_dropout=cfg.caption_dropout, text_encoders=tes,
+                                                         device=self.device, dtype=self.weight_dtype)
         noise = torch.randn(latents.shape, generator=gen)
         if cfg.noise_offset:
             noise += cfg.noise_offset * torch.randn((latents.shape[0], latents.shape[1], 1, 1), generator=gen)

@@ -25,6 +25,7 @@ def adapter_metadata(cfg: TrainConfig, *, step: int, train_images: int, out: Pat
         "ss_lr_scheduler": cfg.lr_schedule,
         "ss_min_snr_gamma": str(cfg.min_snr_gamma),
         "ss_noise_offset": str(cfg.noise_offset),
+        "ss_caption_dropout_rate": str(cfg.caption_dropout),
         "styleshelf.train_config": cfg.to_toml(),
         "styleshelf.validation": json.dumps({k: summary[k] for k in (
             "validation_loss_base", "validation_loss_adapter", "validation_images", "validation_held_out")}),
