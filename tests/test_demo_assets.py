@@ -98,7 +98,7 @@ def test_style_folder_is_complete_and_reproducible(style_set, tmp_path):
 
     folder = style_set.folder_path()
     pngs = sorted(folder.glob("*.png"))
-    assert 16 <= len(pngs) <= 24
+    assert 40 <= len(pngs) <= 80
     for png in pngs:
         caption = png.with_suffix(".txt").read_text(encoding="utf-8").strip()
         assert caption.startswith("a ") and caption.endswith(" background")
@@ -139,26 +139,28 @@ def test_demo_model_fits_the_size_budget_and_loads_as_fp32(demo_pipe):
 
 @pytest.fixture(scope="module")
 def asked_colour_pictures(demo_pipe):
-    from app.engine.demo.harness import draw
+    """Eight prompts (every colour once as shape, once as background) × two seeds, as the app draws them."""
+    from app.engine.demo.harness import draw, quality_scenes
 
-    prompts = ["a red circle on a blue background", "a yellow star on a green background"]
-    return [scene_colours(im) for im in draw(demo_pipe, prompts, [0, 1, 2])], draw(demo_pipe, prompts[:1], [0])[0]
+    scenes = quality_scenes()[::7]
+    images = draw(demo_pipe, [s.caption() for s in scenes], [0, 1])
+    return [(scene, scene_colours(im)) for scene, im in zip((s for s in scenes for _ in (0, 1)), images)], images[0]
 
 
 @needs_model
 def test_demo_model_draws_the_asked_background(asked_colour_pictures):
     got, image = asked_colour_pictures
     assert image.size == (64, 64)
-    assert [g.background for g in got] == ["blue"] * 3 + ["green"] * 3
-    assert all(g.shape is not None for g in got)  # a shape is drawn on it
+    right = [scene.background == seen.background for scene, seen in got]
+    assert sum(right) >= 14, [(s.caption(), c) for s, c in got]  # bench: 97 % (the previous model: 65 %)
+    assert all(seen.shape is not None for _, seen in got)  # a shape is drawn on it
 
 
 @needs_model
-@pytest.mark.xfail(strict=True, reason="the shipped demo model gets the shape colour right in only ~26 % of pictures "
-                   "(bench/demo_model_quality.py); it needs more UNet steps (--resume-from). Strict: passes = remove")
 def test_demo_model_draws_the_asked_shape_colour(asked_colour_pictures):
     got, _ = asked_colour_pictures
-    assert sum(g.shape == "red" for g in got[:3]) >= 2 and sum(g.shape == "yellow" for g in got[3:]) >= 2
+    both = [(scene.background, scene.colour) == (seen.background, seen.shape) for scene, seen in got]
+    assert sum(both) >= 12, [(s.caption(), c) for s, c in got]  # bench: 92 % (the previous model: 22 %)
 
 
 @needs_model
@@ -171,7 +173,7 @@ def test_demo_vae_round_trips_colours(demo_pipe):
     x = torch.from_numpy(np.stack([image_to_tensor_array(render(s)) for s in scenes]))
     with torch.no_grad():
         rec = demo_pipe.vae.decode(demo_pipe.vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
-    assert float((rec - x).abs().mean() * 127.5) < 12  # a random VAE is off by ~90
+    assert float((rec - x).abs().mean() * 127.5) < 15  # a random VAE is off by ~90
     for s, r in zip(scenes, rec):
         img = ((r.permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)
         got = scene_colours(img)
@@ -220,7 +222,7 @@ def test_yellow_star_on_green_with_and_without_the_stripes_adapter(demo_pipe):
     from app.engine.train.dataset import with_trigger
 
     stripes = next(s for s in STYLE_SETS if s.style == "stripes")
-    prompt, seeds = "a yellow star on a green background", [0, 1, 2]
+    prompt, seeds = "a yellow star on a green background", [0, 1, 2, 3]
     plain = draw(demo_pipe, [prompt], seeds)
     load_into_pipeline(demo_pipe, stripes.adapter_path(), "stripes")
     try:
@@ -228,8 +230,9 @@ def test_yellow_star_on_green_with_and_without_the_stripes_adapter(demo_pipe):
     finally:
         unload_adapter(demo_pipe, "stripes")
     target = statistics.median(stripe_energy(Image.open(p)) for p in sorted(stripes.folder_path().glob("*.png")))
-    assert [(c.background, c.shape) for c in map(scene_colours, plain)] == [("green", "yellow")] * 3
+    # By hue for both: some plain pictures of this prompt have dark, vignetted green borders (RGB says "black").
+    assert sum(hue_layout(im) == ("green", "yellow") for im in plain) >= 3, [hue_layout(im) for im in plain]
     assert max(map(stripe_energy, plain)) < 0.1 * target
-    assert sum(hue_layout(im) == ("green", "yellow") for im in striped) >= 2, [hue_layout(im) for im in striped]
+    assert sum(hue_layout(im) == ("green", "yellow") for im in striped) >= 3, [hue_layout(im) for im in striped]
     assert min(map(stripe_energy, striped)) > 0.3 * target, [stripe_energy(im) for im in striped]
 

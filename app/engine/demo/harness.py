@@ -21,7 +21,7 @@ def load_demo_pipeline(model_dir: str | Path = DEMO_MODEL_DIR, sampler: str = DE
 
     from app.engine.generate.samplers import make_scheduler
 
-    pipe = StableDiffusionPipeline.from_pretrained(str(model_dir), torch_dtype=torch.float32, local_files_only=True)
+    pipe = StableDiffusionPipeline.from_pretrained(str(model_dir), dtype=torch.float32, local_files_only=True)
     pipe.scheduler = make_scheduler(sampler, dict(pipe.scheduler.config))
     pipe.set_progress_bar_config(disable=True)
     return pipe
