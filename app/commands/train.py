@@ -86,7 +86,10 @@ def build_config(args: argparse.Namespace):
         # Like the Train tab: train at the size the base model draws (64 px demo model, 1024 SDXL), not 512.
         from app.engine.models.detect import native_resolution
 
-        overrides["resolution"] = native_resolution(overrides["base"])
+        try:
+            overrides["resolution"] = native_resolution(overrides["base"])
+        except UserError:
+            pass  # a missing or wrong base is reported by training itself, after the dataset checks
 
     return from_dict(TrainConfig, overrides) if overrides else TrainConfig()
 
