@@ -140,7 +140,7 @@ def main() -> int:
         tab.seed.setValue(7)
         if model.rowCount():
             model.set_enabled(0, style_on)
-            model.set_weight(0, 0.7)
+            model.set_weight(0, 1.0)
         finished.clear()
         gvm.generate()
         _wait(app, lambda: bool(finished), 600, "generation")
