@@ -260,3 +260,26 @@ def test_training_resolution_follows_the_base_model_until_the_user_picks_one(tin
     vm.set_value("resolution", 96)  # the user's own choice survives a change of base
     vm.set_native_resolution(64)
     assert vm.value("resolution") == 96
+
+
+def test_demo_model_base_suggests_the_demo_preset_until_the_user_changes_settings(qtbot, tiny_sd15):
+    from app.engine import facade
+    from app.engine.train.config import config_from_preset
+    from app.gui.app_window import MainWindow
+
+    assert config_from_preset("demo model").lora_targets == "attention+ff+conv"  # a valid config
+    win = MainWindow(load_engine=False)
+    qtbot.addWidget(win)
+    vm, combo = win.train_vm, win.train_tab.preset_combo
+    demo = facade.default_base_model()
+    assert demo and facade.inspect_base_model(demo).is_demo
+    win.set_base_model_without_loading(demo)  # also what a first start does
+    assert (vm.value("steps"), vm.value("learning_rate"), vm.value("resolution")) == (600, 1e-3, 64)
+    assert combo.currentData() == "demo model"
+    # Another base, then back: a user's own change is never overwritten by the suggestion.
+    vm.load_settings()
+    vm.set_value("steps", 123)
+    win.set_base_model_without_loading(str(tiny_sd15))
+    assert not facade.inspect_base_model(str(tiny_sd15)).is_demo
+    win.set_base_model_without_loading(demo)
+    assert vm.value("steps") == 123 and vm.value("learning_rate") != 1e-3

@@ -212,7 +212,7 @@ def test_batch_plan_is_deterministic_same_bucket_and_covers_every_sample():
 def test_config_form_toml_presets_and_validation(tmp_path):
     visible = {s.name for s in describe(TrainConfig) if not s.advanced}
     assert {"name", "trigger", "steps", "rank", "learning_rate", "resolution", "batch_size"} <= visible
-    assert set(TRAIN_PRESETS) == {"fast style", "quality style"}
+    assert set(TRAIN_PRESETS) == {"fast style", "quality style", "demo model"}
     run = tmp_path / "run.toml"
     run.write_text('preset = "quality style"\nsteps = 77\ntrigger = "zq"\n', encoding="utf-8")
     cfg = load_toml(run, rank=4)

@@ -50,6 +50,7 @@ class BaseModelInfo:
     label: str = ""  # "SD 1.x", shown next to the picker
     error: str = ""  # one-line reason when the path is not a usable model
     resolution: int = 0  # the size the model was trained at (512 for SD1, 64 for the demo model)
+    is_demo: bool = False  # the bundled demo model (the Train tab then suggests the "demo model" preset)
 
 
 def default_base_model() -> str:
@@ -68,6 +69,7 @@ def inspect_base_model(path: str) -> BaseModelInfo:
         info.family = inspect_model(path).family
         info.label = FAMILIES[info.family].label
         info.resolution = native_resolution(path)
+        info.is_demo = Path(path).resolve() == paths.DEMO_MODEL_DIR.resolve()
     except UserError as err:
         info.error = str(err)
     return info

@@ -228,6 +228,8 @@ class MainWindow(QMainWindow):
         self.family_badge.show()
         self.train_vm.base_model = path
         self.train_vm.set_native_resolution(info.resolution)
+        if info.is_demo:
+            self.train_vm.suggest_preset("demo model")
         self.train_tab._refresh_buttons()
         self.shelf_vm.model.set_base_family(info.family)
         if load:

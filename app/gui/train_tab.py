@@ -78,8 +78,10 @@ class TrainTab(QWidget):
         self.preset_combo.addItem("Custom", "")
         for name in vm.presets:
             self.preset_combo.addItem(name.capitalize(), name)
-        self.preset_combo.setToolTip("Fast style: a quick first look. Quality style: longer, bigger, smoother.")
+        self.preset_combo.setToolTip("Fast style: a quick first look. Quality style: longer, bigger, smoother. "
+                                     "Demo model: what trained the bundled styles on the demo model.")
         self.preset_combo.activated.connect(self._preset_chosen)
+        vm.presetSuggested.connect(lambda name: self.preset_combo.setCurrentIndex(self.preset_combo.findData(name)))
         preset_row = QHBoxLayout()
         preset_row.addWidget(QLabel("Preset"))
         preset_row.addWidget(self.preset_combo, 1)

@@ -35,6 +35,7 @@ class TrainViewModel(QObject):
     message = Signal(str)  # a status line
     adapterReady = Signal(str)  # path of the finished (or cancelled, saved so far) adapter
     runEnded = Signal(bool)  # cancelled?
+    presetSuggested = Signal(str)  # a preset applied for the base model (the form shows it as chosen)
     errorRaised = Signal(str, str)  # message, details
 
     def __init__(self, parent: QObject | None = None) -> None:
@@ -87,6 +88,18 @@ class TrainViewModel(QObject):
         self._native_resolution = pixels
         if untouched:
             self.set_value("resolution", pixels)
+
+    # Settings that name the run rather than shape the training: a suggestion may replace the others only.
+    _IDENTITY = ("name", "dataset_dir", "base", "out", "trigger", "resolution")
+
+    def suggest_preset(self, name: str) -> bool:
+        """Apply preset ``name`` if the user has not changed any training setting yet; True when applied."""
+        touched = any(v != self._default(k) for k, v in self.values.items() if k not in self._IDENTITY)
+        if touched or name not in self.presets:
+            return False
+        self.apply_preset(name)
+        self.presetSuggested.emit(name)
+        return True
 
     def _default(self, name: str) -> Any:
         return next((s.default for s in self.settings if s.name == name), None)

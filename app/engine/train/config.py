@@ -174,6 +174,23 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
         "cache_latents": True,
         "checkpoint_every": 200,
     },
+    # What trained the bundled example styles on the 64 px demo model (scripts/make_style_sets.py): a small model
+    # needs a high learning rate, and stripes/outlines need LoRA on the convolutions; caption dropout keeps the
+    # look under guidance. The Train tab picks it when the demo model is the base.
+    "demo model": {
+        "steps": 600,
+        "rank": 8,
+        "learning_rate": 1e-3,
+        "resolution": 64,
+        "batch_size": 4,
+        "lora_targets": "attention+ff+conv",
+        "caption_dropout": 0.3,
+        "lr_schedule": "constant",
+        "warmup_steps": 0,
+        "min_snr_gamma": 5.0,
+        "cache_latents": True,
+        "checkpoint_every": 200,
+    },
     "quality style": {
         "steps": 2500,
         "rank": 32,
