@@ -83,7 +83,7 @@ def test_caption_dropout_swaps_in_the_empty_caption_replayably():
     captions = ["stripy, a red circle", "stripy, a blue square", ""]
     samples = [Sample(item=i, flip=False, crop=None, caption=i % 2, original_size=(64, 64)) for i in range(400)]
     data = Prepared(samples, captions, latents=[torch.zeros(4, 8, 8)] * 400,
-                    text_hidden=torch.arange(3.0)[:, None, None].expand(3, 77, 8).clone())
+                    text_hidden=torch.arange(3.0)[:, None, None].expand(3, 77, 8).clone(), empty_caption=2)
     base = SimpleNamespace(is_sdxl=False)
 
     def rows(p: float, seed: int = 0) -> list[int]:

@@ -55,6 +55,7 @@ class Prepared:
     token_ids: list[torch.Tensor] = field(default_factory=list)  # per tokenizer: (n_captions, 77)
     text_hidden: torch.Tensor | None = None  # (n_captions, 77, D) when text outputs are cached
     text_pooled: torch.Tensor | None = None  # SDXL: (n_captions, D2)
+    empty_caption: int | None = None  # index of "" in captions (what caption dropout swaps in)
     cache_hits: int = 0
     cache_misses: int = 0
 
@@ -89,7 +90,7 @@ def prepare(
     progress: Callable[[int, int], None] = lambda done, total: None,
     cancelled: Callable[[], bool] = lambda: False,
 ) -> Prepared:
-    out = Prepared(samples, captions)
+    out = Prepared(samples, captions, empty_caption=captions.index("") if "" in captions else None)
     out.token_ids = tokenize(base, captions)
     if cache_text:
         _encode_text(base, out, device)
@@ -125,8 +126,9 @@ def batch_inputs(base: TrainingBase, data: Prepared, indices: list[int], gen: to
     """UNet inputs of one micro-batch: (latents, text hidden states, pooled text or None, SDXL time ids or None).
 
     Cached: a gather from memory. Uncached: the VAE (and the text encoders, with gradients when they are
-    being trained) run here. With ``caption_dropout`` each caption is swapped for the empty one (which must be
-    in ``data.captions``) with that probability, drawn from ``gen`` so a resumed run replays the same choices.
+    being trained) run here. With ``caption_dropout`` each caption is swapped for the empty one
+    (``data.empty_caption``, which must be set) with that probability, drawn from ``gen`` so a resumed run
+    replays the same choices.
     """
     crops = [data.samples[i].crop for i in indices]
     if data.latents is not None:
@@ -137,9 +139,8 @@ def batch_inputs(base: TrainingBase, data: Prepared, indices: list[int], gen: to
         latents = encode_pixels(base, torch.stack(pixels)).to(device, dtype)
     captions = [data.samples[i].caption for i in indices]
     if caption_dropout > 0:  # no draw at all when off: runs without dropout keep their random streams
-        empty = data.captions.index("")
         dropped = (torch.rand(len(captions), generator=gen) < caption_dropout).tolist()
-        captions = [empty if d else c for c, d in zip(captions, dropped)]
+        captions = [data.empty_caption if d else c for c, d in zip(captions, dropped)]
     if data.text_hidden is not None:
         hidden = data.text_hidden[captions].to(device, dtype)
         pooled = None if data.text_pooled is None else data.text_pooled[captions].to(device, dtype)
