@@ -85,3 +85,13 @@ def sd15_loras(tiny_sd15, tmp_path_factory):
         "b": make_lora(tiny_sd15, folder / "style-b.safetensors", family="sd1", seed=2),
         "c": make_lora(tiny_sd15, folder / "style-c.safetensors", family="sd1", seed=3, text_encoder=True),
     }
+
+
+def test_shelf_card_says_whether_an_adapter_has_a_text_encoder_part(sd15_loras):
+    from app.engine import facade
+
+    assert facade.adapter_card(str(sd15_loras["c"])).has_text_encoder
+    assert not facade.adapter_card(str(sd15_loras["a"])).has_text_encoder
+    listed = {c.path: c for c in facade.list_adapters()}  # the library's entries carry it too
+    assert all(not c.has_text_encoder for c in listed.values() if "styles" in c.path)  # bundled: UNet only
+

@@ -198,3 +198,35 @@ def test_stack_presets_save_and_load(shelf):
     assert [(e.name, e.weight) for e in model.stack_entries()] == [("Pastel", 0.4)]
     assert panel.cards["/shelf/pastel.safetensors"].toggle.isChecked()
     assert not panel.cards["/shelf/ink.safetensors"].toggle.isChecked()
+
+
+def test_text_encoder_weight_is_offered_only_where_it_exists_and_follows_until_set(qtbot):
+    from app.engine.facade import AdapterCard
+    from app.engine.shelf.stack import StackEntry
+    from app.gui.shelf_panel import ShelfPanel
+    from app.gui.shelf_vm import ShelfViewModel
+
+    vm = ShelfViewModel()
+    panel = ShelfPanel(vm)
+    qtbot.addWidget(panel)
+    te = AdapterCard(path="/shelf/te.safetensors", title="Te", sha256="te" * 8, has_text_encoder=True)
+    vm.model.set_cards([te, card("ink")])
+    panel.show()
+    te_card, ink_card = panel.cards[te.path], panel.cards["/shelf/ink.safetensors"]
+    assert te_card.text_spin.isVisible() and not ink_card.text_spin.isVisible()
+    model = vm.model
+    row = model.row_of(te.path)
+    model.set_enabled(row, True)
+    model.set_weight(row, 0.6)
+    assert te_card.text_spin.value() == 0.6  # follows the strength while unset
+    assert model.stack_entries()[0].text_encoder_weight is None
+    te_card.text_spin.setValue(0.25)  # the user's own text-encoder strength
+    assert model.stack_entries()[0].text_encoder_weight == 0.25
+    model.set_weight(row, 0.9)
+    assert te_card.text_spin.value() == 0.25 and model.stack_entries()[0].weight == 0.9
+    # A stack restored from a preset or PNG brings its text-encoder strength back (or follows again).
+    model.apply_stack([StackEntry(path=te.path, weight=0.5, text_encoder_weight=None, sha256=te.sha256)])
+    assert model.stack_entries()[0].text_encoder_weight is None and te_card.text_spin.value() == 0.5
+    model.apply_stack([StackEntry(path=te.path, weight=0.5, text_encoder_weight=-1.0, sha256=te.sha256)])
+    assert model.stack_entries()[0].text_encoder_weight == -1.0 and te_card.text_spin.value() == -1.0
+

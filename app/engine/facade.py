@@ -196,6 +196,7 @@ class AdapterCard:
     sha256: str = ""
     autov2: str = ""
     problem: str = ""  # a refused or suspicious file keeps its card with the reason
+    has_text_encoder: bool = False  # carries text-encoder LoRA too (the card then offers its own weight)
 
 
 _extra_adapter_folders: tuple[str, ...] = ()
@@ -238,6 +239,8 @@ def _card(info: Any) -> AdapterCard:
         sha256=str(getattr(info, "tensor_sha256", "") or ""),
         autov2=str(getattr(info, "autov2", "") or ""),
         problem=str(getattr(info, "problem", "") or "; ".join(map(str, warnings))),
+        has_text_encoder=any(part.startswith("text_encoder") and count
+                             for part, count in (getattr(info, "components", None) or {}).items()),
     )
 
 

@@ -49,6 +49,7 @@ def _placeholder(title: str) -> QPixmap:
 class ShelfCard(QFrame):
     toggled = Signal(str, bool)  # adapter path, on
     weightChanged = Signal(str, float)
+    textWeightChanged = Signal(str, float)  # adapter path, text-encoder weight (only cards with TE LoRA)
     contextMenuRequested = Signal(str, QPoint)  # adapter path, global position
 
     def __init__(self, card: AdapterCard, parent: QWidget | None = None) -> None:
@@ -82,6 +83,17 @@ class ShelfCard(QFrame):
         self.spin.setToolTip(self.slider.toolTip())
         self.slider.valueChanged.connect(lambda v: self._emit_weight(v / 100.0))
         self.spin.valueChanged.connect(lambda v: self._emit_weight(float(v)))
+        # Only for adapters that also change the text encoder (kohya trains it by default): ComfyUI's
+        # "strength_clip". It follows the weight until the user sets it.
+        self.text_label = QLabel("text encoder")
+        self.text_label.setObjectName("Muted")
+        self.text_spin = QDoubleSpinBox()
+        self.text_spin.setRange(WEIGHT_MIN, WEIGHT_MAX)
+        self.text_spin.setSingleStep(0.05)
+        self.text_spin.setDecimals(2)
+        self.text_spin.setFixedWidth(66)
+        self.text_spin.setToolTip("Strength of the adapter's text-encoder part (follows the strength until you set it)")
+        self.text_spin.valueChanged.connect(lambda v: self._emit_text_weight(float(v)))
 
         top = QHBoxLayout()
         top.setSpacing(6)
@@ -96,6 +108,11 @@ class ShelfCard(QFrame):
         text.addLayout(top)
         text.addWidget(self.trigger)
         text.addLayout(weight)
+        text_row = QHBoxLayout()
+        text_row.addStretch(1)
+        text_row.addWidget(self.text_label)
+        text_row.addWidget(self.text_spin)
+        text.addLayout(text_row)
         grid = QGridLayout(self)
         grid.setContentsMargins(8, 6, 8, 6)
         grid.addWidget(self.thumb, 0, 0)
@@ -114,13 +131,16 @@ class ShelfCard(QFrame):
         else:
             self.thumb.setPixmap(_placeholder(card.title))
         self.badge.setText(FAMILY_LABELS.get(card.family, card.family or "?"))
+        self.text_label.setVisible(card.has_text_encoder)
+        self.text_spin.setVisible(card.has_text_encoder)
 
-    def set_state(self, enabled: bool, weight: float, mismatch: str) -> None:
+    def set_state(self, enabled: bool, weight: float, mismatch: str, text_weight: float | None = None) -> None:
         self._updating = True
         try:
             self.toggle.setChecked(enabled)
             self.slider.setValue(int(round(weight * 100)))
             self.spin.setValue(weight)
+            self.text_spin.setValue(weight if text_weight is None else text_weight)
         finally:
             self._updating = False
         self.setProperty("enabledState", "true" if enabled else "false")
@@ -139,6 +159,10 @@ class ShelfCard(QFrame):
     def _emit_weight(self, value: float) -> None:
         if not self._updating:
             self.weightChanged.emit(self.path, round(value, 3))
+
+    def _emit_text_weight(self, value: float) -> None:
+        if not self._updating:
+            self.textWeightChanged.emit(self.path, round(value, 3))
 
     # ------------------------------------------------------------------ drag to reorder, right-click
     def mousePressEvent(self, event: QMouseEvent) -> None:

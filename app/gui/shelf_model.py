@@ -20,6 +20,7 @@ CardRole = Qt.ItemDataRole.UserRole + 10
 EnabledRole = Qt.ItemDataRole.UserRole + 11
 WeightRole = Qt.ItemDataRole.UserRole + 12
 MismatchRole = Qt.ItemDataRole.UserRole + 13
+TextWeightRole = Qt.ItemDataRole.UserRole + 14  # the text-encoder weight; None = the same as the weight
 
 FAMILY_LABELS = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sd2-v": "SD 2.x-v", "sdxl": "SDXL"}
 WEIGHT_MIN, WEIGHT_MAX = -2.0, 2.0
@@ -30,6 +31,7 @@ class ShelfItem:
     card: AdapterCard
     enabled: bool = False
     weight: float = 1.0
+    text_encoder_weight: float | None = None  # ComfyUI's "strength_clip"; None follows ``weight``
 
 
 def families_compatible(adapter: str, base: str) -> bool:
@@ -52,7 +54,8 @@ class ShelfModel(QAbstractListModel):
         """Replace the cards, keeping toggles/weights/order of adapters already on the shelf."""
         old = {item.card.path: item for item in self._items}
         order = {item.card.path: i for i, item in enumerate(self._items)}
-        items = [ShelfItem(c, old[c.path].enabled, old[c.path].weight) if c.path in old else ShelfItem(c) for c in cards]
+        items = [ShelfItem(c, old[c.path].enabled, old[c.path].weight, old[c.path].text_encoder_weight)
+                 if c.path in old else ShelfItem(c) for c in cards]
         items.sort(key=lambda it: (order.get(it.card.path, len(order)), it.card.title.lower()))
         self.beginResetModel()
         self._items = items
@@ -105,10 +108,14 @@ class ShelfModel(QAbstractListModel):
     def set_weight(self, row: int, weight: float) -> None:
         self.setData(self.index(row), weight, WeightRole)
 
+    def set_text_encoder_weight(self, row: int, weight: float | None) -> None:
+        self.setData(self.index(row), weight, TextWeightRole)
+
     def stack_entries(self) -> list:
         """The stack in shelf order (every adapter, enabled or not; disabled ones change nothing)."""
         return [
-            StackEntry(path=it.card.path, enabled=it.enabled, weight=it.weight, name=it.card.title, sha256=it.card.sha256)
+            StackEntry(path=it.card.path, enabled=it.enabled, weight=it.weight, name=it.card.title,
+                       sha256=it.card.sha256, text_encoder_weight=it.text_encoder_weight)
             for it in self._items
             if it.enabled
         ]
@@ -128,6 +135,8 @@ class ShelfModel(QAbstractListModel):
         for row, entry in wanted:
             self._items[row].enabled = bool(entry.enabled)
             self._items[row].weight = float(entry.weight)
+            te = getattr(entry, "text_encoder_weight", None)
+            self._items[row].text_encoder_weight = None if te is None else float(te)
         # The restored adapters go to the top, in the stack's order.
         self.beginResetModel()
         picked = [self._items[r] for r in rows]
@@ -165,6 +174,8 @@ class ShelfModel(QAbstractListModel):
             return item.enabled
         if role == WeightRole:
             return item.weight
+        if role == TextWeightRole:
+            return item.text_encoder_weight
         if role == MismatchRole:
             if item.card.problem:
                 return item.card.problem
@@ -190,6 +201,11 @@ class ShelfModel(QAbstractListModel):
             if item.weight == weight:
                 return True
             item.weight = weight
+        elif role == TextWeightRole:
+            te = None if value is None else max(WEIGHT_MIN, min(WEIGHT_MAX, round(float(value), 3)))
+            if item.text_encoder_weight == te:
+                return True
+            item.text_encoder_weight = te
         else:
             return False
         self.dataChanged.emit(index, index, [role])

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.shelf_card import ROW_MIME, ShelfCard
-from app.gui.shelf_model import CardRole, EnabledRole, MismatchRole, WeightRole
+from app.gui.shelf_model import CardRole, EnabledRole, MismatchRole, TextWeightRole, WeightRole
 from app.gui.shelf_vm import ShelfViewModel
 
 
@@ -95,6 +95,7 @@ class ShelfPanel(QWidget):
                 card = ShelfCard(self.model.item(position).card)
                 card.toggled.connect(self._toggled)
                 card.weightChanged.connect(self._weighted)
+                card.textWeightChanged.connect(self._text_weighted)
                 card.contextMenuRequested.connect(self._menu)
                 self.cards[path] = card
             self.list_layout.removeWidget(card)
@@ -109,7 +110,8 @@ class ShelfPanel(QWidget):
             card = self.cards.get(self.model.item(row).card.path)
             if card is not None:
                 card.set_card(idx.data(CardRole))
-                card.set_state(idx.data(EnabledRole), idx.data(WeightRole), idx.data(MismatchRole))
+                card.set_state(idx.data(EnabledRole), idx.data(WeightRole), idx.data(MismatchRole),
+                               idx.data(TextWeightRole))
 
     def _apply_filter(self, text: str) -> None:
         needle = text.strip().lower()
@@ -125,6 +127,11 @@ class ShelfPanel(QWidget):
         row = self.model.row_of(path)
         if row is not None:
             self.model.set_enabled(row, on)
+
+    def _text_weighted(self, path: str, weight: float) -> None:
+        row = self.model.row_of(path)
+        if row is not None:
+            self.model.set_text_encoder_weight(row, weight)
 
     def _weighted(self, path: str, weight: float) -> None:
         row = self.model.row_of(path)

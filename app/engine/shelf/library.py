@@ -80,6 +80,10 @@ class LibraryEntry:
         return self.info.autov2 if self.info else ""
 
     @property
+    def components(self) -> dict[str, int]:
+        return self.info.components if self.info else {}
+
+    @property
     def warnings(self) -> list[str]:
         out = list(self.info.warnings) if self.info else []
         if self.duplicate_of:
