@@ -230,3 +230,29 @@ def test_text_encoder_weight_is_offered_only_where_it_exists_and_follows_until_s
     model.apply_stack([StackEntry(path=te.path, weight=0.5, text_encoder_weight=-1.0, sha256=te.sha256)])
     assert model.stack_entries()[0].text_encoder_weight == -1.0 and te_card.text_spin.value() == -1.0
 
+
+
+def test_selected_gallery_picture_is_drawn_untinted(qtbot, tmp_path):
+    from PIL import Image
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication
+
+    from app.gui.gallery import GalleryImage, GalleryModel
+    from app.gui.theme import apply_theme
+
+    apply_theme(QApplication.instance(), "dark")  # its highlight colour is what used to tint the picture
+    path = tmp_path / "00001-7.png"
+    Image.new("RGB", (64, 64), (35, 160, 60)).save(path)
+    model = GalleryModel(thumb=64)
+    model.add(GalleryImage(str(path), 7))
+    with qtbot.waitSignal(model.thumbnails.ready, timeout=10_000):
+        model.data(model.index(0), Qt.ItemDataRole.DecorationRole)
+    icon = model.data(model.index(0), Qt.ItemDataRole.DecorationRole)
+    try:
+        normal = icon.pixmap(64, 64, QIcon.Mode.Normal).toImage().pixelColor(32, 32)
+        selected = icon.pixmap(64, 64, QIcon.Mode.Selected).toImage().pixelColor(32, 32)
+    finally:
+        apply_theme(QApplication.instance(), "system")
+    assert (selected.red(), selected.green(), selected.blue()) == (normal.red(), normal.green(), normal.blue()) == (
+        35, 160, 60)

@@ -55,7 +55,13 @@ class GalleryModel(QAbstractListModel):
         img = self._images[index.row()]
         if role == Qt.ItemDataRole.DecorationRole:
             pix = self.thumbnails.get(img.path)
-            return QIcon(pix) if pix is not None else self._placeholder
+            if pix is None:
+                return self._placeholder
+            # The picture itself when selected too: Qt's selected-icon mode tints it with the highlight colour,
+            # which made the chosen image look washed out next to the same image in the preview.
+            icon = QIcon(pix)
+            icon.addPixmap(pix, QIcon.Mode.Selected)
+            return icon
         if role == Qt.ItemDataRole.DisplayRole:
             return f"seed {img.seed}"
         if role == Qt.ItemDataRole.ToolTipRole:
