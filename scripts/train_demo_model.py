@@ -374,7 +374,10 @@ def model_card(facts: dict) -> tuple[str, dict]:
         "# StyleShelf demo model\n\nA small text-to-image model in the diffusers Stable Diffusion 1.x layout, trained "
         "from scratch on procedurally drawn scenes by `scripts/train_demo_model.py` (offline, seeds fixed). It draws "
         "prompts of the form `a [small|large] <colour> <shape> on a <colour> background` at 64×64, with colours "
-        f"{', '.join(COLOURS)} and shapes circle, square, triangle, star.\n\nBuild facts:\n\n```json\n"
+        f"{', '.join(COLOURS)} and shapes circle, square, triangle, star; other words in front of the scene (trigger "
+        "words) are fine. Its default sampler is DPM++ 2M (Euler, UniPC and DDIM work too; PNDM/PLMS shifts its "
+        "colours). `check_hit_rate`: the share of random prompts whose picture shows both asked colours (DPM++ 2M, "
+        "20 steps, CFG 7.5); `bench/demo_model_quality.py` measures it properly.\n\nBuild facts:\n\n```json\n"
         f"{json.dumps(facts, indent=2)}\n```\n",
         facts,
     )
