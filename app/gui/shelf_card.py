@@ -46,6 +46,16 @@ def _placeholder(title: str) -> QPixmap:
     return pix
 
 
+def _strength_box(tooltip: str) -> QDoubleSpinBox:
+    box = QDoubleSpinBox()
+    box.setRange(WEIGHT_MIN, WEIGHT_MAX)
+    box.setSingleStep(0.05)
+    box.setDecimals(2)
+    box.setFixedWidth(66)
+    box.setToolTip(tooltip)
+    return box
+
+
 class ShelfCard(QFrame):
     toggled = Signal(str, bool)  # adapter path, on
     weightChanged = Signal(str, float)
@@ -75,24 +85,15 @@ class ShelfCard(QFrame):
         self.slider.setSingleStep(5)
         self.slider.setPageStep(25)
         self.slider.setToolTip("Strength: 1 = as trained, 0 = off, negative = away from the style")
-        self.spin = QDoubleSpinBox()
-        self.spin.setRange(WEIGHT_MIN, WEIGHT_MAX)
-        self.spin.setSingleStep(0.05)
-        self.spin.setDecimals(2)
-        self.spin.setFixedWidth(66)
-        self.spin.setToolTip(self.slider.toolTip())
+        self.spin = _strength_box(self.slider.toolTip())
         self.slider.valueChanged.connect(lambda v: self._emit_weight(v / 100.0))
         self.spin.valueChanged.connect(lambda v: self._emit_weight(float(v)))
         # Only for adapters that also change the text encoder (kohya trains it by default): ComfyUI's
         # "strength_clip". It follows the weight until the user sets it.
         self.text_label = QLabel("text encoder")
         self.text_label.setObjectName("Muted")
-        self.text_spin = QDoubleSpinBox()
-        self.text_spin.setRange(WEIGHT_MIN, WEIGHT_MAX)
-        self.text_spin.setSingleStep(0.05)
-        self.text_spin.setDecimals(2)
-        self.text_spin.setFixedWidth(66)
-        self.text_spin.setToolTip("Strength of the adapter's text-encoder part (follows the strength until you set it)")
+        self.text_spin = _strength_box("Strength of the adapter's text-encoder part (follows the strength until you "
+                                       "set it)")
         self.text_spin.valueChanged.connect(lambda v: self._emit_text_weight(float(v)))
 
         top = QHBoxLayout()
