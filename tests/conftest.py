@@ -42,6 +42,17 @@ def isolated_settings(tmp_path):
     yield tmp_path / "qsettings"
 
 
+@pytest.fixture(scope="module")
+def ui_thread_gc(qapp):
+    """What the app does at start (app.gui.gc_guard): Python's cycle collector runs on the UI thread only, so a
+    worker thread never destroys Qt objects. Undone after each GUI module, so engine tests keep automatic GC."""
+    from app.gui import gc_guard
+
+    gc_guard.install()
+    yield
+    gc_guard.uninstall()
+
+
 @pytest.fixture(scope="session")
 def tiny_sd15(tmp_path_factory):
     """A tiny random SD1.5-architecture diffusers folder (built once per test run, ~1 s)."""

@@ -14,7 +14,10 @@ from PySide6.QtGui import QDropEvent
 
 from tests.gui_helpers import make_lora
 
-pytestmark = [pytest.mark.qt_log_ignore("propagateSizeHints"), pytest.mark.usefixtures("isolated_settings")]
+pytestmark = [
+    pytest.mark.qt_log_ignore("propagateSizeHints"),
+    pytest.mark.usefixtures("isolated_settings", "ui_thread_gc"),
+]
 
 
 

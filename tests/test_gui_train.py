@@ -11,7 +11,10 @@ from PySide6.QtGui import QDropEvent
 
 from tests.gui_helpers import fake_trainer_argv, make_style_folder
 
-pytestmark = [pytest.mark.qt_log_ignore("propagateSizeHints"), pytest.mark.usefixtures("isolated_settings")]
+pytestmark = [
+    pytest.mark.qt_log_ignore("propagateSizeHints"),
+    pytest.mark.usefixtures("isolated_settings", "ui_thread_gc"),
+]
 
 
 

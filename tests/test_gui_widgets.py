@@ -8,7 +8,10 @@ import sys
 
 import pytest
 
-pytestmark = [pytest.mark.qt_log_ignore("propagateSizeHints"), pytest.mark.usefixtures("isolated_settings")]
+pytestmark = [
+    pytest.mark.qt_log_ignore("propagateSizeHints"),
+    pytest.mark.usefixtures("isolated_settings", "ui_thread_gc"),
+]
 
 
 def card(name: str, family: str = "sd1", sha: str = ""):
@@ -256,3 +259,31 @@ def test_selected_gallery_picture_is_drawn_untinted(qtbot, tmp_path):
         apply_theme(QApplication.instance(), "system")
     assert (selected.red(), selected.green(), selected.blue()) == (normal.red(), normal.green(), normal.blue()) == (
         35, 160, 60)
+
+
+def test_cycles_are_collected_on_the_ui_thread_never_in_a_worker(qtbot):
+    import gc
+    import threading
+
+    assert not gc.isenabled()  # the module's fixture installed app.gui.gc_guard, as create_app does
+    freed_in: list[str] = []
+
+    class Cyclic:
+        def __init__(self) -> None:
+            self.me = self
+
+        def __del__(self) -> None:
+            freed_in.append(threading.current_thread().name)
+
+    def engine_work() -> None:
+        for _ in range(5):
+            Cyclic()
+        _ = [[] for _ in range(50_000)]  # allocations that would start a collection in this thread
+
+    worker = threading.Thread(target=engine_work, name="engine-worker")
+    worker.start()
+    worker.join()
+    assert freed_in == []
+    qtbot.waitUntil(lambda: len(freed_in) == 5, timeout=5_000)
+    assert set(freed_in) == {"MainThread"}
+

@@ -30,6 +30,9 @@ def create_app(argv: list[str] | None = None):
     apply_theme(app, mode)
     hints = QGuiApplication.styleHints()
     hints.colorSchemeChanged.connect(lambda _s: apply_theme(app, prefs.get_str("theme", "system")))
+    from app.gui import gc_guard
+
+    gc_guard.install()  # cycles die on the UI thread, never in a worker (see gc_guard)
     return app
 
 
