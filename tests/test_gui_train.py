@@ -165,21 +165,30 @@ def test_kill_timer_of_a_cancelled_run_spares_the_resumed_run(qtbot, tmp_path):
     assert errors == [] and ended.args == [False]
 
 
+def _window_with_dataset(qtbot, base, folder, *, open_in_tab: bool, **settings):
+    """A window (engine not loaded) on ``base`` with a small style folder read and tiny-run settings applied."""
+    from app.gui.app_window import MainWindow
+
+    make_style_folder(folder, good=4)
+    win = MainWindow(load_engine=False)
+    qtbot.addWidget(win)
+    win.set_base_model_without_loading(str(base))
+    with qtbot.waitSignal(win.train_vm.datasetLoaded, timeout=60_000):
+        if open_in_tab:
+            win.train_tab.open_paths([str(folder)])
+        else:
+            win.train_vm.load_dataset(str(folder))
+    for name, value in {"resolution": 64, "rank": 4, "checkpoint_every": 0, "sample_steps": 2, **settings}.items():
+        win.train_vm.set_value(name, value)
+    return win
+
+
 def test_real_training_in_child_process_lands_on_shelf(qtbot, tmp_path, tiny_sd15):
     """The real CLI trains the tiny model for a few steps in a child process; the window puts the new
     adapter on the shelf with the progress and validation signals seen on the way."""
-    from app.gui.app_window import MainWindow
-
-    folder = make_style_folder(tmp_path / "ink style", good=4)
-    win = MainWindow(load_engine=False)
-    qtbot.addWidget(win)
-    win.set_base_model_without_loading(str(tiny_sd15))
+    win = _window_with_dataset(qtbot, tiny_sd15, tmp_path / "ink style", open_in_tab=True,
+                               name="Ink test", steps=4, batch_size=2, learning_rate=1e-3)
     vm = win.train_vm
-    with qtbot.waitSignal(vm.datasetLoaded, timeout=60_000):
-        win.train_tab.open_paths([str(folder)])
-    for name, value in {"name": "Ink test", "steps": 4, "resolution": 64, "batch_size": 2, "rank": 4,
-                        "checkpoint_every": 0, "learning_rate": 1e-3, "sample_steps": 2}.items():
-        vm.set_value(name, value)
     assert win.train_tab.start_button.isEnabled()
     progress = []
     vm.progressChanged.connect(lambda s, t, r, e: progress.append((s, t)))
@@ -200,18 +209,9 @@ def test_real_training_in_child_process_lands_on_shelf(qtbot, tmp_path, tiny_sd1
 @pytest.mark.slow
 def test_real_training_cancel_then_resume(qtbot, tmp_path, tiny_sd15):
     """Cancel a real run (SIGTERM → the CLI saves a checkpoint), then Resume finishes it onto the shelf."""
-    from app.gui.app_window import MainWindow
-
-    folder = make_style_folder(tmp_path / "style", good=4)
-    win = MainWindow(load_engine=False)
-    qtbot.addWidget(win)
-    win.set_base_model_without_loading(str(tiny_sd15))
+    win = _window_with_dataset(qtbot, tiny_sd15, tmp_path / "style", open_in_tab=False,
+                               name="resumable", steps=400, batch_size=1)
     vm = win.train_vm
-    with qtbot.waitSignal(vm.datasetLoaded, timeout=60_000):
-        vm.load_dataset(str(folder))
-    for name, value in {"name": "resumable", "steps": 400, "resolution": 64, "batch_size": 1, "rank": 4,
-                        "checkpoint_every": 0, "sample_steps": 2}.items():
-        vm.set_value(name, value)
     steps = []
     vm.lossPoint.connect(lambda s, loss, sm: steps.append(s))
     vm.start()
