@@ -23,6 +23,7 @@ from app.engine.adapters import (
 )
 from app.engine.adapters.sftfile import read_header
 from app.engine.paths import user_cache_dir
+from tests.helpers.pickle_trap import trap_fires, write_trapped_pickle
 
 ATTN = "down_blocks.1.attentions.0.transformer_blocks.0"
 
@@ -135,10 +136,11 @@ def _good(tmp_path):
 
 @pytest.mark.parametrize("suffix", [".ckpt", ".pt", ".bin", ".pth"])
 def test_pickles_are_refused_without_being_opened(tmp_path, suffix):
-    path = tmp_path / f"evil{suffix}"
-    torch.save({"x": torch.zeros(1)}, path)
+    marker = tmp_path / "executed"
+    path = write_trapped_pickle(tmp_path / f"evil{suffix}", marker)
     with pytest.raises(AdapterError, match="pickled"):
         read_adapter_info(path)
+    assert not marker.exists() and trap_fires(tmp_path)
 
 
 def _damage(tmp_path, kind):

@@ -13,16 +13,7 @@ from safetensors.torch import save_file
 from app.engine.errors import ModelLoadError, UserError
 from app.engine.models.detect import detect_family
 from app.engine.models.loading import load_base
-
-
-class _Trap:
-    """Unpickling this creates a marker file: proof that a loader ran the pickle."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
+from tests.helpers.pickle_trap import PickleTrap
 
 
 def _refused(path, match, **kwargs) -> str:
@@ -38,7 +29,7 @@ def _refused(path, match, **kwargs) -> str:
 def test_pickles_are_refused_and_never_opened(tmp_path, suffix):
     marker = tmp_path / "pwned"
     path = tmp_path / f"model{suffix}"
-    path.write_bytes(pickle.dumps({"state_dict": _Trap(marker)}))
+    path.write_bytes(pickle.dumps({"state_dict": PickleTrap(marker)}))
     message = _refused(path, "pickle")
     assert "safetensors" in message
     with pytest.raises(ModelLoadError, match="pickle"):
@@ -178,7 +169,7 @@ def test_folder_with_only_pickle_weights(tmp_path, tiny_sd15):
     folder = shutil.copytree(tiny_sd15, tmp_path / "bin")
     marker = tmp_path / "pwned"
     (folder / "unet" / "diffusion_pytorch_model.safetensors").unlink()
-    (folder / "unet" / "diffusion_pytorch_model.bin").write_bytes(pickle.dumps(_Trap(marker)))
+    (folder / "unet" / "diffusion_pytorch_model.bin").write_bytes(pickle.dumps(PickleTrap(marker)))
     _refused(folder, "only pickle")
     assert not marker.exists()
 

@@ -17,6 +17,7 @@ from app.engine.shelf.library import DuplicateAdapterError, Library
 from app.engine.shelf.names import safe_stem
 from app.engine.shelf.presets import delete_preset, list_presets, load_preset, save_preset
 from app.engine.shelf.stack import Stack, StackEntry
+from tests.helpers.pickle_trap import trap_fires, write_trapped_pickle
 
 ATTN = "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k"
 
@@ -204,7 +205,8 @@ def test_cli_bad_input_exits_nonzero_with_one_line(argv, reason, capsys):
 
 
 def test_cli_refuses_a_pickle_in_a_subprocess(tmp_path):
-    evil = tmp_path / "style.ckpt"
-    torch.save({"a": torch.zeros(1)}, evil)
+    marker = tmp_path / "executed"
+    evil = write_trapped_pickle(tmp_path / "style.ckpt", marker)
     run = subprocess.run([sys.executable, "-m", "app.cli", "shelf", "inspect", str(evil)], capture_output=True, text=True)
-    assert run.returncode == 2 and "pickled" in run.stderr and not (tmp_path / "executed").exists()
+    assert run.returncode == 2 and "pickled" in run.stderr and not marker.exists()
+    assert trap_fires(tmp_path)  # the marker's absence means something: unpickling the file would create it
