@@ -52,3 +52,30 @@ def test_cli_help_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def _engine_imports(path: Path) -> set[str]:
+    """Every app.engine module a file imports, at module level or inside functions."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("app.engine"))
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "app.engine":
+            found.update(f"app.engine.{a.name}" for a in node.names)  # from app.engine import facade
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("app.engine"):
+            found.add(node.module)
+    return found
+
+
+def test_gui_reaches_the_engine_only_through_the_facade():
+    offenders = []
+    for path in sorted((APP / "gui").rglob("*.py")):
+        other = {m for m in _engine_imports(path) if m != "app.engine.facade"}
+        if other:
+            offenders.append(f"{path.relative_to(APP.parent)}: {sorted(other)}")
+    assert offenders == [], "app/gui may import app.engine.facade only: " + "; ".join(offenders)
+
+
+def test_facade_rule_sees_the_gui_files_that_use_the_engine():
+    users = [p for p in (APP / "gui").rglob("*.py") if "app.engine.facade" in _engine_imports(p)]
+    assert len(users) >= 3
