@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from app.engine.adapters.info import UNKNOWN, AdapterInfo, read_adapter_snapshot
+from app.engine.adapters.strength import judge as judge_strength
+from app.engine.adapters.strength import layer_norm
 from app.engine.adapters.keys import classify_key, component_of, peft_alphas, sgm_to_diffusers, split_module, te_path
 from app.engine.errors import AdapterError
 
@@ -144,6 +146,18 @@ def _target_table(model: Any, component: str) -> dict[str, Any]:
     return table
 
 
+def base_layer_norms(pipe: Any) -> Callable[[str], float | None]:
+    """``module → ‖W‖_F`` of the base layer a canonical LoRA module name targets in ``pipe`` (None: no
+    such layer), for ``strength.judge``."""
+    tables = {c: _target_table(getattr(pipe, c), c) for c in COMPONENTS if getattr(pipe, c, None) is not None}
+
+    def lookup(name: str) -> float | None:
+        target = tables.get(component_of(name), {}).get(split_module(name)[1])
+        return layer_norm(target[1]) if target is not None else None
+
+    return lookup
+
+
 def _shape_problem(module: LoraModule, layer: Any) -> str:
     import torch
 
@@ -203,6 +217,7 @@ def load_into_pipeline(
     sdxl_pipe = getattr(pipe, "text_encoder_2", None) is not None
     tables = {c: _target_table(getattr(pipe, c), c) for c in COMPONENTS if getattr(pipe, c, None) is not None}
     matched: dict[str, LoraModule] = {}
+    fitted: dict[str, tuple[LoraModule, Any]] = {}  # module → (LoRA, base layer): the update's size is judged
     unmatched: list[str] = []
     per_component: dict[str, int] = {}
     for name, module in modules.items():
@@ -222,6 +237,7 @@ def load_into_pipeline(
                 hint=f"The adapter is for {info.family} ({info.family_reason}).",
             )
         matched[f"{component}.{dotted}"] = module
+        fitted[name] = (module, layer)
         per_component[component] = per_component.get(component, 0) + 1
     base = base_family or pipeline_family(pipe)
     if not matched:
@@ -234,6 +250,7 @@ def load_into_pipeline(
         warnings.append(f"Adapter made for {info.family} ({info.family_reason}), base model is {base}.")
     if unmatched:
         warnings.append(f"{len(unmatched)} of {len(modules)} modules have no counterpart in this base model and are ignored.")
+    warnings += judge_strength({n: m for n, (m, _) in fitted.items()}, lambda n: layer_norm(fitted[n][1])).warnings
     try:
         pipe.load_lora_weights(to_peft_state_dict(matched), adapter_name=adapter_name)
     except (ValueError, RuntimeError, KeyError, TypeError) as err:
