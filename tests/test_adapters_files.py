@@ -164,7 +164,7 @@ def _damage(tmp_path, kind):
 @pytest.mark.parametrize(
     "kind,reason",
     [("truncated", "truncated"), ("tiny", "truncated"), ("oversized", "header claims"),
-     ("malformed", "malformed"), ("pickle-renamed", "header claims|malformed|truncated"), ("empty", "no tensors")],
+     ("malformed", "malformed"), ("pickle-renamed", "is a zip archive .*, not a safetensors file"), ("empty", "no tensors")],
 )  # fmt: skip
 def test_damaged_files_are_refused_with_a_reason(tmp_path, kind, reason):
     with pytest.raises(AdapterError, match=reason):

@@ -83,7 +83,7 @@ def test_import_copies_validates_and_detects_duplicates(tmp_path, files):
     assert "no such file" in results[1].reason
 
 
-def test_scan_lists_all_folders_and_keeps_refused_files(tmp_path, files):
+def test_scan_lists_all_folders_and_reports_refused_files_as_skipped(tmp_path, files):
     team = tmp_path / "team"
     (team / "nested").mkdir(parents=True)
     _adapter(team / "nested" / "ink.safetensors", 3, "Ink", family="sdxl")
@@ -93,11 +93,13 @@ def test_scan_lists_all_folders_and_keeps_refused_files(tmp_path, files):
     lib.import_file(files["warm"])
     (tmp_path / "bundled" / "pastel.safetensors").write_bytes(files["cool"].read_bytes())
 
-    entries = {e.name: e for e in lib.scan(with_hashes=False)}
-    assert set(entries) == {"warm", "pastel", "ink", "broken"}
+    report = lib.scan_report(with_hashes=False)
+    entries = {e.name: e for e in report.entries}
+    assert set(entries) == {"warm", "pastel", "ink"}  # adapters only
     assert [entries[n].folder for n in ("warm", "pastel", "ink")] == ["user", "bundled", "extra"]
     assert entries["ink"].family == "sdxl" and entries["warm"].trigger_phrase == "wrm"
-    assert not entries["broken"].ok and "truncated" in entries["broken"].problem
+    [broken] = report.skipped  # out of the list, with its reason
+    assert broken.path == team / "broken.safetensors" and "truncated" in broken.reason
     # Header-only listing never hashes; hashes already cached (the imported file) are shown.
     assert entries["pastel"].tensor_sha256 == "" and entries["warm"].tensor_sha256 != ""
     hashed = {e.name: e for e in lib.scan()}

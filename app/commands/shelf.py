@@ -1,7 +1,7 @@
 """`styleshelf shelf …` — list, inspect, import, export, remove, edit and bake adapters.
 
-    styleshelf shelf list [--json] [--hashes]          (every action also takes --folder DIR, repeatable)
-    styleshelf shelf inspect FILE [--json]
+    styleshelf shelf list [--json] [--hashes] [--skipped]   (every action also takes --folder DIR, repeatable)
+    styleshelf shelf inspect FILE [--json] [--base MODEL]
     styleshelf shelf import FILE…
     styleshelf shelf export NAME DEST [--force]
     styleshelf shelf remove NAME
@@ -31,11 +31,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = action("list", help="Adapters on the shelf (reads file headers only).")
     p.add_argument("--json", action="store_true", help="One JSON array on stdout.")
     p.add_argument("--hashes", action="store_true", help="Compute missing hashes (reads every file once; cached).")
+    p.add_argument("--skipped", action="store_true",
+                   help="List the .safetensors files that are not adapters (checkpoints, models, damaged files) and why.")  # fmt: skip
     p.set_defaults(func=run_list)
 
     p = action("inspect", help="Metadata, family, hashes, rank, key layout and a full validity check.")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--base", metavar="MODEL",
+                   help="Also measure each module's update against this base model's layer weights (loads the model).")  # fmt: skip
     p.set_defaults(func=run_inspect)
 
     p = action("import", help="Copy adapter files onto your shelf (validated, duplicates detected).")
@@ -87,22 +91,35 @@ def _human_size(n: int) -> str:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    entries = _library(args).scan(with_hashes=args.hashes)
+    report = _library(args).scan_report(with_hashes=args.hashes)
+    if args.skipped:
+        return _print_skipped(report.skipped, as_json=args.json)
+    entries = report.entries
     if args.json:
         print(json.dumps([e.to_json_dict() for e in entries], indent=2, ensure_ascii=False))
         return 0
     if not entries:
         print("The shelf is empty. Add adapters with `styleshelf shelf import FILE…`.")
-        return 0
     for e in entries:
-        if not e.ok:
-            print(f"✗ {e.name:<28} [{e.folder}] refused: {e.problem}")
-            continue
         i = e.info
         trig = f"  trigger: {i.trigger_phrase}" if i.trigger_phrase else ""
         hashes = f"  {i.autov2}" if i.autov2 else ""
         flag = f"  ⚠ {'; '.join(e.warnings)}" if e.warnings else ""
         print(f"• {e.name:<28} [{e.folder}] {i.title!r} {i.family} r{i.rank}{hashes}{trig}{flag}")
+    if report.skipped:
+        n = len(report.skipped)
+        print(f"{n} file{'s' if n != 1 else ''} skipped: not adapters (run with --skipped to see why)")
+    return 0
+
+
+def _print_skipped(skipped: list, *, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps([s.to_json_dict() for s in skipped], indent=2, ensure_ascii=False))
+        return 0
+    if not skipped:
+        print("No file was skipped.")
+    for s in skipped:
+        print(f"✗ {s.path}\n    {s.reason}")
     return 0
 
 
@@ -117,10 +134,12 @@ def run_inspect(args: argparse.Namespace) -> int:
     info = read_adapter_info(path if path.is_file() else lib.find(args.file).path)  # raises with the reason
     _, modules = read_lora_modules(info.path)  # the deep check: values finite, pairs complete
     scales = sorted({round(m.scale, 6) for m in modules.values()})
+    strength = _strength(modules, args.base)
     report = info.to_json_dict(with_metadata=True)
     report.update({
         "checks": {"tensors_finite": True, "pairs_complete": True, "modules": len(modules)},
         "scales": scales,
+        "strength": strength.to_json_dict(),
         "compatibility": _compatibility(info),
         "on_shelf": lib.kind_of(Path(info.path)) != OUTSIDE,
         "top_tags": dict(list(tag_frequency(info).items())[:10]),
@@ -134,6 +153,7 @@ def run_inspect(args: argparse.Namespace) -> int:
         ("layout", info.layout), ("rank", f"{info.rank} (all: {', '.join(map(str, info.ranks))})"),
         ("modules", ", ".join(f"{k}: {v}" for k, v in info.components.items())),
         ("scale α/r", ", ".join(f"{s:g}" for s in scales)),
+        ("update size", strength.summary()),
         ("trigger", info.trigger_phrase), ("description", info.description), ("author", info.author),
         ("date", info.date), ("tags", ", ".join(info.tags)),
         ("thumbnail", f"{info.thumbnail_mime}, {len(info.thumbnail)} bytes" if info.thumbnail else ""),
@@ -144,9 +164,21 @@ def run_inspect(args: argparse.Namespace) -> int:
     for label, value in rows:
         if value:
             print(f"  {label:<14} {value}")
-    for w in info.warnings:
+    for w in [*info.warnings, *strength.warnings]:
         print(f"  ⚠ {w}")
     return 0
+
+
+def _strength(modules: dict, base: str | None):
+    """The effective update per module (scale × up·down), against ``base``'s layers when one is given."""
+    from app.engine.adapters import strength
+
+    if not base:
+        return strength.judge(modules)
+    from app.engine.adapters.loader import base_layer_norms
+    from app.engine.models.loading import load_base
+
+    return strength.judge(modules, base_layer_norms(load_base(base).pipe))
 
 
 def _compatibility(info) -> str:
@@ -159,11 +191,14 @@ def _compatibility(info) -> str:
 
 def run_import(args: argparse.Namespace) -> int:
     results = _library(args).import_files(args.files)
-    for r in results:
+    for r in results:  # every file's outcome, whatever happened to the others
         if r.status == "imported":
             print(f"imported {r.source.name} → {r.path}")
         else:
             print(f"{r.status}: {r.reason}", file=sys.stderr)
+    if len(results) > 1:
+        done = sum(r.status == "imported" for r in results)
+        print(f"{done} of {len(results)} files imported", file=sys.stderr if done < len(results) else sys.stdout)
     return 0 if all(r.status == "imported" for r in results) else 2
 
 

@@ -22,6 +22,7 @@ from app.engine.errors import UserError
 
 # The safetensors format itself caps the header at 100 MB; anything larger is not a real header.
 MAX_HEADER_BYTES = 100_000_000
+CHANGED_HINT = "Another program (or a teammate) was writing it."
 
 DTYPE_SIZES = {
     "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
@@ -67,31 +68,27 @@ def is_pickle_path(path: Path) -> bool:
     return path.suffix.lower() in PICKLE_SUFFIXES
 
 
-def read_header(path: str | os.PathLike[str], *, error: type[UserError] = UserError, strict: bool = True) -> Header:
+def read_header(
+    path: str | os.PathLike[str],
+    *,
+    error: type[UserError] = UserError,
+    strict: bool = True,
+    max_header_bytes: int = MAX_HEADER_BYTES,
+) -> Header:
     """Parse and validate the header of ``path`` without reading tensor data.
 
     ``strict`` also refuses a file whose tensor data is cut short; without it a truncated file still
     yields its header (family detection stays possible; the loader then refuses with ``is_complete``).
+    ``max_header_bytes`` lets a caller that knows its files are small (adapters) refuse sooner.
     Problems raise ``error`` (ModelLoadError, AdapterError…) with a one-line reason.
     """
     path = Path(path)
     name = path.name
     try:
-        size = path.stat().st_size
         with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
             head = fh.read(8)
-            if len(head) < 8:
-                raise error(f"{name} is empty or truncated ({size} bytes): not a safetensors file.")
-            n = int.from_bytes(head, "little")
-            if n == 0 or n > MAX_HEADER_BYTES:
-                raise error(
-                    f"{name} is not a safetensors file: its header claims {n:,} bytes (limit {MAX_HEADER_BYTES:,})."
-                )
-            if 8 + n > size:
-                raise error(
-                    f"{name} is truncated: the file ends inside its header ({size:,} of at least {8 + n:,} bytes).",
-                    hint="Download or copy it again.",
-                )
+            n = _header_length(head, name, size, error, max_header_bytes, sniff=lambda: head + fh.read(56))
             raw = fh.read(n)
     except FileNotFoundError:
         raise error(f"{path} does not exist.") from None
@@ -99,7 +96,111 @@ def read_header(path: str | os.PathLike[str], *, error: type[UserError] = UserEr
         raise error(f"{path} is a folder, not a .safetensors file.") from None
     except PermissionError:
         raise error(f"{path}: permission denied.") from None
+    if len(raw) < n:  # the size was checked above: the file shrank while we read it
+        raise error(f"{name} changed while it was read; try again.", hint=CHANGED_HINT)
     return parse_header_bytes(raw, path, data_offset=8 + n, file_size=size, error=error, strict=strict)
+
+
+def read_whole_file(
+    path: str | os.PathLike[str], *, error: type[UserError] = UserError
+) -> tuple[bytes, os.stat_result]:
+    """All bytes of ``path``, read into memory, and checked to be one version of the file (with its stat).
+
+    Why not a memory map (what ``safetensors.safe_open``/``load_file`` use): when another process
+    truncates a mapped file (``cp new.safetensors shared/style.safetensors`` on a team share), touching
+    the lost pages kills this process with SIGBUS. A read never does; a file replaced or rewritten during
+    the read is caught by comparing size, mtime and inode before and after.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            before = os.fstat(fh.fileno())
+            blob = fh.read()
+            after = os.fstat(fh.fileno())
+        now = os.stat(path)
+    except FileNotFoundError:
+        raise error(f"{path} does not exist.") from None
+    except IsADirectoryError:
+        raise error(f"{path} is a folder, not a .safetensors file.") from None
+    except PermissionError:
+        raise error(f"{path}: permission denied.") from None
+    stamps = {_stamp(st) for st in (before, after, now)}
+    if len(stamps) != 1 or len(blob) != before.st_size:
+        raise error(f"{path.name} changed while it was read; try again.", hint=CHANGED_HINT)
+    return blob, now
+
+
+def _stamp(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def header_from_bytes(
+    blob: bytes,
+    path: Path,
+    *,
+    error: type[UserError] = UserError,
+    max_header_bytes: int = MAX_HEADER_BYTES,
+) -> Header:
+    """The header of a whole file already in memory (complete files only)."""
+    n = _header_length(blob[:8], path.name, len(blob), error, max_header_bytes, sniff=lambda: blob[:64])
+    return parse_header_bytes(blob[8 : 8 + n], path, data_offset=8 + n, file_size=len(blob), error=error)
+
+
+def _header_length(head: bytes, name: str, size: int, error: type[UserError], limit: int, sniff) -> int:
+    """The header length from the first 8 bytes, or a refusal that says what the file looks like instead."""
+    if len(head) < 8:
+        raise error(f"{name} is empty or truncated ({size} bytes): not a safetensors file.")
+    n = int.from_bytes(head, "little")
+    if n == 0 or n > limit or 8 + n > size:
+        what = sniff_format(sniff())
+        if what:
+            raise error(f"{name} is {what}, not a safetensors file.", hint=_SNIFF_HINTS.get(what, ""))
+    if n == 0 or n > limit:
+        raise error(
+            f"{name} is damaged or not a safetensors file: its header claims {n:,} bytes (limit {limit:,}).",
+            hint="Ask for the file again.",
+        )
+    if 8 + n > size:
+        raise error(
+            f"{name} is truncated: the file ends inside its header ({size:,} of at least {8 + n:,} bytes).",
+            hint="Download or copy it again.",
+        )
+    return n
+
+
+# What a file that is not safetensors usually is, by its first bytes (renamed downloads and checkpoints).
+_PICKLE = "a Python pickle (a PyTorch .ckpt/.pt/.bin renamed?)"
+_ZIP = "a zip archive (PyTorch's .pt/.ckpt format, renamed?)"
+_HTML = "a web page (HTML)"
+_LFS = "a Git LFS pointer"
+_SNIFF_HINTS = {
+    _PICKLE: "Pickles can run code when opened and are refused; ask for the .safetensors version.",
+    _ZIP: "Ask for the .safetensors version.",
+    _HTML: "The download probably failed (a login or error page); download it again.",
+    _LFS: "Fetch the real file (git lfs pull).",
+}
+
+
+def sniff_format(start: bytes) -> str:
+    """A short description of what ``start`` (a file's first bytes) looks like, or "" when unknown."""
+    if len(start) >= 2 and start[0] == 0x80 and 2 <= start[1] <= 5:
+        return _PICKLE
+    if start.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return _ZIP
+    if start.startswith(b"\x1f\x8b"):
+        return "a gzip archive"
+    if start.startswith(b"version https://git-lfs"):
+        return _LFS
+    text = start.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body")):
+        return _HTML
+    if text.startswith((b"{", b"[")):
+        return "a JSON text file"
+    if start.startswith((b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"RIFF")):
+        return "an image"
+    if start.startswith(b"GGUF"):
+        return "a GGUF model"
+    return ""
 
 
 def parse_header_bytes(
@@ -114,7 +215,9 @@ def parse_header_bytes(
     name = path.name
     try:
         obj = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except RecursionError:  # "[[[[…" : a real header nests three levels deep
+        raise error(f"{name} is corrupt: malformed safetensors header (nested too deeply).") from None
+    except (UnicodeDecodeError, ValueError) as err:  # JSONDecodeError, and ints over Python's digit limit
         raise error(f"{name} is corrupt: malformed safetensors header ({err.__class__.__name__}).") from None
     if not isinstance(obj, dict):
         raise error(f"{name} is corrupt: malformed safetensors header (not a JSON object).")
@@ -126,11 +229,13 @@ def parse_header_bytes(
     for key, entry in obj.items():
         try:
             dtype = entry["dtype"]
-            shape = tuple(int(d) for d in entry["shape"])
-            begin, end = (int(o) for o in entry["data_offsets"])
-        except (TypeError, KeyError, ValueError):
+            if not isinstance(entry["shape"], list) or not isinstance(entry["data_offsets"], list):
+                raise TypeError
+            shape = tuple(_whole(d) for d in entry["shape"])
+            begin, end = (_whole(o) for o in entry["data_offsets"])
+        except (TypeError, KeyError, ValueError, OverflowError):
             raise error(f"{name} is corrupt: malformed header entry for tensor {key!r}.") from None
-        if dtype not in DTYPE_SIZES or any(d < 0 for d in shape) or not 0 <= begin <= end:
+        if not isinstance(dtype, str) or dtype not in DTYPE_SIZES or any(d < 0 for d in shape) or not 0 <= begin <= end:
             raise error(f"{name} is corrupt: malformed header entry for tensor {key!r}.")
         if (end - begin) != math.prod(shape) * DTYPE_SIZES[dtype]:
             raise error(f"{name} is corrupt: tensor {key!r} has a size that does not match its shape.")
@@ -140,6 +245,13 @@ def parse_header_bytes(
             )
         tensors[key] = TensorSpec(dtype, shape, begin, end)
     return Header(path, dict(meta_raw), tensors, data_offset, file_size)
+
+
+def _whole(value: object) -> int:
+    """A JSON whole number (not a bool, float or string that ``int`` would also accept)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError
+    return value
 
 
 def encode_header(metadata: dict[str, str], tensors: dict[str, TensorSpec]) -> bytes:

@@ -9,16 +9,19 @@ from __future__ import annotations
 import base64
 import binascii
 import collections
+import hashlib
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.engine.adapters.hashcache import cached_hashes, file_hashes
+from app.engine.adapters.hashcache import cached_hashes, file_hashes, remember_hashes
 from app.engine.adapters.keys import classify_key, component_of, is_unsupported_adapter_key
-from app.engine.adapters.sftfile import Header, read_header
+from app.engine.adapters.sftfile import Header, read_file, read_header
 from app.engine.errors import AdapterError
+from app.engine.safetensors_file import CHANGED_HINT
 from app.engine.models.families import FAMILIES
 
 UNKNOWN = "unknown"
@@ -27,6 +30,9 @@ UNKNOWN = "unknown"
 _CROSS_ATTN_WIDTH = {768: "sd1", 1024: "sd2", 2048: "sdxl", 1280: "sdxl"}
 # Text-encoder hidden width: CLIP ViT-L (SD1, SDXL te1) and OpenCLIP ViT-H (SD2).
 _TE_WIDTH = {768: "sd1", 1024: "sd2", 1280: "sdxl"}
+# LoRA weights are applied in floating point; integer or 8-bit-float "weights" are damage or another format.
+WEIGHT_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+_ALPHA_DTYPES = {"F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8"}  # a scalar: ints are meaningful
 _ARCH_PREFIX = {
     "stable-diffusion-v1": "sd1",
     "stable-diffusion-v2-512": "sd2",
@@ -139,11 +145,19 @@ def analyse_keys(header: Header, name: str) -> dict[str, Any]:
             (unsupported if is_unsupported_adapter_key(key) else unknown).append(key)
             continue
         layouts[role.layout] += 1
+        allowed = _ALPHA_DTYPES if role.part == "alpha" else WEIGHT_DTYPES
+        if spec.dtype not in allowed:
+            raise AdapterError(
+                f"{name}: tensor {key!r} is {spec.dtype}; LoRA weights must be "
+                f"{', '.join(WEIGHT_DTYPES.values())} (the file is damaged or another format)."
+            )
         if role.part == "down":
             downs[role.module] = spec.shape
         elif role.part == "up":
             ups[role.module] = spec.shape
         else:
+            if math.prod(spec.shape) != 1:
+                raise AdapterError(f"{name}: malformed LoRA — alpha {key!r} holds {math.prod(spec.shape)} values, not one.")
             alphas.add(role.module)
     if unsupported:
         raise AdapterError(
@@ -171,7 +185,23 @@ def analyse_keys(header: Header, name: str) -> dict[str, Any]:
             raise AdapterError(f"{name}: malformed LoRA — {module} has down {list(down)} and up {list(up)}.")
     main_layouts = [l for l, _ in layouts.most_common()]
     layout = main_layouts[0] if len(main_layouts) == 1 else "mixed: " + ", ".join(main_layouts)
-    return {"layout": layout, "downs": downs, "alphas": alphas}
+    return {"layout": layout, "downs": downs, "alphas": alphas, "warnings": _rank_warnings(downs, ups)}
+
+
+def _rank_warnings(downs: dict[str, tuple[int, ...]], ups: dict[str, tuple[int, ...]]) -> list[str]:
+    """A rank above min(in, out) adds nothing a full update could not: usually a mislabelled or padded file."""
+    wide = []
+    for module, down in downs.items():
+        fan_in, fan_out = math.prod(down[1:]), ups[module][0]
+        if down[0] > min(fan_in, fan_out):
+            wide.append((module, down[0], fan_out, fan_in))
+    if not wide:
+        return []
+    module, rank, fan_out, fan_in = wide[0]
+    return [
+        f"{len(wide)} module(s) have a rank wider than their layer (e.g. {module}: rank {rank} for a "
+        f"{fan_out}×{fan_in} layer); the extra rank adds nothing but size."
+    ]
 
 
 def _thumbnail(meta: dict[str, str]) -> tuple[bytes | None, str]:
@@ -201,12 +231,50 @@ def read_adapter_info(path: str | os.PathLike[str], *, with_hashes: bool = True)
     path = Path(path)
     header = read_header(path)
     keys = analyse_keys(header, path.name)
+    # Without hashing, still show hashes computed earlier (the cache is keyed by size + mtime).
+    hashes = file_hashes(path, header) if with_hashes else (cached_hashes(path) or ("", ""))
+    return _info(path, header, keys, hashes)
+
+
+def read_adapter_snapshot(path: str | os.PathLike[str]) -> tuple[AdapterInfo, bytes]:
+    """The info and the whole file's bytes, from ONE read: what loading tensors must use.
+
+    Header, hashes and tensors then describe the same version of a file someone may be replacing
+    (a team share), and the file is never memory-mapped (a mapped file truncated by another process
+    kills this one with SIGBUS). A same-size rewrite inside one mtime tick escapes the stat check; the
+    tensor hash recorded in the file catches it: on a mismatch the file is read again, and if the two
+    reads differ it was changing.
+    """
+    path = Path(path)
+    header, blob, st = read_file(path)
+    keys = analyse_keys(header, path.name)
+    hashes = _hashes_of(blob, header)
+    if _recorded_hash(header.metadata) not in ("", hashes[1]):
+        _, blob2, st = read_file(path)
+        if blob2 != blob:
+            raise AdapterError(f"{path.name} changed while it was read; try again.", hint=CHANGED_HINT)
+    remember_hashes(path, st, *hashes)
+    return _info(path, header, keys, hashes), blob
+
+
+def _hashes_of(blob: bytes, header: Header) -> tuple[str, str]:
+    view = memoryview(blob)
+    return hashlib.sha256(view).hexdigest(), hashlib.sha256(view[header.data_offset :]).hexdigest()
+
+
+def _recorded_hash(meta: dict[str, str]) -> str:
+    """The tensor hash the writer stored (ours and kohya's keys hold the data-section hash), or ""."""
+    recorded = (meta.get("sshs_model_hash") or meta.get("modelspec.hash_sha256", "").removeprefix("0x")).lower()
+    return recorded if len(recorded) == 64 else ""
+
+
+def _info(path: Path, header: Header, keys: dict[str, Any], hashes: tuple[str, str]) -> AdapterInfo:
     meta = header.metadata
     downs: dict[str, tuple[int, ...]] = keys["downs"]
     components = collections.Counter(component_of(m) for m in downs)
     ranks = collections.Counter(shape[0] for shape in downs.values() if shape)
     found = family_from_metadata(meta)
-    warnings: list[str] = []
+    warnings: list[str] = list(keys["warnings"])
     if found:
         family, reason = found
         source = "metadata"
@@ -219,15 +287,12 @@ def read_adapter_info(path: str | os.PathLike[str], *, with_hashes: bool = True)
         arch = meta.get("modelspec.architecture")
         if arch:
             reason = f"modelspec.architecture = {arch} is not a Stable Diffusion family StyleShelf knows; {reason}"
-    # Without hashing, still show hashes computed earlier (the cache is keyed by size + mtime).
-    full, tensor_hash = file_hashes(path, header) if with_hashes else (cached_hashes(path) or ("", ""))
+    full, tensor_hash = hashes
     thumb, mime = _thumbnail(meta)
-    if tensor_hash:
-        recorded = meta.get("sshs_model_hash") or meta.get("modelspec.hash_sha256", "").removeprefix("0x")
-        # Both keys hold the data-section hash when written by us or kohya: a mismatch means the tensor
-        # bytes changed after saving (damage, or an edit by a tool that re-serialised the weights).
-        if len(recorded) == 64 and recorded.lower() != tensor_hash:
-            warnings.append("the tensor data does not match the hash recorded when the file was saved.")
+    if tensor_hash and _recorded_hash(meta) not in ("", tensor_hash):
+        # A mismatch means the tensor bytes changed after saving (damage, or an edit by a tool that
+        # re-serialised the weights).
+        warnings.append("the tensor data does not match the hash recorded when the file was saved.")
     date = meta.get("modelspec.date", "")
     if not date and meta.get("ss_training_started_at"):
         date = meta["ss_training_started_at"]

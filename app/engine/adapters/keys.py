@@ -223,15 +223,18 @@ def diffusers_to_sgm(module: str, layers_per_block: int = 2) -> str:
 def peft_alphas(metadata: dict[str, str], module_ranks: dict[str, int]) -> dict[str, float]:
     """Per-module alpha for a PEFT-layout file, from diffusers' ``lora_adapter_metadata`` header entry.
 
-    Without it the PEFT convention applies: alpha = rank (scale 1).
+    Without it the PEFT convention applies: alpha = rank (scale 1). ValueError when the entry is there
+    but malformed (a guessed alpha would silently change the adapter's strength).
     """
     raw = metadata.get("lora_adapter_metadata")
     config: dict[str, Any] = {}
     if raw:
         try:
             config = json.loads(raw)
-        except json.JSONDecodeError:
-            config = {}
+        except (ValueError, RecursionError):
+            raise ValueError("its lora_adapter_metadata entry is not valid JSON") from None
+        if not isinstance(config, dict):
+            raise ValueError("its lora_adapter_metadata entry is not a JSON object")
     out: dict[str, float] = {}
     for module, rank in module_ranks.items():
         component = component_of(module)
@@ -239,10 +242,14 @@ def peft_alphas(metadata: dict[str, str], module_ranks: dict[str, int]) -> dict[
         # Keys in the metadata are ``<component>.lora_alpha`` / ``.alpha_pattern`` (diffusers), or bare.
         alpha = config.get(f"{component}.lora_alpha", config.get("lora_alpha"))
         pattern = config.get(f"{component}.alpha_pattern", config.get("alpha_pattern")) or {}
+        if not isinstance(pattern, dict):
+            raise ValueError("its alpha_pattern is not a JSON object")
         for pat, value in pattern.items():
             # PEFT matches a pattern against the end of the dotted module name; compare underscored forms.
             if re.search(rf"(^|_){re.escape(pat.replace('.', '_'))}$", path_underscored):
                 alpha = value
                 break
+        if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float))):
+            raise ValueError(f"its alpha for {module} is {alpha!r}, not a number")
         out[module] = float(alpha) if alpha is not None else float(rank)
     return out

@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from app.engine.adapters.info import UNKNOWN, AdapterInfo, read_adapter_info
+from app.engine.adapters.info import UNKNOWN, AdapterInfo, read_adapter_snapshot
+from app.engine.adapters.strength import judge as judge_strength
+from app.engine.adapters.strength import layer_norm
 from app.engine.adapters.keys import classify_key, component_of, peft_alphas, sgm_to_diffusers, split_module, te_path
 from app.engine.errors import AdapterError
 
@@ -65,15 +67,23 @@ def read_lora_modules(
     Kohya files without ``.alpha`` and diffusers/PEFT files without adapter metadata get alpha = rank
     (scale 1), the convention of the tools that write them.
     """
+    info, blob = read_adapter_snapshot(path)  # read into memory: a memory map dies if the file shrinks
+    return info, lora_modules_from_bytes(info, blob, unet_config=unet_config, check_finite=check_finite)
+
+
+def lora_modules_from_bytes(
+    info: AdapterInfo, blob: bytes, *, unet_config: Any = None, check_finite: bool = True
+) -> dict[str, LoraModule]:
+    """The validated LoRA modules of a file already read (``read_adapter_snapshot``), canonical names."""
     import torch
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
-    info = read_adapter_info(path)
+    path = Path(info.path)
     try:
-        raw = load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, RuntimeError) as err:
-        raise AdapterError(f"{Path(path).name}: cannot read tensors ({err}).") from None
+        raw = load(blob)
+    except (SafetensorError, OSError, RuntimeError, ValueError) as err:
+        raise AdapterError(f"{path.name}: cannot read tensors ({err}).") from None
     lpb = _layers_per_block(unet_config)
     downs: dict[str, Any] = {}
     ups: dict[str, Any] = {}
@@ -84,7 +94,7 @@ def read_lora_modules(
         assert role is not None  # analyse_keys (in read_adapter_info) refused anything else
         module = sgm_to_diffusers(role.module, lpb) if role.layout == "kohya-sgm" else role.module
         if check_finite and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise AdapterError(f"{Path(path).name}: tensor {key!r} contains NaN or Inf values; the adapter is broken.")
+            raise AdapterError(f"{path.name}: tensor {key!r} contains NaN or Inf values; the adapter is broken.")
         if role.part == "alpha":
             alphas[module] = float(tensor.float().item())
         else:
@@ -92,14 +102,17 @@ def read_lora_modules(
             if role.peft_names:
                 peft_modules.add(module)
     if peft_modules:
-        alphas.update(peft_alphas(info.metadata, {m: int(downs[m].shape[0]) for m in peft_modules}))
+        try:
+            alphas.update(peft_alphas(info.metadata, {m: int(downs[m].shape[0]) for m in peft_modules}))
+        except ValueError as err:
+            raise AdapterError(f"{path.name}: {err}; its strength cannot be known.") from None
     modules: dict[str, LoraModule] = {}
     for name, down in downs.items():
         up = ups[name]
         if down.shape[0] != up.shape[1] or down.dim() != up.dim():
-            raise AdapterError(f"{Path(path).name}: {name} has down {tuple(down.shape)} but up {tuple(up.shape)}.")
+            raise AdapterError(f"{path.name}: {name} has down {tuple(down.shape)} but up {tuple(up.shape)}.")
         modules[name] = LoraModule(down, up, alphas.get(name, float(down.shape[0])))
-    return info, modules
+    return modules
 
 
 def pipeline_family(pipe: Any) -> str:
@@ -131,6 +144,18 @@ def _target_table(model: Any, component: str) -> dict[str, Any]:
             path = name.replace(".", "_")
             table[path if component == "unet" else te_path(path)] = (name, base)
     return table
+
+
+def base_layer_norms(pipe: Any) -> Callable[[str], float | None]:
+    """``module → ‖W‖_F`` of the base layer a canonical LoRA module name targets in ``pipe`` (None: no
+    such layer), for ``strength.judge``."""
+    tables = {c: _target_table(getattr(pipe, c), c) for c in COMPONENTS if getattr(pipe, c, None) is not None}
+
+    def lookup(name: str) -> float | None:
+        target = tables.get(component_of(name), {}).get(split_module(name)[1])
+        return layer_norm(target[1]) if target is not None else None
+
+    return lookup
 
 
 def _shape_problem(module: LoraModule, layer: Any) -> str:
@@ -192,6 +217,7 @@ def load_into_pipeline(
     sdxl_pipe = getattr(pipe, "text_encoder_2", None) is not None
     tables = {c: _target_table(getattr(pipe, c), c) for c in COMPONENTS if getattr(pipe, c, None) is not None}
     matched: dict[str, LoraModule] = {}
+    fitted: dict[str, tuple[LoraModule, Any]] = {}  # module → (LoRA, base layer): the update's size is judged
     unmatched: list[str] = []
     per_component: dict[str, int] = {}
     for name, module in modules.items():
@@ -211,6 +237,7 @@ def load_into_pipeline(
                 hint=f"The adapter is for {info.family} ({info.family_reason}).",
             )
         matched[f"{component}.{dotted}"] = module
+        fitted[name] = (module, layer)
         per_component[component] = per_component.get(component, 0) + 1
     base = base_family or pipeline_family(pipe)
     if not matched:
@@ -223,6 +250,7 @@ def load_into_pipeline(
         warnings.append(f"Adapter made for {info.family} ({info.family_reason}), base model is {base}.")
     if unmatched:
         warnings.append(f"{len(unmatched)} of {len(modules)} modules have no counterpart in this base model and are ignored.")
+    warnings += judge_strength({n: m for n, (m, _) in fitted.items()}, lambda n: layer_norm(fitted[n][1])).warnings
     try:
         pipe.load_lora_weights(to_peft_state_dict(matched), adapter_name=adapter_name)
     except (ValueError, RuntimeError, KeyError, TypeError) as err:

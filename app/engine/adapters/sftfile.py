@@ -18,10 +18,16 @@ from app.engine.safetensors_file import (  # noqa: F401  (re-exported for the ad
     data_sha256,
     encode_header,
     file_sha256,
+    header_from_bytes,
     is_pickle_path,
     parse_header_bytes,
+    read_whole_file,
 )
 from app.engine.safetensors_file import read_header as _read_header
+
+# The largest real LoRA headers are a few hundred KB (thousands of tensors, a 256 px thumbnail, kohya's
+# tag counts); a header this big is junk, and parsing it on every shelf scan would cost seconds.
+MAX_ADAPTER_HEADER_BYTES = 8 * 1024 * 1024
 
 
 def refuse_pickle(path: Path) -> None:
@@ -36,7 +42,15 @@ def read_header(path: str | os.PathLike[str]) -> Header:
     """Parse and validate the header of ``path`` (complete files only) without reading tensor data."""
     path = Path(path)
     refuse_pickle(path)
-    return _read_header(path, error=AdapterError, strict=True)
+    return _read_header(path, error=AdapterError, strict=True, max_header_bytes=MAX_ADAPTER_HEADER_BYTES)
+
+
+def read_file(path: str | os.PathLike[str]) -> tuple[Header, bytes, os.stat_result]:
+    """The whole adapter file in memory (never memory-mapped: see ``read_whole_file``) with its header."""
+    path = Path(path)
+    refuse_pickle(path)
+    blob, st = read_whole_file(path, error=AdapterError)
+    return header_from_bytes(blob, path, error=AdapterError, max_header_bytes=MAX_ADAPTER_HEADER_BYTES), blob, st
 
 
 def serialize(tensors: dict) -> tuple[dict[str, TensorSpec], bytes, str]:

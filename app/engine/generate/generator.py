@@ -41,6 +41,7 @@ from app.engine.generate.identity import AdapterIdentity, adapter_identity, base
 from app.engine.generate.pngmeta import FORMAT_VERSION, LoraUse, a1111_parameters, write_png
 from app.engine.generate.preview import write_preview
 from app.engine.generate.samplers import make_scheduler
+from app.engine.generate.sanity import StackWatch
 from app.engine.paths import user_cache_dir, user_data_dir
 from app.engine.shelf.stack import StackEntry
 
@@ -152,6 +153,7 @@ class Generator:
 
         active_entries = [e for e in config.stack if _is_active(e)]
         identities = self.apply_stack(config.stack, on_event=on_event)
+        watch = StackWatch.of(identities, active_entries)  # a broken-down image stops, naming these styles
         prompt = config.prompt
         if config.insert_triggers:
             prompt = insert_trigger_phrases(prompt, [i.trigger_phrase for i in identities])
@@ -169,7 +171,7 @@ class Generator:
         for index in range(config.batch_count):
             seed = (base_seed + index) % 2**32
             image = None if cancel.is_set() else self._sample(
-                config, prompt, width, height, seed, index, preview_dir, on_event, cancel
+                config, prompt, width, height, seed, index, preview_dir, on_event, cancel, watch
             )
             if image is None:
                 cancelled = True  # an unfinished image is never saved
@@ -219,6 +221,7 @@ class Generator:
         preview_dir: Path | None,
         on_event: EventCallback,
         cancel: CancelToken,
+        watch: StackWatch = StackWatch(()),
     ) -> Any:
         """One image (PIL), or None when cancelled mid-way. Progress counts steps over the whole batch."""
         import torch
@@ -232,6 +235,7 @@ class Generator:
                 return {}
             n = int(getattr(pipe, "num_timesteps", 0) or config.steps)  # Heun & co. take more than `steps`
             done, total = index * n + step + 1, config.batch_count * n
+            watch.check_latents(tensors.get("latents"), step + 1)
             step_times.append(time.perf_counter())
             rate = None
             if len(step_times) >= 2:
@@ -263,6 +267,7 @@ class Generator:
             ) from None
         if getattr(self.pipe, "_interrupt", False) or cancel.is_set():
             return None
+        watch.check_image(output.images[0])
         return output.images[0]
 
     def _stack_record(self, stack: list[StackEntry]) -> list[dict[str, Any]]:

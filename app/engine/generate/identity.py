@@ -89,6 +89,8 @@ def base_model_hash(path: str | os.PathLike[str]) -> str:
 def adapter_identity(path: str | os.PathLike[str]) -> AdapterIdentity:
     """Hashes, title and trigger phrase of an adapter file; AdapterError if it cannot be one."""
     path = Path(path)
+    if path.is_dir():
+        raise AdapterError(f"{path.name} is a folder, not an adapter file.")
     if not path.is_file():
         raise AdapterError(f"Adapter file not found: {path}")
     return _cached(_identity_cache, path, _from_shelf)

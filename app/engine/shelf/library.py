@@ -1,6 +1,7 @@
 """The library: adapters from the user's shelf folder, the bundled ``styles/`` and any extra folders.
 
-Listing reads headers only. Import copies a validated file into the user's folder under a sanitised
+Listing reads headers only and lists adapters only: anything else (a training run's checkpoint files, other
+models, damaged files) is skipped with a one-line reason (``ShelfScan.skipped``; see ``survey.py``). Import copies a validated file into the user's folder under a sanitised
 name and refuses a second copy of the same weights (by tensor hash); export writes a single
 self-contained file (weights, thumbnail, metadata); remove deletes only files in the user's folder.
 Extra folders (e.g. a team share) come from the caller or ``STYLESHELF_ADAPTER_PATH`` (os.pathsep-separated).
@@ -8,20 +9,24 @@ Extra folders (e.g. a team share) come from the caller or ``STYLESHELF_ADAPTER_P
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from app.engine.adapters import AdapterInfo, read_adapter_info, read_lora_modules
-from app.engine.atomic import atomic_path
+from app.engine.adapters import AdapterInfo, read_adapter_info
+from app.engine.adapters.info import read_adapter_snapshot
+from app.engine.adapters.loader import lora_modules_from_bytes
+from app.engine.atomic import atomic_new_file, atomic_path
 from app.engine.errors import AdapterError, UserError
 from app.engine.paths import BUNDLED_STYLES_DIR, user_data_dir
 from app.engine.shelf import presets as _presets
 from app.engine.shelf.bake import bake  # noqa: F401  (re-exported: the shelf's one entry point)
 from app.engine.shelf.names import safe_stem
 from app.engine.shelf.stack import Stack
+from app.engine.shelf.survey import SkippedFile, judge, list_folder
 
 EXTRA_FOLDERS_ENV = "STYLESHELF_ADAPTER_PATH"
 USER, BUNDLED, EXTRA, OUTSIDE = "user", "bundled", "extra", "outside"
@@ -99,9 +104,18 @@ class LibraryEntry:
 
 
 @dataclass
+class ShelfScan:
+    """What a scan found: the adapters, and every other ``.safetensors`` file with why it is not one."""
+
+    entries: list[LibraryEntry]
+    skipped: list[SkippedFile] = field(default_factory=list)
+    stale_temps_removed: int = 0  # leftovers of killed writes, deleted during the scan
+
+
+@dataclass
 class ImportResult:
     source: Path
-    status: str  # imported | duplicate | refused
+    status: str  # imported | duplicate | refused | failed (an unexpected error, reported, never fatal)
     path: Path | None = None  # the file on the shelf (new, or the existing duplicate)
     reason: str = ""
     info: AdapterInfo | None = field(default=None, repr=False)
@@ -138,37 +152,58 @@ class Library:
         out += [(EXTRA, f) for f in self.extra_folders]
         return out
 
-    def files(self) -> list[tuple[str, Path]]:
+    def _survey(self) -> tuple[list[tuple[str, Path]], list[SkippedFile], int]:
         seen: set[Path] = set()
-        out = []
+        files: list[tuple[str, Path]] = []
+        skipped: list[SkippedFile] = []
+        removed = 0
         for kind, folder in self.folders():
             if not folder.is_dir():
                 continue
-            for path in sorted(folder.rglob("*.safetensors"), key=lambda p: str(p).casefold()):
-                if path.name.startswith(".") or not path.is_file():  # atomic-write temp files, hidden files
-                    continue
+            contents = list_folder(folder)
+            removed += contents.stale_temps_removed
+            skipped += contents.skipped
+            for path in contents.adapters:
                 real = path.resolve()
                 if real not in seen:
                     seen.add(real)
-                    out.append((kind, path))
-        return out
+                    files.append((kind, path))
+        return files, skipped, removed
+
+    def files(self) -> list[tuple[str, Path]]:
+        """Candidate adapter files (``.safetensors`` outside training-run folders), each folder's kind."""
+        return self._survey()[0]
 
     def _entry(self, kind: str, path: Path, with_hashes: bool) -> LibraryEntry:
-        try:
-            return LibraryEntry(path, kind, read_adapter_info(path, with_hashes=with_hashes))
-        except (UserError, OSError) as err:
-            return LibraryEntry(path, kind, None, problem=str(err))
+        info, problem = judge(path, with_hashes=with_hashes)
+        return LibraryEntry(path, kind, info, problem=problem)
 
-    def scan(self, *, with_hashes: bool = True) -> list[LibraryEntry]:
-        """Every adapter file; unreadable ones are kept with their reason. Hashes are cached on disk."""
-        entries = [self._entry(kind, path, with_hashes) for kind, path in self.files()]
+    def scan_report(self, *, with_hashes: bool = True) -> ShelfScan:
+        """Every adapter file, and every other ``.safetensors`` file with its reason. Hashes are cached on disk.
+
+        Each file is judged on its own: one unreadable or hostile file is skipped, never stops the scan.
+        Stale temp files of interrupted writes (their process gone) are deleted on the way.
+        """
+        files, skipped, removed = self._survey()
+        entries = []
+        for kind, path in files:
+            entry = self._entry(kind, path, with_hashes)
+            if entry.ok:
+                entries.append(entry)
+            else:
+                skipped.append(SkippedFile(path, entry.problem))
         by_hash: dict[str, LibraryEntry] = {}
         for e in entries:
             if e.tensor_sha256:
                 first = by_hash.setdefault(e.tensor_sha256, e)
                 if first is not e:
                     e.duplicate_of = str(first.path)
-        return entries
+        skipped.sort(key=lambda s: str(s.path).casefold())
+        return ShelfScan(entries, skipped, removed)
+
+    def scan(self, *, with_hashes: bool = True) -> list[LibraryEntry]:
+        """The adapters on the shelf (files that are not adapters: ``scan_report().skipped``)."""
+        return self.scan_report(with_hashes=with_hashes).entries
 
     def kind_of(self, path: Path) -> str:
         real = path.resolve()
@@ -183,6 +218,8 @@ class Library:
         path = Path(text).expanduser()
         if path.is_file():
             return self._entry(self.kind_of(path), path, True)
+        if path.is_dir() and path.suffix:
+            raise UserError(f"{text} is a folder, not an adapter file.")
         if path.suffix or os.sep in text or (os.altsep and os.altsep in text):
             raise UserError(f"{text}: no such file.")
         key = text.casefold().removesuffix(".safetensors")
@@ -217,12 +254,18 @@ class Library:
     # --- import / export / remove ------------------------------------------------------------------
 
     def import_file(self, src: str | os.PathLike[str]) -> AdapterInfo:
-        """Copy a validated adapter into the user's folder; DuplicateAdapterError when already present."""
+        """Copy a validated adapter into the user's folder; DuplicateAdapterError when already present.
+
+        The copy lands on the first free name (``style.safetensors``, ``style-2.safetensors``…), claimed
+        atomically: two imports of different files with the same name at the same moment both land.
+        """
         src = Path(src)
+        if src.is_dir():
+            raise AdapterError(f"{src.name} is a folder, not an adapter file.")
         if not src.is_file():
             raise AdapterError(f"{src}: no such file.")
-        info = read_adapter_info(src)
-        read_lora_modules(src)  # full check (NaN/Inf, pairs) before it lands on the shelf
+        info, blob = read_adapter_snapshot(src)  # one read: what is checked is what is copied
+        lora_modules_from_bytes(info, blob)  # full check (NaN/Inf, pairs) before it lands on the shelf
         twin = next((e for e in self.scan() if e.tensor_sha256 == info.tensor_sha256 and e.path.resolve() != src.resolve()), None)
         if twin is None and self.kind_of(src) != OUTSIDE:
             twin = LibraryEntry(src, self.kind_of(src), info)
@@ -233,15 +276,14 @@ class Library:
         folder = self.user_folder
         folder.mkdir(parents=True, exist_ok=True)
         stem = safe_stem(src.stem)
-        dest = folder / f"{stem}.safetensors"
-        n = 2
-        while dest.exists():
-            dest = folder / f"{stem}-{n}.safetensors"
-            n += 1
+        names = (folder / (f"{stem}.safetensors" if n == 1 else f"{stem}-{n}.safetensors") for n in itertools.count(1))
+        with atomic_new_file(names) as new:
+            new.tmp.write_bytes(blob)
+        dest = new.path
+        assert dest is not None
         if dest.resolve().parent != folder.resolve():  # belt and braces: safe_stem already removed separators
+            dest.unlink(missing_ok=True)
             raise AdapterError(f"{src.name}: refusing a file name that leaves the shelf folder.")
-        with atomic_path(dest) as tmp:
-            shutil.copyfile(src, tmp)
         copied = read_adapter_info(dest)
         if copied.tensor_sha256 != info.tensor_sha256:
             dest.unlink(missing_ok=True)
@@ -249,6 +291,7 @@ class Library:
         return copied
 
     def import_files(self, sources: Iterable[str | os.PathLike[str]]) -> list[ImportResult]:
+        """Import each file on its own: every file gets its outcome, whatever happens to the others."""
         results = []
         for src in sources:
             src = Path(src)
@@ -259,6 +302,8 @@ class Library:
                 results.append(ImportResult(src, "duplicate", err.existing, reason=str(err)))
             except UserError as err:
                 results.append(ImportResult(src, "refused", None, reason=str(err)))
+            except Exception as err:  # noqa: BLE001 - a defect on one file must not lose the others' outcome
+                results.append(ImportResult(src, "failed", None, reason=f"{src.name}: {type(err).__name__}: {err}"))
         return results
 
     def export(self, ref: str | os.PathLike[str], dest: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
