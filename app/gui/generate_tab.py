@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from app.gui.gallery import GalleryView, ImageViewer, ImageRole
 from app.gui.generate_vm import GENERATING, MAX_SEED, GenerateViewModel
+from app.gui.number_box import show_value
 from app.gui.shelf_panel import ShelfPanel
 from app.gui.shelf_vm import ShelfViewModel
 
@@ -48,8 +49,10 @@ class SeedEdit(QLineEdit):
         return int(self.text() or 0)
 
     def setValue(self, value: int) -> None:
-        self.setText(str(int(value) % (MAX_SEED + 1)))
-        self.textEdited.emit(self.text())
+        text = str(int(value) % (MAX_SEED + 1))
+        if text != self.text():  # re-setting the same text would move the cursor of someone typing
+            self.setText(text)
+            self.textEdited.emit(self.text())
 
 
 class GenerateTab(QWidget):
@@ -226,16 +229,16 @@ class GenerateTab(QWidget):
             if self.negative.toPlainText() != p.negative:
                 self.negative.setPlainText(p.negative)
             self.seed.setValue(int(p.seed or 0))
-            self.steps.setValue(p.steps)
-            self.guidance.setValue(p.guidance)
-            self.width_box.setValue(p.width or 0)
-            self.height_box.setValue(p.height or 0)
+            show_value(self.steps, p.steps)
+            show_value(self.guidance, p.guidance)
+            show_value(self.width_box, p.width or 0)
+            show_value(self.height_box, p.height or 0)
             i = self.sampler.findText(p.sampler)
             if i < 0 and p.sampler:
                 self.sampler.addItem(p.sampler)
                 i = self.sampler.count() - 1
             self.sampler.setCurrentIndex(max(i, 0))
-            self.batch.setValue(p.batch_count)
+            show_value(self.batch, p.batch_count)
             self.triggers.setChecked(p.insert_triggers)
             self.lock.setChecked(self.vm.seed_locked)
         finally:

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.engine.facade import AdapterCard
+from app.gui.number_box import show_value, strength_box
 from app.gui.shelf_model import FAMILY_LABELS, WEIGHT_MAX, WEIGHT_MIN
 
 ROW_MIME = "application/x-styleshelf-shelf-row"
@@ -47,12 +48,8 @@ def _placeholder(title: str) -> QPixmap:
 
 
 def _strength_box(tooltip: str) -> QDoubleSpinBox:
-    box = QDoubleSpinBox()
-    box.setRange(WEIGHT_MIN, WEIGHT_MAX)
-    box.setSingleStep(0.05)
-    box.setDecimals(2)
+    box = strength_box(tooltip, WEIGHT_MIN, WEIGHT_MAX)
     box.setFixedWidth(66)
-    box.setToolTip(tooltip)
     return box
 
 
@@ -140,8 +137,8 @@ class ShelfCard(QFrame):
         try:
             self.toggle.setChecked(enabled)
             self.slider.setValue(int(round(weight * 100)))
-            self.spin.setValue(weight)
-            self.text_spin.setValue(weight if text_weight is None else text_weight)
+            show_value(self.spin, weight)
+            show_value(self.text_spin, weight if text_weight is None else text_weight)
         finally:
             self._updating = False
         self.setProperty("enabledState", "true" if enabled else "false")
