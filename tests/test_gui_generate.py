@@ -89,6 +89,7 @@ def test_shelf_changes_next_image_weight_zero_is_base_and_png_restores(qtbot, wi
     tab.seed.setValue(1234)
     tab.lock.setChecked(True)
     base = generate(qtbot, window)
+    assert vm.prompt_history[0] == "a red circle"  # generating puts the prompt in the recent prompts
     ink = next(p for p in tab.shelf_panel.cards if p.endswith("ink.safetensors"))
     card = tab.shelf_panel.cards[ink]
     card.toggle.click()  # on, weight 1

@@ -82,13 +82,16 @@ def test_apply_stack_matches_by_hash_then_name_and_reports_missing(shelf):
     from app.engine.facade import StackEntry
 
     vm, _panel = shelf
+    before = titles(vm.model)
     missing = vm.model.apply_stack([
         StackEntry(path="", sha256="pastel" * 4, weight=0.7, name="renamed"),
         StackEntry(path="", name="Ink", weight=1.2),
         StackEntry(path="", name="Gone", sha256="f" * 64),
     ])
     assert missing == ["Gone"]
-    assert [(e.name, e.weight) for e in vm.model.stack_entries()] == [("Pastel", 0.7), ("Ink", 1.2)]
+    # Restoring a stack never rearranges the artist's shelf: the stack is taken in shelf order.
+    assert titles(vm.model) == before
+    assert [(e.name, e.weight) for e in vm.model.stack_entries()] == [("Ink", 1.2), ("Pastel", 0.7)]
 
 
 def test_error_banner_shows_reason_and_details(qtbot):

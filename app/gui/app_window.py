@@ -261,6 +261,8 @@ class MainWindow(QMainWindow):
                 return
             self.train_vm.cancel()
             self.train_vm.runner.wait(60_000)
+        self.generate_vm.save_session()
+        self.shelf_vm.save_session()
         self.generate_vm.shutdown()
         event.accept()
 

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSpinBox,
     QSplitter,
+    QStyle,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -67,6 +68,16 @@ class GenerateTab(QWidget):
         self.prompt.setPlaceholderText("Describe the picture, e.g. “a yellow star on a green background”")
         self.prompt.setMaximumHeight(90)
         self.prompt.textChanged.connect(lambda: self._set("prompt", self.prompt.toPlainText()))
+        self.recent_button = QToolButton()
+        self.recent_button.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_FileDialogDetailedView))
+        self.recent_button.setToolTip("Recent prompts: pick one to use it again")
+        self.recent_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.recent_menu = QMenu(self)
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        self.recent_button.setMenu(self.recent_menu)
+        prompt_row = QHBoxLayout()
+        prompt_row.addWidget(self.prompt, 1)
+        prompt_row.addWidget(self.recent_button, 0, Qt.AlignmentFlag.AlignTop)
         self.negative = QPlainTextEdit()
         self.negative.setPlaceholderText("What to avoid (optional)")
         self.negative.setMaximumHeight(56)
@@ -124,7 +135,7 @@ class GenerateTab(QWidget):
         self.triggers.toggled.connect(lambda on: self._set("insert_triggers", bool(on)))
 
         form = QFormLayout()
-        form.addRow("Prompt", self.prompt)
+        form.addRow("Prompt", prompt_row)
         form.addRow("Negative", self.negative)
         form.addRow("Seed", seed_row)
         form.addRow("Steps", self.steps)
@@ -322,6 +333,15 @@ class GenerateTab(QWidget):
         if row is not None:
             card = self.shelf_vm.model.item(row).card
             self.shelf_vm.edit(path, title=card.title, trigger=card.trigger, thumbnail_image=image)
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        if not self.vm.prompt_history:
+            self.recent_menu.addAction("No prompts yet: the ones you generate with appear here").setEnabled(False)
+        for prompt in self.vm.prompt_history:
+            label = prompt if len(prompt) <= 70 else prompt[:67] + "…"
+            act = self.recent_menu.addAction(label.replace("&", "&&"), lambda p=prompt: self.vm.reuse_prompt(p))
+            act.setToolTip(prompt)
 
     def _fill_preset_menu(self) -> None:
         self.preset_menu.clear()
