@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QPoint, QRegularExpression, Qt
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage, QPixmap, QRegularExpressionValidator
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage, QRegularExpressionValidator
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -32,9 +32,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.gui.gallery import GalleryView, ImageViewer, ImageRole
+from app.engine import facade
+from app.gui.gallery import GalleryView, ImageRole, ImageViewer
 from app.gui.generate_vm import GENERATING, MAX_SEED, GenerateViewModel
+from app.gui.image_info import full_text
 from app.gui.number_box import show_value
+from app.gui.preview import ImageDetails, ImagePreview
 from app.gui.shelf_panel import ShelfPanel
 from app.gui.shelf_vm import ShelfViewModel
 
@@ -164,19 +167,23 @@ class GenerateTab(QWidget):
         left_layout.addStretch(1)
         left.setMinimumWidth(300)
 
-        # ---- middle: preview and gallery
-        self.preview = QLabel("Your pictures appear here")
-        self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.preview.setMinimumSize(256, 256)
-        self.preview.setObjectName("Muted")
+        # ---- middle: preview with the picture's details beside it, and the gallery
+        self.preview = ImagePreview("Your pictures appear here")
+        self.details = ImageDetails(str(facade.gallery_dir()))
+        self.details.useSettingsRequested.connect(self._use_shown_settings)
+        top = QWidget()
+        top_layout = QHBoxLayout(top)
+        top_layout.setContentsMargins(0, 0, 0, 0)
+        top_layout.addWidget(self.preview, 1)
+        top_layout.addWidget(self.details)
         self.gallery = GalleryView()
         self.gallery.setModel(vm.gallery)
-        self.gallery.clicked.connect(lambda idx: self._show_preview(self.vm.gallery.image(idx.row()).path))
+        self.gallery.clicked.connect(lambda idx: self.show_image(idx.row()))
         self.gallery.doubleClicked.connect(lambda idx: self.enlarge(idx.row()))
         self.gallery.activated.connect(lambda idx: self.enlarge(idx.row()))
         self.gallery.customContextMenuRequested.connect(self._gallery_menu)
         middle = QSplitter(Qt.Orientation.Vertical)
-        middle.addWidget(self.preview)
+        middle.addWidget(top)
         middle.addWidget(self.gallery)
         middle.setStretchFactor(0, 3)
         middle.setStretchFactor(1, 2)
@@ -222,8 +229,8 @@ class GenerateTab(QWidget):
         vm.seedChanged.connect(lambda _s: self.refresh())
         vm.stateChanged.connect(lambda _s: self._refresh_buttons())
         vm.progressChanged.connect(self._progress)
-        vm.previewReady.connect(self._show_preview)
-        vm.imageReady.connect(self._show_preview)
+        vm.previewReady.connect(self.preview.set_image)
+        vm.imageReady.connect(lambda _path: self.show_image(0))  # the newest picture is row 0
         self.refresh()
 
     # ------------------------------------------------------------------ model ↔ widgets
@@ -266,19 +273,25 @@ class GenerateTab(QWidget):
         self.progress.setMaximum(max(total, 1))
         self.progress.setValue(step)
 
-    def _show_preview(self, path: str) -> None:
-        pix = QPixmap(path)
-        if pix.isNull():
+    def show_image(self, row: int) -> None:
+        """Show gallery picture ``row`` in the preview, with what made it beside it."""
+        gallery = self.vm.gallery
+        if not 0 <= row < gallery.rowCount():
             return
-        target = self.preview.size()
-        mode = (Qt.TransformationMode.FastTransformation if pix.width() < 256
-                else Qt.TransformationMode.SmoothTransformation)  # keep tiny images crisp
-        self.preview.setPixmap(pix.scaled(target, Qt.AspectRatioMode.KeepAspectRatio, mode))
+        img = gallery.image(row)
+        self.preview.set_image(img.path)
+        self.gallery.setCurrentIndex(gallery.index(row))
+        self.details.show_details(full_text(gallery.params_of(img), img.seed, img.path))
+
+    def _use_shown_settings(self) -> None:
+        idx = self.gallery.currentIndex()
+        if idx.isValid():
+            self.use_settings(idx.row())
 
     # ------------------------------------------------------------------ gallery actions
     def enlarge(self, row: int) -> None:
         img = self.vm.gallery.image(row)
-        ImageViewer(img.path, f"{getattr(img.params, 'prompt', '')}\nseed {img.seed}", self).show()
+        ImageViewer(img.path, full_text(self.vm.gallery.params_of(img), img.seed), self).show()
 
     def _gallery_menu(self, pos: QPoint) -> None:
         idx = self.gallery.indexAt(pos)
