@@ -292,3 +292,24 @@ def test_cycles_are_collected_on_the_ui_thread_never_in_a_worker(qtbot):
     qtbot.waitUntil(lambda: len(freed_in) == 5, timeout=5_000)
     assert set(freed_in) == {"MainThread"} and live
 
+
+
+def test_shelf_shows_the_summed_strength_and_a_quiet_hint_when_high(qtbot, shelf):
+    from PySide6.QtCore import Qt
+
+    from tests.gui_helpers import type_into
+
+    vm, panel = shelf
+    ink, pastel = panel.cards["/shelf/ink.safetensors"], panel.cards["/shelf/pastel.safetensors"]
+    assert "No style on" in panel.total_label.text()
+    qtbot.mouseClick(ink.toggle, Qt.MouseButton.LeftButton, pos=ink.toggle.rect().center())
+    assert panel.total_label.text() == "1 on · total strength 1.00"
+    assert panel.total_label.property("warn") == "false"
+    qtbot.mouseClick(pastel.toggle, Qt.MouseButton.LeftButton, pos=pastel.toggle.rect().center())
+    text = panel.total_label.text()  # two styles at 1.0/1.0: the case that wipes out the subject
+    assert text.startswith("2 on · total strength 2.00") and "try a total near 1" in text
+    assert panel.total_label.property("warn") == "true"
+    type_into(qtbot, ink.spin, "0.5")
+    type_into(qtbot, pastel.spin, "-0.5")  # a negative strength pushes as hard as a positive one
+    assert panel.total_label.text() == "2 on · total strength 1.00"
+    assert panel.total_label.property("warn") == "false"

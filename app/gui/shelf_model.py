@@ -24,6 +24,9 @@ TextWeightRole = Qt.ItemDataRole.UserRole + 14  # the text-encoder weight; None 
 
 FAMILY_LABELS = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sd2-v": "SD 2.x-v", "sdxl": "SDXL"}
 WEIGHT_MIN, WEIGHT_MAX = -2.0, 2.0
+# Above this summed strength stacked styles tend to wipe out the subject (the A1111/ComfyUI rule of thumb: keep
+# the sum of the weights near 1).
+HIGH_TOTAL_STRENGTH = 1.2
 
 
 @dataclass
@@ -119,6 +122,10 @@ class ShelfModel(QAbstractListModel):
             for it in self._items
             if it.enabled
         ]
+
+    def total_strength(self) -> float:
+        """The sum of |strength| over the enabled styles: how hard the stack pushes the base model."""
+        return round(sum(abs(it.weight) for it in self._items if it.enabled), 3)
 
     def apply_stack(self, entries: list) -> list[str]:
         """Restore toggles/weights from a stack (a preset or a PNG); returns names not on the shelf.
