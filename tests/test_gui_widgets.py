@@ -75,7 +75,9 @@ def test_filter_and_family_mismatch(qtbot, shelf):
     vm.model.set_base_family("sd1")
     flags = {vm.model.item(r).card.title: vm.model.index(r).data(MismatchRole) for r in range(3)}
     assert flags["Ink"] == "" and "SDXL" in flags["Xl"]
-    assert panel.cards["/shelf/xl.safetensors"].badge.text().startswith("⚠")
+    xl, ink = panel.cards["/shelf/xl.safetensors"], panel.cards["/shelf/ink.safetensors"]
+    assert xl.warn_icon.isVisible() and "SDXL" in xl.warn_icon.toolTip() and xl.badge.property("warn") == "true"
+    assert not ink.warn_icon.isVisible()
 
 
 def test_apply_stack_matches_by_hash_then_name_and_reports_missing(shelf):

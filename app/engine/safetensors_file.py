@@ -84,8 +84,11 @@ def read_header(path: str | os.PathLike[str], *, error: type[UserError] = UserEr
                 raise error(f"{name} is empty or truncated ({size} bytes): not a safetensors file.")
             n = int.from_bytes(head, "little")
             if n == 0 or n > MAX_HEADER_BYTES:
+                # What to do first; the number is for whoever made the file (in the GUI's "Details").
                 raise error(
-                    f"{name} is not a safetensors file: its header claims {n:,} bytes (limit {MAX_HEADER_BYTES:,})."
+                    f"{name} is damaged or not a safetensors file.",
+                    hint="Ask for it again, or download it again.",
+                    details=f"Its header claims {n:,} bytes (limit {MAX_HEADER_BYTES:,}).",
                 )
             if 8 + n > size:
                 raise error(

@@ -9,12 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QPoint, QRegularExpression, Qt
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage, QRegularExpressionValidator
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QIcon, QImage, QRegularExpressionValidator
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QInputDialog,
@@ -35,6 +34,7 @@ from PySide6.QtWidgets import (
 from app.engine import facade
 from app.gui.gallery import GalleryView, ImageRole, ImageViewer
 from app.gui.generate_vm import GENERATING, MAX_SEED, GenerateViewModel
+from app.gui.file_dialogs import ask_save_path
 from app.gui.image_info import full_text
 from app.gui.number_box import show_value
 from app.gui.preview import ImageDetails, ImagePreview
@@ -70,6 +70,7 @@ class GenerateTab(QWidget):
         self.prompt = QPlainTextEdit()
         self.prompt.setPlaceholderText("Describe the picture, e.g. “a yellow star on a green background”")
         self.prompt.setMaximumHeight(90)
+        self.prompt.setToolTip("What to draw. The trigger words of the styles you switch on are added for you")
         self.prompt.textChanged.connect(lambda: self._set("prompt", self.prompt.toPlainText()))
         self.recent_button = QToolButton()
         self.recent_button.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_FileDialogDetailedView))
@@ -83,19 +84,24 @@ class GenerateTab(QWidget):
         prompt_row.addWidget(self.recent_button, 0, Qt.AlignmentFlag.AlignTop)
         self.negative = QPlainTextEdit()
         self.negative.setPlaceholderText("What to avoid (optional)")
+        self.negative.setToolTip("Things the picture should not show, e.g. “blurry, text”. Leave it empty at first; "
+                                 "add words when something unwanted keeps appearing")
         self.negative.setMaximumHeight(56)
         self.negative.textChanged.connect(lambda: self._set("negative", self.negative.toPlainText()))
 
         # A line edit, not a spin box: seeds go up to 2³²−1 (A1111 PNGs), past a QSpinBox's int range.
         self.seed = SeedEdit()
-        self.seed.setToolTip("Same seed + same settings + same stack = the same picture")
+        self.seed.setToolTip("The starting noise. Same seed + same settings + same styles = the same picture: "
+                             "lock it to compare styles or strengths fairly")
         self.seed.textEdited.connect(lambda t: self._set("seed", min(int(t), MAX_SEED)) if t.isdigit() else None)
         dice = QToolButton()
-        dice.setText("⚄")
+        dice.setIcon(QIcon.fromTheme("media-playlist-shuffle",
+                                     self.style().standardIcon(QStyle.StandardPixmap.SP_BrowserReload)))
         dice.setToolTip("New random seed")
         dice.clicked.connect(vm.roll_seed)
         self.lock = QCheckBox("Lock")
-        self.lock.setToolTip("Keep this seed for the next images (unlocked: a new random seed each time)")
+        self.lock.setToolTip("Keep this seed for the next images. Lock it when comparing styles; unlock it to "
+                             "explore (a new random seed each time)")
         self.lock.toggled.connect(vm.set_seed_locked)
         seed_row = QHBoxLayout()
         seed_row.addWidget(self.seed, 1)
@@ -104,12 +110,14 @@ class GenerateTab(QWidget):
 
         self.steps = QSpinBox()
         self.steps.setRange(1, 150)
-        self.steps.setToolTip("Denoising steps: more is slower and usually cleaner")
+        self.steps.setToolTip("Denoising steps. More is slower and usually cleaner; 20–30 suits most samplers. "
+                              "Raise it if pictures look noisy or unfinished, lower it for quick drafts")
         self.steps.valueChanged.connect(lambda v: self._set("steps", int(v)))
         self.guidance = QDoubleSpinBox()
         self.guidance.setRange(0.0, 30.0)
         self.guidance.setSingleStep(0.5)
-        self.guidance.setToolTip("How strictly to follow the prompt (CFG scale)")
+        self.guidance.setToolTip("How strictly the picture follows the prompt (CFG scale). 5–8 is usual; raise it "
+                                 "if the prompt is ignored, lower it if colours look burnt or harsh")
         self.guidance.valueChanged.connect(lambda v: self._set("guidance", float(v)))
         self.width_box, self.height_box = QSpinBox(), QSpinBox()
         for box, name in ((self.width_box, "width"), (self.height_box, "height")):
@@ -117,7 +125,8 @@ class GenerateTab(QWidget):
             box.setSingleStep(64)
             box.setSuffix(" px")
             box.setSpecialValueText("auto")  # 0 = the base model's native size
-            box.setToolTip("Image size; auto = what the base model was trained at")
+            box.setToolTip("Picture size in pixels; auto = the size the base model was trained at (best results). "
+                           "Change it for portrait or landscape; far from auto, subjects repeat or fall apart")
             box.valueChanged.connect(lambda v, n=name: self._set(n, int(v) or None))
         size_row = QHBoxLayout()
         size_row.addWidget(self.width_box)
@@ -127,14 +136,17 @@ class GenerateTab(QWidget):
         from app.engine.facade import sampler_names
 
         self.sampler.addItems(sampler_names())
-        self.sampler.setToolTip("The sampling method (scheduler)")
+        self.sampler.setToolTip("The sampling method. DPM++ 2M is a good default; Euler a gives softer, more varied "
+                                "results; change it to match settings copied from another tool")
         self.sampler.currentTextChanged.connect(lambda t: self._set("sampler", t))
         self.batch = QSpinBox()
         self.batch.setRange(1, 64)
-        self.batch.setToolTip("How many images to make, each with the next seed")
+        self.batch.setToolTip("How many pictures to make, one after another, each with the next seed. Raise it to "
+                              "pick the best of several")
         self.batch.valueChanged.connect(lambda v: self._set("batch_count", int(v)))
         self.triggers = QCheckBox("Add trigger words of active styles")
-        self.triggers.setToolTip("Put each enabled adapter's trigger phrase in front of the prompt")
+        self.triggers.setToolTip("Put each enabled style's trigger words in front of the prompt. Turn it off when "
+                                 "you write the trigger words into the prompt yourself")
         self.triggers.toggled.connect(lambda on: self._set("insert_triggers", bool(on)))
 
         form = QFormLayout()
@@ -307,7 +319,7 @@ class GenerateTab(QWidget):
 
     def save_image(self, row: int) -> None:
         img = self.vm.gallery.image(row)
-        dest, _ = QFileDialog.getSaveFileName(self, "Save image", Path(img.path).name, "PNG images (*.png)")
+        dest = ask_save_path(self, "Save image", Path(img.path).name, "PNG images (*.png)")
         if dest:
             # Copy the file itself so the PNG keeps its parameters chunk (re-encoding would drop it).
             import shutil

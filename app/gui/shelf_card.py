@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QSlider,
+    QStyle,
     QVBoxLayout,
     QWidget,
 )
@@ -74,6 +75,9 @@ class ShelfCard(QFrame):
         self.trigger.setObjectName("Muted")
         self.badge = QLabel()
         self.badge.setObjectName("Badge")
+        self.warn_icon = QLabel()  # beside the badge when the adapter does not fit the base model
+        self.warn_icon.setPixmap(self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning).pixmap(16, 16))
+        self.warn_icon.hide()
         self.toggle = QCheckBox()
         self.toggle.setToolTip("Use this style in the next image")
         self.toggle.toggled.connect(lambda on: self._emit_toggle(on))
@@ -96,6 +100,7 @@ class ShelfCard(QFrame):
         top = QHBoxLayout()
         top.setSpacing(6)
         top.addWidget(self.title, 1)
+        top.addWidget(self.warn_icon)
         top.addWidget(self.badge)
         top.addWidget(self.toggle)
         weight = QHBoxLayout()
@@ -144,8 +149,8 @@ class ShelfCard(QFrame):
         self.setProperty("enabledState", "true" if enabled else "false")
         self.badge.setProperty("warn", "true" if mismatch else "false")
         self.badge.setToolTip(mismatch or "Base model family this adapter was trained for")
-        if mismatch and not self.badge.text().startswith("⚠"):
-            self.badge.setText("⚠ " + self.badge.text())
+        self.warn_icon.setVisible(bool(mismatch))
+        self.warn_icon.setToolTip(mismatch)
         for w in (self, self.badge):
             w.style().unpolish(w)
             w.style().polish(w)

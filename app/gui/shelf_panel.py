@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.gui.file_dialogs import ask_save_path
 from app.gui.shelf_card import ROW_MIME, ShelfCard
 from app.gui.shelf_model import (
     HIGH_TOTAL_STRENGTH,
@@ -194,7 +195,7 @@ class ShelfPanel(QWidget):
             self.vm.remove(path)
 
     def _export(self, path: str) -> None:
-        dest, _ = QFileDialog.getSaveFileName(self, "Export adapter", Path(path).name, "Adapters (*.safetensors)")
+        dest = ask_save_path(self, "Export adapter", Path(path).name, "Adapters (*.safetensors)")
         if dest:
             self.vm.export(path, dest)
 

@@ -83,9 +83,8 @@ class ShelfViewModel(QObject):
         if cards:
             self.message.emit(f"Imported {', '.join(c.title for c in cards)}")
         if problems:
-            self.errorRaised.emit(
-                f"{len(problems)} file(s) were not imported: {problems[0]}", "\n".join(problems)
-            )
+            first = problems[0].splitlines()[0]  # the reason; technical lines wait under "Details"
+            self.errorRaised.emit(f"{len(problems)} file(s) were not imported: {first}", "\n".join(problems))
         self.imported.emit([c.path for c in cards])
 
     def _failed(self, exc: BaseException) -> None:
