@@ -89,3 +89,16 @@ def make_lora(model_dir: Path, out: Path, *, seed: int, title: str, trigger: str
     thumb = Image.new("RGB", (64, 64), ((seed * 70) % 255, 120, 200))
     return save_adapter(out, unet=get_peft_model_state_dict(unet), rank=4, alpha=4, family="sd1", title=title,
                         trigger_phrase=trigger, thumbnail=thumb)
+
+
+def type_into(qtbot, box, text: str, *, delay: int = 40) -> None:
+    """Type into a number or text box as a person does: click in, select all, type at typing speed, Tab out."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QApplication
+
+    box.setFocus(Qt.FocusReason.MouseFocusReason)
+    QApplication.processEvents()
+    box.selectAll()
+    qtbot.keyClicks(box, text, delay=delay)
+    qtbot.keyClick(box, Qt.Key.Key_Tab)
+    QApplication.processEvents()

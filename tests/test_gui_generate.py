@@ -89,6 +89,7 @@ def test_shelf_changes_next_image_weight_zero_is_base_and_png_restores(qtbot, wi
     tab.seed.setValue(1234)
     tab.lock.setChecked(True)
     base = generate(qtbot, window)
+    assert vm.prompt_history[0] == "a red circle"  # generating puts the prompt in the recent prompts
     ink = next(p for p in tab.shelf_panel.cards if p.endswith("ink.safetensors"))
     card = tab.shelf_panel.cards[ink]
     card.toggle.click()  # on, weight 1
@@ -103,6 +104,10 @@ def test_shelf_changes_next_image_weight_zero_is_base_and_png_restores(qtbot, wi
     assert card.spin.value() == pytest.approx(0.6)
     generate(qtbot, window)
     assert vm.gallery.rowCount() == 4
+    # Same seed everywhere: the tiles tell the pictures apart by what made them.
+    tiles = [vm.gallery.index(r).data() for r in range(4)]
+    assert tiles[0] == "Ink 0.6\nseed 1234 · DPM++ 2M · 2 steps" and tiles[3].startswith("no style\n")
+    assert tab.details.text.text().startswith("Prompt: a red circle") and "Styles: Ink 0.6" in tab.details.text.text()
     png = vm.gallery.image(0).path
 
     # Change everything, then drop the PNG: prompt, settings and the stack come back.

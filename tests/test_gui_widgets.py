@@ -75,20 +75,25 @@ def test_filter_and_family_mismatch(qtbot, shelf):
     vm.model.set_base_family("sd1")
     flags = {vm.model.item(r).card.title: vm.model.index(r).data(MismatchRole) for r in range(3)}
     assert flags["Ink"] == "" and "SDXL" in flags["Xl"]
-    assert panel.cards["/shelf/xl.safetensors"].badge.text().startswith("⚠")
+    xl, ink = panel.cards["/shelf/xl.safetensors"], panel.cards["/shelf/ink.safetensors"]
+    assert xl.warn_icon.isVisible() and "SDXL" in xl.warn_icon.toolTip() and xl.badge.property("warn") == "true"
+    assert not ink.warn_icon.isVisible()
 
 
 def test_apply_stack_matches_by_hash_then_name_and_reports_missing(shelf):
     from app.engine.facade import StackEntry
 
     vm, _panel = shelf
+    before = titles(vm.model)
     missing = vm.model.apply_stack([
         StackEntry(path="", sha256="pastel" * 4, weight=0.7, name="renamed"),
         StackEntry(path="", name="Ink", weight=1.2),
         StackEntry(path="", name="Gone", sha256="f" * 64),
     ])
     assert missing == ["Gone"]
-    assert [(e.name, e.weight) for e in vm.model.stack_entries()] == [("Pastel", 0.7), ("Ink", 1.2)]
+    # Restoring a stack never rearranges the artist's shelf: the stack is taken in shelf order.
+    assert titles(vm.model) == before
+    assert [(e.name, e.weight) for e in vm.model.stack_entries()] == [("Ink", 1.2), ("Pastel", 0.7)]
 
 
 def test_error_banner_shows_reason_and_details(qtbot):
@@ -289,3 +294,24 @@ def test_cycles_are_collected_on_the_ui_thread_never_in_a_worker(qtbot):
     qtbot.waitUntil(lambda: len(freed_in) == 5, timeout=5_000)
     assert set(freed_in) == {"MainThread"} and live
 
+
+
+def test_shelf_shows_the_summed_strength_and_a_quiet_hint_when_high(qtbot, shelf):
+    from PySide6.QtCore import Qt
+
+    from tests.gui_helpers import type_into
+
+    vm, panel = shelf
+    ink, pastel = panel.cards["/shelf/ink.safetensors"], panel.cards["/shelf/pastel.safetensors"]
+    assert "No style on" in panel.total_label.text()
+    qtbot.mouseClick(ink.toggle, Qt.MouseButton.LeftButton, pos=ink.toggle.rect().center())
+    assert panel.total_label.text() == "1 on · total strength 1.00"
+    assert panel.total_label.property("warn") == "false"
+    qtbot.mouseClick(pastel.toggle, Qt.MouseButton.LeftButton, pos=pastel.toggle.rect().center())
+    text = panel.total_label.text()  # two styles at 1.0/1.0: the case that wipes out the subject
+    assert text.startswith("2 on · total strength 2.00") and "try a total near 1" in text
+    assert panel.total_label.property("warn") == "true"
+    type_into(qtbot, ink.spin, "0.5")
+    type_into(qtbot, pastel.spin, "-0.5")  # a negative strength pushes as hard as a positive one
+    assert panel.total_label.text() == "2 on · total strength 1.00"
+    assert panel.total_label.property("warn") == "false"

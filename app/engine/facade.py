@@ -258,14 +258,16 @@ def _thumbnail_bytes(thumbnail: Any) -> bytes | None:
 
 
 def import_adapters(files: list[str]) -> tuple[list[AdapterCard], list[str]]:
-    """Copy files onto the shelf; returns the imported cards and one line per refused file."""
+    """Copy files onto the shelf; returns the imported cards and, per refused file, its reason on the first line
+    (what to do) followed by any technical details on further lines."""
     cards, problems = [], []
     for f in files:
         try:
             cards.append(_import_one(Path(f)))
         except UserError as err:
             name = Path(f).name
-            problems.append(str(err) if str(err).startswith(name) else f"{name}: {err}")
+            reason = str(err) if str(err).startswith(name) else f"{name}: {err}"
+            problems.append(f"{reason}\n    {err.details}" if err.details else reason)
     return cards, problems
 
 

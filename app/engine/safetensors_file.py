@@ -156,9 +156,11 @@ def _header_length(head: bytes, name: str, size: int, error: type[UserError], li
         if what:
             raise error(f"{name} is {what}, not a safetensors file.", hint=_SNIFF_HINTS.get(what, ""))
     if n == 0 or n > limit:
+        # What to do first; the number is for whoever made the file (the GUI shows it under "Details").
         raise error(
-            f"{name} is damaged or not a safetensors file: its header claims {n:,} bytes (limit {limit:,}).",
-            hint="Ask for the file again.",
+            f"{name} is damaged or not a safetensors file.",
+            hint="Ask for it again, or download it again.",
+            details=f"Its header claims {n:,} bytes (limit {limit:,}).",
         )
     if 8 + n > size:
         raise error(

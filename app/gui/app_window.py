@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QPushButton,
+    QStyle,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -55,6 +56,9 @@ class MainWindow(QMainWindow):
         self.family_badge.setObjectName("Badge")
         self.base_status = QLabel()
         self.base_status.setObjectName("Muted")
+        self.base_icon = QLabel()  # a theme icon, not an emoji: "⏳" drew as a box with common fonts
+        self.base_icon.setFixedSize(16, 16)
+        self.base_icon.hide()
         change = QPushButton("Base model…")
         change.setToolTip("Pick a diffusers model folder or a .safetensors checkpoint (Ctrl+O)")
         change.clicked.connect(self.choose_base_folder)
@@ -62,6 +66,7 @@ class MainWindow(QMainWindow):
         bar.addWidget(QLabel("Base model:"))
         bar.addWidget(self.base_label)
         bar.addWidget(self.family_badge)
+        bar.addWidget(self.base_icon)
         bar.addWidget(self.base_status, 1)
         bar.addWidget(change)
 
@@ -82,9 +87,14 @@ class MainWindow(QMainWindow):
         self.status_line = QLabel()
         self.statusBar().addWidget(self.status_line, 1)
 
-        for vm in (self.shelf_vm, self.train_vm, self.generate_vm):
+        # Status messages belong to a tab: "Done in 22.3 s" from generating must not sit under the Train tab.
+        self.tab_status: dict[QWidget, str] = {self.train_tab: "", self.generate_tab: ""}
+        for vm, tab in ((self.shelf_vm, self.generate_tab), (self.train_vm, self.train_tab),
+                        (self.generate_vm, self.generate_tab)):
             vm.errorRaised.connect(self.show_error)
-            vm.message.connect(self.show_status)
+            vm.message.connect(lambda text, t=tab: self.show_status(text, t))
+        self.tabs.currentChanged.connect(lambda _i: self.status_line.setText(self.tab_status.get(
+            self.tabs.currentWidget(), "")))
         self.train_vm.adapterReady.connect(lambda path: self.shelf_vm.add_adapter(path, enabled=False))
         self.generate_vm.stateChanged.connect(self._generate_state)
         self._build_menus()
@@ -167,13 +177,16 @@ class MainWindow(QMainWindow):
             apply_theme(app, mode)
 
     def _show_shortcuts(self) -> None:
-        lines = []
+        from app.gui.dialogs import ShortcutsDialog
+
+        rows = []
         for menu_action in self.menuBar().actions():
             for act in menu_action.menu().actions():
                 if not act.shortcut().isEmpty():
-                    text = act.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
-                    lines.append(f"{text:<16}{act.text()}")
-        QMessageBox.information(self, "Keyboard shortcuts", "\n".join(lines))
+                    keys = act.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+                    rows.append((keys, act.text().replace("&", "")))
+        self.shortcuts_dialog = ShortcutsDialog(rows, self)
+        self.shortcuts_dialog.show()
 
     def _about(self) -> None:
         QMessageBox.about(self, "About StyleShelf",
@@ -238,17 +251,22 @@ class MainWindow(QMainWindow):
             self.base_status.setText("")
 
     def _generate_state(self, state: str) -> None:
-        if state == LOADING:
-            self.base_status.setText("⏳ loading in the background…")
-        elif state == READY:
-            self.base_status.setText("✓ ready")
+        icon = {LOADING: QStyle.StandardPixmap.SP_BrowserReload, READY: QStyle.StandardPixmap.SP_DialogApplyButton}
+        if state in icon:
+            self.base_icon.setPixmap(self.style().standardIcon(icon[state]).pixmap(16, 16))
+            self.base_icon.show()
+            self.base_status.setText("loading in the background…" if state == LOADING else "ready")
 
     # ------------------------------------------------------------------ messages
     def show_error(self, message: str, details: str = "") -> None:
         self.banner.show_error(message, details)
 
-    def show_status(self, text: str) -> None:
-        self.status_line.setText(text)
+    def show_status(self, text: str, tab: QWidget | None = None) -> None:
+        """Remember ``text`` as ``tab``'s status (the current tab's when None); show it if that tab is open."""
+        tab = tab or self.tabs.currentWidget()
+        self.tab_status[tab] = text
+        if tab is self.tabs.currentWidget():
+            self.status_line.setText(text)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.train_vm.state == RUNNING:
@@ -261,6 +279,8 @@ class MainWindow(QMainWindow):
                 return
             self.train_vm.cancel()
             self.train_vm.runner.wait(60_000)
+        self.generate_vm.save_session()
+        self.shelf_vm.save_session()
         self.generate_vm.shutdown()
         event.accept()
 

@@ -3,6 +3,7 @@ folders the shelf lists."""
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -15,6 +16,8 @@ from PySide6.QtWidgets import (
     QListWidget,
     QPushButton,
     QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -56,6 +59,10 @@ class BakeDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Bake stack into one adapter")
         self.path_edit = QLineEdit(str(facade.adapters_dir() / "house-style.safetensors"))
+        self.path_edit.setToolTip("Where the baked adapter is written; in your shelf folder it appears on the shelf")
+        # Wide enough for the whole path: a clipped box hid the file name, the part that matters.
+        text_width = self.path_edit.fontMetrics().horizontalAdvance(self.path_edit.text())
+        self.path_edit.setMinimumWidth(min(text_width + 24, 720))
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
         row = QHBoxLayout()
@@ -83,6 +90,37 @@ class BakeDialog(QDialog):
 
     def rank(self) -> int | None:
         return self.rank_box.value() or None
+
+
+class ShortcutsDialog(QDialog):
+    """F1: the keyboard shortcuts in two aligned columns (a table, not spaces in a proportional font)."""
+
+    def __init__(self, rows: list[tuple[str, str]], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Keyboard shortcuts")
+        self.table = QTableWidget(len(rows), 2)
+        self.table.setHorizontalHeaderLabels(["Keys", "Action"])
+        self.table.verticalHeader().hide()
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setSelectionMode(QTableWidget.SelectionMode.NoSelection)
+        self.table.setShowGrid(False)
+        self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        for r, (keys, action) in enumerate(rows):
+            self.table.setItem(r, 0, QTableWidgetItem(keys))
+            self.table.setItem(r, 1, QTableWidgetItem(action))
+        self.table.resizeColumnsToContents()
+        self.table.horizontalHeader().setStretchLastSection(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.table)
+        layout.addWidget(buttons)
+        width = self.table.horizontalHeader().length() + 80
+        height = self.table.verticalHeader().length() + self.table.horizontalHeader().height() + 90
+        self.resize(max(width, 360), min(height, 600))
+
+    def rows(self) -> list[tuple[str, str]]:
+        return [(self.table.item(r, 0).text(), self.table.item(r, 1).text()) for r in range(self.table.rowCount())]
 
 
 class AdapterFoldersDialog(QDialog):

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMessageBox,
     QPlainTextEdit,
+    QStyle,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -28,10 +29,12 @@ def describe_exception(exc: BaseException) -> tuple[str, str]:
     """(one-line message, details) for any exception; UserErrors carry their own wording."""
     from app.engine.facade import UserError
 
-    details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     if isinstance(exc, UserError):
-        return str(exc), (exc.details or details)
-    return f"Unexpected error: {type(exc).__name__}: {exc}", details
+        # The message says what to do; technical figures (sizes, offsets, stderr) wait under "Details".
+        return str(exc), (f"{exc.details}\n\n{trace}" if exc.details else trace)
+    return (f"Something went wrong that StyleShelf did not expect ({type(exc).__name__}). Try again; if it "
+            "happens again, copy the Details into a bug report."), f"{type(exc).__name__}: {exc}\n\n{trace}"
 
 
 class ErrorBanner(QFrame):
@@ -50,7 +53,7 @@ class ErrorBanner(QFrame):
         self.details_button.setCheckable(True)
         self.details_button.toggled.connect(self._toggle_details)
         close = QToolButton()
-        close.setText("✕")
+        close.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_TitleBarCloseButton))
         close.setToolTip("Dismiss")
         close.clicked.connect(self.dismiss)
         self.details_view = QPlainTextEdit()
@@ -58,7 +61,9 @@ class ErrorBanner(QFrame):
         self.details_view.setMaximumHeight(160)
         self.details_view.hide()
         row = QHBoxLayout()
-        row.addWidget(QLabel("⚠"))
+        icon = QLabel()
+        icon.setPixmap(self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning).pixmap(18, 18))
+        row.addWidget(icon)
         row.addWidget(self.message_label, 1)
         row.addWidget(self.details_button)
         row.addWidget(close)

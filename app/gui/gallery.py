@@ -10,6 +10,7 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelInde
 from PySide6.QtGui import QColor, QIcon, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QDialog, QLabel, QListView, QScrollArea, QVBoxLayout, QWidget
 
+from app.gui.image_info import full_text, tile_text
 from app.gui.thumbnails import ThumbnailCache
 
 Index = QModelIndex | QPersistentModelIndex
@@ -46,6 +47,20 @@ class GalleryModel(QAbstractListModel):
     def images(self) -> list[GalleryImage]:
         return list(self._images)
 
+    def params_of(self, img: GalleryImage) -> Any:
+        """The settings that made ``img``: from memory for this session's pictures, else read once from the PNG
+        (pictures from earlier sessions), None when the file has none."""
+        if img.params is not None:
+            return img.params
+        if "png_params" not in img.extra:
+            from app.engine import facade
+
+            try:
+                img.extra["png_params"] = facade.read_png_parameters(img.path)
+            except Exception:  # noqa: BLE001 - a PNG without parameters is described as such
+                img.extra["png_params"] = None
+        return img.extra["png_params"]
+
     def rowCount(self, parent: Index = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self._images)
 
@@ -63,10 +78,10 @@ class GalleryModel(QAbstractListModel):
             icon.addPixmap(pix, QIcon.Mode.Selected)
             return icon
         if role == Qt.ItemDataRole.DisplayRole:
-            return f"seed {img.seed}"
+            return tile_text(self.params_of(img), img.seed)
         if role == Qt.ItemDataRole.ToolTipRole:
-            prompt = getattr(img.params, "prompt", "")
-            return f"{prompt}\nseed {img.seed}\n{Path(img.path).name}\nDouble-click to enlarge, right-click for more"
+            return (f"{full_text(self.params_of(img), img.seed, Path(img.path).name)}\n"
+                    "Double-click to enlarge, right-click for more")
         if role == ImageRole:
             return img
         return None
@@ -83,7 +98,10 @@ class GalleryView(QListView):
         super().__init__(parent)
         self.setViewMode(QListView.ViewMode.IconMode)
         self.setIconSize(QSize(thumb, thumb))
-        self.setGridSize(QSize(thumb + 16, thumb + 28))
+        # Two lines under each picture: its styles and strengths, then seed · sampler · steps.
+        self.setGridSize(QSize(thumb + 24, thumb + 46))
+        self.setWordWrap(True)
+        self.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.setResizeMode(QListView.ResizeMode.Adjust)
         self.setMovement(QListView.Movement.Static)
         self.setUniformItemSizes(True)

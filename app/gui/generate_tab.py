@@ -9,12 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QPoint, QRegularExpression, Qt
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage, QPixmap, QRegularExpressionValidator
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QIcon, QImage, QRegularExpressionValidator
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QInputDialog,
@@ -26,13 +25,19 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSpinBox,
     QSplitter,
+    QStyle,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from app.gui.gallery import GalleryView, ImageViewer, ImageRole
+from app.engine import facade
+from app.gui.gallery import GalleryView, ImageRole, ImageViewer
 from app.gui.generate_vm import GENERATING, MAX_SEED, GenerateViewModel
+from app.gui.file_dialogs import ask_save_path
+from app.gui.image_info import full_text
+from app.gui.number_box import show_value
+from app.gui.preview import ImageDetails, ImagePreview
 from app.gui.shelf_panel import ShelfPanel
 from app.gui.shelf_vm import ShelfViewModel
 
@@ -48,8 +53,10 @@ class SeedEdit(QLineEdit):
         return int(self.text() or 0)
 
     def setValue(self, value: int) -> None:
-        self.setText(str(int(value) % (MAX_SEED + 1)))
-        self.textEdited.emit(self.text())
+        text = str(int(value) % (MAX_SEED + 1))
+        if text != self.text():  # re-setting the same text would move the cursor of someone typing
+            self.setText(text)
+            self.textEdited.emit(self.text())
 
 
 class GenerateTab(QWidget):
@@ -63,22 +70,38 @@ class GenerateTab(QWidget):
         self.prompt = QPlainTextEdit()
         self.prompt.setPlaceholderText("Describe the picture, e.g. “a yellow star on a green background”")
         self.prompt.setMaximumHeight(90)
+        self.prompt.setToolTip("What to draw. The trigger words of the styles you switch on are added for you")
         self.prompt.textChanged.connect(lambda: self._set("prompt", self.prompt.toPlainText()))
+        self.recent_button = QToolButton()
+        self.recent_button.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_FileDialogDetailedView))
+        self.recent_button.setToolTip("Recent prompts: pick one to use it again")
+        self.recent_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.recent_menu = QMenu(self)
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        self.recent_button.setMenu(self.recent_menu)
+        prompt_row = QHBoxLayout()
+        prompt_row.addWidget(self.prompt, 1)
+        prompt_row.addWidget(self.recent_button, 0, Qt.AlignmentFlag.AlignTop)
         self.negative = QPlainTextEdit()
         self.negative.setPlaceholderText("What to avoid (optional)")
+        self.negative.setToolTip("Things the picture should not show, e.g. “blurry, text”. Leave it empty at first; "
+                                 "add words when something unwanted keeps appearing")
         self.negative.setMaximumHeight(56)
         self.negative.textChanged.connect(lambda: self._set("negative", self.negative.toPlainText()))
 
         # A line edit, not a spin box: seeds go up to 2³²−1 (A1111 PNGs), past a QSpinBox's int range.
         self.seed = SeedEdit()
-        self.seed.setToolTip("Same seed + same settings + same stack = the same picture")
+        self.seed.setToolTip("The starting noise. Same seed + same settings + same styles = the same picture: "
+                             "lock it to compare styles or strengths fairly")
         self.seed.textEdited.connect(lambda t: self._set("seed", min(int(t), MAX_SEED)) if t.isdigit() else None)
         dice = QToolButton()
-        dice.setText("⚄")
+        dice.setIcon(QIcon.fromTheme("media-playlist-shuffle",
+                                     self.style().standardIcon(QStyle.StandardPixmap.SP_BrowserReload)))
         dice.setToolTip("New random seed")
         dice.clicked.connect(vm.roll_seed)
         self.lock = QCheckBox("Lock")
-        self.lock.setToolTip("Keep this seed for the next images (unlocked: a new random seed each time)")
+        self.lock.setToolTip("Keep this seed for the next images. Lock it when comparing styles; unlock it to "
+                             "explore (a new random seed each time)")
         self.lock.toggled.connect(vm.set_seed_locked)
         seed_row = QHBoxLayout()
         seed_row.addWidget(self.seed, 1)
@@ -87,12 +110,14 @@ class GenerateTab(QWidget):
 
         self.steps = QSpinBox()
         self.steps.setRange(1, 150)
-        self.steps.setToolTip("Denoising steps: more is slower and usually cleaner")
+        self.steps.setToolTip("Denoising steps. More is slower and usually cleaner; 20–30 suits most samplers. "
+                              "Raise it if pictures look noisy or unfinished, lower it for quick drafts")
         self.steps.valueChanged.connect(lambda v: self._set("steps", int(v)))
         self.guidance = QDoubleSpinBox()
         self.guidance.setRange(0.0, 30.0)
         self.guidance.setSingleStep(0.5)
-        self.guidance.setToolTip("How strictly to follow the prompt (CFG scale)")
+        self.guidance.setToolTip("How strictly the picture follows the prompt (CFG scale). 5–8 is usual; raise it "
+                                 "if the prompt is ignored, lower it if colours look burnt or harsh")
         self.guidance.valueChanged.connect(lambda v: self._set("guidance", float(v)))
         self.width_box, self.height_box = QSpinBox(), QSpinBox()
         for box, name in ((self.width_box, "width"), (self.height_box, "height")):
@@ -100,7 +125,8 @@ class GenerateTab(QWidget):
             box.setSingleStep(64)
             box.setSuffix(" px")
             box.setSpecialValueText("auto")  # 0 = the base model's native size
-            box.setToolTip("Image size; auto = what the base model was trained at")
+            box.setToolTip("Picture size in pixels; auto = the size the base model was trained at (best results). "
+                           "Change it for portrait or landscape; far from auto, subjects repeat or fall apart")
             box.valueChanged.connect(lambda v, n=name: self._set(n, int(v) or None))
         size_row = QHBoxLayout()
         size_row.addWidget(self.width_box)
@@ -110,18 +136,21 @@ class GenerateTab(QWidget):
         from app.engine.facade import sampler_names
 
         self.sampler.addItems(sampler_names())
-        self.sampler.setToolTip("The sampling method (scheduler)")
+        self.sampler.setToolTip("The sampling method. DPM++ 2M is a good default; Euler a gives softer, more varied "
+                                "results; change it to match settings copied from another tool")
         self.sampler.currentTextChanged.connect(lambda t: self._set("sampler", t))
         self.batch = QSpinBox()
         self.batch.setRange(1, 64)
-        self.batch.setToolTip("How many images to make, each with the next seed")
+        self.batch.setToolTip("How many pictures to make, one after another, each with the next seed. Raise it to "
+                              "pick the best of several")
         self.batch.valueChanged.connect(lambda v: self._set("batch_count", int(v)))
         self.triggers = QCheckBox("Add trigger words of active styles")
-        self.triggers.setToolTip("Put each enabled adapter's trigger phrase in front of the prompt")
+        self.triggers.setToolTip("Put each enabled style's trigger words in front of the prompt. Turn it off when "
+                                 "you write the trigger words into the prompt yourself")
         self.triggers.toggled.connect(lambda on: self._set("insert_triggers", bool(on)))
 
         form = QFormLayout()
-        form.addRow("Prompt", self.prompt)
+        form.addRow("Prompt", prompt_row)
         form.addRow("Negative", self.negative)
         form.addRow("Seed", seed_row)
         form.addRow("Steps", self.steps)
@@ -150,19 +179,23 @@ class GenerateTab(QWidget):
         left_layout.addStretch(1)
         left.setMinimumWidth(300)
 
-        # ---- middle: preview and gallery
-        self.preview = QLabel("Your pictures appear here")
-        self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.preview.setMinimumSize(256, 256)
-        self.preview.setObjectName("Muted")
+        # ---- middle: preview with the picture's details beside it, and the gallery
+        self.preview = ImagePreview("Your pictures appear here")
+        self.details = ImageDetails(str(facade.gallery_dir()))
+        self.details.useSettingsRequested.connect(self._use_shown_settings)
+        top = QWidget()
+        top_layout = QHBoxLayout(top)
+        top_layout.setContentsMargins(0, 0, 0, 0)
+        top_layout.addWidget(self.preview, 1)
+        top_layout.addWidget(self.details)
         self.gallery = GalleryView()
         self.gallery.setModel(vm.gallery)
-        self.gallery.clicked.connect(lambda idx: self._show_preview(self.vm.gallery.image(idx.row()).path))
+        self.gallery.clicked.connect(lambda idx: self.show_image(idx.row()))
         self.gallery.doubleClicked.connect(lambda idx: self.enlarge(idx.row()))
         self.gallery.activated.connect(lambda idx: self.enlarge(idx.row()))
         self.gallery.customContextMenuRequested.connect(self._gallery_menu)
         middle = QSplitter(Qt.Orientation.Vertical)
-        middle.addWidget(self.preview)
+        middle.addWidget(top)
         middle.addWidget(self.gallery)
         middle.setStretchFactor(0, 3)
         middle.setStretchFactor(1, 2)
@@ -208,8 +241,8 @@ class GenerateTab(QWidget):
         vm.seedChanged.connect(lambda _s: self.refresh())
         vm.stateChanged.connect(lambda _s: self._refresh_buttons())
         vm.progressChanged.connect(self._progress)
-        vm.previewReady.connect(self._show_preview)
-        vm.imageReady.connect(self._show_preview)
+        vm.previewReady.connect(self.preview.set_image)
+        vm.imageReady.connect(lambda _path: self.show_image(0))  # the newest picture is row 0
         self.refresh()
 
     # ------------------------------------------------------------------ model ↔ widgets
@@ -226,16 +259,16 @@ class GenerateTab(QWidget):
             if self.negative.toPlainText() != p.negative:
                 self.negative.setPlainText(p.negative)
             self.seed.setValue(int(p.seed or 0))
-            self.steps.setValue(p.steps)
-            self.guidance.setValue(p.guidance)
-            self.width_box.setValue(p.width or 0)
-            self.height_box.setValue(p.height or 0)
+            show_value(self.steps, p.steps)
+            show_value(self.guidance, p.guidance)
+            show_value(self.width_box, p.width or 0)
+            show_value(self.height_box, p.height or 0)
             i = self.sampler.findText(p.sampler)
             if i < 0 and p.sampler:
                 self.sampler.addItem(p.sampler)
                 i = self.sampler.count() - 1
             self.sampler.setCurrentIndex(max(i, 0))
-            self.batch.setValue(p.batch_count)
+            show_value(self.batch, p.batch_count)
             self.triggers.setChecked(p.insert_triggers)
             self.lock.setChecked(self.vm.seed_locked)
         finally:
@@ -252,19 +285,25 @@ class GenerateTab(QWidget):
         self.progress.setMaximum(max(total, 1))
         self.progress.setValue(step)
 
-    def _show_preview(self, path: str) -> None:
-        pix = QPixmap(path)
-        if pix.isNull():
+    def show_image(self, row: int) -> None:
+        """Show gallery picture ``row`` in the preview, with what made it beside it."""
+        gallery = self.vm.gallery
+        if not 0 <= row < gallery.rowCount():
             return
-        target = self.preview.size()
-        mode = (Qt.TransformationMode.FastTransformation if pix.width() < 256
-                else Qt.TransformationMode.SmoothTransformation)  # keep tiny images crisp
-        self.preview.setPixmap(pix.scaled(target, Qt.AspectRatioMode.KeepAspectRatio, mode))
+        img = gallery.image(row)
+        self.preview.set_image(img.path)
+        self.gallery.setCurrentIndex(gallery.index(row))
+        self.details.show_details(full_text(gallery.params_of(img), img.seed, img.path))
+
+    def _use_shown_settings(self) -> None:
+        idx = self.gallery.currentIndex()
+        if idx.isValid():
+            self.use_settings(idx.row())
 
     # ------------------------------------------------------------------ gallery actions
     def enlarge(self, row: int) -> None:
         img = self.vm.gallery.image(row)
-        ImageViewer(img.path, f"{getattr(img.params, 'prompt', '')}\nseed {img.seed}", self).show()
+        ImageViewer(img.path, full_text(self.vm.gallery.params_of(img), img.seed), self).show()
 
     def _gallery_menu(self, pos: QPoint) -> None:
         idx = self.gallery.indexAt(pos)
@@ -280,7 +319,7 @@ class GenerateTab(QWidget):
 
     def save_image(self, row: int) -> None:
         img = self.vm.gallery.image(row)
-        dest, _ = QFileDialog.getSaveFileName(self, "Save image", Path(img.path).name, "PNG images (*.png)")
+        dest = ask_save_path(self, "Save image", Path(img.path).name, "PNG images (*.png)")
         if dest:
             # Copy the file itself so the PNG keeps its parameters chunk (re-encoding would drop it).
             import shutil
@@ -319,6 +358,15 @@ class GenerateTab(QWidget):
         if row is not None:
             card = self.shelf_vm.model.item(row).card
             self.shelf_vm.edit(path, title=card.title, trigger=card.trigger, thumbnail_image=image)
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        if not self.vm.prompt_history:
+            self.recent_menu.addAction("No prompts yet: the ones you generate with appear here").setEnabled(False)
+        for prompt in self.vm.prompt_history:
+            label = prompt if len(prompt) <= 70 else prompt[:67] + "…"
+            act = self.recent_menu.addAction(label.replace("&", "&&"), lambda p=prompt: self.vm.reuse_prompt(p))
+            act.setToolTip(prompt)
 
     def _fill_preset_menu(self) -> None:
         self.preset_menu.clear()

@@ -16,6 +16,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from app.engine import facade
 from app.engine.facade import Finished, GenerateConfig, ImageReady, Log, Preview, Progress
+from app.gui import session
 from app.gui.gallery import GalleryImage, GalleryModel
 from app.gui.generate_worker import WorkerThread
 from app.gui.shelf_model import ShelfModel
@@ -35,6 +36,7 @@ class GenerateViewModel(QObject):
     message = Signal(str)
     errorRaised = Signal(str, str)
     baseLoaded = Signal(str)
+    historyChanged = Signal()  # the recent prompts changed
 
     def __init__(self, shelf: ShelfModel, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -50,6 +52,8 @@ class GenerateViewModel(QObject):
         self._cancelled = False
         self._started_at = 0.0
         self.thread: WorkerThread | None = None  # started on the first base-model load
+        self.prompt_history: list[str] = session.load_history()
+        self.restore_session()
 
     def _worker(self):
         if self.thread is None:
@@ -62,6 +66,27 @@ class GenerateViewModel(QObject):
             w.failed.connect(self._failed)
             self.thread.start()
         return self.thread.worker
+
+    # ------------------------------------------------------------------ session (what a restart brings back)
+    def restore_session(self) -> None:
+        saved = session.load_generate()
+        if saved.get("sampler") not in facade.sampler_names():
+            saved.pop("sampler", None)
+        for name, value in saved.items():
+            if name != "seed_locked":
+                setattr(self.params, name, float(value) if name == "guidance" else value)
+        if self.params.seed is None:
+            self.params.seed = random.randint(0, MAX_SEED)
+        self.seed_locked = bool(saved.get("seed_locked", False))
+        self.paramsChanged.emit()
+
+    def save_session(self) -> None:
+        session.save_generate(self.params, self.seed_locked)
+
+    def reuse_prompt(self, prompt: str) -> None:
+        """One click on a recent prompt: it becomes the prompt."""
+        self.set_param("prompt", prompt)
+        self.paramsChanged.emit()
 
     def shutdown(self) -> None:
         if self.thread is not None:
@@ -166,6 +191,9 @@ class GenerateViewModel(QObject):
             return
         if not self.seed_locked:
             self.roll_seed()
+        self.prompt_history = session.remember_prompt(self.params.prompt)
+        self.historyChanged.emit()
+        self.save_session()
         run = dataclasses.replace(self.params, stack=self.shelf.stack_entries())
         self._run_params = run
         self._cancelled = False
@@ -202,7 +230,8 @@ class GenerateViewModel(QObject):
         self.last_results = results
         self._set_state(READY)
         took = time.monotonic() - self._started_at
-        self.message.emit("Cancelled." if self._cancelled else f"Done in {took:.1f} s.")
+        self.message.emit("Cancelled." if self._cancelled
+                          else f"Done in {took:.1f} s · saved in {facade.gallery_dir()}")
         self.finished.emit(self._cancelled)
 
     @Slot(str, str)

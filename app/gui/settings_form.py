@@ -24,6 +24,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.gui.number_box import show_value
+
 INT_LIMIT = 2_000_000_000
 
 
@@ -154,7 +156,7 @@ class SettingsForm(QWidget):
             editor.setChecked(bool(value))
         elif isinstance(editor, (QSpinBox, QDoubleSpinBox)):
             if value is not None:
-                editor.setValue(value)
+                show_value(editor, value)
         elif isinstance(editor, QLineEdit):
             if isinstance(value, list):
                 editor.setText(" | ".join(map(str, value)))

@@ -17,11 +17,13 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QSlider,
+    QStyle,
     QVBoxLayout,
     QWidget,
 )
 
 from app.engine.facade import AdapterCard
+from app.gui.number_box import show_value, strength_box
 from app.gui.shelf_model import FAMILY_LABELS, WEIGHT_MAX, WEIGHT_MIN
 
 ROW_MIME = "application/x-styleshelf-shelf-row"
@@ -47,12 +49,8 @@ def _placeholder(title: str) -> QPixmap:
 
 
 def _strength_box(tooltip: str) -> QDoubleSpinBox:
-    box = QDoubleSpinBox()
-    box.setRange(WEIGHT_MIN, WEIGHT_MAX)
-    box.setSingleStep(0.05)
-    box.setDecimals(2)
+    box = strength_box(tooltip, WEIGHT_MIN, WEIGHT_MAX)
     box.setFixedWidth(66)
-    box.setToolTip(tooltip)
     return box
 
 
@@ -77,6 +75,9 @@ class ShelfCard(QFrame):
         self.trigger.setObjectName("Muted")
         self.badge = QLabel()
         self.badge.setObjectName("Badge")
+        self.warn_icon = QLabel()  # beside the badge when the adapter does not fit the base model
+        self.warn_icon.setPixmap(self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning).pixmap(16, 16))
+        self.warn_icon.hide()
         self.toggle = QCheckBox()
         self.toggle.setToolTip("Use this style in the next image")
         self.toggle.toggled.connect(lambda on: self._emit_toggle(on))
@@ -99,6 +100,7 @@ class ShelfCard(QFrame):
         top = QHBoxLayout()
         top.setSpacing(6)
         top.addWidget(self.title, 1)
+        top.addWidget(self.warn_icon)
         top.addWidget(self.badge)
         top.addWidget(self.toggle)
         weight = QHBoxLayout()
@@ -140,15 +142,15 @@ class ShelfCard(QFrame):
         try:
             self.toggle.setChecked(enabled)
             self.slider.setValue(int(round(weight * 100)))
-            self.spin.setValue(weight)
-            self.text_spin.setValue(weight if text_weight is None else text_weight)
+            show_value(self.spin, weight)
+            show_value(self.text_spin, weight if text_weight is None else text_weight)
         finally:
             self._updating = False
         self.setProperty("enabledState", "true" if enabled else "false")
         self.badge.setProperty("warn", "true" if mismatch else "false")
         self.badge.setToolTip(mismatch or "Base model family this adapter was trained for")
-        if mismatch and not self.badge.text().startswith("⚠"):
-            self.badge.setText("⚠ " + self.badge.text())
+        self.warn_icon.setVisible(bool(mismatch))
+        self.warn_icon.setToolTip(mismatch)
         for w in (self, self.badge):
             w.style().unpolish(w)
             w.style().polish(w)

@@ -24,6 +24,9 @@ TextWeightRole = Qt.ItemDataRole.UserRole + 14  # the text-encoder weight; None 
 
 FAMILY_LABELS = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sd2-v": "SD 2.x-v", "sdxl": "SDXL"}
 WEIGHT_MIN, WEIGHT_MAX = -2.0, 2.0
+# Above this summed strength stacked styles tend to wipe out the subject (the A1111/ComfyUI rule of thumb: keep
+# the sum of the weights near 1).
+HIGH_TOTAL_STRENGTH = 1.2
 
 
 @dataclass
@@ -120,8 +123,15 @@ class ShelfModel(QAbstractListModel):
             if it.enabled
         ]
 
+    def total_strength(self) -> float:
+        """The sum of |strength| over the enabled styles: how hard the stack pushes the base model."""
+        return round(sum(abs(it.weight) for it in self._items if it.enabled), 3)
+
     def apply_stack(self, entries: list) -> list[str]:
-        """Restore toggles/weights/order from a stack (a preset or a PNG); returns names not on the shelf."""
+        """Restore toggles/weights from a stack (a preset or a PNG); returns names not on the shelf.
+
+        The shelf keeps its order: the artist arranged it, and the enabled adapters' sum does not depend on it.
+        """
         missing, wanted = [], []
         for entry in entries:
             row = self._find(entry)
@@ -131,20 +141,39 @@ class ShelfModel(QAbstractListModel):
                 wanted.append((row, entry))
         for item in self._items:
             item.enabled = False
-        rows = [r for r, _ in wanted]
         for row, entry in wanted:
-            self._items[row].enabled = bool(entry.enabled)
-            self._items[row].weight = float(entry.weight)
-            te = getattr(entry, "text_encoder_weight", None)
-            self._items[row].text_encoder_weight = None if te is None else float(te)
-        # The restored adapters go to the top, in the stack's order.
-        self.beginResetModel()
-        picked = [self._items[r] for r in rows]
-        rest = [it for i, it in enumerate(self._items) if i not in set(rows)]
-        self._items = picked + rest
-        self.endResetModel()
+            self._set_item(self._items[row], entry)
+        if self._items:
+            self.dataChanged.emit(self.index(0), self.index(len(self._items) - 1))
         self.stackChanged.emit()
         return missing
+
+    @staticmethod
+    def _set_item(item: ShelfItem, entry) -> None:
+        item.enabled = bool(entry.enabled)
+        item.weight = float(entry.weight)
+        te = getattr(entry, "text_encoder_weight", None)
+        item.text_encoder_weight = None if te is None else float(te)
+
+    def state(self) -> list[StackEntry]:
+        """Every card in shelf order with its toggle and strengths (what a restart brings back)."""
+        return [StackEntry(path=it.card.path, enabled=it.enabled, weight=it.weight, name=it.card.title,
+                           sha256=it.card.sha256, text_encoder_weight=it.text_encoder_weight) for it in self._items]
+
+    def restore_state(self, entries: list) -> None:
+        """Bring back a saved ``state()``: toggles, strengths and the order of the cards still on the shelf;
+        cards new since then go after them."""
+        position: dict[int, int] = {}
+        for rank, entry in enumerate(entries):
+            row = self._find(entry)
+            if row is not None and row not in position:
+                position[row] = rank
+                self._set_item(self._items[row], entry)
+        order = sorted(range(len(self._items)), key=lambda r: (position.get(r, len(entries)), r))
+        self.beginResetModel()
+        self._items = [self._items[r] for r in order]
+        self.endResetModel()
+        self.stackChanged.emit()
 
     def _find(self, entry) -> int | None:
         for row, item in enumerate(self._items):

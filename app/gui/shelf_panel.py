@@ -23,8 +23,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.gui.file_dialogs import ask_save_path
 from app.gui.shelf_card import ROW_MIME, ShelfCard
-from app.gui.shelf_model import CardRole, EnabledRole, MismatchRole, TextWeightRole, WeightRole
+from app.gui.shelf_model import (
+    HIGH_TOTAL_STRENGTH,
+    CardRole,
+    EnabledRole,
+    MismatchRole,
+    TextWeightRole,
+    WeightRole,
+)
 from app.gui.shelf_vm import ShelfViewModel
 
 
@@ -55,6 +63,14 @@ class ShelfPanel(QWidget):
         head.addStretch(1)
         head.addWidget(import_button)
 
+        # The stack's summed strength, and a quiet hint when it is high.
+        self.total_label = QLabel()
+        self.total_label.setObjectName("Muted")
+        self.total_label.setWordWrap(True)
+        self.total_label.setToolTip(
+            "The sum of the enabled styles' strengths. Stacked styles add up: with a sum well above 1 they tend "
+            "to wipe out the subject. Lower the strengths so they sum to about 1, then adjust to taste.")
+
         self.list_holder = QWidget()
         self.list_layout = QVBoxLayout(self.list_holder)
         self.list_layout.setContentsMargins(0, 0, 0, 0)
@@ -72,6 +88,7 @@ class ShelfPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(head)
         layout.addWidget(self.search)
+        layout.addWidget(self.total_label)
         layout.addWidget(scroll, 1)
 
         self.model.modelReset.connect(self.rebuild)
@@ -79,7 +96,9 @@ class ShelfPanel(QWidget):
         self.model.rowsRemoved.connect(lambda *_: self.rebuild())
         self.model.rowsMoved.connect(lambda *_: self.rebuild())
         self.model.dataChanged.connect(lambda *_: self.update_cards())
+        self.model.stackChanged.connect(self.update_total)
         self.rebuild()
+        self.update_total()
 
     # ------------------------------------------------------------------ model → cards
     def rebuild(self) -> None:
@@ -112,6 +131,20 @@ class ShelfPanel(QWidget):
                 card.set_card(idx.data(CardRole))
                 card.set_state(idx.data(EnabledRole), idx.data(WeightRole), idx.data(MismatchRole),
                                idx.data(TextWeightRole))
+
+    def update_total(self) -> None:
+        on = sum(1 for it in self.model.items() if it.enabled)
+        total = self.model.total_strength()
+        if not on:
+            text = "No style on: tick a card to use it in the next image."
+        else:
+            text = f"{on} on · total strength {total:.2f}"
+            if total > HIGH_TOTAL_STRENGTH:
+                text += " · high: the styles may wash out the subject; try a total near 1"
+        self.total_label.setText(text)
+        self.total_label.setProperty("warn", "true" if on and total > HIGH_TOTAL_STRENGTH else "false")
+        self.total_label.style().unpolish(self.total_label)
+        self.total_label.style().polish(self.total_label)
 
     def _apply_filter(self, text: str) -> None:
         needle = text.strip().lower()
@@ -162,7 +195,7 @@ class ShelfPanel(QWidget):
             self.vm.remove(path)
 
     def _export(self, path: str) -> None:
-        dest, _ = QFileDialog.getSaveFileName(self, "Export adapter", Path(path).name, "Adapters (*.safetensors)")
+        dest = ask_save_path(self, "Export adapter", Path(path).name, "Adapters (*.safetensors)")
         if dest:
             self.vm.export(path, dest)
 

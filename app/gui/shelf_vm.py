@@ -13,6 +13,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from app.engine import facade
+from app.gui import session
 from app.gui import settings as prefs
 from app.gui.background import run_in_background
 from app.gui.errors import describe_exception
@@ -33,6 +34,12 @@ class ShelfViewModel(QObject):
         self.busy = 0
         self.extra_folders: list[str] = _load_folders(prefs.get_str(self.EXTRA_FOLDERS_KEY))
         facade.set_extra_adapter_folders(self.extra_folders)
+        # The last session's toggles, strengths and order, applied once the first scan has listed the cards.
+        self._saved_state: list | None = session.load_shelf()
+
+    def save_session(self) -> None:
+        if self._saved_state is None:  # never before the first scan: that would forget the saved stack
+            session.save_shelf(self.model.state())
 
     def set_extra_folders(self, folders: list[str]) -> None:
         """Remember the extra adapter folders (a team share, another tool's LoRA folder) and rescan."""
@@ -49,6 +56,9 @@ class ShelfViewModel(QObject):
     def _scanned(self, cards: list) -> None:
         self.busy -= 1
         self.model.set_cards(cards)
+        if self._saved_state is not None:
+            saved, self._saved_state = self._saved_state, None
+            self.model.restore_state(saved)
         self.refreshed.emit()
 
     def add_adapter(self, path: str, *, enabled: bool = False) -> None:
@@ -73,9 +83,8 @@ class ShelfViewModel(QObject):
         if cards:
             self.message.emit(f"Imported {', '.join(c.title for c in cards)}")
         if problems:
-            self.errorRaised.emit(
-                f"{len(problems)} file(s) were not imported: {problems[0]}", "\n".join(problems)
-            )
+            first = problems[0].splitlines()[0]  # the reason; technical lines wait under "Details"
+            self.errorRaised.emit(f"{len(problems)} file(s) were not imported: {first}", "\n".join(problems))
         self.imported.emit([c.path for c in cards])
 
     def _failed(self, exc: BaseException) -> None:
