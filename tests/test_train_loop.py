@@ -114,7 +114,7 @@ def test_adapter_round_trips_through_diffusers_kohya_loader(style_data, tiny_sd1
     assert json.loads(meta["ss_tag_frequency"])["stripes"]["zq style"] == 20
     assert tomllib.loads(meta["styleshelf.train_config"])["rank"] == 4
     assert meta["modelspec.thumbnail"].startswith("data:image/")
-    assert len(list((tmp_path / "rt.samples").glob("step-000004-*.png"))) == 1
+    assert len(list((tmp_path / "rt.samples").glob("step-000004-*.png"))) == 1  # every caption is "zq style, stripes": one distinct prompt
 
     # Diffusers only *warns* about keys it cannot place: capture its log and demand silence.
     pipe = StableDiffusionPipeline.from_pretrained(str(tiny_sd15), safety_checker=None)

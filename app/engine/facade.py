@@ -183,6 +183,24 @@ def train_child_argv(
     return argv
 
 
+def train_resume_point(adapter_out: str) -> dict[str, Any] | None:
+    """What Resume would continue from for the run writing ``adapter_out``: ``{"step", "total", "path",
+    "losses"}`` read from its newest checkpoint (JSON only, no torch), or None when it has none."""
+    from app.engine.train.run_state import resume_point
+
+    out = Path(adapter_out)
+    return resume_point(out.with_name(out.stem + ".checkpoints"))
+
+
+def use_sample_as_thumbnail(adapter_path: str, sample_png: str) -> AdapterCard:
+    """Make a training sample (its adapter half) the adapter's shelf picture."""
+    from app.engine.adapters import edit_metadata
+    from app.engine.train.sampling import adapter_half, thumbnail_of
+
+    edit_metadata(Path(adapter_path), thumbnail=thumbnail_of(adapter_half(Path(sample_png))))
+    return adapter_card(adapter_path)
+
+
 # ------------------------------------------------------------------------------------------ the shelf
 
 

@@ -74,6 +74,7 @@ class MainWindow(QMainWindow):
         self.train_tab = TrainTab(self.train_vm)
         self.generate_tab = GenerateTab(self.generate_vm, self.shelf_vm)
         self.tabs.addTab(self.train_tab, "Train")
+        self.train_tab.titleChanged.connect(lambda text: self.tabs.setTabText(self.tabs.indexOf(self.train_tab), text))
         self.tabs.addTab(self.generate_tab, "Generate")
         self.tabs.setDocumentMode(True)
 
@@ -101,6 +102,7 @@ class MainWindow(QMainWindow):
         self.resize(1280, 800)
 
         self._set_base(prefs.get_str(BASE_KEY) or facade.default_base_model(), load=False, remember=False)
+        self.train_vm.restore_session()  # the Train form, folder and an unfinished run, as they were left
         if load_engine:
             # Start the engine only once the window is on screen: importing diffusers on the worker
             # thread competes for the GIL and would delay the first paint.

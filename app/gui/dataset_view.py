@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QSize, Qt
 from PySide6.QtGui import QColor, QPainter
-from PySide6.QtWidgets import QAbstractItemView, QListView, QStyledItemDelegate, QStyleOptionViewItem, QWidget
+from PySide6.QtWidgets import (
+    QAbstractItemView, QLineEdit, QListView, QStyledItemDelegate, QStyleOptionViewItem, QWidget,
+)
 
 from app.gui.dataset_model import SkipReasonRole
 from app.gui.theme import DANGER
@@ -27,6 +29,19 @@ class _BadgeDelegate(QStyledItemDelegate):
         painter.setPen(QColor("white"))
         painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, "skipped")
         painter.restore()
+
+    def createEditor(self, parent: QWidget, option: QStyleOptionViewItem, index) -> QWidget:
+        # One line inside the item's own cell: Qt's default caption editor in icon mode grows over the
+        # neighbouring captions.
+        editor = QLineEdit(parent)
+        editor.setFrame(True)
+        editor.setToolTip("Enter saves the caption beside the image; Esc cancels")
+        return editor
+
+    def updateEditorGeometry(self, editor: QWidget, option: QStyleOptionViewItem, index) -> None:
+        cell = option.rect
+        height = min(editor.sizeHint().height(), cell.height())
+        editor.setGeometry(QRect(cell.left() + 1, cell.bottom() - height, cell.width() - 2, height))
 
 
 class DatasetGrid(QListView):

@@ -18,7 +18,7 @@ class LossPlot(pg.PlotWidget):
         self.getAxis("left").enableAutoSIPrefix(False)  # "loss (x0.001)" reads as a different number
         self.setMouseEnabled(x=False, y=False)
         self.hideButtons()
-        self.setMinimumHeight(140)
+        self.setMinimumHeight(90)
         self._steps: list[float] = []
         self._loss: list[float] = []
         self._smooth_steps: list[float] = []
@@ -30,6 +30,18 @@ class LossPlot(pg.PlotWidget):
         self._steps, self._loss, self._smooth_steps, self._smooth = [], [], [], []
         self.raw_curve.setData([], [])
         self.smooth_curve.setData([], [])
+
+    def set_history(self, losses: list[float]) -> None:
+        """The curve of steps 1..N a resumed run already made, smoothed the way the trainer smooths it."""
+        self._steps = list(range(1, len(losses) + 1))
+        self._loss = [float(x) for x in losses]
+        self._smooth, running = [], None
+        for value in self._loss:
+            running = value if running is None else 0.9 * running + 0.1 * value
+            self._smooth.append(running)
+        self._smooth_steps = list(self._steps)
+        self.raw_curve.setData(self._steps, self._loss)
+        self.smooth_curve.setData(self._smooth_steps, self._smooth)
 
     def add_point(self, step: int, loss: float | None, smoothed: float | None) -> None:
         if loss is not None:

@@ -6,19 +6,24 @@ in native code ends the child, never the app. Every stdout line is one event
 (the tail) as the "details" of an error.
 
 Cancel: the child handles SIGTERM by setting its cancel token, finishing the current step and saving a
-checkpoint; if it has not exited after ``kill_after_ms`` it is killed.
+checkpoint and the adapter so far. Only a child that ignores the request is killed: its allowance is the
+longest it has ever gone quiet during this run (a step, a sample round, a save) several times over, and at
+least ``kill_after_ms``; a sign of saving (a checkpoint or log line) restarts the allowance. A killed
+child's synthesised Finished says so (``summary["killed_after_s"]``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
-from app.engine.facade import REPO_ROOT, Error, Event, Finished, Log, event_from_json
+from app.engine.facade import REPO_ROOT, Error, Event, Finished, Log, Progress, event_from_json
 
 STDERR_TAIL_CHARS = 8000
+QUIET_ALLOWANCE = 4  # a cancelled child may take this many times its longest silence so far to save and exit
 
 
 class TrainRunner(QObject):
@@ -27,15 +32,23 @@ class TrainRunner(QObject):
     finished = Signal(object)  # the Finished event (synthesised when the child died without one)
     failed = Signal(str, str)  # one-line message, details
 
-    def __init__(self, parent: QObject | None = None, *, kill_after_ms: int = 30_000) -> None:
+    def __init__(self, parent: QObject | None = None, *, kill_after_ms: int = 120_000) -> None:
         super().__init__(parent)
-        self.kill_after_ms = kill_after_ms
+        self.kill_after_ms = kill_after_ms  # the least a cancelled child is given before it may be killed
         self._process: QProcess | None = None
         self._buffer = b""
         self._stderr = ""
         self._finished_event: Finished | None = None
         self._error_event: Error | None = None
         self._cancel_requested = False
+        self._last_event_at = 0.0
+        self._longest_quiet_s = 0.0
+        self._deadline = 0.0
+        self._killed_after_s: float | None = None
+        self._cancel_at = 0.0
+        self._watchdog = QTimer(self)
+        self._watchdog.setInterval(200)
+        self._watchdog.timeout.connect(self._check_cancel_deadline)
 
     # ------------------------------------------------------------------ control
     def is_running(self) -> bool:
@@ -46,6 +59,7 @@ class TrainRunner(QObject):
             raise RuntimeError("a training run is already in progress")
         self._buffer, self._stderr = b"", ""
         self._finished_event, self._error_event, self._cancel_requested = None, None, False
+        self._last_event_at, self._longest_quiet_s, self._killed_after_s = time.monotonic(), 0.0, None
         proc = QProcess(self)
         env = QProcessEnvironment.systemEnvironment()
         env.insert("PYTHONUNBUFFERED", "1")  # events must arrive as they happen, not when a buffer fills
@@ -62,14 +76,18 @@ class TrainRunner(QObject):
         self.started.emit()
 
     def cancel(self) -> None:
-        """Ask the child to stop after the current step and save a checkpoint."""
-        if not self.is_running() or self._process is None:
+        """Ask the child to stop after the current step and save a checkpoint and the adapter so far."""
+        if not self.is_running() or self._process is None or self._cancel_requested:
             return
         self._cancel_requested = True
-        proc = self._process
-        proc.terminate()  # SIGTERM on POSIX: the child saves and exits
-        # Only this process: a Resume started meanwhile runs in a new QProcess that must live on.
-        QTimer.singleShot(self.kill_after_ms, lambda: self._kill_if_still_running(proc))
+        self._cancel_at = time.monotonic()
+        self._deadline = self._cancel_at + self.allowance_s()
+        self._process.terminate()  # SIGTERM on POSIX: the child saves and exits
+        self._watchdog.start()
+
+    def allowance_s(self) -> float:
+        """How long a cancelled child may stay busy before it counts as ignoring the request."""
+        return max(self.kill_after_ms / 1000, QUIET_ALLOWANCE * self._longest_quiet_s)
 
     def wait(self, msecs: int = 30_000) -> bool:
         return self._process.waitForFinished(msecs) if self._process is not None else True
@@ -78,9 +96,22 @@ class TrainRunner(QObject):
         return self._stderr
 
     # ------------------------------------------------------------------ plumbing
-    def _kill_if_still_running(self, proc: QProcess) -> None:
-        if proc is self._process and self.is_running():
-            proc.kill()
+    def _check_cancel_deadline(self) -> None:
+        if not self.is_running():
+            self._watchdog.stop()
+        elif time.monotonic() > self._deadline:
+            self._watchdog.stop()
+            self._killed_after_s = time.monotonic() - self._cancel_at
+            self._process.kill()
+
+    def _note_event(self, ev: Event) -> None:
+        now = time.monotonic()
+        if not self._cancel_requested:
+            self._longest_quiet_s = max(self._longest_quiet_s, now - self._last_event_at)
+        elif not (isinstance(ev, Progress) and ev.phase == "train"):
+            # Saving or reporting, not training on: give it a fresh allowance from here.
+            self._deadline = max(self._deadline, now + self.allowance_s())
+        self._last_event_at = now
 
     def _read_stdout(self) -> None:
         assert self._process is not None
@@ -96,6 +127,7 @@ class TrainRunner(QObject):
             ev: Event = event_from_json(line)
         except (ValueError, TypeError, json.JSONDecodeError):
             ev = Log(message=line)
+        self._note_event(ev)
         if isinstance(ev, Finished):
             self._finished_event = ev
         elif isinstance(ev, Error):
@@ -119,11 +151,13 @@ class TrainRunner(QObject):
         if self._finished_event is not None:
             self.finished.emit(self._finished_event)
         elif self._cancel_requested:
-            ev = Finished(cancelled=True)
+            summary = {"killed_after_s": round(self._killed_after_s, 1)} if self._killed_after_s is not None else {}
+            ev = Finished(cancelled=True, summary=summary)
             self.event.emit(ev)
             self.finished.emit(ev)
         else:
             self.failed.emit(self._failure_message(exit_code, exit_status), self._stderr)
+        self._watchdog.stop()
         if self._process is not None:
             self._process.deleteLater()
             self._process = None

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QPixmap
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -23,23 +23,36 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.engine import facade
+from app.gui.background import run_in_background
 from app.gui.dataset_view import DatasetGrid
+from app.gui.errors import describe_exception
+from app.gui.sample_strip import SampleStrip
 from app.gui.settings_form import SettingsForm
-from app.gui.train_vm import IDLE, RUNNING, TrainViewModel
+from app.gui.train_vm import CANCELLING, IDLE, RUNNING, TrainViewModel
 
+_DROP_HINT = ("Drop a folder (or images) here\n\nCaptions come from .txt files beside the images\n"
+              "and can be edited by double-clicking them.")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
 
 def format_eta(seconds: float | None) -> str:
+    """Time left in words ("about 22 min left"): "22:35" reads like a clock time."""
     if seconds is None or seconds < 0:
-        return "–"
+        return "time left: working it out"
     seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+    if seconds < 60:
+        return "less than a minute left" if seconds > 10 else "a few seconds left"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"about {minutes} min left"
+    h, m = divmod(minutes, 60)
+    return f"about {h} h {m} min left" if m else f"about {h} h left"
 
 
 class TrainTab(QWidget):
+    titleChanged = Signal(str)  # the tab's label: "Train", or "Train · 45 %" while it runs
+
     def __init__(self, vm: TrainViewModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.vm = vm
@@ -53,23 +66,30 @@ class TrainTab(QWidget):
         self.folder_label.setObjectName("Heading")
         self.counts_label = QLabel("")
         self.counts_label.setObjectName("Muted")
+        self.advice_label = QLabel("")  # too few images, an empty folder: said in words, not left to guess
+        self.advice_label.setObjectName("Badge")
+        self.advice_label.setProperty("warn", True)
+        self.advice_label.setWordWrap(True)
+        self.advice_label.setVisible(False)
         head = QHBoxLayout()
         head.addWidget(self.folder_label, 1)
         head.addWidget(self.pick_button)
         self.grid = DatasetGrid()
         self.grid.setModel(vm.dataset)
-        self.drop_hint = QLabel("Drop a folder (or images) here\n\nCaptions come from .txt files beside the images\n"
-                                "and can be edited by double-clicking them.")
+        self.drop_hint = QLabel(_DROP_HINT)
+        self.drop_hint.setWordWrap(True)
         self.drop_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.drop_hint.setObjectName("Muted")
         hint_frame = QFrame()
         hint_frame.setObjectName("DropHint")
         QVBoxLayout(hint_frame).addWidget(self.drop_hint)
         self.hint_frame = hint_frame
-        left = QWidget()
-        left_layout = QVBoxLayout(left)
+        dataset_panel = QWidget()
+        left_layout = QVBoxLayout(dataset_panel)
+        left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.addLayout(head)
         left_layout.addWidget(self.counts_label)
+        left_layout.addWidget(self.advice_label)
         left_layout.addWidget(hint_frame, 1)
         left_layout.addWidget(self.grid, 1)
 
@@ -91,20 +111,23 @@ class TrainTab(QWidget):
         form_scroll.setFrameShape(QFrame.Shape.NoFrame)
         form_holder = QWidget()
         form_layout = QVBoxLayout(form_holder)
+        form_layout.setContentsMargins(0, 0, 4, 0)
         form_layout.addLayout(preset_row)
         form_layout.addWidget(self.form)
         form_layout.addStretch(1)
         form_scroll.setWidget(form_holder)
+        self.form_scroll = form_scroll
 
         self.start_button = QPushButton("Train")
         self.start_button.setObjectName("Primary")
         self.start_button.setToolTip("Train the adapter in the background (Ctrl+Return)")
         self.start_button.clicked.connect(lambda: vm.start())
         self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop after this step and save a checkpoint you can resume")
+        self.cancel_button.setToolTip("Stop after the current step: the adapter so far goes on the shelf and a "
+                                      "checkpoint is kept, so Resume can continue")
         self.cancel_button.clicked.connect(vm.cancel)
         self.resume_button = QPushButton("Resume")
-        self.resume_button.setToolTip("Continue the cancelled run from its checkpoint")
+        self.resume_button.setToolTip("Continue the stopped run from its checkpoint (the loss curve goes on)")
         self.resume_button.clicked.connect(vm.resume)
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button, 1)
@@ -124,43 +147,44 @@ class TrainTab(QWidget):
         QTimer.singleShot(400, self.ensure_plot)  # after the first paint, so it never delays the window
         self.validation_label = QLabel("")
         self.validation_label.setWordWrap(True)
-        self.validation_label.setMinimumHeight(36)
-        self.samples_row = QHBoxLayout()
-        self.samples_row.addStretch(1)
-        samples_box = QWidget()
-        samples_box.setLayout(self.samples_row)
-        samples_scroll = QScrollArea()  # samples pile up over a long run: scroll sideways, never squash
-        samples_scroll.setWidget(samples_box)
-        samples_scroll.setWidgetResizable(True)
-        samples_scroll.setFixedHeight(124)
-        samples_scroll.setFrameShape(QFrame.Shape.NoFrame)
-        samples_scroll.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.samples = SampleStrip()
+        self.samples.thumbnailChosen.connect(self._use_as_thumbnail)
+        samples_title = QLabel("Samples (left: base model · right: with the adapter)")
+        samples_title.setObjectName("Muted")
 
+        # The right column: the form on top (it scrolls only when Advanced is open), the run's controls below.
+        controls = QWidget()
+        controls_layout = QVBoxLayout(controls)
+        controls_layout.setContentsMargins(0, 0, 0, 0)
+        controls_layout.addWidget(form_scroll, 1)
+        controls_layout.addLayout(buttons)
+        controls_layout.addWidget(self.progress)
+        controls_layout.addWidget(self.rate_label)
+        controls.setMinimumWidth(340)
+        controls.setMaximumWidth(460)
+
+        # Below the dataset: what the run shows, growing into all the room that is left.
         run_panel = QWidget()
         run_layout = QVBoxLayout(run_panel)
-        run_layout.addLayout(buttons)
-        run_layout.addWidget(self.progress)
-        run_layout.addWidget(self.rate_label)
+        run_layout.setContentsMargins(0, 0, 0, 0)
         run_layout.addLayout(self.plot_holder, 1)
         run_layout.addWidget(self.validation_label)
-        samples_title = QLabel("Samples")
-        samples_title.setObjectName("Muted")
         run_layout.addWidget(samples_title)
-        run_layout.addWidget(samples_scroll)
+        run_layout.addWidget(self.samples)
 
-        right = QSplitter(Qt.Orientation.Vertical)
-        right.addWidget(form_scroll)
-        right.addWidget(run_panel)
-        right.setStretchFactor(0, 0)
-        right.setStretchFactor(1, 1)
-        right.setSizes([300, 500])  # the basic form fits; the run panel gets the room for the curve
-        right.setMinimumWidth(380)
+        left = QSplitter(Qt.Orientation.Vertical)
+        left.addWidget(dataset_panel)
+        left.addWidget(run_panel)
+        left.setStretchFactor(0, 1)
+        left.setStretchFactor(1, 1)
+        left.setChildrenCollapsible(False)
 
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(left)
-        split.addWidget(right)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 2)
+        split.addWidget(controls)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 0)
+        split.setChildrenCollapsible(False)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(split)
@@ -170,7 +194,9 @@ class TrainTab(QWidget):
         vm.datasetLoaded.connect(self._dataset_loaded)
         vm.progressChanged.connect(self._progress)
         vm.lossPoint.connect(self._loss_point)
-        vm.samplesReady.connect(self._samples)
+        vm.samplesReady.connect(self.samples.add)
+        vm.lossHistory.connect(self._loss_history)
+        vm.adapterReady.connect(self._adapter_ready)
         vm.validationReady.connect(self._validation)
         vm.runEnded.connect(lambda _c: self._refresh_buttons())
         self._dataset_loaded(0, 0)
@@ -220,6 +246,20 @@ class TrainTab(QWidget):
     def _loss_point(self, step: int, loss: object, smoothed: object) -> None:
         self.ensure_plot().add_point(step, loss, smoothed)
 
+    def _loss_history(self, losses: list) -> None:
+        self.ensure_plot().set_history(losses)
+
+    def _adapter_ready(self, _path: str) -> None:
+        self.samples.can_choose = True
+
+    def _use_as_thumbnail(self, sample: str) -> None:
+        adapter = self.vm.output_path
+        if not adapter:
+            return
+        run_in_background(lambda: facade.use_sample_as_thumbnail(adapter, sample),
+                          lambda _card: self.vm.adapterReady.emit(adapter),
+                          lambda exc: self.vm.errorRaised.emit(*describe_exception(exc)))
+
     def _value_changed(self, name: str) -> None:
         self.form.refresh(name or None)
         # Editing a value the preset set means the settings are now the user's own: show "Custom".
@@ -229,28 +269,29 @@ class TrainTab(QWidget):
 
     def _dataset_loaded(self, usable: int, skipped: int) -> None:
         has = bool(self.vm.dataset.folder)
-        self.hint_frame.setVisible(not has)
-        self.grid.setVisible(has)
+        empty = has and usable + skipped == 0
+        self.hint_frame.setVisible(not has or empty)  # an empty folder explains itself, not a blank grid
+        self.grid.setVisible(has and not empty)
+        advice, level = self.vm.dataset_advice()
+        self.advice_label.setText(advice)
+        self.advice_label.setVisible(bool(advice) and level == "warning")
         if has:
             self.folder_label.setText(Path(self.vm.dataset.folder).name)
             self.counts_label.setText(f"{usable} usable · {skipped} skipped" + ("  (hover a red badge for why)" if skipped else ""))
+        self.drop_hint.setText(advice if empty else _DROP_HINT)
         self._refresh_buttons()
 
     def _progress(self, step: int, total: int, it_s: object, eta: object) -> None:
         self.progress.setMaximum(max(total, 1))
         self.progress.setValue(step)
-        rate = f"{it_s:.2f} it/s" if isinstance(it_s, (int, float)) else "– it/s"
-        self.rate_label.setText(f"{rate} · ETA {format_eta(eta if isinstance(eta, (int, float)) else None)}")
+        if isinstance(it_s, (int, float)):
+            self.rate_label.setText(f"{it_s:.2f} steps/s · {format_eta(eta if isinstance(eta, (int, float)) else None)}")
+        self._update_title()
 
-    def _samples(self, step: int, paths: list) -> None:
-        for p in paths:
-            label = QLabel()
-            pix = QPixmap(p)
-            if not pix.isNull():
-                label.setPixmap(pix.scaled(96, 96, Qt.AspectRatioMode.KeepAspectRatio,
-                                           Qt.TransformationMode.SmoothTransformation))
-            label.setToolTip(f"Step {step}: {Path(p).name}")
-            self.samples_row.insertWidget(self.samples_row.count() - 1, label)
+    def _update_title(self) -> None:
+        busy = self.vm.state in (RUNNING, CANCELLING) and self.progress.maximum() > 1
+        percent = int(100 * self.progress.value() / max(1, self.progress.maximum()))
+        self.titleChanged.emit(f"Train · {percent} %" if busy else "Train")
 
     def _validation(self, base: object, adapter: object) -> None:
         if isinstance(base, float) and isinstance(adapter, float) and base > 0:
@@ -277,9 +318,8 @@ class TrainTab(QWidget):
             self.progress.setValue(0)
             self.rate_label.setText("")
             self.ensure_plot().clear_points()
-            while self.samples_row.count() > 1:
-                item = self.samples_row.takeAt(0)
-                if item.widget():
-                    item.widget().deleteLater()
+            self.samples.clear()
+            self.samples.can_choose = False
             self.validation_label.setText("")
         self._refresh_buttons()
+        self._update_title()

@@ -16,12 +16,16 @@ from PySide6.QtCore import QObject, Signal
 from app.engine import facade
 from app.engine.facade import CheckpointSaved, Error, Finished, Log, Progress, SampleReady
 from app.gui.background import run_in_background
+from app.gui import train_session
 from app.gui.dataset_model import DatasetModel
 from app.gui.errors import describe_exception
 from app.gui.train_runner import TrainRunner, child_cwd
 
 IDLE, SCANNING, RUNNING, CANCELLING = "idle", "scanning", "running", "cancelling"
 _PHASES = {"cache": "Preparing images", "sample": "Drawing samples", "validate": "Checking what it learned"}
+MIN_IMAGES = 5  # below this a style adapter mostly copies its few pictures
+# Where the app's form starts other than the engine's (CLI) defaults: the app always shows a few samples.
+_GUI_DEFAULTS = {"sample_count": 4}
 
 
 class TrainViewModel(QObject):
@@ -37,6 +41,7 @@ class TrainViewModel(QObject):
     runEnded = Signal(bool)  # cancelled?
     presetSuggested = Signal(str)  # a preset applied for the base model (the form shows it as chosen)
     errorRaised = Signal(str, str)  # message, details
+    lossHistory = Signal(list)  # the losses of steps 1..N a resumed run already made (the curve goes on)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -51,13 +56,33 @@ class TrainViewModel(QObject):
         self.settings: list[Any] = []
         self.presets: dict[str, dict[str, Any]] = {}
         self.values: dict[str, Any] = {}
+        self.defaults: dict[str, Any] = {}
         self.output_path = ""
+        self.auto_name = ""  # the name taken from the folder; a name the user typed is never replaced
+        self.last_step = 0
+        self.total_steps = 0
         self.last_checkpoint = ""
         self.samples: list[str] = []
         self.summary: dict[str, Any] = {}
         self._run_dir: Path | None = None
         self._native_resolution = 0
+        self._restoring = False
         self.load_settings()
+        for signal in (self.valueChanged, self.datasetLoaded, self.runEnded):
+            signal.connect(self.save_session)
+
+    # ------------------------------------------------------------------ session
+    def save_session(self, *_args: Any) -> None:
+        if not self._restoring and self.settings:
+            train_session.save(self)
+
+    def restore_session(self) -> None:
+        """The form, dataset folder and an unfinished run as the app left them (see ``train_session``)."""
+        self._restoring = True
+        try:
+            train_session.restore(self)
+        finally:
+            self._restoring = False
 
     # ------------------------------------------------------------------ settings
     def load_settings(self) -> None:
@@ -66,7 +91,8 @@ class TrainViewModel(QObject):
             self.presets = facade.train_presets()
         except ImportError:
             self.settings, self.presets = [], {}  # training engine not installed: the tab says so
-        self.values = {s.name: s.default for s in self.settings}
+        self.defaults = {s.name: _GUI_DEFAULTS.get(s.name, s.default) for s in self.settings}
+        self.values = dict(self.defaults)
         self.valueChanged.emit("")
 
     def value(self, name: str) -> Any:
@@ -102,7 +128,7 @@ class TrainViewModel(QObject):
         return True
 
     def _default(self, name: str) -> Any:
-        return next((s.default for s in self.settings if s.name == name), None)
+        return self.defaults.get(name)
 
     def apply_preset(self, name: str) -> None:
         for key, value in self.presets.get(name, {}).items():
@@ -136,13 +162,30 @@ class TrainViewModel(QObject):
 
     def _scanned(self, summary: facade.DatasetSummary) -> None:
         self.dataset.set_summary(summary)
-        default_name = next((s.default for s in self.settings if s.name == "name"), None)
-        if default_name is not None and self.values.get("name") in (default_name, ""):
-            self.set_value("name", Path(summary.folder).name)  # a style is usually named after its folder
+        if "name" in self.values and self.values.get("name") in (self._default("name"), "", self.auto_name):
+            # A style is usually named after its folder: follow each new folder until the user types a name.
+            self.auto_name = Path(summary.folder).name
+            self.set_value("name", self.auto_name)
         self._set_state(IDLE)
         usable, skipped = self.dataset.usable_count(), self.dataset.skipped_count()
-        self.message.emit(f"{usable} usable images, {skipped} skipped")
+        advice, _level = self.dataset_advice()
+        self.message.emit(advice or f"{usable} usable images, {skipped} skipped")
         self.datasetLoaded.emit(usable, skipped)
+
+    def dataset_advice(self) -> tuple[str, str]:
+        """(what to tell the artist about the chosen folder, "warning" | "info" | ""); empty when all is well."""
+        if not self.dataset.folder:
+            return "", ""
+        usable, skipped = self.dataset.usable_count(), self.dataset.skipped_count()
+        if usable == 0 and skipped == 0:
+            return ("This folder has no pictures. Put 10–30 images of the style in it (PNG, JPEG or WebP; "
+                    "sub-folders count too), or choose another folder.", "warning")
+        if usable == 0:
+            return (f"None of the {skipped} files can be used: hover a red badge to see why.", "warning")
+        if usable < MIN_IMAGES:
+            return (f"Only {usable} usable image{'s' if usable != 1 else ''}: a style needs at least {MIN_IMAGES} "
+                    "(10–30 is better), or the adapter just copies these pictures.", "warning")
+        return "", ""
 
     def _scan_failed(self, exc: BaseException) -> None:
         self._set_state(IDLE)
@@ -170,13 +213,28 @@ class TrainViewModel(QObject):
             return
         out = self.output_path if resume and self.output_path else str(_unused(facade.new_adapter_path(self.adapter_name())))
         self.output_path = out
+        if not resume:
+            self.last_checkpoint = ""  # a fresh run starts its own checkpoint history
         self._run_dir = facade.adapters_dir().parent / "runs" / Path(out).stem
         argv = facade.train_child_argv(
             self.dataset.folder, self.base_model, out, self.values, run_dir=self._run_dir, resume=resume
         )
         self.samples, self.summary = [], {}
+        point = facade.train_resume_point(out) if resume else None
+        self.last_step = point["step"] if point else 0
+        self.total_steps = int(self.values.get("steps") or 0)
         self._set_state(RUNNING)
-        self.message.emit("Resuming…" if resume else "Starting training…")
+        # The bar and the curve show where the run really is from the first moment, not "0 / 100".
+        self.progressChanged.emit(self.last_step, self.total_steps, None, None)
+        if point and point["losses"]:
+            self.lossHistory.emit(list(point["losses"]))
+        if resume:
+            self.message.emit(f"Resuming at step {self.last_step} of {self.total_steps}…")
+        else:
+            self.message.emit("Starting training…")
+            advice, level = self.dataset_advice()
+            if level == "warning":
+                self.message.emit(advice)
         self.start_argv(argv)
 
     def start_argv(self, argv: list[str]) -> None:
@@ -193,20 +251,23 @@ class TrainViewModel(QObject):
     def cancel(self) -> None:
         if self.state == RUNNING:
             self._set_state(CANCELLING)
-            self.message.emit("Stopping after this step and saving a checkpoint…")
+            self.message.emit("Stopping after this step…" if self.last_step else "Stopping…")
             self.runner.cancel()
 
     # ------------------------------------------------------------------ events from the child
     def _on_event(self, ev: Any) -> None:
         if isinstance(ev, Progress):
             if ev.phase == "train":
+                self.last_step, self.total_steps = ev.step, ev.total
                 self.progressChanged.emit(ev.step, ev.total, ev.it_per_s, ev.eta_s)
-                self.lossPoint.emit(ev.step, ev.loss, ev.smoothed_loss)
+                if ev.loss is not None:
+                    self.lossPoint.emit(ev.step, ev.loss, ev.smoothed_loss)
             else:  # caching, sampling, validating: a status line, so the step bar only ever means steps
                 self.message.emit(f"{_PHASES.get(ev.phase, ev.phase.capitalize())}: {ev.step}/{ev.total}")
         elif isinstance(ev, SampleReady):
             self.samples.extend(ev.paths)
-            self.samplesReady.emit(ev.step, list(ev.paths))
+            self.samplesReady.emit(ev.step, [(p, ev.prompts[i] if i < len(ev.prompts) else "")
+                                             for i, p in enumerate(ev.paths)])
         elif isinstance(ev, CheckpointSaved):
             self.last_checkpoint = ev.path
             self.message.emit(f"Checkpoint saved at step {ev.step}")
@@ -222,15 +283,13 @@ class TrainViewModel(QObject):
             self.validationReady.emit(base, adapter)
         self._set_state(IDLE)
         if ev.cancelled:
-            self.last_checkpoint = self.last_checkpoint or str(ev.output or "")
-            if ev.output and Path(ev.output).is_file():
+            saved_adapter = bool(ev.output) and Path(ev.output).is_file()
+            self.last_checkpoint = str(self.summary.get("checkpoint") or self.last_checkpoint or "")
+            if saved_adapter:
                 # The trainer saved the adapter as it stood: usable now, and Resume later updates the same card.
                 self.output_path = str(ev.output)
-                self.message.emit(f"Cancelled: {Path(ev.output).name} (so far) is on the shelf; press Resume to "
-                                  "continue training.")
                 self.adapterReady.emit(self.output_path)
-            else:
-                self.message.emit("Cancelled; a checkpoint was saved, press Resume to continue.")
+            self.message.emit(self.stop_message(saved_adapter))
         else:
             self.last_checkpoint = ""
             if ev.output:
@@ -238,6 +297,27 @@ class TrainViewModel(QObject):
             self.message.emit(f"Done: {Path(self.output_path).name} is on the shelf.")
             self.adapterReady.emit(self.output_path)
         self.runEnded.emit(bool(ev.cancelled))
+
+    def stop_message(self, saved_adapter: bool) -> str:
+        """Exactly what a cancelled run kept, in the artist's words."""
+        steps = int(self.summary.get("steps") or self.last_step or 0)
+        total = int(self.summary.get("total_steps") or self.total_steps or 0)
+        killed = self.summary.get("killed_after_s")
+        lead = (f"Training did not stop within {killed:.0f} s of Cancel and was ended"
+                if isinstance(killed, (int, float)) else "")
+        where = f"step {steps} of {total}" if total else f"step {steps}"
+        if saved_adapter:
+            kept = "the adapter so far is on the shelf" + (
+                " and a checkpoint was kept — Resume continues" if self.last_checkpoint else "")
+            return f"{lead or 'Stopped'} at {where}: {kept}."
+        if self.last_checkpoint:
+            checkpoint_step = _step_of(self.last_checkpoint)
+            at = f"step {checkpoint_step}" if checkpoint_step is not None else "its last checkpoint"
+            return (f"{lead or 'Stopped'}: nothing new was saved; the checkpoint at {at} was kept — Resume "
+                    "continues from there.")
+        if lead:
+            return f"{lead}: nothing was saved."
+        return "Stopped before the first step: nothing was saved."
 
     def _on_failed(self, message: str, details: str) -> None:
         self._set_state(IDLE)
@@ -267,6 +347,11 @@ def validation_losses(summary: dict[str, Any]) -> tuple[float | None, float | No
         elif ("adapter" in k or "lora" in k) and adapter is None:
             adapter = float(value)
     return base, adapter
+
+
+def _step_of(checkpoint: str) -> int | None:
+    name = Path(checkpoint).name
+    return int(name[5:]) if name.startswith("step-") and name[5:].isdigit() else None
 
 
 def _unused(path: Path) -> Path:

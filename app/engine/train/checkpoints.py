@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -22,13 +21,13 @@ from safetensors.torch import load_file, save_file
 from app.engine.atomic import _fsync_dir
 from app.engine.errors import UserError
 from app.engine.train.lora import load_lora_state_dict
+from app.engine.train.run_state import latest_checkpoint, list_checkpoints  # noqa: F401 - re-exported
 
 FORMAT_VERSION = 1
 # Settings that must match for a checkpoint to continue a run exactly (steps and sampling may change).
 RESUME_KEYS = ("base", "rank", "alpha", "lora_targets", "train_text_encoder", "learning_rate", "text_encoder_lr",
                "batch_size", "gradient_accumulation", "optimizer", "resolution", "seed", "lr_schedule", "warmup_steps",
                "weight_decay", "min_snr_gamma", "noise_offset", "caption_dropout", "prediction_type", "flip", "bucket_step")
-_NAME = re.compile(r"^step-(\d{6,})$")
 
 
 @dataclass
@@ -69,19 +68,6 @@ def save_checkpoint(folder: Path, *, step: int, lora: dict[str, torch.Tensor], o
     return final
 
 
-def latest_checkpoint(folder: Path) -> Path | None:
-    found = list_checkpoints(folder)
-    return found[-1] if found else None
-
-
-def list_checkpoints(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name)) and
-             (p / "state.json").is_file()]
-    return [p for _, p in sorted(found)]
-
-
 def clear_checkpoints(folder: Path) -> int:
     """Delete every checkpoint in ``folder``; returns how many there were."""
     found = list_checkpoints(folder)
@@ -119,7 +105,8 @@ def restore(folder: Path, config: Any, *, modules: dict[str, Any], optimizer, sc
     """Load the newest checkpoint of ``folder`` into LoRA ``modules``, optimiser and scheduler.
 
     Returns its path, or None when there is none. Refuses (UserError) a damaged checkpoint, changed
-    settings, or one already at or past ``config.steps``.
+    settings, or one past ``config.steps``. A checkpoint at exactly ``config.steps`` is a run that died
+    after its last step (during validation, samples or the adapter write): resuming it finishes that work.
     """
     found = latest_checkpoint(folder)
     if found is None:
@@ -133,9 +120,9 @@ def restore(folder: Path, config: Any, *, modules: dict[str, Any], optimizer, sc
     if changed:
         raise UserError(f"Cannot resume: {', '.join(changed)} changed since the checkpoint.",
                         hint="Use the same settings (only steps and sampling may change), or start without --resume.")
-    if ckpt.step >= config.steps:
-        raise UserError(f"The checkpoint is at step {ckpt.step}, not before the {config.steps} steps asked for.",
-                        hint="Ask for more steps to continue training.")
+    if ckpt.step > config.steps:
+        raise UserError(f"The checkpoint is at step {ckpt.step}, past the {config.steps} steps asked for.",
+                        hint=f"Ask for at least {ckpt.step} steps to continue training.")
     parts = split_parts(ckpt.lora)
     for name, module in modules.items():
         load_lora_state_dict(module, parts.get(name, {}))

@@ -32,6 +32,7 @@ from app.engine.events import (
 from app.engine.train.buckets import BatchPlan
 from app.engine.train.cache import Prepared, batch_inputs, plan_samples, prepare
 from app.engine.train.checkpoints import clear_checkpoints, restore, save_checkpoint
+from app.engine.train.run_state import checkpoint_history, checkpoint_step, latest_checkpoint
 from app.engine.train.config import TrainConfig
 from app.engine.train.dataset import DatasetItem, hold_out, scan_dataset
 from app.engine.train.lora import TEXT_TARGETS, UNET_TARGETS, attach_lora, lora_state_dict, set_lora_enabled
@@ -41,7 +42,9 @@ from app.engine.train.preflight import (
 )
 from app.engine.train.output import RateTracker, adapter_metadata, weights_checksum, write_adapter
 from app.engine.train.optimizers import make_optimizer
-from app.engine.train.sampling import render_samples, thumbnail_of
+from app.engine.train.sampling import (
+    SampleRenderer, best_sample, prompts_from_captions, sample_steps_of, thumbnail_of, adapter_half,
+)
 from app.engine.train.objective import denoising_loss, step_generator
 from app.engine.train.validation import (
     ValidationSet, adapter_conditioning, base_and_adapter_loss, build_validation_set,
@@ -68,7 +71,11 @@ def train(config: TrainConfig, *, on_event: EventCallback = ignore_event,
     try:
         return run.execute()
     except Cancelled:
-        emit(Finished(output="", cancelled=True, summary={"steps": 0, "note": "cancelled before training started"}))
+        # Stopped before the first step: nothing new was written. A resumed run's checkpoint is still there.
+        kept = latest_checkpoint(config.checkpoint_dir()) if config.resume else None
+        emit(Finished(output="", cancelled=True, summary={
+            "steps": checkpoint_step(kept) if kept else 0, "total_steps": config.steps, "cancelled": True,
+            "saved": [], "checkpoint": str(kept or ""), "note": "cancelled before the first step"}))
         return TrainResult(None, 0, True)
     except UserError as err:
         emit(Error(message=str(err), details=err.details))
@@ -110,14 +117,19 @@ class _Run:
         self.world = accelerator.num_processes
         self.rank = accelerator.process_index
         self.out = config.resolved_out()
+        self.history: list[float] = []  # losses of the steps before a resume, from the checkpoint
+        self._losses: list[float] = []  # every step's loss so far (what a checkpoint keeps)
+        self.sampler: SampleRenderer | None = None
 
     # ------------------------------------------------------------------ setup
     def execute(self) -> TrainResult:
         cfg = self.cfg
         items, val_items, report = self._scan()
+        self._stop_if_cancelled()
         self.log(f"Loading base model {Path(cfg.base).name}…")
         base = load_training_base(cfg.base, dtype=self.weight_dtype, device=self.device)
         self.base = base
+        self._stop_if_cancelled()  # a Cancel while the model loaded: stop now, not after caching
         self.prediction = (base.noise_scheduler.config.get("prediction_type", "epsilon")
                            if cfg.prediction_type == "auto" else cfg.prediction_type)
         from diffusers import DDPMScheduler
@@ -252,11 +264,16 @@ class _Run:
         params = self.unet_params + [p for g in self.te_params for p in g]
         self.log(f"Training {sum(p.numel() for p in params):,} LoRA parameters for {cfg.steps} steps "
                  f"({plan.batches_per_epoch} batches per epoch, {self.world} process(es), {self.device.type})")
-        smoothed, tracker = None, RateTracker()
-        losses: list[float] = []
+        tracker = RateTracker()
+        losses: list[float] = list(self.history)  # a resumed run keeps the curve it had
+        self._losses = losses
+        smoothed = _smoothed(losses)
         step = start
         cancelled = False
         last_samples: list[Path] = []
+        sample_at = sample_steps_of(cfg.steps, every=cfg.sample_every, count=cfg.sample_count)
+        if start:  # the bar shows the true position before the first resumed step
+            self.emit(Progress(step=start, total=cfg.steps))
         while step < cfg.steps:
             if self._cancel_requested():
                 cancelled = True
@@ -286,7 +303,7 @@ class _Run:
                                eta_s=(cfg.steps - step) / rate if rate else None))
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
                 self._checkpoint(step, optimizer, lr_scheduler)
-            if cfg.sample_every and step % cfg.sample_every == 0:
+            if step in sample_at and not self._cancel_requested():
                 last_samples = self._samples(step) or last_samples
         return self._finish(step, start, cancelled, optimizer, lr_scheduler, vset, losses, tracker, last_samples)
 
@@ -303,6 +320,10 @@ class _Run:
         return denoising_loss(unet, self.scheduler, latents=latents, noise=noise.to(self.device, latents.dtype),
                               timesteps=timesteps.to(self.device), hidden=hidden, pooled=pooled, time_ids=time_ids,
                               prediction_type=self.prediction, snr_gamma=cfg.min_snr_gamma)
+
+    def _stop_if_cancelled(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled()
 
     def _cancel_requested(self) -> bool:
         flag = self.cancel.is_set()
@@ -325,7 +346,8 @@ class _Run:
             flat = {f"{part}.{k}": v for part, sd in self._lora_states().items() for k, v in sd.items()}
             path = save_checkpoint(self.cfg.checkpoint_dir(), step=step, lora=flat, optimizer=optimizer,
                                    scheduler=lr_scheduler, keep=self.cfg.keep_checkpoints,
-                                   extra={"config": self.cfg.to_dict()})
+                                   extra={"config": self.cfg.to_dict(), "total_steps": self.cfg.steps,
+                                          "loss_history": [round(x, 6) for x in self._losses[:step]]})
             self.emit(CheckpointSaved(step=step, path=str(path)))
         self.acc.wait_for_everyone()
         return path
@@ -342,11 +364,18 @@ class _Run:
         if restored is None:
             self.log(f"No checkpoint in {cfg.checkpoint_dir()}: starting from step 0.", "warning")
             return 0
-        self.log(f"Resumed from {restored.name} (step {int(restored.name[5:])}).")
-        return int(restored.name[5:])
+        step = checkpoint_step(restored)
+        self.history = checkpoint_history(restored)[:step]
+        if step >= cfg.steps:
+            self.log(f"Checkpoint {restored.name} is the run's last step: finishing the run (validation, samples, "
+                     "adapter).")
+        else:
+            self.log(f"Resumed from {restored.name} (step {step}).")
+        return step
 
     def _sample_prompts(self) -> list[str]:
-        return list(self.cfg.sample_prompts) or [self.cfg.trigger or (self.items[0].caption if self.items else "")]
+        return prompts_from_captions([i.caption for i in self.items], list(self.cfg.sample_prompts),
+                                     self.cfg.trigger)
 
     def _samples(self, step: int) -> list[Path]:
         paths: list[Path] = []
@@ -356,9 +385,14 @@ class _Run:
             if moved:
                 base.pipe.to(self.device)
             prompts = self._sample_prompts()
-            paths = render_samples(base.pipe, prompts, folder=cfg.samples_dir(), step=step,
-                                   size=cfg.sample_resolution or cfg.resolution, steps=cfg.sample_steps,
-                                   seed=cfg.seed, device=self.device)
+            if self.sampler is None:
+                self.sampler = SampleRenderer(
+                    base.pipe, folder=cfg.samples_dir(), size=cfg.sample_resolution or cfg.resolution,
+                    steps=cfg.sample_steps, seed=cfg.seed, device=self.device,
+                    lora_modules=[base.unet, *(base.text_encoders if cfg.train_text_encoder else [])])
+            self.log(f"Drawing samples at step {step}…")
+            paths = self.sampler.render(prompts, step, cancelled=self.cancel.is_set)
+            prompts = prompts[:len(paths)]
             if moved:
                 base.vae.to("cpu")
                 for te in base.text_encoders if not cfg.train_text_encoder else []:
@@ -371,23 +405,32 @@ class _Run:
     def _finish(self, step, start, cancelled, optimizer, lr_scheduler, vset, losses, tracker, last_samples):
         cfg, acc = self.cfg, self.acc
         if step == 0:  # cancelled before the first step: an untrained adapter would only be the base
-            self.emit(Finished(output="", cancelled=True, summary={"steps": 0, "cancelled": True}))
+            self.emit(Finished(output="", cancelled=True, summary={
+                "steps": 0, "total_steps": cfg.steps, "cancelled": True, "saved": [], "checkpoint": ""}))
             return TrainResult(None, 0, True)
-        checkpoint = self._checkpoint(step, optimizer, lr_scheduler) if step > start or cancelled else None
-        self.log("Validating: denoising loss of the base vs the adapter…")
-        if cfg.train_text_encoder:
-            vset.adapter_hidden, vset.adapter_pooled = adapter_conditioning(self.base, vset)
-        base_loss, adapter_loss = base_and_adapter_loss(acc.unwrap_model(self.base.unet), self.scheduler, vset,
-                                                        prediction_type=self.prediction, seed=cfg.seed,
-                                                        dtype=self.weight_dtype)
+        # The checkpoint first: it is what Resume needs. A resumed run stopped before its first new step
+        # already has one at this step.
+        checkpoint = self._checkpoint(step, optimizer, lr_scheduler) if step > start else None
+        checkpoint = checkpoint or (latest_checkpoint(cfg.checkpoint_dir()) if acc.is_main_process else None)
+        base_loss = adapter_loss = None
+        if cancelled:
+            # Cancel means stop now: validation and fresh samples are left to the resumed run.
+            self.log("Stopped: validation and final samples are left for Resume.")
+        else:
+            self.log("Validating: denoising loss of the base vs the adapter…")
+            if cfg.train_text_encoder:
+                vset.adapter_hidden, vset.adapter_pooled = adapter_conditioning(self.base, vset)
+            base_loss, adapter_loss = base_and_adapter_loss(acc.unwrap_model(self.base.unet), self.scheduler, vset,
+                                                            prediction_type=self.prediction, seed=cfg.seed,
+                                                            dtype=self.weight_dtype)
+            if step not in {s for s in sample_steps_of(cfg.steps, every=cfg.sample_every, count=cfg.sample_count)
+                            if s > start} and cfg.thumbnail:
+                last_samples = self._samples(step)  # the final state's picture for the shelf
         states = self._lora_states()
         checksums = self._rank_checksums(states)
-        if not last_samples and cfg.thumbnail and acc.is_main_process:
-            last_samples = self._samples(step)
-        elif not last_samples and cfg.thumbnail:
-            acc.wait_for_everyone()
         summary = {
             "steps": step,
+            "total_steps": cfg.steps,
             "started_at_step": start,
             "cancelled": cancelled,
             "train_images": len(self.items),
@@ -405,12 +448,17 @@ class _Run:
             "rank_checksums": checksums,
             "ranks_in_sync": len(set(checksums)) == 1,
             "family": self.base.family,
+            "checkpoint": str(checkpoint or ""),
         }
         adapter = None
         if acc.is_main_process:
-            adapter = self._write_adapter(states, step, last_samples, summary)
-            self.log(f"Validation loss: base {base_loss:.4f} → adapter {adapter_loss:.4f} "
-                     f"({summary['validation_change']:+.1%})")
+            thumb = best_sample(last_samples) if cfg.thumbnail else None
+            summary["thumbnail_sample"] = str(thumb or "")
+            summary["saved"] = ["adapter"] + (["checkpoint"] if checkpoint else [])
+            adapter = self._write_adapter(states, step, thumb, summary)
+            if base_loss is not None:
+                self.log(f"Validation loss: base {base_loss:.4f} → adapter {adapter_loss:.4f} "
+                         f"({summary['validation_change']:+.1%})")
             self.emit(Finished(output=str(adapter), cancelled=cancelled, summary=summary))
         acc.wait_for_everyone()
         return TrainResult(adapter, step, cancelled, summary, checkpoint)
@@ -423,11 +471,19 @@ class _Run:
 
         return list(gather_object([mine]))
 
-    def _write_adapter(self, states, step, samples: list[Path], summary) -> Path:
-        thumb = thumbnail_of(samples[0]) if samples and self.cfg.thumbnail else None
+    def _write_adapter(self, states, step, sample: Path | None, summary) -> Path:
+        thumb = thumbnail_of(adapter_half(sample)) if sample else None
         extra = adapter_metadata(self.cfg, step=step, train_images=len(self.items), out=self.out,
                                  tag_frequency=self.report.tag_frequency_by_folder, summary=summary)
         return write_adapter(self.cfg, self.out, states, family=self.base.family, thumbnail=thumb, extra=extra)
 
     def log(self, message: str, level: str = "info") -> None:
         self.emit(Log(message=message, level=level))
+
+
+def _smoothed(losses: list[float]) -> float | None:
+    """The running average the progress events carry, rebuilt from a resumed run's history."""
+    smoothed = None
+    for value in losses:
+        smoothed = value if smoothed is None else 0.9 * smoothed + 0.1 * value
+    return smoothed
