@@ -58,7 +58,7 @@ class StackRunner:
         self.costs = StackCostModel()
         self.last: RunApplication | None = None
         self._side_units = 0
-        self._deltas: dict[tuple[int, str], Any] = {}
+        self._deltas: dict[str, list[tuple[Any, bool, Any, int]]] = {}
         self._deltas_for: Any = None  # the tuner-layer table the cached deltas were read from
         self._hooks = _time_unet_calls(pipe, self)
 
@@ -109,28 +109,17 @@ class StackRunner:
     # ------------------------------------------------------------------------------ planning
     def plan(self, active: list[ActiveAdapter]) -> StackPlan:
         """Per base layer, the contributions of ``active`` (zero strengths left out, order by name)."""
-        table = self.adapters.tuner_layers()
-        if table is not self._deltas_for:
-            self._deltas, self._deltas_for = {}, table  # adapters were loaded or evicted
         plan = StackPlan()
-        ordered = sorted(active, key=lambda a: a.name)  # the sum does not depend on the stack's order
-        for component, layers in table.items():
-            text = component.startswith("text_encoder")
-            for layer in layers:
-                contributions = []
-                for a in ordered:
-                    strength = float(a.text_encoder_weight if text else a.weight)
-                    if strength == 0.0 or not has_adapter(layer, a.name):
-                        continue
-                    delta = self._delta(layer, a.name)
-                    if delta is None:
-                        plan.side_only.add(a.name)
-                        continue
-                    contributions.append(Contribution(a.name, strength, delta))
-                    if component == "unet":
-                        plan.unet_side_units += delta.side_cost()
-                if contributions:
-                    plan.layers[layer.get_base_layer()] = contributions
+        for a in sorted(active, key=lambda a: a.name):  # the sum does not depend on the stack's order
+            for base, text, delta, side_cost in self._layers_of(a.name):
+                strength = float(a.text_encoder_weight if text else a.weight)
+                if strength == 0.0:
+                    continue
+                if delta is None:
+                    plan.side_only.add(a.name)
+                    continue
+                plan.layers.setdefault(base, []).append(Contribution(a.name, strength, delta))
+                plan.unet_side_units += 0 if text else side_cost
         if plan.side_only:
             plan.layers = {
                 layer: kept
@@ -139,11 +128,23 @@ class StackRunner:
             }
         return plan
 
-    def _delta(self, layer: Any, adapter: str) -> Any:
-        key = (id(layer), adapter)
-        if key not in self._deltas:
-            self._deltas[key] = peft_layer_delta(layer, adapter)
-        return self._deltas[key]
+    def _layers_of(self, adapter: str) -> list[tuple[Any, bool, Any, int]]:
+        """(base layer, is text encoder, delta or None, side cost) of every layer ``adapter`` adapts; cached
+        per adapter until the set of loaded adapters changes, so a toggle never walks the whole model."""
+        table = self.adapters.tuner_layers()
+        if table is not self._deltas_for:
+            self._deltas, self._deltas_for = {}, table  # adapters were loaded or evicted
+        if adapter not in self._deltas:
+            entries = []
+            for component, layers in table.items():
+                text = component.startswith("text_encoder")
+                for layer in layers:
+                    if has_adapter(layer, adapter):
+                        delta = peft_layer_delta(layer, adapter)
+                        cost = delta.side_cost() if delta is not None else 0
+                        entries.append((layer.get_base_layer(), text, delta, cost))
+            self._deltas[adapter] = entries
+        return self._deltas[adapter]
 
     # ------------------------------------------------------------------------------ measuring
     def observe_unet_call(self, size: int, seconds: float) -> None:

@@ -168,9 +168,7 @@ class WeightPatcher:
         weight = layer.weight.data
         original = self._originals.get(layer)
         if original is None:
-            self._originals[layer] = weight.to(device=self.offload or weight.device, copy=True)
-        else:
-            weight.copy_(original)  # every patch starts from the original: same stack, same bits
+            original = self._originals[layer] = weight.to(device=self.offload or weight.device, copy=True)
         ups, downs, denses = [], [], []
         for c in contributions:
             low = c.delta.low_rank()
@@ -178,18 +176,31 @@ class WeightPatcher:
                 denses.append((c.strength, c.delta))
                 continue
             up, down, scale = low
-            ups.append(up.to(torch.float32) * (c.strength * scale))
-            downs.append(down.to(torch.float32))
-        exact_dtype = weight.dtype == torch.float32
-        # Half-precision weights are merged in float32 and rounded once (as PEFT's merge does on CPU).
-        merged = weight.view(weight.shape[0], -1) if exact_dtype else weight.float().view(weight.shape[0], -1)
+            ups.append(_float32(up) * (c.strength * scale))
+            downs.append(_float32(down))
+        rows = weight.shape[0]
+        # Every patch starts from the original (same stack, same bits). Half-precision weights are merged in
+        # float32 and rounded once, as PEFT's merge does on CPU.
+        exact = weight.dtype == torch.float32 and original.device == weight.device
+        start = original.view(rows, -1) if exact else original.to(weight.device, torch.float32).view(rows, -1)
+        merged = weight.view(rows, -1) if exact else torch.empty_like(start)
         if ups:
-            # One matmul for all adapters on this layer: [s₁U₁ | s₂U₂ | …] @ [D₁; D₂; …] = Σ sᵢ·Uᵢ·Dᵢ.
-            merged.addmm_(torch.cat(ups, dim=1).to(merged.device), torch.cat(downs, dim=0).to(merged.device))
+            # One matmul for all adapters on this layer: [s₁U₁ | s₂U₂ | …] @ [D₁; D₂; …] = Σ sᵢ·Uᵢ·Dᵢ, added to the
+            # original while writing the weight (one pass over memory instead of copy, then add).
+            up, down = (ups[0], downs[0]) if len(ups) == 1 else (torch.cat(ups, dim=1), torch.cat(downs, dim=0))
+            torch.addmm(start, up.to(merged.device), down.to(merged.device), out=merged)
+        else:
+            merged.copy_(start)
         for strength, delta in denses:
             merged.add_(delta.dense().to(merged).reshape(merged.shape), alpha=strength)
-        if not exact_dtype:
+        if merged.data_ptr() != weight.data_ptr():
             weight.copy_(merged.view(weight.shape))
+
+
+def _float32(tensor: Any) -> Any:
+    import torch
+
+    return tensor if tensor.dtype == torch.float32 else tensor.float()
 
 
 def _signature(contributions: list[Contribution]) -> tuple:
