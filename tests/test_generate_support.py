@@ -24,8 +24,11 @@ def make_lora(
     text_encoder: bool = False,
     trigger: str = "",
     title: str = "",
+    targets: list[str] | None = None,
 ) -> Path:
-    """Write a rank-``rank`` LoRA for the tiny model in ``model_dir`` (UNet, optionally text encoder)."""
+    """Write a rank-``rank`` LoRA for the tiny model in ``model_dir`` (UNet, optionally text encoder).
+
+    ``targets``: the UNet module names it adapts (default: every attention projection)."""
     import torch
     from diffusers import UNet2DConditionModel
     from peft import LoraConfig, inject_adapter_in_model
@@ -53,7 +56,7 @@ def make_lora(
         te_sd = randomised(te, ["q_proj", "k_proj", "v_proj", "out_proj"])
     return save_adapter(
         out,
-        unet=randomised(unet, _TARGETS),
+        unet=randomised(unet, targets or _TARGETS),
         text_encoder=te_sd,
         rank=rank,
         alpha=rank,

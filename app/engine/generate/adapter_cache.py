@@ -126,6 +126,10 @@ class LoadedAdapters:
             )
         self.pipe.set_adapters([a.name for a in active], weights)
 
+    def tuner_layers(self) -> dict[str, list[Any]]:
+        """PEFT tuner layers per component; a new table after every load or eviction."""
+        return self._tuner_layers()
+
     def _tuner_layers(self) -> dict[str, list[Any]]:
         if self._layers is None:
             from peft.tuners.tuners_utils import BaseTunerLayer

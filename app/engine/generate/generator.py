@@ -8,6 +8,8 @@
 Applying a stack never reloads the base; adapters stay loaded in an LRU (``LoadedAdapters``) and a
 toggle or a new weight only switches per-layer scales. Disabled or zero-weight entries are left out of
 the active set, so they cost nothing and the image is the base image bit for bit.
+For a run, ``StackRunner`` merges the active stack into the weights (or keeps side paths, whichever
+measures cheaper; ``gen.stacks.mode`` forces one) and restores the original tensors bit for bit.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from app.engine.generate.pngmeta import FORMAT_VERSION, LoraUse, a1111_parameter
 from app.engine.generate.preview import write_preview
 from app.engine.generate.samplers import make_scheduler
 from app.engine.generate.sanity import StackWatch
+from app.engine.generate.stack_runner import StackRunner
 from app.engine.paths import user_cache_dir, user_data_dir
 from app.engine.shelf.stack import StackEntry
 
@@ -92,12 +95,15 @@ class Generator:
         with self._lock:
             new = _load_base(base)  # the old base stays usable if this fails
             old = self._base
+            if old is not None:
+                self.stacks.close()  # the original tensors go back before the adapters are dropped
             if old is not None and old.pipe is new.pipe:
                 self.adapters.clear()  # same pipeline handed back: start from a clean slate
             new.pipe.set_progress_bar_config(disable=True)
             self._base = new
             self._scheduler_config = dict(new.pipe.scheduler.config)
             self.adapters = LoadedAdapters(new.pipe, self._max_loaded)
+            self.stacks = StackRunner(new.pipe, self.adapters)
             self._model_hash: str | None = None
             if old is not None and old.pipe is not new.pipe:
                 del old
@@ -113,22 +119,30 @@ class Generator:
         return int(pipe.unet.config.sample_size) * int(getattr(pipe, "vae_scale_factor", 8))
 
     # ------------------------------------------------------------------------------ the stack
-    def apply_stack(self, stack: list[StackEntry], *, on_event: EventCallback = ignore_event) -> list[AdapterIdentity]:
-        """Load what the active entries need (once) and activate exactly them; returns their identities."""
+    def apply_stack(
+        self, stack: list[StackEntry], *, on_event: EventCallback = ignore_event, run: tuple[int, int] | None = None
+    ) -> list[AdapterIdentity]:
+        """Load what the active entries need (once) and activate exactly them; returns their identities.
+
+        Without ``run`` the stack goes on the side path (weights restored); with ``run`` = (UNet calls,
+        UNet input elements) the stack runner may merge it into the weights for that run instead.
+        """
         with self._lock:
             active_entries = [e for e in stack if _is_active(e)]
             identities = [adapter_identity(e.path) for e in active_entries]
             self.adapters.ensure(identities, on_log=lambda msg, level: on_event(Log(message=msg, level=level)))
-            self.adapters.activate(
-                [
-                    ActiveAdapter(
-                        ident.adapter_name,
-                        float(e.weight),
-                        float(e.weight if e.text_encoder_weight is None else e.text_encoder_weight),
-                    )
-                    for e, ident in zip(active_entries, identities)
-                ]
-            )
+            active = [
+                ActiveAdapter(
+                    ident.adapter_name,
+                    float(e.weight),
+                    float(e.weight if e.text_encoder_weight is None else e.text_encoder_weight),
+                )
+                for e, ident in zip(active_entries, identities)
+            ]
+            if run is None:
+                self.stacks.apply_side(active)
+            else:
+                self.stacks.apply_for_run(active, calls=run[0], size=run[1])
             return identities
 
     # ------------------------------------------------------------------------------ generation
@@ -152,7 +166,10 @@ class Generator:
         self.pipe.scheduler = make_scheduler(config.sampler, self._scheduler_config)
 
         active_entries = [e for e in config.stack if _is_active(e)]
-        identities = self.apply_stack(config.stack, on_event=on_event)
+        cfg_batch = 2 if config.guidance > 1 else 1  # classifier-free guidance runs both halves in one call
+        scale = int(getattr(self.pipe, "vae_scale_factor", 8))
+        run = (config.steps * config.batch_count, cfg_batch * (height // scale) * (width // scale))
+        identities = self.apply_stack(config.stack, on_event=on_event, run=run)
         watch = StackWatch.of(identities, active_entries)  # a broken-down image stops, naming these styles
         prompt = config.prompt
         if config.insert_triggers:
