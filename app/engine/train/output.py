@@ -10,10 +10,17 @@ from typing import Any
 
 from app.engine.train.config import TrainConfig
 
+# TrainConfig fields that hold a path on the training machine: only their last name goes into a shared file.
+PATH_FIELDS = ("dataset_dir", "base", "out")
+
 
 def adapter_metadata(cfg: TrainConfig, *, step: int, train_images: int, out: Path,
                      tag_frequency: dict[str, dict[str, int]], summary: dict[str, Any]) -> dict[str, str]:
-    """kohya's ``ss_*`` training fields (read by AUTOMATIC1111 and Civitai) plus our config and validation."""
+    """kohya's ``ss_*`` training fields (read by AUTOMATIC1111 and Civitai) plus our config and validation.
+
+    The file is meant to be shared, so nothing in it names a place on the training machine: folders and
+    files appear by their last name only (as kohya writes ``ss_sd_model_name``), the base by its hash.
+    """
     return {
         "ss_resolution": f"({cfg.resolution}, {cfg.resolution})",
         "ss_steps": str(step),
@@ -26,10 +33,23 @@ def adapter_metadata(cfg: TrainConfig, *, step: int, train_images: int, out: Pat
         "ss_min_snr_gamma": str(cfg.min_snr_gamma),
         "ss_noise_offset": str(cfg.noise_offset),
         "ss_caption_dropout_rate": str(cfg.caption_dropout),
-        "styleshelf.train_config": cfg.to_toml(),
+        "styleshelf.train_config": shareable_config_toml(cfg),
         "styleshelf.validation": json.dumps({k: summary[k] for k in (
             "validation_loss_base", "validation_loss_adapter", "validation_images", "validation_held_out")}),
     }
+
+
+def shareable_config_toml(cfg: TrainConfig) -> str:
+    """The run's settings with every path cut to its last name, and the base model's A1111 hash beside it."""
+    import tomli_w
+
+    from app.engine.generate.identity import base_model_hash
+
+    data = cfg.to_dict()
+    for key in PATH_FIELDS:
+        data[key] = Path(data[key]).name if data[key] else ""
+    data["base_hash"] = base_model_hash(Path(cfg.base).expanduser()) if cfg.base else ""
+    return tomli_w.dumps(data)
 
 
 def write_adapter(cfg: TrainConfig, out: Path, states: dict[str, dict], *, family: str, thumbnail,
