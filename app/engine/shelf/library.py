@@ -147,6 +147,8 @@ class Library:
             for path in sorted(folder.rglob("*.safetensors"), key=lambda p: str(p).casefold()):
                 if path.name.startswith(".") or not path.is_file():  # atomic-write temp files, hidden files
                     continue
+                if any(part.endswith(".checkpoints") for part in path.relative_to(folder).parts[:-1]):
+                    continue  # a training run's checkpoints (and their exports) are not shelf styles until kept
                 real = path.resolve()
                 if real not in seen:
                     seen.add(real)

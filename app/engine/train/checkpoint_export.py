@@ -167,3 +167,17 @@ def cached_export(run_dir: Path, step: int) -> Path:
     if not target.is_file():
         export_checkpoint(run_dir, step, target)
     return target
+
+
+def report_exports(adapter: str | Path, *, json_events: bool) -> list[Path]:
+    """``styleshelf train --export-checkpoints``: export, then say where (a line, or a Log event per file)."""
+    from app.engine.events import Log
+
+    written = export_all(adapter)
+    for path in written:
+        message = f"exported checkpoint {path}"
+        print(Log(message=message).to_json() if json_events else message, flush=True)
+    if not written:
+        print(Log(message="no checkpoints kept", level="warning").to_json() if json_events else
+              "no checkpoints were kept to export", flush=True)  # fmt: skip
+    return written
