@@ -12,7 +12,7 @@ import importlib
 import os
 import sys
 
-COMMAND_MODULES = ("train", "generate", "shelf", "models")
+COMMAND_MODULES = ("train", "generate", "grid", "shelf", "models")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="Generate images with a base model and weighted adapters.",
         description="Generate PNGs (with A1111-compatible parameters) from a base model and a stack of adapters.",
     )
+    add_generation_options(p)
+    p.add_argument("--batch-count", type=int, default=1, help="Images one after another with seed, seed+1, …")
+    p.add_argument("--out", required=True, metavar="FILE.png", help="Output PNG (FILE-1.png, FILE-2.png… for batches).")
+    p.set_defaults(func=run)
+
+
+def add_generation_options(p: argparse.ArgumentParser) -> None:
+    """The settings of one picture (also what a grid keeps fixed; ``styleshelf grid`` shares them)."""
     p.add_argument("--base", required=True, metavar="MODEL", help="Base model: diffusers folder or .safetensors file.")
     p.add_argument("--prompt", required=True, metavar="TEXT")
     p.add_argument("--negative", default="", metavar="TEXT", help="Negative prompt.")
@@ -34,46 +42,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=int, default=None, help="Default: the base model's native size.")
     p.add_argument("--height", type=int, default=None, help="Default: the base model's native size.")
     p.add_argument("--sampler", default="DPM++ 2M", metavar="NAME", help=f"One of: {', '.join(SAMPLER_NAMES)}.")
-    p.add_argument("--batch-count", type=int, default=1, help="Images one after another with seed, seed+1, …")
     p.add_argument("--no-triggers", action="store_true", help="Do not add adapters' trigger phrases to the prompt.")
     p.add_argument("--json-events", action="store_true", help="Print one JSON event per line instead of a bar.")
-    p.add_argument("--out", required=True, metavar="FILE.png", help="Output PNG (FILE-1.png, FILE-2.png… for batches).")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.engine.generate.identity import adapter_identity
-    from app.engine.shelf.stack import StackEntry
-
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise UserError(f"--out must name a .png file (got {out.name}).")
-    stack = []
-    for item in args.adapter:
-        path, weight = parse_weighted(item)
-        adapter_identity(path)  # refuse a missing or broken file before spending seconds on the base model
-        stack.append(StackEntry(path=path, weight=weight))
-
-    from app.engine.generate import GenerateConfig, Generator
+    config = generation_config(args, out_dir=str(out.parent if str(out.parent) else Path(".")), file_stem=out.stem)
+    config.batch_count = args.batch_count
     from app.engine.configbase import validate
+    from app.engine.generate import Generator
 
-    config = GenerateConfig(
-        prompt=args.prompt,
-        negative=args.negative,
-        seed=args.seed,
-        steps=args.steps,
-        guidance=args.guidance,
-        width=args.width,
-        height=args.height,
-        sampler=args.sampler,
-        batch_count=args.batch_count,
-        insert_triggers=not args.no_triggers,
-        out_dir=str(out.parent if str(out.parent) else Path(".")),
-        file_stem=out.stem,
-        preview_every=0,
-        stack=stack,
-    )
-    validate(config)  # before loading the model: a typo costs nothing
+    validate(config)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # library deprecation chatter is not for CLI users
@@ -88,6 +70,37 @@ def run(args: argparse.Namespace) -> int:
         if not args.json_events:
             print(f"wrote {image.path} (seed {image.seed})")
     return 0
+
+
+def generation_config(args: argparse.Namespace, *, out_dir: str, file_stem: str):
+    """A validated ``GenerateConfig`` from the options of ``add_generation_options`` (adapters checked too)."""
+    from app.engine.configbase import validate
+    from app.engine.generate import GenerateConfig
+    from app.engine.generate.identity import adapter_identity
+    from app.engine.shelf.stack import StackEntry
+
+    stack = []
+    for item in args.adapter:
+        path, weight = parse_weighted(item)
+        adapter_identity(path)  # refuse a missing or broken file before spending seconds on the base model
+        stack.append(StackEntry(path=path, weight=weight))
+    config = GenerateConfig(
+        prompt=args.prompt,
+        negative=args.negative,
+        seed=args.seed,
+        steps=args.steps,
+        guidance=args.guidance,
+        width=args.width,
+        height=args.height,
+        sampler=args.sampler,
+        insert_triggers=not args.no_triggers,
+        out_dir=out_dir,
+        file_stem=file_stem,
+        preview_every=0,
+        stack=stack,
+    )
+    validate(config)  # before loading the model: a typo costs nothing
+    return config
 
 
 def _quiet_libraries() -> None:

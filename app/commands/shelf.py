@@ -7,6 +7,7 @@
     styleshelf shelf remove NAME
     styleshelf shelf edit FILE [--title T] [--trigger T] [--description D] [--thumbnail IMG | --no-thumbnail]
     styleshelf shelf bake --out FILE NAME[:WEIGHT]… [--mode concat|svd] [--rank R] [--title T]
+    styleshelf shelf from-checkpoint RUN_DIR STEP --out FILE [--title T]
 """
 
 from __future__ import annotations
@@ -74,6 +75,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rank", type=int, default=None)
     p.add_argument("--title", default="")
     p.set_defaults(func=run_bake)
+
+    p = action("from-checkpoint", help="Write a training checkpoint as an adapter file (ss_steps = its step).")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="The run's <adapter>.checkpoints folder (or the adapter file).")
+    p.add_argument("step", metavar="STEP", help="The checkpoint's step (200 or step-000200).")
+    p.add_argument("--out", required=True, metavar="FILE")
+    p.add_argument("--title", default="", help="Title inside the file (default: the run's name).")
+    p.set_defaults(func=run_from_checkpoint)
 
 
 def _library(args: argparse.Namespace):
@@ -271,4 +279,13 @@ def run_bake(args: argparse.Namespace) -> int:
             print(f"baked {s['sources']} adapters into {event.output} ({s['modules']} modules, ranks {s['ranks']})")
 
     bake(Stack(entries), args.out, mode=args.mode, rank=args.rank, title=args.title, on_event=show)
+    return 0
+
+
+def run_from_checkpoint(args: argparse.Namespace) -> int:
+    from app.engine.train.checkpoint_export import export_checkpoint, parse_step, run_paths
+
+    step = parse_step(args.step)
+    out = export_checkpoint(run_paths(args.run_dir)[0], step, args.out, title=args.title)
+    print(f"wrote {out} (checkpoint at step {step})")
     return 0

@@ -50,6 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="any other setting, e.g. --set lr_schedule=cosine (repeatable)")
     p.add_argument("--scan-only", action="store_true", help="only check the dataset and print the report")
     p.add_argument("--json-events", action="store_true", help="one JSON event per line on stdout (for the GUI)")
+    p.add_argument("--export-checkpoints", action="store_true",
+                   help="also write every kept checkpoint as an adapter file (<name>-step-N.safetensors, in the "
+                        "run's .checkpoints folder)")
     p.set_defaults(func=run)
 
 
@@ -150,6 +153,10 @@ def run(args: argparse.Namespace) -> int:
         s = result.summary
         print(f"wrote {result.adapter} ({result.steps} steps{', cancelled' if result.cancelled else ''}; "
               f"validation loss {s['validation_loss_base']:.4f} → {s['validation_loss_adapter']:.4f})")
+    if args.export_checkpoints and result.adapter is not None:
+        from app.engine.train.checkpoint_export import report_exports
+
+        report_exports(result.adapter, json_events=args.json_events)
     return 0
 
 
