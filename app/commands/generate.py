@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="FILE[:WEIGHT]",
         help="An adapter and its weight (default 1); repeat to stack several, in order.",
     )
+    p.add_argument("--stack", default=None, metavar="FILE.stack.json",
+                   help="A house-style stack file; its adapters come first, then any --adapter.")  # fmt: skip
     p.add_argument("--seed", type=int, default=None, help="Seed (default: random; it is printed and saved).")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=7.0, help="CFG scale.")
@@ -49,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
     if out.suffix.lower() != ".png":
         raise UserError(f"--out must name a .png file (got {out.name}).")
     stack = []
+    if args.stack:
+        from app.commands.shelf_team import resolve_for_generate
+
+        stack += resolve_for_generate(args.stack)
     for item in args.adapter:
         path, weight = parse_weighted(item)
         adapter_identity(path)  # refuse a missing or broken file before spending seconds on the base model

@@ -12,6 +12,7 @@ the active set, so they cost nothing and the image is the base image bit for bit
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import secrets
@@ -41,6 +42,7 @@ from app.engine.generate.identity import AdapterIdentity, adapter_identity, base
 from app.engine.generate.pngmeta import FORMAT_VERSION, LoraUse, a1111_parameters, write_png
 from app.engine.generate.preview import write_preview
 from app.engine.generate.samplers import make_scheduler
+from app.engine.generate.stack_check import usable_stack
 from app.engine.paths import user_cache_dir, user_data_dir
 from app.engine.shelf.stack import StackEntry
 
@@ -143,6 +145,7 @@ class Generator:
 
     def _generate(self, config: GenerateConfig, on_event: EventCallback, cancel: CancelToken) -> list[GeneratedImage]:
         validate(config)
+        config = dataclasses.replace(config, stack=usable_stack(config.stack, on_event))  # vanished files: left out
         width = int(config.width or self.native_size())
         height = int(config.height or self.native_size())
         if width % 8 or height % 8:

@@ -153,6 +153,12 @@ class Library:
                     out.append((kind, path))
         return out
 
+    def stack_files(self) -> list[tuple[str, Path]]:
+        """House-style stack files (``*.stack.json``) in the shelf folders, listed beside the adapters."""
+        from app.engine.shelf.stack_file import find_stack_files
+
+        return find_stack_files(self.folders())
+
     def _entry(self, kind: str, path: Path, with_hashes: bool) -> LibraryEntry:
         try:
             return LibraryEntry(path, kind, read_adapter_info(path, with_hashes=with_hashes))
