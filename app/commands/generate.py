@@ -36,6 +36,8 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
         metavar="FILE[:WEIGHT]",
         help="An adapter and its weight (default 1); repeat to stack several, in order.",
     )
+    p.add_argument("--stack", default=None, metavar="FILE.stack.json",
+                   help="A house-style stack file; its adapters come first, then any --adapter.")  # fmt: skip
     p.add_argument("--seed", type=int, default=None, help="Seed (default: random; it is printed and saved).")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=7.0, help="CFG scale.")
@@ -80,6 +82,10 @@ def generation_config(args: argparse.Namespace, *, out_dir: str, file_stem: str)
     from app.engine.shelf.stack import StackEntry
 
     stack = []
+    if getattr(args, "stack", None):
+        from app.commands.shelf_team import resolve_for_generate
+
+        stack += resolve_for_generate(args.stack)
     for item in args.adapter:
         path, weight = parse_weighted(item)
         adapter_identity(path)  # refuse a missing or broken file before spending seconds on the base model

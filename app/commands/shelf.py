@@ -8,6 +8,7 @@
     styleshelf shelf edit FILE [--title T] [--trigger T] [--description D] [--thumbnail IMG | --no-thumbnail]
     styleshelf shelf bake --out FILE NAME[:WEIGHT]… [--mode concat|svd] [--rank R] [--title T]
     styleshelf shelf from-checkpoint RUN_DIR STEP --out FILE [--title T]
+    styleshelf shelf stack save|show …, styleshelf shelf author NAME  (app/commands/shelf_team.py)
 """
 
 from __future__ import annotations
@@ -83,6 +84,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--title", default="", help="Title inside the file (default: the run's name).")
     p.set_defaults(func=run_from_checkpoint)
 
+    from app.commands import shelf_team  # `shelf stack save|show`, `shelf author`
+
+    shelf_team.register(action)
+
 
 def _library(args: argparse.Namespace):
     from app.engine.shelf.library import Library
@@ -114,6 +119,8 @@ def run_list(args: argparse.Namespace) -> int:
         hashes = f"  {i.autov2}" if i.autov2 else ""
         flag = f"  ⚠ {'; '.join(e.warnings)}" if e.warnings else ""
         print(f"• {e.name:<28} [{e.folder}] {i.title!r} {i.family} r{i.rank}{hashes}{trig}{flag}")
+    for kind, path in _library(args).stack_files():  # house-style stack files, beside the adapters
+        print(f"▤ {path.name:<28} [{kind}] stack file (`styleshelf shelf stack show {path}`)")
     if report.skipped:
         n = len(report.skipped)
         print(f"{n} file{'s' if n != 1 else ''} skipped: not adapters (run with --skipped to see why)")

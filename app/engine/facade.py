@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -215,6 +216,23 @@ class AdapterCard:
     autov2: str = ""
     problem: str = ""  # a refused or suspicious file keeps its card with the reason
     has_text_encoder: bool = False  # carries text-encoder LoRA too (the card then offers its own weight)
+    # Working as a team (app.engine.author): who made it, when and by whom it last changed, which folder.
+    author: str = ""
+    changed: str = ""  # ISO date from the metadata (last edit, else creation)
+    changed_by: str = ""
+    folder: str = ""  # the folder the file is in, so two files with the same title are told apart
+    missing: bool = False  # the file vanished from its folder (the card stays, saying so)
+
+    @property
+    def byline(self) -> str:
+        """"by Ana · changed 2026-12-01 by Ben · team-share": one line for the card."""
+        parts = [f"by {self.author}"] if self.author else []
+        if self.changed:
+            who = f" by {self.changed_by}" if self.changed_by and self.changed_by != self.author else ""
+            parts.append(f"changed {self.changed[:10]}{who}")
+        if self.folder:
+            parts.append(Path(self.folder).name or self.folder)
+        return " · ".join(parts)
 
 
 _extra_adapter_folders: tuple[str, ...] = ()
@@ -259,7 +277,17 @@ def _card(info: Any) -> AdapterCard:
         problem=str(getattr(info, "problem", "") or "; ".join(map(str, warnings))),
         has_text_encoder=any(part.startswith("text_encoder") and count
                              for part, count in (getattr(info, "components", None) or {}).items()),
+        **_team_fields(info),
     )
+
+
+def _team_fields(info: Any) -> dict[str, Any]:
+    from app.engine.author import last_change
+
+    inner = getattr(info, "info", None) or info  # a LibraryEntry wraps an AdapterInfo (None when refused)
+    author = str(getattr(inner, "author", "") or "")
+    changed, by = last_change(getattr(inner, "metadata", None) or {}, author, str(getattr(inner, "date", "") or ""))
+    return {"author": author, "changed": changed, "changed_by": by, "folder": str(Path(info.path).parent)}
 
 
 def _thumbnail_bytes(thumbnail: Any) -> bytes | None:
@@ -373,6 +401,88 @@ def _shelf_lookup(ref: Any) -> str | None:
         return None
 
 
+# --------------------------------------------------------------------------------- working as a team
+
+
+def shelf_folders() -> list[str]:
+    """Every folder the shelf lists (the user's, the bundled styles, the extra ones): what the app watches."""
+    return [str(folder) for _kind, folder in _library().folders()]
+
+
+def adapter_cards(paths: list[str]) -> list[AdapterCard]:
+    """Fresh cards for files that appeared or changed; a file that cannot be read keeps a card with the reason."""
+    from app.engine.adapters import read_adapter_info
+
+    cards = []
+    for path in paths:
+        try:
+            cards.append(_card(read_adapter_info(Path(path))))
+        except (UserError, OSError) as err:
+            cards.append(AdapterCard(path=str(path), title=Path(path).stem, problem=str(err), folder=str(Path(path).parent)))
+    return cards
+
+
+def missing_card(card: AdapterCard) -> AdapterCard:
+    """The card of a file that vanished: it stays on the shelf (and in a stack) saying so."""
+    return dataclasses.replace(card, missing=True, problem=f"The file is gone from {card.folder or 'its folder'} "
+                                                           "(deleted, renamed or not synced); left out of images.")
+
+
+def get_author_name() -> str:
+    from app.engine.author import get_author
+
+    return get_author()
+
+
+def set_author_name(name: str) -> str:
+    from app.engine.author import set_author
+
+    return set_author(name)
+
+
+def stack_version_notes(entries: list[StackEntry]) -> list[str]:
+    """For a stack restored from a PNG or a preset: "made with an earlier version of ink-house" when the file
+    now under that name has other weights than the record (the old version is named when still on the shelf)."""
+    from app.engine.shelf.versions import resolve_entries
+
+    recorded = [e for e in entries if e.sha256]
+    if not recorded:
+        return []
+    return [r.note for r in resolve_entries(recorded, _library().scan()) if r.note and r.how != "missing"]
+
+
+def save_stack_file(folder: str, title: str, entries: list[StackEntry], description: str = "") -> Path:
+    """The current stack as ``<title>.stack.json`` in ``folder`` (a shelf folder the team shares)."""
+    from app.engine.shelf.stack_file import save_stack_file as engine_save
+
+    return engine_save(folder, title, entries, description=description, overwrite=True)
+
+
+def open_stack_file(path: str) -> tuple[str, list[StackEntry], list[str]]:
+    """(title, entries resolved against the shelf, notes: older versions and what is missing)."""
+    from app.engine.shelf.stack_file import open_stack_file as engine_open
+
+    stack, resolutions = engine_open(path, _library())
+    return stack.title, [r.entry for r in resolutions if r.entry.path], [r.note for r in resolutions if r.note]
+
+
+_changed_files: set[str] = set()
+_changed_lock = threading.Lock()
+
+
+def adapter_files_changed(paths: list[str]) -> None:
+    """Files on the shelf changed or vanished: their loaded weights are dropped before the next image."""
+    with _changed_lock:
+        _changed_files.update(str(p) for p in paths)
+
+
+def _take_changed_files() -> list[str]:
+    with _changed_lock:
+        paths = sorted(_changed_files)
+        _changed_files.clear()
+    return paths
+
+
 class GenerationSession:
     """One loaded base pipeline kept for many generations (lives on the GUI's worker thread)."""
 
@@ -388,6 +498,8 @@ class GenerationSession:
         config = dataclasses.replace(
             params, sampler=params.sampler or sampler_names()[0], out_dir=out_dir, stack=list(params.stack)
         )
+        for path in _take_changed_files():  # on this (the worker) thread, between images: never mid-image
+            self._generator.adapters.forget_path(path)
         return self._generator.generate(config, on_event=on_event, cancel=cancel)
 
 

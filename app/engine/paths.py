@@ -31,6 +31,16 @@ def user_data_dir() -> Path:
     return user_data_path("StyleShelf", appauthor=False)
 
 
+def user_config_dir() -> Path:
+    """Small user preferences the engine reads too (the author name written into new adapters)."""
+    home = _home()
+    if home is not None:
+        return home / "config"
+    from platformdirs import user_config_path
+
+    return user_config_path("StyleShelf", appauthor=False)
+
+
 def user_cache_dir() -> Path:
     """Latent / text-embedding caches and hash caches: safe to delete."""
     home = _home()

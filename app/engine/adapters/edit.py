@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from app.engine.adapters.info import AdapterInfo, read_adapter_info
 from app.engine.adapters.sftfile import read_header, rewrite_metadata
 from app.engine.adapters.writer import thumbnail_data_uri
+from app.engine.author import stamp_edit
 from app.engine.errors import AdapterError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,5 +52,6 @@ def edit_metadata(
             meta["modelspec.thumbnail"] = thumbnail_data_uri(thumbnail)  # type: ignore[arg-type]
     if not os.access(path, os.W_OK):
         raise AdapterError(f"{path.name} is read-only; copy it to your shelf to edit it.")
+    stamp_edit(meta)  # when and by whom (app.engine.author)
     rewrite_metadata(path, meta)
     return read_adapter_info(path)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.engine.adapters.keys import classify_key, kohya_name
 from app.engine.adapters.sftfile import encode_header, serialize, write_atomic
+from app.engine.author import get_author
 from app.engine.errors import AdapterError
 from app.engine.models.families import FAMILIES, family_info
 
@@ -113,6 +114,9 @@ def build_metadata(
         "modelspec.date": now.isoformat(),
         "modelspec.description": description,
     }
+    author = get_author()  # the user's name preference; an explicit modelspec.author in ``extra`` wins below
+    if author:
+        meta["modelspec.author"] = author
     if family is not None:
         info = family_info(family)
         meta.update({

@@ -89,6 +89,20 @@ class LoadedAdapters:
             self._layers = None
             self.evictions += 1
 
+    def forget_path(self, path: str) -> list[str]:
+        """Unload every adapter that was read from ``path`` (the file changed or vanished on a shared folder),
+        so nothing of the old weights stays resident; returns the adapter names dropped."""
+        from pathlib import Path
+
+        target = Path(path).resolve()
+        names = [n for n, ident in self._lru.items() if Path(ident.path).resolve() == target]
+        if names:
+            self.pipe.delete_adapters(names)
+            for n in names:
+                del self._lru[n]
+            self._layers = None
+        return names
+
     def clear(self) -> None:
         if self._lru:
             self.pipe.delete_adapters(list(self._lru))

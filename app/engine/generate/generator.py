@@ -14,6 +14,7 @@ measures cheaper; ``gen.stacks.mode`` forces one) and restores the original tens
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import secrets
@@ -44,6 +45,7 @@ from app.engine.generate.pngmeta import FORMAT_VERSION, LoraUse, a1111_parameter
 from app.engine.generate.preview import write_preview
 from app.engine.generate.samplers import make_scheduler
 from app.engine.generate.sanity import StackWatch
+from app.engine.generate.stack_check import usable_stack
 from app.engine.generate.stack_runner import StackRunner
 from app.engine.paths import user_cache_dir, user_data_dir
 from app.engine.shelf.stack import StackEntry
@@ -158,6 +160,7 @@ class Generator:
 
     def _generate(self, config: GenerateConfig, on_event: EventCallback, cancel: CancelToken) -> list[GeneratedImage]:
         validate(config)
+        config = dataclasses.replace(config, stack=usable_stack(config.stack, on_event))  # vanished files: left out
         width = int(config.width or self.native_size())
         height = int(config.height or self.native_size())
         if width % 8 or height % 8:

@@ -174,6 +174,12 @@ class Library:
         """Candidate adapter files (``.safetensors`` outside training-run folders), each folder's kind."""
         return self._survey()[0]
 
+    def stack_files(self) -> list[tuple[str, Path]]:
+        """House-style stack files (``*.stack.json``) in the shelf folders, listed beside the adapters."""
+        from app.engine.shelf.stack_file import find_stack_files
+
+        return find_stack_files(self.folders())
+
     def _entry(self, kind: str, path: Path, with_hashes: bool) -> LibraryEntry:
         info, problem = judge(path, with_hashes=with_hashes)
         return LibraryEntry(path, kind, info, problem=problem)
