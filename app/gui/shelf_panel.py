@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 from app.gui.shelf_card import ROW_MIME, ShelfCard
 from app.gui.shelf_model import CardRole, EnabledRole, MismatchRole, TextWeightRole, WeightRole
 from app.gui.shelf_vm import ShelfViewModel
+from app.gui.skipped_files import SkippedFilesButton
 
 
 class ShelfPanel(QWidget):
@@ -53,6 +54,8 @@ class ShelfPanel(QWidget):
         head = QHBoxLayout()
         head.addWidget(title)
         head.addStretch(1)
+        self.skipped_button = SkippedFilesButton(vm)  # "N skipped": files in the folders that are not styles
+        head.addWidget(self.skipped_button)
         head.addWidget(import_button)
 
         self.list_holder = QWidget()

@@ -21,7 +21,7 @@ from app.engine.adapters.hashcache import cached_hashes, file_hashes, remember_h
 from app.engine.adapters.keys import classify_key, component_of, is_unsupported_adapter_key
 from app.engine.adapters.sftfile import Header, read_file, read_header
 from app.engine.errors import AdapterError
-from app.engine.safetensors_file import CHANGED_HINT
+from app.engine.safetensors_file import CHANGED_HINT, short_repr
 from app.engine.models.families import FAMILIES
 
 UNKNOWN = "unknown"
@@ -148,7 +148,7 @@ def analyse_keys(header: Header, name: str) -> dict[str, Any]:
         allowed = _ALPHA_DTYPES if role.part == "alpha" else WEIGHT_DTYPES
         if spec.dtype not in allowed:
             raise AdapterError(
-                f"{name}: tensor {key!r} is {spec.dtype}; LoRA weights must be "
+                f"{name}: tensor {short_repr(key)} is {spec.dtype}; LoRA weights must be "
                 f"{', '.join(WEIGHT_DTYPES.values())} (the file is damaged or another format)."
             )
         if role.part == "down":
@@ -157,27 +157,27 @@ def analyse_keys(header: Header, name: str) -> dict[str, Any]:
             ups[role.module] = spec.shape
         else:
             if math.prod(spec.shape) != 1:
-                raise AdapterError(f"{name}: malformed LoRA — alpha {key!r} holds {math.prod(spec.shape)} values, not one.")
+                raise AdapterError(f"{name}: malformed LoRA — alpha {short_repr(key)} holds {math.prod(spec.shape)} values, not one.")
             alphas.add(role.module)
     if unsupported:
         raise AdapterError(
-            f"{name}: uses LoRA variants StyleShelf cannot apply yet (e.g. {unsupported[0]!r}: LoHa/LoKr/DoRA/OFT).",
+            f"{name}: uses LoRA variants StyleShelf cannot apply yet (e.g. {short_repr(unsupported[0])}: LoHa/LoKr/DoRA/OFT).",
         )
     if not downs:
         sample = next(iter(header.tensors), None)
         if sample is None:
             raise AdapterError(f"{name}: contains no tensors; not an adapter.")
         raise AdapterError(
-            f"{name}: contains {len(header.tensors)} tensors but no LoRA weights (e.g. {sample!r}); "
+            f"{name}: contains {len(header.tensors)} tensors but no LoRA weights (e.g. {short_repr(sample)}); "
             "it looks like a full model, VAE or other weights, not a LoRA adapter."
         )
     if unknown:
         raise AdapterError(
-            f"{name}: mixes LoRA weights with {len(unknown)} other tensors (e.g. {unknown[0]!r}); refusing a file we cannot fully read."
+            f"{name}: mixes LoRA weights with {len(unknown)} other tensors (e.g. {short_repr(unknown[0])}); refusing a file we cannot fully read."
         )
     unpaired = sorted(set(downs) ^ set(ups))
     if unpaired:
-        raise AdapterError(f"{name}: malformed LoRA — down/up weights not paired for {unpaired[0]!r}.")
+        raise AdapterError(f"{name}: malformed LoRA — down/up weights not paired for {short_repr(unpaired[0])}.")
     for module, down in downs.items():
         up = ups[module]
         # A LoRA pair is [r, in(, kh, kw)] × [out, r(, 1, 1)] with r ≥ 1; anything else cannot be applied.

@@ -19,6 +19,7 @@ from typing import Iterable
 from app.engine.adapters import AdapterInfo, read_adapter_info
 from app.engine.adapters.info import read_adapter_snapshot
 from app.engine.adapters.loader import lora_modules_from_bytes
+from app.engine.adapters.strength import judge as judge_strength
 from app.engine.atomic import atomic_new_file, atomic_path
 from app.engine.errors import AdapterError, UserError
 from app.engine.paths import BUNDLED_STYLES_DIR, user_data_dir
@@ -265,7 +266,10 @@ class Library:
         if not src.is_file():
             raise AdapterError(f"{src}: no such file.")
         info, blob = read_adapter_snapshot(src)  # one read: what is checked is what is copied
-        lora_modules_from_bytes(info, blob)  # full check (NaN/Inf, pairs) before it lands on the shelf
+        modules = lora_modules_from_bytes(info, blob)  # full check (NaN/Inf, pairs) before it lands on the shelf
+        absurd = judge_strength(modules).absurd
+        if absurd:
+            raise AdapterError(f"{src.name}: {absurd}")
         twin = next((e for e in self.scan() if e.tensor_sha256 == info.tensor_sha256 and e.path.resolve() != src.resolve()), None)
         if twin is None and self.kind_of(src) != OUTSIDE:
             twin = LibraryEntry(src, self.kind_of(src), info)
