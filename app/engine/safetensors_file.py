@@ -155,6 +155,11 @@ def _header_length(head: bytes, name: str, size: int, error: type[UserError], li
         what = sniff_format(sniff())
         if what:
             raise error(f"{name} is {what}, not a safetensors file.", hint=_SNIFF_HINTS.get(what, ""))
+    if limit < n <= MAX_HEADER_BYTES and 8 + n <= size:
+        raise error(
+            f"{name}: its header is {n:,} bytes, far beyond any real file of this kind (limit {limit:,}); refused.",
+            hint="It is junk or padded on purpose; ask for the file again.",
+        )
     if n == 0 or n > limit:
         raise error(
             f"{name} is damaged or not a safetensors file: its header claims {n:,} bytes (limit {limit:,}).",

@@ -34,6 +34,15 @@ USER, BUNDLED, EXTRA, OUTSIDE = "user", "bundled", "extra", "outside"
 _BUNDLED = object()  # "the repo's styles/ folder"
 
 
+def _not_a_file(path: Path) -> str:
+    """Why ``path`` (not a regular file) cannot be an adapter, in the words a person would use."""
+    if path.is_dir():
+        return f"{path} is a folder, not an adapter file."
+    if path.is_symlink():
+        return f"{path} is a broken link: its target {os.readlink(path)} does not exist."
+    return f"{path}: no such file."
+
+
 class DuplicateAdapterError(AdapterError):
     """The same weights (tensor hash) are already on the shelf; ``existing`` is that file."""
 
@@ -219,10 +228,8 @@ class Library:
         path = Path(text).expanduser()
         if path.is_file():
             return self._entry(self.kind_of(path), path, True)
-        if path.is_dir() and path.suffix:
-            raise UserError(f"{text} is a folder, not an adapter file.")
-        if path.suffix or os.sep in text or (os.altsep and os.altsep in text):
-            raise UserError(f"{text}: no such file.")
+        if path.suffix or os.sep in text or (os.altsep and os.altsep in text) or path.is_dir():
+            raise UserError(_not_a_file(path))
         key = text.casefold().removesuffix(".safetensors")
         entries = self.scan(with_hashes=False)
         for attr in ("name", "title"):
@@ -261,10 +268,8 @@ class Library:
         atomically: two imports of different files with the same name at the same moment both land.
         """
         src = Path(src)
-        if src.is_dir():
-            raise AdapterError(f"{src.name} is a folder, not an adapter file.")
         if not src.is_file():
-            raise AdapterError(f"{src}: no such file.")
+            raise AdapterError(_not_a_file(src))
         info, blob = read_adapter_snapshot(src)  # one read: what is checked is what is copied
         modules = lora_modules_from_bytes(info, blob)  # full check (NaN/Inf, pairs) before it lands on the shelf
         absurd = judge_strength(modules).absurd
