@@ -7,10 +7,11 @@ reason. Hidden while nothing is skipped.
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QToolButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QTextBrowser, QToolButton, QVBoxLayout
 
 from app.gui.shelf_vm import ShelfViewModel
 
@@ -46,32 +47,31 @@ class SkippedFilesButton(QToolButton):
 
 
 class SkippedFilesDialog(QDialog):
+    """Each skipped file with its full reason and folder, wrapped and selectable (reasons are sentences)."""
+
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Files not on the shelf")
-        self.resize(640, 320)
+        self.resize(640, 360)
         intro = QLabel("These .safetensors files in your adapter folders are not listed as styles:")
         intro.setWordWrap(True)
-        self.tree = QTreeWidget()
-        self.tree.setHeaderLabels(["File", "Why it is skipped"])
-        self.tree.setRootIsDecorated(False)
-        self.tree.setWordWrap(True)
-        self.tree.setColumnWidth(0, 200)
+        self.text = QTextBrowser()
+        self.text.setOpenLinks(False)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.close)
         layout = QVBoxLayout(self)
         layout.addWidget(intro)
-        layout.addWidget(self.tree, 1)
+        layout.addWidget(self.text, 1)
         layout.addWidget(buttons)
+        self._rows: list[tuple[str, str]] = []
 
     def fill(self, skipped: list) -> None:
-        self.tree.clear()
-        for item in skipped:
-            row = QTreeWidgetItem([Path(item.path).name, item.reason])
-            row.setToolTip(0, item.path)
-            row.setToolTip(1, item.reason)
-            self.tree.addTopLevelItem(row)
+        self._rows = [(Path(item.path).name, item.reason) for item in skipped]
+        self.text.setHtml("".join(
+            f"<p><b>{html.escape(Path(item.path).name)}</b><br>{html.escape(item.reason)}<br>"
+            f"<small>{html.escape(str(Path(item.path).parent))}</small></p>"
+            for item in skipped
+        ))  # fmt: skip
 
     def rows(self) -> list[tuple[str, str]]:
-        return [(self.tree.topLevelItem(i).text(0), self.tree.topLevelItem(i).text(1))
-                for i in range(self.tree.topLevelItemCount())]  # fmt: skip
+        return list(self._rows)
