@@ -90,7 +90,7 @@ def lora_modules_from_bytes(
     ups: dict[str, Any] = {}
     alphas: dict[str, float] = {}
     peft_modules: set[str] = set()
-    for key, tensor in raw.items():
+    for key, tensor in sorted(raw.items()):  # deterministic: the Rust loader returns no fixed order
         role = classify_key(key)
         assert role is not None  # analyse_keys (in read_adapter_info) refused anything else
         module = sgm_to_diffusers(role.module, lpb) if role.layout == "kohya-sgm" else role.module
