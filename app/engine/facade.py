@@ -251,9 +251,31 @@ def _library():
     return Library.default(_extra_adapter_folders)
 
 
+@dataclass
+class SkippedAdapterFile:
+    """A ``.safetensors`` file in a shelf folder that is not listed (checkpoint internals, other models,
+    damaged files), with the one-line reason."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class ShelfListing:
+    cards: list[AdapterCard]
+    skipped: list[SkippedAdapterFile]
+
+
+def list_shelf() -> ShelfListing:
+    """The adapters on the shelf, and the files skipped as not adapters (with why)."""
+    report = _library().scan_report()
+    return ShelfListing([_card(e) for e in report.entries],
+                        [SkippedAdapterFile(str(s.path), s.reason) for s in report.skipped])  # fmt: skip
+
+
 def list_adapters() -> list[AdapterCard]:
-    """Every adapter on the shelf; a file that cannot be read keeps a card with the reason."""
-    return [_card(info) for info in _library().scan()]
+    """Every adapter on the shelf (files that are not adapters: ``list_shelf().skipped``)."""
+    return list_shelf().cards
 
 
 def adapter_card(path: str) -> AdapterCard:

@@ -155,6 +155,11 @@ def _header_length(head: bytes, name: str, size: int, error: type[UserError], li
         what = sniff_format(sniff())
         if what:
             raise error(f"{name} is {what}, not a safetensors file.", hint=_SNIFF_HINTS.get(what, ""))
+    if limit < n <= MAX_HEADER_BYTES and 8 + n <= size:
+        raise error(
+            f"{name}: its header is {n:,} bytes, far beyond any real file of this kind (limit {limit:,}); refused.",
+            hint="It is junk or padded on purpose; ask for the file again.",
+        )
     if n == 0 or n > limit:
         # What to do first; the number is for whoever made the file (the GUI shows it under "Details").
         raise error(
@@ -236,17 +241,37 @@ def parse_header_bytes(
             shape = tuple(_whole(d) for d in entry["shape"])
             begin, end = (_whole(o) for o in entry["data_offsets"])
         except (TypeError, KeyError, ValueError, OverflowError):
-            raise error(f"{name} is corrupt: malformed header entry for tensor {key!r}.") from None
+            raise error(f"{name} is corrupt: malformed header entry for tensor {short_repr(key)}.") from None
         if not isinstance(dtype, str) or dtype not in DTYPE_SIZES or any(d < 0 for d in shape) or not 0 <= begin <= end:
-            raise error(f"{name} is corrupt: malformed header entry for tensor {key!r}.")
+            raise error(f"{name} is corrupt: malformed header entry for tensor {short_repr(key)}.")
         if (end - begin) != math.prod(shape) * DTYPE_SIZES[dtype]:
-            raise error(f"{name} is corrupt: tensor {key!r} has a size that does not match its shape.")
+            raise error(f"{name} is corrupt: tensor {short_repr(key)} has a size that does not match its shape.")
         if strict and end > data_len:
             raise error(
-                f"{name} is truncated: tensor {key!r} runs past the end of the file.", hint="Download or copy it again."
+                f"{name} is truncated: tensor {short_repr(key)} runs past the end of the file.", hint="Download or copy it again."
             )
         tensors[key] = TensorSpec(dtype, shape, begin, end)
+    _check_packed(tensors, name, data_len if strict else None, error)
     return Header(path, dict(meta_raw), tensors, data_offset, file_size)
+
+
+def _check_packed(tensors: dict[str, TensorSpec], name: str, data_len: int | None, error: type[UserError]) -> None:
+    """The format's rule: tensors tile the data section exactly, no overlap, no hole (no room for a
+    second file hidden inside: a polyglot); with ``data_len``, also no bytes after the last tensor."""
+    expected = 0
+    for key, spec in sorted(tensors.items(), key=lambda kv: (kv[1].begin, kv[1].end)):
+        if spec.begin != expected:
+            what = "overlaps another tensor" if spec.begin < expected else "leaves a hole before it"
+            raise error(f"{name} is corrupt: tensor {short_repr(key)} {what}.")
+        expected = spec.end
+    if data_len is not None and data_len > expected:
+        raise error(f"{name} is corrupt: {data_len - expected:,} unexplained bytes after its last tensor.")
+
+
+def short_repr(text: str, limit: int = 80) -> str:
+    """``repr`` of a tensor name for a one-line message, shortened (a hostile file's key can be megabytes)."""
+    r = repr(text)
+    return r if len(r) <= limit else r[: limit - 5] + "…" + r[-4:]
 
 
 def _whole(value: object) -> int:

@@ -34,6 +34,7 @@ from app.gui.shelf_model import (
     WeightRole,
 )
 from app.gui.shelf_vm import ShelfViewModel
+from app.gui.skipped_files import SkippedFilesButton
 
 
 class ShelfPanel(QWidget):
@@ -61,6 +62,8 @@ class ShelfPanel(QWidget):
         head = QHBoxLayout()
         head.addWidget(title)
         head.addStretch(1)
+        self.skipped_button = SkippedFilesButton(vm)  # "N skipped": files in the folders that are not styles
+        head.addWidget(self.skipped_button)
         head.addWidget(import_button)
 
         # The stack's summed strength, and a quiet hint when it is high.

@@ -25,6 +25,7 @@ class ShelfViewModel(QObject):
     imported = Signal(list)  # paths now on the shelf
     message = Signal(str)
     errorRaised = Signal(str, str)
+    skippedChanged = Signal(list)  # [facade.SkippedAdapterFile]: shelf-folder files that are not adapters
 
     EXTRA_FOLDERS_KEY = "shelf/extra_folders"
 
@@ -32,6 +33,7 @@ class ShelfViewModel(QObject):
         super().__init__(parent)
         self.model = ShelfModel(self)
         self.busy = 0
+        self.skipped: list = []
         self.extra_folders: list[str] = _load_folders(prefs.get_str(self.EXTRA_FOLDERS_KEY))
         facade.set_extra_adapter_folders(self.extra_folders)
         # The last session's toggles, strengths and order, applied once the first scan has listed the cards.
@@ -51,7 +53,12 @@ class ShelfViewModel(QObject):
     # ------------------------------------------------------------------ scanning and importing
     def refresh(self) -> None:
         self.busy += 1
-        run_in_background(facade.list_adapters, self._scanned, self._failed)
+        run_in_background(facade.list_shelf, self._listed, self._failed)
+
+    def _listed(self, listing: facade.ShelfListing) -> None:
+        self.skipped = listing.skipped
+        self.skippedChanged.emit(listing.skipped)
+        self._scanned(listing.cards)
 
     def _scanned(self, cards: list) -> None:
         self.busy -= 1

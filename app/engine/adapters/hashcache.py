@@ -61,11 +61,12 @@ def _valid(entry: object, st: os.stat_result) -> tuple[str, str] | None:
     return None
 
 
-def cached_hashes(path: str | os.PathLike[str]) -> tuple[str, str] | None:
-    """The cached (sha256, tensor sha256) when the file is unchanged since it was hashed; never hashes."""
+def cached_hashes(path: str | os.PathLike[str], st: os.stat_result | None = None) -> tuple[str, str] | None:
+    """The cached (sha256, tensor sha256) when the file (as of ``st``, default: now) is unchanged since it was
+    hashed; never hashes."""
     path = Path(path).resolve()
     try:
-        st = path.stat()
+        st = st or path.stat()
     except OSError:
         return None
     with _LOCK:

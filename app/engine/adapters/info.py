@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from app.engine.adapters.hashcache import cached_hashes, file_hashes, remember_h
 from app.engine.adapters.keys import classify_key, component_of, is_unsupported_adapter_key
 from app.engine.adapters.sftfile import Header, read_file, read_header
 from app.engine.errors import AdapterError
-from app.engine.safetensors_file import CHANGED_HINT
+from app.engine.safetensors_file import CHANGED_HINT, short_repr
 from app.engine.models.families import FAMILIES
 
 UNKNOWN = "unknown"
@@ -148,7 +149,7 @@ def analyse_keys(header: Header, name: str) -> dict[str, Any]:
         allowed = _ALPHA_DTYPES if role.part == "alpha" else WEIGHT_DTYPES
         if spec.dtype not in allowed:
             raise AdapterError(
-                f"{name}: tensor {key!r} is {spec.dtype}; LoRA weights must be "
+                f"{name}: tensor {short_repr(key)} is {spec.dtype}; LoRA weights must be "
                 f"{', '.join(WEIGHT_DTYPES.values())} (the file is damaged or another format)."
             )
         if role.part == "down":
@@ -157,27 +158,27 @@ def analyse_keys(header: Header, name: str) -> dict[str, Any]:
             ups[role.module] = spec.shape
         else:
             if math.prod(spec.shape) != 1:
-                raise AdapterError(f"{name}: malformed LoRA — alpha {key!r} holds {math.prod(spec.shape)} values, not one.")
+                raise AdapterError(f"{name}: malformed LoRA — alpha {short_repr(key)} holds {math.prod(spec.shape)} values, not one.")
             alphas.add(role.module)
     if unsupported:
         raise AdapterError(
-            f"{name}: uses LoRA variants StyleShelf cannot apply yet (e.g. {unsupported[0]!r}: LoHa/LoKr/DoRA/OFT).",
+            f"{name}: uses LoRA variants StyleShelf cannot apply yet (e.g. {short_repr(unsupported[0])}: LoHa/LoKr/DoRA/OFT).",
         )
     if not downs:
         sample = next(iter(header.tensors), None)
         if sample is None:
             raise AdapterError(f"{name}: contains no tensors; not an adapter.")
         raise AdapterError(
-            f"{name}: contains {len(header.tensors)} tensors but no LoRA weights (e.g. {sample!r}); "
+            f"{name}: contains {len(header.tensors)} tensors but no LoRA weights (e.g. {short_repr(sample)}); "
             "it looks like a full model, VAE or other weights, not a LoRA adapter."
         )
     if unknown:
         raise AdapterError(
-            f"{name}: mixes LoRA weights with {len(unknown)} other tensors (e.g. {unknown[0]!r}); refusing a file we cannot fully read."
+            f"{name}: mixes LoRA weights with {len(unknown)} other tensors (e.g. {short_repr(unknown[0])}); refusing a file we cannot fully read."
         )
     unpaired = sorted(set(downs) ^ set(ups))
     if unpaired:
-        raise AdapterError(f"{name}: malformed LoRA — down/up weights not paired for {unpaired[0]!r}.")
+        raise AdapterError(f"{name}: malformed LoRA — down/up weights not paired for {short_repr(unpaired[0])}.")
     for module, down in downs.items():
         up = ups[module]
         # A LoRA pair is [r, in(, kh, kw)] × [out, r(, 1, 1)] with r ≥ 1; anything else cannot be applied.
@@ -248,13 +249,20 @@ def read_adapter_snapshot(path: str | os.PathLike[str]) -> tuple[AdapterInfo, by
     path = Path(path)
     header, blob, st = read_file(path)
     keys = analyse_keys(header, path.name)
-    hashes = _hashes_of(blob, header)
-    if _recorded_hash(header.metadata) not in ("", hashes[1]):
-        _, blob2, st = read_file(path)
-        if blob2 != blob:
-            raise AdapterError(f"{path.name} changed while it was read; try again.", hint=CHANGED_HINT)
-    remember_hashes(path, st, *hashes)
+    # A write during the read moves mtime to "now": only a file already modified within the current mtime
+    # tick can change unseen. Older files with hashes cached for this exact version skip hashing.
+    hashes = None if time.time() - st.st_mtime < _FRESH_S else cached_hashes(path, st)
+    if hashes is None:
+        hashes = _hashes_of(blob, header)
+        if _recorded_hash(header.metadata) not in ("", hashes[1]):
+            _, blob2, st = read_file(path)
+            if blob2 != blob:
+                raise AdapterError(f"{path.name} changed while it was read; try again.", hint=CHANGED_HINT)
+        remember_hashes(path, st, *hashes)
     return _info(path, header, keys, hashes), blob
+
+
+_FRESH_S = 2.0  # mtime ticks are ~4 ms on Linux, up to 2 s on FAT: newer files are hashed on every read
 
 
 def _hashes_of(blob: bytes, header: Header) -> tuple[str, str]:

@@ -18,6 +18,7 @@ from app.engine.adapters.strength import judge as judge_strength
 from app.engine.adapters.strength import layer_norm
 from app.engine.adapters.keys import classify_key, component_of, peft_alphas, sgm_to_diffusers, split_module, te_path
 from app.engine.errors import AdapterError
+from app.engine.safetensors_file import short_repr
 
 COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
 
@@ -89,12 +90,12 @@ def lora_modules_from_bytes(
     ups: dict[str, Any] = {}
     alphas: dict[str, float] = {}
     peft_modules: set[str] = set()
-    for key, tensor in raw.items():
+    for key, tensor in sorted(raw.items()):  # deterministic: the Rust loader returns no fixed order
         role = classify_key(key)
         assert role is not None  # analyse_keys (in read_adapter_info) refused anything else
         module = sgm_to_diffusers(role.module, lpb) if role.layout == "kohya-sgm" else role.module
         if check_finite and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise AdapterError(f"{path.name}: tensor {key!r} contains NaN or Inf values; the adapter is broken.")
+            raise AdapterError(f"{path.name}: tensor {short_repr(key)} contains NaN or Inf values; the adapter is broken.")
         if role.part == "alpha":
             alphas[module] = float(tensor.float().item())
         else:

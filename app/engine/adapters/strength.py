@@ -23,6 +23,7 @@ ABSURD_SCALE = 1000.0
 ABSURD_UPDATE_NORM = 10_000.0
 # ΔW larger than this many times the layer's own weights overwhelms it at strength 1.
 OVERWHELMING_RATIO = 10.0
+_ABSURD = "absurd scale"
 
 
 @dataclass
@@ -43,6 +44,7 @@ class ModuleStrength:
 class StrengthReport:
     modules: list[ModuleStrength]
     warnings: list[str] = field(default_factory=list)
+    absurd: str = ""  # the warning when a scale is absurd: the adapter breaks every image at any usual strength
 
     @property
     def compared_to_base(self) -> int:
@@ -95,7 +97,8 @@ def judge(modules: dict[str, Any], base_norm: Callable[[str], float | None] | No
     for name, m in modules.items():
         norm = base_norm(name) if base_norm else None
         measured.append(ModuleStrength(name, float(m.scale), update_norm(m.up, m.down, m.scale), norm))
-    return StrengthReport(measured, _warnings(measured, modules))
+    warnings = _warnings(measured, modules)
+    return StrengthReport(measured, warnings, next((w for w in warnings if w.startswith(_ABSURD)), ""))
 
 
 _norms: "weakref.WeakKeyDictionary[Any, tuple[int, float]]" = weakref.WeakKeyDictionary()
@@ -130,7 +133,7 @@ def _warnings(measured: list[ModuleStrength], modules: dict[str, Any]) -> list[s
     if absurd:
         m = max(absurd, key=lambda x: _sortable(abs(x.scale)))
         out.append(
-            f"absurd scale: alpha {_fmt(alphas[m.module])} with rank {modules[m.module].rank} gives "
+            f"{_ABSURD}: alpha {_fmt(alphas[m.module])} with rank {modules[m.module].rank} gives "
             f"alpha/rank = {_fmt(m.scale)} in {len(absurd)} module(s) (real adapters use about 0.01–16); "
             "images will break (black or noise)."
         )

@@ -10,6 +10,7 @@ for a single flat colour, the other face of the same failure.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from app.engine.errors import UserError
@@ -27,7 +28,7 @@ class StackWatch:
 
     @classmethod
     def of(cls, identities: list[Any], entries: list[Any]) -> "StackWatch":
-        return cls(tuple(f"{ident.title} ({float(e.weight):g})" for ident, e in zip(identities, entries)))
+        return cls(tuple(f"{_label(ident)} ({float(e.weight):g})" for ident, e in zip(identities, entries)))
 
     def check_latents(self, latents: Any, step: int) -> None:
         """Raise UserError when the latents after ``step`` hold NaN/Inf, explode or collapse to one value."""
@@ -68,3 +69,9 @@ class StackWatch:
                 "(`styleshelf shelf inspect` judges its update size)."
             ),
         )
+
+
+def _label(ident: Any) -> str:
+    """The style's title, and its file name when that differs (two files can share a title)."""
+    name = Path(ident.path).name
+    return ident.title if ident.title == Path(name).stem else f"{ident.title} [{name}]"

@@ -19,6 +19,7 @@ from typing import Iterable
 from app.engine.adapters import AdapterInfo, read_adapter_info
 from app.engine.adapters.info import read_adapter_snapshot
 from app.engine.adapters.loader import lora_modules_from_bytes
+from app.engine.adapters.strength import judge as judge_strength
 from app.engine.atomic import atomic_new_file, atomic_path
 from app.engine.errors import AdapterError, UserError
 from app.engine.paths import BUNDLED_STYLES_DIR, user_data_dir
@@ -31,6 +32,15 @@ from app.engine.shelf.survey import SkippedFile, judge, list_folder
 EXTRA_FOLDERS_ENV = "STYLESHELF_ADAPTER_PATH"
 USER, BUNDLED, EXTRA, OUTSIDE = "user", "bundled", "extra", "outside"
 _BUNDLED = object()  # "the repo's styles/ folder"
+
+
+def _not_a_file(path: Path) -> str:
+    """Why ``path`` (not a regular file) cannot be an adapter, in the words a person would use."""
+    if path.is_dir():
+        return f"{path} is a folder, not an adapter file."
+    if path.is_symlink():
+        return f"{path} is a broken link: its target {os.readlink(path)} does not exist."
+    return f"{path}: no such file."
 
 
 class DuplicateAdapterError(AdapterError):
@@ -224,10 +234,8 @@ class Library:
         path = Path(text).expanduser()
         if path.is_file():
             return self._entry(self.kind_of(path), path, True)
-        if path.is_dir() and path.suffix:
-            raise UserError(f"{text} is a folder, not an adapter file.")
-        if path.suffix or os.sep in text or (os.altsep and os.altsep in text):
-            raise UserError(f"{text}: no such file.")
+        if path.suffix or os.sep in text or (os.altsep and os.altsep in text) or path.is_dir():
+            raise UserError(_not_a_file(path))
         key = text.casefold().removesuffix(".safetensors")
         entries = self.scan(with_hashes=False)
         for attr in ("name", "title"):
@@ -266,12 +274,13 @@ class Library:
         atomically: two imports of different files with the same name at the same moment both land.
         """
         src = Path(src)
-        if src.is_dir():
-            raise AdapterError(f"{src.name} is a folder, not an adapter file.")
         if not src.is_file():
-            raise AdapterError(f"{src}: no such file.")
+            raise AdapterError(_not_a_file(src))
         info, blob = read_adapter_snapshot(src)  # one read: what is checked is what is copied
-        lora_modules_from_bytes(info, blob)  # full check (NaN/Inf, pairs) before it lands on the shelf
+        modules = lora_modules_from_bytes(info, blob)  # full check (NaN/Inf, pairs) before it lands on the shelf
+        absurd = judge_strength(modules).absurd
+        if absurd:
+            raise AdapterError(f"{src.name}: {absurd}")
         twin = next((e for e in self.scan() if e.tensor_sha256 == info.tensor_sha256 and e.path.resolve() != src.resolve()), None)
         if twin is None and self.kind_of(src) != OUTSIDE:
             twin = LibraryEntry(src, self.kind_of(src), info)

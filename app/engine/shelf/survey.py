@@ -145,6 +145,8 @@ def _with_cached_hashes(info: AdapterInfo | None) -> AdapterInfo | None:
 def _reason(path: Path, err: BaseException) -> str:
     if isinstance(err, UserError):
         text = str(err)
+    elif path.is_symlink() and not path.exists():
+        text = f"{path.name} is a broken link: its target {os.readlink(path)} does not exist."
     elif isinstance(err, IsADirectoryError) or path.is_dir():
         text = f"{path.name} is a folder, not an adapter file."
     elif isinstance(err, OSError):

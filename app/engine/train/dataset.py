@@ -73,6 +73,9 @@ def scan_dataset(
     report = DatasetReport(folder)
     by_folder: dict[str, Counter[str]] = {}
     for path in _image_files(folder):
+        if path.is_symlink() and not path.exists():  # a link whose target moved or lives on an unmounted drive
+            report.skipped.append(SkippedItem(path, f"broken link: its target {_link_target(path)} does not exist"))
+            continue
         try:
             info = probe_image(path, min_side=min_side, max_pixels=max_pixels)
         except SkipImage as err:
@@ -142,6 +145,13 @@ def _image_files(folder: Path) -> list[Path]:
         rel = path.relative_to(folder).parts
         if any(p.startswith(".") or p.endswith(_IGNORED_DIR_SUFFIXES) for p in rel[:-1]) or rel[-1].startswith("."):
             continue
-        if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file():
-            found.append(path)
+        if path.suffix.lower() in IMAGE_EXTENSIONS and (path.is_file() or path.is_symlink()):
+            found.append(path)  # broken links too: the scan lists them as skipped, never drops them silently
     return sorted(found)
+
+
+def _link_target(path: Path) -> str:
+    try:
+        return str(path.readlink())
+    except OSError:
+        return "(unreadable)"
