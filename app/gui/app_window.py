@@ -110,7 +110,8 @@ class MainWindow(QMainWindow):
         if self.base_info is not None and not self.generate_vm.base_path:
             self.generate_vm.load_base(self.base_info.path)
         self.shelf_vm.refresh()
-        self.generate_vm.load_previous_images()
+        if self.generate_vm.load_previous_images():
+            self.generate_tab.show_image(0)  # the newest picture, with what made it
 
     # ------------------------------------------------------------------ menus and shortcuts
     def _build_menus(self) -> None:

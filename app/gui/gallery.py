@@ -100,7 +100,8 @@ class GalleryView(QListView):
         self.setIconSize(QSize(thumb, thumb))
         # Two lines under each picture: its styles and strengths, then seed · sampler · steps.
         self.setGridSize(QSize(thumb + 24, thumb + 46))
-        self.setWordWrap(True)
+        # One line each, cut with "…" rather than wrapped: the full text is in the tooltip and the details panel.
+        self.setWordWrap(False)
         self.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.setResizeMode(QListView.ResizeMode.Adjust)
         self.setMovement(QListView.Movement.Static)
