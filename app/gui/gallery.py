@@ -56,7 +56,8 @@ class GalleryModel(QAbstractListModel):
             from app.engine import facade
 
             try:
-                img.extra["png_params"] = facade.read_png_parameters(img.path)
+                # Names and strengths only: matching adapters to shelf files waits for "Use these settings".
+                img.extra["png_params"] = facade.read_png_parameters(img.path, find_adapters=False)
             except Exception:  # noqa: BLE001 - a PNG without parameters is described as such
                 img.extra["png_params"] = None
         return img.extra["png_params"]
