@@ -192,6 +192,8 @@ def test_images_from_earlier_sessions_come_back_with_their_settings(qtbot, windo
     assert later.load_previous_images() == 1
     image = later.gallery.image(0)
     assert image.seed == 4242 and image.params is None
+    # Its label is read from the PNG itself: what made it, not only the seed.
+    assert later.gallery.index(0).data() == f"no style\nseed 4242 · 2 steps · {window.generate_vm.params.sampler}"
     later.use_image_settings(image)
     assert later.params.prompt.endswith("a green star") and later.params.seed == 4242 and later.params.steps == 2
 
