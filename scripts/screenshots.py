@@ -1,5 +1,9 @@
 """Render each tab of the real app to PNGs in docs/ (``make screenshots``), for the README.
 
+Besides the README's two pictures (docs/train-tab.png, docs/generate-tab.png) it renders every tab at the
+smallest supported window (1024×640) and a roomy one (1400×900), in the dark and the light theme, into
+docs/screenshots/<tab>-<width>x<height>-<theme>.png, so layout and contrast can be checked at a glance.
+
 Runs under Xvfb when there is no display (re-executing itself through ``xvfb-run``), else offscreen.
 Uses a private STYLESHELF_HOME, the bundled demo model when it is there (else a tiny random model), the
 first bundled style folder as the dataset (else a generated one), and really trains and generates:
@@ -21,6 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DOCS = REPO / "docs"
 SIZE = (1400, 880)
+VARIANT_SIZES = ((1024, 640), (1400, 900))
+SCREEN = (1400, 900)  # the virtual screen holds the largest variant
 
 
 def _reexec_under_xvfb() -> None:
@@ -31,7 +37,7 @@ def _reexec_under_xvfb() -> None:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
         return
     env = dict(os.environ, _STYLESHELF_XVFB="1", QT_QPA_PLATFORM="xcb")
-    cmd = [xvfb, "-a", "-s", f"-screen 0 {SIZE[0]}x{SIZE[1]}x24", sys.executable, *sys.argv]
+    cmd = [xvfb, "-a", "-s", f"-screen 0 {SCREEN[0]}x{SCREEN[1]}x24", sys.executable, *sys.argv]
     raise SystemExit(subprocess.call(cmd, env=env))
 
 
@@ -147,9 +153,30 @@ def main() -> int:
     _settle(app)
     win.grab().save(str(DOCS / "generate-tab.png"))
     print(f"wrote {DOCS / 'train-tab.png'} and {DOCS / 'generate-tab.png'}")
+    for path in _variants(app, win):
+        print(f"wrote {path}")
     gvm.shutdown()
     shutil.rmtree(home, ignore_errors=True)
     return 0
+
+
+def _variants(app, win) -> list[Path]:
+    """Each tab at each size in each theme (the window's own theme switch, as a user would flip it)."""
+    out = DOCS / "screenshots"
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for theme in ("dark", "light"):
+        win.set_theme(theme)
+        for width, height in VARIANT_SIZES:
+            win.resize(width, height)
+            for index, tab in ((0, "train"), (1, "generate")):
+                win.tabs.setCurrentIndex(index)
+                _settle(app)
+                path = out / f"{tab}-{width}x{height}-{theme}.png"
+                win.grab().save(str(path))
+                written.append(path)
+    win.set_theme("dark")
+    return written
 
 
 def _settle(app) -> None:

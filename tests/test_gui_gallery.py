@@ -61,8 +61,8 @@ def test_locked_seed_pictures_can_be_told_apart_and_their_settings_come_back_in_
     add_picture(window, tmp_path, "styled", [entry(b, 0.6), entry(a, -0.3)])
     gallery, tab = window.generate_tab.gallery, window.generate_tab
     texts = [gallery.model().index(r, 0).data() for r in range(2)]
-    assert texts[0] == f"{b.title} 0.6 + {a.title} −0.3\nseed 987492339 · Euler a · 12 steps"
-    assert texts[1] == "no style\nseed 987492339 · Euler a · 12 steps"
+    assert texts[0] == f"{b.title} 0.6 + {a.title} −0.3\nseed 987492339 · 12 steps · Euler a"
+    assert texts[1] == "no style\nseed 987492339 · 12 steps · Euler a"
     tip = gallery.model().index(0, 0).data(Qt.ItemDataRole.ToolTipRole)
     assert f"Styles: {b.title} 0.6 + {a.title} −0.3" in tip and "Guidance (CFG): 6.5" in tip
 

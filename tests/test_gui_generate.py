@@ -106,7 +106,7 @@ def test_shelf_changes_next_image_weight_zero_is_base_and_png_restores(qtbot, wi
     assert vm.gallery.rowCount() == 4
     # Same seed everywhere: the tiles tell the pictures apart by what made them.
     tiles = [vm.gallery.index(r).data() for r in range(4)]
-    assert tiles[0] == "Ink 0.6\nseed 1234 · DPM++ 2M · 2 steps" and tiles[3].startswith("no style\n")
+    assert tiles[0] == "Ink 0.6\nseed 1234 · 2 steps · DPM++ 2M" and tiles[3].startswith("no style\n")
     assert tab.details.text.text().startswith("Prompt: a red circle") and "Styles: Ink 0.6" in tab.details.text.text()
     png = vm.gallery.image(0).path
 
@@ -192,6 +192,8 @@ def test_images_from_earlier_sessions_come_back_with_their_settings(qtbot, windo
     assert later.load_previous_images() == 1
     image = later.gallery.image(0)
     assert image.seed == 4242 and image.params is None
+    # Its label is read from the PNG itself: what made it, not only the seed.
+    assert later.gallery.index(0).data() == f"no style\nseed 4242 · 2 steps · {window.generate_vm.params.sampler}"
     later.use_image_settings(image)
     assert later.params.prompt.endswith("a green star") and later.params.seed == 4242 and later.params.steps == 2
 

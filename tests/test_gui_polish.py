@@ -5,7 +5,6 @@ per tab, an unclipped Bake file box, refusals that lead with what to do."""
 from __future__ import annotations
 
 import unicodedata
-from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt

@@ -58,6 +58,14 @@ def test_generate_form_number_boxes_keep_every_key(qtbot, window):
     type_into(qtbot, tab.seed, "123456789")
     assert (params.guidance, params.steps, params.width, params.batch_count, params.seed) == (4.5, 35, 512, 3,
                                                                                               123456789)
+    # Typing inside the seed: the echo of the first key used to throw the cursor to the end.
+    type_into(qtbot, tab.seed, "4242")
+    tab.seed.setFocus()
+    qtbot.keyClick(tab.seed, Qt.Key.Key_Home)
+    qtbot.keyClick(tab.seed, Qt.Key.Key_Right)
+    qtbot.keyClick(tab.seed, Qt.Key.Key_Right)
+    qtbot.keyClicks(tab.seed, "77", delay=40)
+    assert tab.seed.text() == "427742" and params.seed == 427742
 
 
 def test_train_settings_form_number_boxes_keep_every_key(qtbot, window):

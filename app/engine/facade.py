@@ -393,15 +393,16 @@ def sampler_names() -> list[str]:
     return list(SAMPLER_NAMES)
 
 
-def read_png_parameters(path: str) -> GenerateConfig:
+def read_png_parameters(path: str, *, find_adapters: bool = True) -> GenerateConfig:
     """Prompt, settings and stack from a StyleShelf or AUTOMATIC1111 PNG.
 
     Adapters are matched to shelf files later (by tensor hash, then name); an entry whose file is not
-    known keeps ``path=""`` so the GUI can say which style is missing.
+    known keeps ``path=""`` so the GUI can say which style is missing. ``find_adapters=False`` skips that
+    matching (a hash scan of the shelf, ~50 ms) when only the names and strengths are wanted (gallery labels).
     """
     from app.engine.generate.pngmeta import read_png_parameters as engine_read
 
-    settings, entries = engine_read(Path(path), lookup=_shelf_lookup)
+    settings, entries = engine_read(Path(path), lookup=_shelf_lookup if find_adapters else None)
     params = GenerateConfig()
     for name, value in settings.items():
         if hasattr(params, name) and value is not None:

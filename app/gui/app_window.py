@@ -29,7 +29,7 @@ from app.engine import facade
 from app.gui import settings as prefs
 from app.gui.errors import ErrorBanner
 from app.gui.generate_tab import GenerateTab
-from app.gui.generate_vm import LOADING, READY, GenerateViewModel
+from app.gui.generate_vm import GENERATING, LOADING, READY, GenerateViewModel
 from app.gui.shelf_vm import ShelfViewModel
 from app.gui.theme import apply_theme
 from app.gui.train_tab import TrainTab
@@ -112,7 +112,8 @@ class MainWindow(QMainWindow):
         if self.base_info is not None and not self.generate_vm.base_path:
             self.generate_vm.load_base(self.base_info.path)
         self.shelf_vm.refresh()
-        self.generate_vm.load_previous_images()
+        if self.generate_vm.load_previous_images():
+            self.generate_tab.show_image(0)  # the newest picture, with what made it
 
     # ------------------------------------------------------------------ menus and shortcuts
     def _build_menus(self) -> None:
@@ -253,6 +254,8 @@ class MainWindow(QMainWindow):
             self.base_status.setText("")
 
     def _generate_state(self, state: str) -> None:
+        if state == GENERATING:
+            self.shelf_vm.save_session()  # the stack that made the picture survives even a crash
         icon = {LOADING: QStyle.StandardPixmap.SP_BrowserReload, READY: QStyle.StandardPixmap.SP_DialogApplyButton}
         if state in icon:
             self.base_icon.setPixmap(self.style().standardIcon(icon[state]).pixmap(16, 16))

@@ -56,7 +56,8 @@ class GalleryModel(QAbstractListModel):
             from app.engine import facade
 
             try:
-                img.extra["png_params"] = facade.read_png_parameters(img.path)
+                # Names and strengths only: matching adapters to shelf files waits for "Use these settings".
+                img.extra["png_params"] = facade.read_png_parameters(img.path, find_adapters=False)
             except Exception:  # noqa: BLE001 - a PNG without parameters is described as such
                 img.extra["png_params"] = None
         return img.extra["png_params"]
@@ -100,7 +101,8 @@ class GalleryView(QListView):
         self.setIconSize(QSize(thumb, thumb))
         # Two lines under each picture: its styles and strengths, then seed · sampler · steps.
         self.setGridSize(QSize(thumb + 24, thumb + 46))
-        self.setWordWrap(True)
+        # One line each, cut with "…" rather than wrapped: the full text is in the tooltip and the details panel.
+        self.setWordWrap(False)
         self.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.setResizeMode(QListView.ResizeMode.Adjust)
         self.setMovement(QListView.Movement.Static)

@@ -144,7 +144,7 @@ class GenerateTab(QWidget):
         self.batch.setToolTip("How many pictures to make, one after another, each with the next seed. Raise it to "
                               "pick the best of several")
         self.batch.valueChanged.connect(lambda v: self._set("batch_count", int(v)))
-        self.triggers = QCheckBox("Add trigger words of active styles")
+        self.triggers = QCheckBox("Add the styles' trigger words")
         self.triggers.setToolTip("Put each enabled style's trigger words in front of the prompt. Turn it off when "
                                  "you write the trigger words into the prompt yourself")
         self.triggers.toggled.connect(lambda on: self._set("insert_triggers", bool(on)))
@@ -177,7 +177,7 @@ class GenerateTab(QWidget):
         left_layout.addLayout(buttons)
         left_layout.addWidget(self.progress)
         left_layout.addStretch(1)
-        left.setMinimumWidth(300)
+        left.setMinimumWidth(270)  # with the shelf and the preview: fits a 1024 px window
 
         # ---- middle: preview with the picture's details beside it, and the gallery
         self.preview = ImagePreview("Your pictures appear here")
@@ -223,7 +223,7 @@ class GenerateTab(QWidget):
         right_layout = QVBoxLayout(right)
         right_layout.addWidget(self.shelf_panel, 1)
         right_layout.addLayout(shelf_buttons)
-        right.setMinimumWidth(300)
+        right.setMinimumWidth(270)
 
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(left)
@@ -232,7 +232,7 @@ class GenerateTab(QWidget):
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)
         split.setStretchFactor(2, 0)
-        split.setSizes([320, 520, 340])
+        split.setSizes([290, 560, 340])  # scaled to the window: the side panels stay near their minimum
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(split)
@@ -293,7 +293,9 @@ class GenerateTab(QWidget):
         img = gallery.image(row)
         self.preview.set_image(img.path)
         self.gallery.setCurrentIndex(gallery.index(row))
-        self.details.show_details(full_text(gallery.params_of(img), img.seed, img.path))
+        # The file's name only: its folder is shown under the details, with "Open folder".
+        self.details.show_details(full_text(gallery.params_of(img), img.seed, Path(img.path).name))
+        self.details.text.setToolTip(img.path)
 
     def _use_shown_settings(self) -> None:
         idx = self.gallery.currentIndex()

@@ -27,10 +27,10 @@ def styles_text(params: Any, *, empty: str = "no style") -> str:
 
 
 def run_text(params: Any, seed: int) -> str:
-    """"seed 42 · Euler a · 20 steps"."""
+    """"seed 42 · 20 steps · Euler a" (the sampler last: it is the part a narrow tile cuts off)."""
     if params is None:
         return f"seed {seed}"
-    return f"seed {seed} · {params.sampler} · {params.steps} steps"
+    return f"seed {seed} · {params.steps} steps · {params.sampler}"
 
 
 def tile_text(params: Any, seed: int) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QRect, QSize, Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QPainter, QPaintEvent, QPixmap
-from PySide6.QtWidgets import QLabel, QPushButton, QSizePolicy, QStyle, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QPushButton, QScrollArea, QSizePolicy, QStyle, QVBoxLayout, QWidget
 
 
 def fit_rect(image: QSize, room: QSize) -> tuple[QRect, bool]:
@@ -36,7 +36,7 @@ class ImagePreview(QWidget):
         self._pixmap = QPixmap()
         self._placeholder = placeholder
         self.path = ""
-        self.setMinimumSize(256, 200)
+        self.setMinimumSize(200, 160)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
     def set_image(self, path: str) -> bool:
@@ -85,14 +85,20 @@ class ImageDetails(QWidget):
         self.open_button.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_DirOpenIcon))
         self.open_button.setToolTip("Show the saved pictures in your file manager")
         self.open_button.clicked.connect(self.open_folder)
+        # Scrolls rather than clips: a long prompt at 1024×640 is still readable in full.
+        scroll = QScrollArea()
+        scroll.setWidget(self.text)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 0, 0, 0)
-        layout.addWidget(self.text, 1)
+        layout.addWidget(scroll, 1)
         layout.addWidget(self.use_button)
         layout.addWidget(self.saved_label)
         layout.addWidget(self.open_button)
-        self.setMinimumWidth(190)
-        self.setMaximumWidth(280)
+        self.setMinimumWidth(150)
+        self.setMaximumWidth(260)
 
     def show_details(self, text: str) -> None:
         self.text.setText(text)

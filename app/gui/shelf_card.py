@@ -71,6 +71,8 @@ class ShelfCard(QFrame):
         self.thumb.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.title = QLabel()
         self.title.setStyleSheet("font-weight: 600;")
+        # A long title may be cut at the right; the toggle and the strength box must never be (tooltip: full title).
+        self.title.setMinimumWidth(24)
         self.trigger = QLabel()
         self.trigger.setObjectName("Muted")
         self.badge = QLabel()
@@ -126,6 +128,7 @@ class ShelfCard(QFrame):
     def set_card(self, card: AdapterCard) -> None:
         self.path = card.path
         self.title.setText(card.title)
+        self.title.setToolTip(card.title)
         self.trigger.setText(f"trigger: {card.trigger}" if card.trigger else "no trigger word")
         pix = QPixmap()
         if card.thumbnail_png and pix.loadFromData(card.thumbnail_png):

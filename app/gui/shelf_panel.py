@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QPoint, QUrl, Signal
+from PySide6.QtCore import QPoint, Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -70,6 +70,9 @@ class ShelfPanel(QWidget):
         self.total_label = QLabel()
         self.total_label.setObjectName("Muted")
         self.total_label.setWordWrap(True)
+        # Room for the hint's second line from the start, so the cards do not jump down under the pointer.
+        self.total_label.setMinimumHeight(2 * self.total_label.fontMetrics().lineSpacing() + 2)
+        self.total_label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         self.total_label.setToolTip(
             "The sum of the enabled styles' strengths. Stacked styles add up: with a sum well above 1 they tend "
             "to wipe out the subject. Lower the strengths so they sum to about 1, then adjust to taste.")
@@ -84,6 +87,7 @@ class ShelfPanel(QWidget):
         self.list_layout.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # cards narrow with the panel
         scroll.setWidget(self.list_holder)
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
 
