@@ -3,7 +3,6 @@ prompt, newest on the right; right-click makes one the style's shelf picture."""
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -31,13 +30,18 @@ class SampleTile(QFrame):
         self.step, self.path, self.prompt = step, path, prompt
         self.image = QLabel()
         self.image.setPixmap(tile_pixmap(path))
-        self.caption = QLabel(f"<b>step {step}</b> · {html.escape(_short(prompt))}")
+        width = max(120, self.image.pixmap().width())
+        self.step_label = QLabel(f"<b>step {step}</b>")
+        self.caption = QLabel()
         self.caption.setObjectName("Muted")
-        self.caption.setMaximumWidth(max(140, self.image.pixmap().width()))
+        # Elided to the tile's width, whole in the tooltip: the prompt never spills into the next tile.
+        self.caption.setText(self.caption.fontMetrics().elidedText(prompt, Qt.TextElideMode.ElideRight, width))
+        self.caption.setFixedWidth(width)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
-        layout.setSpacing(2)
+        layout.setSpacing(0)
         layout.addWidget(self.image)
+        layout.addWidget(self.step_label)
         layout.addWidget(self.caption)
         self.setToolTip(f"Step {step}\n“{prompt}”\nLeft: the base model · right: with the adapter (same seed)\n"
                         "Right-click to make it the style's shelf picture")
@@ -59,7 +63,7 @@ class SampleStrip(QScrollArea):
         self.setWidgetResizable(True)
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setFixedHeight(TILE_HEIGHT + 54)
+        self.setFixedHeight(TILE_HEIGHT + 58)
         self.can_choose = False  # only once the run's adapter exists
 
     def add(self, step: int, samples: list[tuple[str, str]]) -> None:
@@ -84,7 +88,3 @@ class SampleStrip(QScrollArea):
         action.setEnabled(self.can_choose and Path(tile.path).is_file())
         if menu.exec(event.globalPos()) is action:
             self.thumbnailChosen.emit(tile.path)
-
-
-def _short(prompt: str, limit: int = 28) -> str:
-    return prompt if len(prompt) <= limit else prompt[: limit - 1] + "…"

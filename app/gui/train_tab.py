@@ -198,7 +198,7 @@ class TrainTab(QWidget):
         vm.lossHistory.connect(self._loss_history)
         vm.adapterReady.connect(self._adapter_ready)
         vm.validationReady.connect(self._validation)
-        vm.runEnded.connect(lambda _c: self._refresh_buttons())
+        vm.runEnded.connect(self._run_ended)
         self._dataset_loaded(0, 0)
         self._refresh_buttons()
 
@@ -312,6 +312,10 @@ class TrainTab(QWidget):
         self.resume_button.setEnabled(self.vm.can_resume())
         self.form.setEnabled(self.vm.state == IDLE)
         self.preset_combo.setEnabled(self.vm.state == IDLE)
+
+    def _run_ended(self, cancelled: bool) -> None:
+        self.rate_label.setText("Stopped" if cancelled else "")  # no stale "about 3 min left"
+        self._refresh_buttons()
 
     def _state_changed(self, state: str) -> None:
         if state == RUNNING:  # a new (or resumed) run: fresh curve, samples and verdict

@@ -66,23 +66,21 @@ class TrainViewModel(QObject):
         self.summary: dict[str, Any] = {}
         self._run_dir: Path | None = None
         self._native_resolution = 0
-        self._restoring = False
+        self._session_restored = False  # nothing is saved before the last session was read back
         self.load_settings()
         for signal in (self.valueChanged, self.datasetLoaded, self.runEnded):
             signal.connect(self.save_session)
 
     # ------------------------------------------------------------------ session
     def save_session(self, *_args: Any) -> None:
-        if not self._restoring and self.settings:
+        # Not before restore_session: start-up (a preset suggested for the base) must not overwrite it.
+        if self._session_restored and self.settings:
             train_session.save(self)
 
     def restore_session(self) -> None:
         """The form, dataset folder and an unfinished run as the app left them (see ``train_session``)."""
-        self._restoring = True
-        try:
-            train_session.restore(self)
-        finally:
-            self._restoring = False
+        train_session.restore(self)
+        self._session_restored = True
 
     # ------------------------------------------------------------------ settings
     def load_settings(self) -> None:
@@ -270,6 +268,7 @@ class TrainViewModel(QObject):
                                              for i, p in enumerate(ev.paths)])
         elif isinstance(ev, CheckpointSaved):
             self.last_checkpoint = ev.path
+            self.save_session()  # if the app dies now, the run can still be resumed after a restart
             self.message.emit(f"Checkpoint saved at step {ev.step}")
         elif isinstance(ev, Log):
             self.message.emit(ev.message)
