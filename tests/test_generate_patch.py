@@ -246,3 +246,29 @@ def test_every_peft_format_patches_to_what_its_side_path_computes(kind):
         patcher.restore_all()
         fresh = _tiny_net()  # the same seeded base weights
         assert torch.equal(net[1](net[0](x).permute(0, 3, 1, 2)), fresh[1](fresh[0](x).permute(0, 3, 1, 2)))
+
+
+@pytest.mark.parametrize(("dtype", "offload"), [("float32", "cpu"), ("bfloat16", None), ("float16", "cpu")])
+def test_half_precision_and_offloaded_originals_restore_bit_for_bit(dtype, offload):
+    """A GPU model keeps its originals in RAM (offload) and half-precision weights merge in float32."""
+    import torch
+
+    from app.engine.generate.weight_patch import Contribution, LowRankDelta, WeightPatcher
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(16, 8).to(getattr(torch, dtype))
+    original = layer.weight.detach().clone()
+    up, down = torch.randn(8, 4), torch.randn(4, 16)
+    delta = LowRankDelta(up=up, down=down, scale=0.5, weight_shape=(8, 16))
+    patcher = WeightPatcher(offload=offload)
+    patcher.sync({layer: [Contribution("s", 0.8, delta)]})
+    want = original.float() + 0.4 * up @ down
+    assert layer.weight.dtype == original.dtype
+    assert torch.allclose(layer.weight.float(), want, atol=1e-5 if dtype == "float32" else 0.1, rtol=1e-2)
+    once = layer.weight.detach().clone()
+    patcher.sync({layer: [Contribution("s", -0.3, delta)]})  # reweight: starts again from the original
+    patcher.sync({layer: [Contribution("s", 0.8, delta)]})
+    assert torch.equal(layer.weight.data, once)
+    assert patcher.original_bytes == original.numel() * original.element_size()
+    patcher.restore_all()
+    assert torch.equal(layer.weight.data, original) and patcher.original_bytes == 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 DEFAULT_SIDE_FRACTION = 0.05
+MIN_SIDE_FRACTION = 0.01  # a side path is never free: a measured "no extra cost" is timing noise
 _EMA = 0.3  # weight of the newest measurement: follows a machine whose load changes, ignores one odd call
 
 
@@ -49,10 +50,11 @@ class StackCostModel:
         """Extra seconds the side path would add over ``calls`` UNet calls; None when nothing is known."""
         if side_units <= 0:
             return 0.0
+        plain = _scaled(self.plain_call, size)
         per_unit = _scaled(self.side_per_unit, size)
         if per_unit is not None:
-            return per_unit * side_units * calls
-        plain = _scaled(self.plain_call, size)
+            floor = plain * MIN_SIDE_FRACTION if plain is not None else 0.0
+            return max(per_unit * side_units, floor) * calls
         return None if plain is None else plain * DEFAULT_SIDE_FRACTION * calls
 
     def estimate_patch_seconds(self, work: float) -> float | None:

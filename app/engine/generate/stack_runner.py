@@ -53,8 +53,11 @@ class StackRunner:
         self.adapters = adapters
         self.mode = mode
         device = getattr(getattr(pipe, "unet", None), "device", None)
-        # Originals of a GPU model wait in RAM: patching must not double the VRAM of the patched layers.
-        self.patcher = WeightPatcher(offload="cpu" if device is not None and device.type != "cpu" else None)
+        on_cpu = device is None or device.type == "cpu"
+        # Costs are compared in one unit: CPU time of this process on CPU (other programs' load does not
+        # count), wall time on a GPU. Originals of a GPU model wait in RAM: no doubled VRAM.
+        self.clock = time.process_time if on_cpu else time.perf_counter
+        self.patcher = WeightPatcher(offload=None if on_cpu else "cpu", clock=self.clock)
         self.costs = StackCostModel()
         self.last: RunApplication | None = None
         self._side_units = 0
@@ -157,18 +160,19 @@ def _time_unet_calls(pipe: Any, runner: StackRunner) -> list[Any]:
     if unet is None or not hasattr(unet, "register_forward_pre_hook"):
         return []
     started: list[tuple[float, int]] = []
+    clock = runner.clock
 
     def before(_module: Any, args: tuple, kwargs: dict) -> None:
         sample = args[0] if args else kwargs.get("sample")
         shape = getattr(sample, "shape", None)
         size = int(shape[0]) * int(shape[-2]) * int(shape[-1]) if shape is not None and len(shape) == 4 else 0
-        started.append((time.perf_counter(), size))
+        started.append((clock(), size))
 
     def after(_module: Any, _args: tuple, _kwargs: dict, _output: Any) -> None:
         if started:
             t0, size = started.pop()
             if size:
-                runner.observe_unet_call(size, time.perf_counter() - t0)
+                runner.observe_unet_call(size, clock() - t0)
 
     return [
         unet.register_forward_pre_hook(before, with_kwargs=True),

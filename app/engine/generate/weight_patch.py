@@ -7,8 +7,10 @@ at the base model's speed, as ComfyUI does.
 
 Why originals are kept rather than the delta subtracted again: ``(W + Δ) − Δ`` is not ``W`` in floating
 point (diffusers' fuse→unfuse is not bit-exact), and "weight 0 / empty stack gives the base image bit for
-bit" is a promise. So the first time a layer is patched its weight is copied aside (once per layer, not
-per adapter), every re-patch starts from that copy, and a restore copies it back and frees it.
+bit" is a promise. So the first time a layer is patched its original tensor is set aside (once per layer,
+not per adapter) and the layer gets a new tensor, original + Σ (one pass over memory); every re-patch
+starts from the original; a restore hands the layer its original tensor back (no copy at all) and frees
+the patched one. With ``offload`` (a GPU model) the original is copied to RAM instead and copied back.
 
 What a format contributes is one delta per layer (``LayerDelta``): LoRA gives low-rank factors (several
 adapters on one layer merge into ONE matmul of the concatenated factors); LoHa/LoKr/full-difference
@@ -109,6 +111,7 @@ class WeightPatcher:
     """
 
     offload: str | None = None
+    clock: Callable[[], float] = time.perf_counter  # process_time on CPU: robust on a shared machine
     _originals: dict[Any, Any] = field(default_factory=dict)  # layer module -> original weight copy
     _applied: dict[Any, tuple] = field(default_factory=dict)  # layer module -> (adapter, strength) signature
 
@@ -137,7 +140,7 @@ class WeightPatcher:
         import torch
 
         stats = PatchStats()
-        started = time.perf_counter()
+        started = self.clock()
         with torch.no_grad():
             for layer in [lay for lay in self._applied if lay not in plan]:
                 stats.work += patch_work(layer.weight, None)
@@ -152,14 +155,18 @@ class WeightPatcher:
                 self._patch(layer, contributions)
                 self._applied[layer] = signature
                 stats.patched += 1
-        stats.seconds = time.perf_counter() - started
+        stats.seconds = self.clock() - started
         return stats
 
     def restore_all(self) -> PatchStats:
         return self.sync({})
 
     def _restore(self, layer: Any) -> None:
-        layer.weight.data.copy_(self._originals.pop(layer))
+        original = self._originals.pop(layer)
+        if self.offload:
+            layer.weight.data.copy_(original)
+        else:
+            layer.weight.data = original  # the very tensor the layer had: bit for bit by construction
         del self._applied[layer]
 
     def _patch(self, layer: Any, contributions: list[Contribution]) -> None:
@@ -168,7 +175,8 @@ class WeightPatcher:
         weight = layer.weight.data
         original = self._originals.get(layer)
         if original is None:
-            original = self._originals[layer] = weight.to(device=self.offload or weight.device, copy=True)
+            original = weight.to(self.offload, copy=True) if self.offload else weight
+            self._originals[layer] = original
         ups, downs, denses = [], [], []
         for c in contributions:
             low = c.delta.low_rank()
@@ -181,20 +189,27 @@ class WeightPatcher:
         rows = weight.shape[0]
         # Every patch starts from the original (same stack, same bits). Half-precision weights are merged in
         # float32 and rounded once, as PEFT's merge does on CPU.
-        exact = weight.dtype == torch.float32 and original.device == weight.device
-        start = original.view(rows, -1) if exact else original.to(weight.device, torch.float32).view(rows, -1)
-        merged = weight.view(rows, -1) if exact else torch.empty_like(start)
+        exact = weight.dtype == torch.float32
+        start = original.to(weight.device, torch.float32).view(rows, -1)
+        if exact and weight.data_ptr() != original.data_ptr():
+            merged = weight.view(rows, -1)  # already a patched tensor (or the offload case): write into it
+        else:
+            merged = torch.empty_like(start)
         if ups:
-            # One matmul for all adapters on this layer: [s₁U₁ | s₂U₂ | …] @ [D₁; D₂; …] = Σ sᵢ·Uᵢ·Dᵢ, added to the
-            # original while writing the weight (one pass over memory instead of copy, then add).
+            # One matmul for all adapters on this layer, [s₁U₁ | s₂U₂ | …] @ [D₁; D₂; …] = Σ sᵢ·Uᵢ·Dᵢ, added
+            # to the original while the result is written (one pass over memory).
             up, down = (ups[0], downs[0]) if len(ups) == 1 else (torch.cat(ups, dim=1), torch.cat(downs, dim=0))
             torch.addmm(start, up.to(merged.device), down.to(merged.device), out=merged)
         else:
             merged.copy_(start)
         for strength, delta in denses:
             merged.add_(delta.dense().to(merged).reshape(merged.shape), alpha=strength)
-        if merged.data_ptr() != weight.data_ptr():
+        if merged.data_ptr() == weight.data_ptr():
+            return
+        if self.offload:
             weight.copy_(merged.view(weight.shape))
+        else:
+            layer.weight.data = merged.view(weight.shape).to(weight.dtype)
 
 
 def _float32(tensor: Any) -> Any:
