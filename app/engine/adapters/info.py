@@ -19,7 +19,7 @@ from app.engine.adapters.hashcache import cached_hashes, file_hashes
 from app.engine.adapters.keys import classify_key, component_of, is_unsupported_adapter_key
 from app.engine.adapters.sftfile import Header, read_header
 from app.engine.errors import AdapterError
-from app.engine.models.families import FAMILIES
+from app.engine.models.families import DEMO_BLOCK_CHANNELS, DEMO_CROSS_ATTENTION, DEMO_REASON, FAMILIES
 
 UNKNOWN = "unknown"
 
@@ -32,6 +32,7 @@ _ARCH_PREFIX = {
     "stable-diffusion-v2-512": "sd2",
     "stable-diffusion-v2-768-v": "sd2-v",
     "stable-diffusion-xl-v1-base": "sdxl",
+    "styleshelf-demo-v1": "demo",
 }
 
 
@@ -40,7 +41,7 @@ class AdapterInfo:
     path: str
     title: str
     trigger_phrase: str
-    family: str  # sd1 | sd2 | sd2-v | sdxl | unknown
+    family: str  # sd1 | sd2 | sd2-v | sdxl | demo | unknown
     family_source: str  # metadata | shapes | unknown
     family_reason: str  # why we believe it, shown next to any compatibility flag
     rank: int | None  # the most common rank over modules
@@ -115,6 +116,8 @@ def family_from_shapes(shapes: dict[str, tuple[str, tuple[int, ...]]]) -> tuple[
             fam = _CROSS_ATTN_WIDTH.get(width)
             if fam:
                 return fam, f"cross-attention input width {width}"
+            if width == DEMO_CROSS_ATTENTION and _mid_block_width(shapes) == DEMO_BLOCK_CHANNELS[-1]:
+                return "demo", DEMO_REASON
             return UNKNOWN, f"cross-attention input width {width} matches no known family (a test or custom model?)"
     for module, (_part, shape) in shapes.items():
         if module.startswith(("lora_te_", "lora_te1_")) and module.endswith("q_proj") and len(shape) >= 2:
@@ -123,6 +126,14 @@ def family_from_shapes(shapes: dict[str, tuple[str, tuple[int, ...]]]) -> tuple[
                 return fam, f"text-encoder width {shape[1]}"
             return UNKNOWN, f"text-encoder width {shape[1]} matches no known family"
     return UNKNOWN, "no cross-attention or text-encoder LoRA to measure"
+
+
+def _mid_block_width(shapes: dict[str, tuple[str, tuple[int, ...]]]) -> int | None:
+    """Input width of the UNet's middle self-attention (its deepest channel count), when the file has it."""
+    for module, (_part, shape) in shapes.items():
+        if module.startswith("lora_unet_mid_block_attentions_0_") and module.endswith("attn1_to_q") and len(shape) >= 2:
+            return shape[1]
+    return None
 
 
 def analyse_keys(header: Header, name: str) -> dict[str, Any]:
@@ -186,6 +197,16 @@ def _thumbnail(meta: dict[str, str]) -> tuple[bytes | None, str]:
         return None, ""
 
 
+def _kohya_time(value: str) -> str:
+    """kohya writes Unix times; show them as ISO dates like ``modelspec.date``."""
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromtimestamp(float(value), dt.timezone.utc).replace(microsecond=0).isoformat()
+    except (ValueError, OverflowError, OSError):
+        return value
+
+
 def _tags(meta: dict[str, str]) -> list[str]:
     raw = meta.get("modelspec.tags", "")
     return [t.strip() for t in raw.split(",") if t.strip()]
@@ -213,6 +234,9 @@ def read_adapter_info(path: str | os.PathLike[str], *, with_hashes: bool = True)
         shape_family, shape_reason = family_from_shapes({m: ("down", s) for m, s in downs.items()})
         if shape_family not in (UNKNOWN, family) and not (family == "sd2-v" and shape_family == "sd2"):
             warnings.append(f"metadata says {family} but the tensors look like {shape_family} ({shape_reason}).")
+            if "cross-attention" in shape_reason:
+                # The UNet's cross-attention width fixes what the file fits; a label from elsewhere can be wrong.
+                family, reason, source = shape_family, f"{shape_reason}; mislabelled as {family} ({reason})", "shapes"
     else:
         family, reason = family_from_shapes({m: ("down", s) for m, s in downs.items()})
         source = "shapes" if family != UNKNOWN else UNKNOWN
@@ -230,7 +254,7 @@ def read_adapter_info(path: str | os.PathLike[str], *, with_hashes: bool = True)
             warnings.append("the tensor data does not match the hash recorded when the file was saved.")
     date = meta.get("modelspec.date", "")
     if not date and meta.get("ss_training_started_at"):
-        date = meta["ss_training_started_at"]
+        date = _kohya_time(meta["ss_training_started_at"])
     return AdapterInfo(
         path=str(path),
         title=meta.get("modelspec.title") or meta.get("ss_output_name") or path.stem,

@@ -16,6 +16,7 @@ from typing import Any
 from app.engine.adapters.info import UNKNOWN, AdapterInfo, read_adapter_info
 from app.engine.adapters.keys import classify_key, component_of, peft_alphas, sgm_to_diffusers, split_module, te_path
 from app.engine.errors import AdapterError
+from app.engine.models.families import families_compatible, family_label, is_demo_unet
 
 COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
 
@@ -110,6 +111,8 @@ def pipeline_family(pipe: Any) -> str:
     width = unet.config.cross_attention_dim
     if getattr(pipe, "text_encoder_2", None) is not None or unet.config.addition_embed_type == "text_time":
         return "sdxl" if width == 2048 else UNKNOWN
+    if is_demo_unet(dict(unet.config)):
+        return "demo"
     if width == 768:
         return "sd1"
     if width == 1024:
@@ -189,6 +192,15 @@ def load_into_pipeline(
     if adapter_name in loaded_adapter_names(pipe):
         raise AdapterError(f"An adapter named {adapter_name!r} is already loaded; unload it or pick another name.")
     info, modules = read_lora_modules(path, unet_config=getattr(getattr(pipe, "unet", None), "config", None))
+    base = base_family or pipeline_family(pipe)
+    # The demo family is read from shapes on both sides, so a mismatch there is certain; other labels may be
+    # wrong, and for them the per-layer shape check below decides.
+    if "demo" in (info.family, base) and not families_compatible(info.family, base):
+        raise AdapterError(
+            f"{path.name} is a {family_label(info.family)} adapter ({info.family_reason}); the base model is "
+            f"{family_label(base)}, whose layers have other shapes, so it cannot apply.",
+            hint=f"Pick a {family_label(info.family)} base model, or an adapter made for {family_label(base)}.",
+        )
     sdxl_pipe = getattr(pipe, "text_encoder_2", None) is not None
     tables = {c: _target_table(getattr(pipe, c), c) for c in COMPONENTS if getattr(pipe, c, None) is not None}
     matched: dict[str, LoraModule] = {}
@@ -208,11 +220,11 @@ def load_into_pipeline(
         if problem:
             raise AdapterError(
                 f"{path.name} does not fit this base model: {name}: {problem}.",
-                hint=f"The adapter is for {info.family} ({info.family_reason}).",
+                hint=f"The adapter is for {family_label(info.family)} ({info.family_reason}); the base is "
+                f"{family_label(base)}.",
             )
         matched[f"{component}.{dotted}"] = module
         per_component[component] = per_component.get(component, 0) + 1
-    base = base_family or pipeline_family(pipe)
     if not matched:
         raise AdapterError(
             f"{path.name}: none of its {len(modules)} LoRA modules exist in this base model, so it would do nothing.",
