@@ -39,7 +39,9 @@ from app.engine.train.model import load_training_base
 from app.engine.train.preflight import (
     estimate_peak_bytes, is_out_of_memory, out_of_memory_error, preflight_warning,
 )
-from app.engine.train.output import RateTracker, adapter_metadata, weights_checksum, write_adapter
+from app.engine.train.output import (
+    RateTracker, RunFacts, adapter_metadata, images_per_folder, weights_checksum, write_adapter,
+)
 from app.engine.train.optimizers import make_optimizer
 from app.engine.train.sampling import render_samples, thumbnail_of
 from app.engine.train.objective import denoising_loss, step_generator
@@ -114,6 +116,7 @@ class _Run:
     # ------------------------------------------------------------------ setup
     def execute(self) -> TrainResult:
         cfg = self.cfg
+        self.started_at = time.time()
         items, val_items, report = self._scan()
         self.log(f"Loading base model {Path(cfg.base).name}…")
         base = load_training_base(cfg.base, dtype=self.weight_dtype, device=self.device)
@@ -425,8 +428,11 @@ class _Run:
 
     def _write_adapter(self, states, step, samples: list[Path], summary) -> Path:
         thumb = thumbnail_of(samples[0]) if samples and self.cfg.thumbnail else None
+        run = RunFacts(started_at=self.started_at, finished_at=time.time(), family=self.base.family,
+                       images_per_folder=images_per_folder([i.path for i in self.items], self.report.folder),
+                       buckets=[s.bucket for s in self.data.samples])
         extra = adapter_metadata(self.cfg, step=step, train_images=len(self.items), out=self.out,
-                                 tag_frequency=self.report.tag_frequency_by_folder, summary=summary)
+                                 tag_frequency=self.report.tag_frequency_by_folder, summary=summary, run=run)
         return write_adapter(self.cfg, self.out, states, family=self.base.family, thumbnail=thumb, extra=extra)
 
     def log(self, message: str, level: str = "info") -> None:
