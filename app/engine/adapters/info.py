@@ -17,6 +17,7 @@ from typing import Any
 
 from app.engine.adapters.hashcache import cached_hashes, file_hashes
 from app.engine.adapters.keys import classify_key, component_of, is_unsupported_adapter_key
+from app.engine.adapters.lycoris import algorithm, classify_lycoris_key, header_shape, refused_format
 from app.engine.adapters.sftfile import Header, read_header
 from app.engine.errors import AdapterError
 from app.engine.models.families import DEMO_BLOCK_CHANNELS, DEMO_CROSS_ATTENTION, DEMO_REASON, FAMILIES
@@ -47,6 +48,7 @@ class AdapterInfo:
     rank: int | None  # the most common rank over modules
     ranks: list[int]
     layout: str  # kohya | kohya-sgm | diffusers | peft (or "mixed: …")
+    algorithm: str = field(default="lora", kw_only=True)  # lora | loha | lokr | full | dora, "+"-joined when mixed
     module_count: int
     components: dict[str, int]  # unet / text_encoder / text_encoder_2 → module count
     has_alpha: bool
@@ -144,7 +146,18 @@ def analyse_keys(header: Header, name: str) -> dict[str, Any]:
     alphas: set[str] = set()
     unknown: list[str] = []
     unsupported: list[str] = []
+    lycoris: dict[str, dict[str, tuple[int, ...]]] = {}
     for key, spec in header.tensors.items():
+        lyco = classify_lycoris_key(key)
+        if lyco is not None:
+            module, part, layout = lyco
+            lycoris.setdefault(module, {})[part] = spec.shape
+            layouts[layout] += 1
+            continue
+        refused = refused_format(key)
+        if refused:
+            raise AdapterError(f"{name}: uses {refused} (e.g. {key!r}), which StyleShelf cannot apply; it applies "
+                               "LoRA, LoCon, LoHa, LoKr, DoRA and full diffs.")
         role = classify_key(key)
         if role is None:
             (unsupported if is_unsupported_adapter_key(key) else unknown).append(key)
@@ -156,6 +169,19 @@ def analyse_keys(header: Header, name: str) -> dict[str, Any]:
             ups[role.module] = spec.shape
         else:
             alphas.add(role.module)
+    algorithms = collections.Counter("lora" for _ in downs)
+    for module, parts in lycoris.items():
+        if module in downs or set(parts) <= {"dora_scale", "lora_mid"}:
+            if module not in downs:
+                raise AdapterError(f"{name}: {module} has {'/'.join(sorted(parts))} but no LoRA weights to go with it.")
+            if "dora_scale" in parts:
+                algorithms["dora"] += 1
+            continue
+        shapes = header_shape(parts)
+        if shapes is None:
+            raise AdapterError(f"{name}: malformed LyCORIS module {module} ({', '.join(sorted(parts))}).")
+        downs[module], ups[module] = shapes
+        algorithms[algorithm(set(parts))] += 1
     if unsupported:
         raise AdapterError(
             f"{name}: uses LoRA variants StyleShelf cannot apply yet (e.g. {unsupported[0]!r}: LoHa/LoKr/DoRA/OFT).",
@@ -182,7 +208,8 @@ def analyse_keys(header: Header, name: str) -> dict[str, Any]:
             raise AdapterError(f"{name}: malformed LoRA — {module} has down {list(down)} and up {list(up)}.")
     main_layouts = [l for l, _ in layouts.most_common()]
     layout = main_layouts[0] if len(main_layouts) == 1 else "mixed: " + ", ".join(main_layouts)
-    return {"layout": layout, "downs": downs, "alphas": alphas}
+    kinds = [k for k, _ in algorithms.most_common() if k != "lora" or len(algorithms) == 1]
+    return {"layout": layout, "downs": downs, "alphas": alphas, "algorithm": "+".join(kinds) or "lora"}
 
 
 def _thumbnail(meta: dict[str, str]) -> tuple[bytes | None, str]:
@@ -265,6 +292,7 @@ def read_adapter_info(path: str | os.PathLike[str], *, with_hashes: bool = True)
         rank=ranks.most_common(1)[0][0] if ranks else None,
         ranks=sorted(ranks),
         layout=keys["layout"],
+        algorithm=keys["algorithm"],
         module_count=len(downs),
         components=dict(components),
         has_alpha=bool(keys["alphas"]) or "lora_adapter_metadata" in meta,

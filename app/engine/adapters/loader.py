@@ -8,6 +8,7 @@ nothing is refused. A shape mismatch is refused before diffusers is called, so t
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 from app.engine.adapters.info import UNKNOWN, AdapterInfo, read_adapter_info
 from app.engine.adapters.keys import classify_key, component_of, peft_alphas, sgm_to_diffusers, split_module, te_path
+from app.engine.adapters.lycoris import algorithm, classify_lycoris_key, dora_delta, full_to_pair, module_pair, tucker_locon_down
 from app.engine.errors import AdapterError
 from app.engine.models.families import families_compatible, family_label, is_demo_unet
 
@@ -23,9 +25,11 @@ COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
 
 @dataclass
 class LoraModule:
-    down: Any  # Tensor [r, in] or [r, in, kh, kw]
+    down: Any  # Tensor [r, in] or [r, in, kh, kw] (a LoHa conv arrives flat, [r, in·kh·kw], until placed)
     up: Any  # Tensor [out, r] or [out, r, 1, 1]
     alpha: float  # scale = alpha / rank
+    dora_scale: Any = None  # DoRA magnitude: the delta is then computed against the base layer (see lycoris.py)
+    algorithm: str = "lora"  # lora | loha | lokr | full: what the file stored, converted to this exact pair
 
     @property
     def rank(self) -> int:
@@ -80,12 +84,18 @@ def read_lora_modules(
     ups: dict[str, Any] = {}
     alphas: dict[str, float] = {}
     peft_modules: set[str] = set()
+    lycoris: dict[str, dict[str, Any]] = {}
     for key, tensor in raw.items():
+        if check_finite and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise AdapterError(f"{Path(path).name}: tensor {key!r} contains NaN or Inf values; the adapter is broken.")
+        lyco = classify_lycoris_key(key)
+        if lyco is not None:
+            name, part, layout = lyco
+            lycoris.setdefault(sgm_to_diffusers(name, lpb) if layout == "kohya-sgm" else name, {})[part] = tensor.float()
+            continue
         role = classify_key(key)
         assert role is not None  # analyse_keys (in read_adapter_info) refused anything else
         module = sgm_to_diffusers(role.module, lpb) if role.layout == "kohya-sgm" else role.module
-        if check_finite and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise AdapterError(f"{Path(path).name}: tensor {key!r} contains NaN or Inf values; the adapter is broken.")
         if role.part == "alpha":
             alphas[module] = float(tensor.float().item())
         else:
@@ -97,9 +107,16 @@ def read_lora_modules(
     modules: dict[str, LoraModule] = {}
     for name, down in downs.items():
         up = ups[name]
+        extra = lycoris.pop(name, {})
+        if "lora_mid" in extra:  # LoCon with a Tucker core
+            down = tucker_locon_down(down.float(), extra["lora_mid"])
         if down.shape[0] != up.shape[1] or down.dim() != up.dim():
             raise AdapterError(f"{Path(path).name}: {name} has down {tuple(down.shape)} but up {tuple(up.shape)}.")
-        modules[name] = LoraModule(down, up, alphas.get(name, float(down.shape[0])))
+        modules[name] = LoraModule(down, up, alphas.get(name, float(down.shape[0])), extra.get("dora_scale"))
+    for name, parts in lycoris.items():
+        # Scale folded into the pair, so alpha = rank (scale 1) whatever the stored alpha was.
+        down, up = module_pair(parts, alphas.get(name))
+        modules[name] = LoraModule(down, up, float(down.shape[0]), parts.get("dora_scale"), algorithm(set(parts)))
     return info, modules
 
 
@@ -149,6 +166,28 @@ def _shape_problem(module: LoraModule, layer: Any) -> str:
     if tuple(down.shape[2:]) not in ((1, 1), tuple(layer.kernel_size)):
         return f"kernel {tuple(down.shape[2:])} vs conv kernel {tuple(layer.kernel_size)}"
     return ""
+
+
+def _unflatten_for(module: LoraModule, layer: Any) -> LoraModule:
+    """A LoHa on a convolution stores its down factor flat ([r, in·kh·kw]): give it the layer's kernel shape."""
+    import torch
+
+    if not isinstance(layer, torch.nn.Conv2d) or module.down.dim() != 2:
+        return module
+    shape = tuple(layer.weight.shape)
+    if module.down.shape[1] != shape[1] * shape[2] * shape[3]:
+        return module  # reported by the shape check
+    down = module.down.reshape(module.down.shape[0], *shape[1:])
+    return dataclasses.replace(module, down=down, up=module.up.reshape(*module.up.shape[:2], 1, 1))
+
+
+def _dora_applied(module: LoraModule, layer: Any) -> LoraModule:
+    """DoRA's effective delta against this base layer, as an exact (full-rank) LoRA pair with scale 1."""
+    weight = layer.weight.detach()
+    out = weight.shape[0]
+    delta = (module.up.float().reshape(out, -1) @ module.down.float().reshape(module.rank, -1)) * module.scale
+    down, up = full_to_pair(dora_delta(weight, delta.reshape(weight.shape), module.dora_scale))
+    return LoraModule(down, up, float(down.shape[0]), None, module.algorithm + "+dora")
 
 
 def to_peft_state_dict(modules: dict[str, LoraModule]) -> dict[str, Any]:
@@ -216,6 +255,7 @@ def load_into_pipeline(
             unmatched.append(name)
             continue
         dotted, layer = target
+        module = _unflatten_for(module, layer)
         problem = _shape_problem(module, layer)
         if problem:
             raise AdapterError(
@@ -223,7 +263,7 @@ def load_into_pipeline(
                 hint=f"The adapter is for {family_label(info.family)} ({info.family_reason}); the base is "
                 f"{family_label(base)}.",
             )
-        matched[f"{component}.{dotted}"] = module
+        matched[f"{component}.{dotted}"] = _dora_applied(module, layer) if module.dora_scale is not None else module
         per_component[component] = per_component.get(component, 0) + 1
     if not matched:
         raise AdapterError(
