@@ -119,3 +119,38 @@ def test_peft_dora_file_applies_as_peft_merges_it(tmp_path):
     assert report.matched == len(reference) > 0 and set(ours) == set(reference)
     worst = max(float((ours[k] - reference[k]).abs().max() / reference[k].abs().max()) for k in reference)
     assert worst < 1e-5, f"largest relative difference {worst:.2e}"
+
+
+def test_loha_and_dora_on_the_shelf_weight_toggle_and_bake(tmp_path, tiny_sd15):
+    import numpy as np
+
+    from app.engine.errors import AdapterError
+    from app.engine.generate.generator import Generator
+    from app.engine.shelf.bake import bake
+    from app.engine.shelf.stack import StackEntry
+
+    loha, _ = _lycoris_file(tmp_path / "loha.safetensors", algo="loha", preset="attn-mlp")
+    dora, _ = _lycoris_file(tmp_path / "dora.safetensors", algo="lora", preset="attn-mlp", dora_wd="True", seed=1)
+    gen = Generator(str(tiny_sd15), max_loaded_adapters=4)
+
+    def render(stack):
+        gen.apply_stack(stack)
+        out = gen.pipe("a lighthouse", num_inference_steps=2, width=64, height=64, output_type="np",
+                       generator=torch.Generator().manual_seed(5))
+        return out.images[0]
+
+    base = render([])
+    full = render([StackEntry(path=str(loha), weight=1.0)])
+    assert np.abs(full - base).max() > 1e-3
+    assert np.array_equal(render([StackEntry(path=str(loha), weight=0.0)]), base)
+    half = render([StackEntry(path=str(loha), weight=0.5)])
+    assert not np.array_equal(half, full) and not np.array_equal(half, base)
+    both = render([StackEntry(path=str(loha), weight=1.0), StackEntry(path=str(dora), weight=1.0)])
+    assert np.abs(both - full).max() > 1e-3
+    assert np.array_equal(render([StackEntry(path=str(loha), weight=1.0),
+                                  StackEntry(path=str(dora), weight=1.0, enabled=False)]), full)
+
+    baked = bake([StackEntry(path=str(loha), weight=1.0)], tmp_path / "baked.safetensors")  # concat: exact
+    np.testing.assert_allclose(render([StackEntry(path=str(baked), weight=1.0)]), full, atol=2e-5)
+    with pytest.raises(AdapterError, match="DoRA adapter, whose effect depends on the base"):
+        bake([StackEntry(path=str(dora), weight=1.0)], tmp_path / "no.safetensors")
