@@ -41,6 +41,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from app.engine.demo.attributes import AttributeHeads, CaptionTable, pretrain_text  # noqa: E402
 from app.engine.demo.scenes import COLOURS, STYLES, Scene, image_to_tensor_array, random_scene, render  # noqa: E402
+from app.engine.models.te_layout import prefix_text_encoder_keys  # noqa: E402
 from app.engine.paths import DEMO_MODEL_DIR, TOKENIZER_DIR  # noqa: E402
 
 SCHEDULE = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000)
@@ -233,6 +234,7 @@ def save_atomically(pipe, out: Path, card: str, facts: dict) -> None:
     pipe.unet.to(torch.float16)
     pipe.vae.to(torch.float16)
     pipe.save_pretrained(tmp, safe_serialization=True)
+    prefix_text_encoder_keys(tmp)  # text_model.* keys: transformers 4.x would load 5.x's flat names as random weights
     # The slow tokenizer's vocab/merges files are 1.5 MB; the fast tokenizer.json would be 3.6 MB of the 25 MB.
     shutil.rmtree(tmp / "tokenizer")
     shutil.copytree(TOKENIZER_DIR, tmp / "tokenizer")

@@ -187,8 +187,12 @@ def test_non_lora_weights_are_refused(tmp_path, tiny_sd15):
         read_adapter_info(tmp_path / "unet.safetensors")
     lycoris = {"lora_unet_x.hada_w1_a": torch.zeros(2, 2), "lora_unet_x.hada_w1_b": torch.zeros(2, 2)}
     save_file(lycoris, str(tmp_path / "loha.safetensors"))
-    with pytest.raises(AdapterError, match="LoHa"):
+    with pytest.raises(AdapterError, match="malformed LyCORIS module lora_unet_x"):  # w2 of the LoHa missing
         read_adapter_info(tmp_path / "loha.safetensors")
+    oft = {"lora_unet_x.oft_blocks": torch.zeros(2, 2, 2), "lora_unet_x.alpha": torch.tensor(1.0)}
+    save_file(oft, str(tmp_path / "oft.safetensors"))
+    with pytest.raises(AdapterError, match=r"uses OFT/BOFT \(orthogonal fine-tuning\)"):
+        read_adapter_info(tmp_path / "oft.safetensors")
 
 
 def test_malformed_pairs_are_refused(tmp_path):

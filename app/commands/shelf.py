@@ -40,8 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = action("inspect", help="Metadata, family, hashes, rank, key layout and a full validity check.")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--base", metavar="MODEL",
-                   help="Also measure each module's update against this base model's layer weights (loads the model).")  # fmt: skip
+    p.add_argument("--base", metavar="MODEL", default="",
+                   help="Also check the layer shapes fit this base model and measure each module's update "
+                   "against its layer weights (loads the model).")  # fmt: skip
     p.set_defaults(func=run_inspect)
 
     p = action("import", help="Copy adapter files onto your shelf (validated, duplicates detected).")
@@ -159,6 +160,12 @@ def run_inspect(args: argparse.Namespace) -> int:
         "on_shelf": lib.kind_of(Path(info.path)) != OUTSIDE,
         "top_tags": dict(list(tag_frequency(info).items())[:10]),
     })  # fmt: skip
+    if args.base:
+        from app.engine.adapters.fit import adapter_fit
+
+        fit = adapter_fit(info.path, args.base)
+        report["fits_base"] = {"base": Path(args.base).name, "fits": fit.fits, "layers_checked": fit.checked,
+                               "reason": fit.reason}
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
         return 0
@@ -181,6 +188,10 @@ def run_inspect(args: argparse.Namespace) -> int:
             print(f"  {label:<14} {value}")
     for w in [*info.warnings, *strength.warnings]:
         print(f"  ⚠ {w}")
+    if args.base:
+        fit = report["fits_base"]
+        verdict = f"yes ({fit['layers_checked']} layers checked)" if fit["fits"] else f"NO: {fit['reason']}"
+        print(f"  {'fits ' + fit['base']:<14} {verdict}")
     return 0
 
 
@@ -200,7 +211,7 @@ def _compatibility(info) -> str:
     from app.engine.models.families import FAMILIES
 
     if info.family in FAMILIES:
-        return f"for {FAMILIES[info.family].label} base models ({info.family_source})"
+        return f"for {FAMILIES[info.family].label} base models ({info.family_source}: {info.family_reason})"
     return f"base family unknown: {info.family_reason}; checked against the base when loaded"
 
 

@@ -22,7 +22,7 @@ WeightRole = Qt.ItemDataRole.UserRole + 12
 MismatchRole = Qt.ItemDataRole.UserRole + 13
 TextWeightRole = Qt.ItemDataRole.UserRole + 14  # the text-encoder weight; None = the same as the weight
 
-FAMILY_LABELS = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sd2-v": "SD 2.x-v", "sdxl": "SDXL"}
+FAMILY_LABELS = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sd2-v": "SD 2.x-v", "sdxl": "SDXL", "demo": "Demo"}
 WEIGHT_MIN, WEIGHT_MAX = -2.0, 2.0
 # Above this summed strength stacked styles tend to wipe out the subject (the A1111/ComfyUI rule of thumb: keep
 # the sum of the weights near 1).

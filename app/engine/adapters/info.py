@@ -20,10 +20,11 @@ from typing import Any
 
 from app.engine.adapters.hashcache import cached_hashes, file_hashes, remember_hashes
 from app.engine.adapters.keys import classify_key, component_of, is_unsupported_adapter_key
+from app.engine.adapters.lycoris import algorithm, classify_lycoris_key, header_shape, refused_format
 from app.engine.adapters.sftfile import Header, read_file, read_header
 from app.engine.errors import AdapterError
+from app.engine.models.families import DEMO_BLOCK_CHANNELS, DEMO_CROSS_ATTENTION, DEMO_REASON, FAMILIES
 from app.engine.safetensors_file import CHANGED_HINT, short_repr
-from app.engine.models.families import FAMILIES
 
 UNKNOWN = "unknown"
 
@@ -39,6 +40,7 @@ _ARCH_PREFIX = {
     "stable-diffusion-v2-512": "sd2",
     "stable-diffusion-v2-768-v": "sd2-v",
     "stable-diffusion-xl-v1-base": "sdxl",
+    "styleshelf-demo-v1": "demo",
 }
 
 
@@ -47,12 +49,13 @@ class AdapterInfo:
     path: str
     title: str
     trigger_phrase: str
-    family: str  # sd1 | sd2 | sd2-v | sdxl | unknown
+    family: str  # sd1 | sd2 | sd2-v | sdxl | demo | unknown
     family_source: str  # metadata | shapes | unknown
     family_reason: str  # why we believe it, shown next to any compatibility flag
     rank: int | None  # the most common rank over modules
     ranks: list[int]
     layout: str  # kohya | kohya-sgm | diffusers | peft (or "mixed: …")
+    algorithm: str = field(default="lora", kw_only=True)  # lora | loha | lokr | full | dora, "+"-joined when mixed
     module_count: int
     components: dict[str, int]  # unet / text_encoder / text_encoder_2 → module count
     has_alpha: bool
@@ -122,6 +125,8 @@ def family_from_shapes(shapes: dict[str, tuple[str, tuple[int, ...]]]) -> tuple[
             fam = _CROSS_ATTN_WIDTH.get(width)
             if fam:
                 return fam, f"cross-attention input width {width}"
+            if width == DEMO_CROSS_ATTENTION and _mid_block_width(shapes) == DEMO_BLOCK_CHANNELS[-1]:
+                return "demo", DEMO_REASON
             return UNKNOWN, f"cross-attention input width {width} matches no known family (a test or custom model?)"
     for module, (_part, shape) in shapes.items():
         if module.startswith(("lora_te_", "lora_te1_")) and module.endswith("q_proj") and len(shape) >= 2:
@@ -132,6 +137,14 @@ def family_from_shapes(shapes: dict[str, tuple[str, tuple[int, ...]]]) -> tuple[
     return UNKNOWN, "no cross-attention or text-encoder LoRA to measure"
 
 
+def _mid_block_width(shapes: dict[str, tuple[str, tuple[int, ...]]]) -> int | None:
+    """Input width of the UNet's middle self-attention (its deepest channel count), when the file has it."""
+    for module, (_part, shape) in shapes.items():
+        if module.startswith("lora_unet_mid_block_attentions_0_") and module.endswith("attn1_to_q") and len(shape) >= 2:
+            return shape[1]
+    return None
+
+
 def analyse_keys(header: Header, name: str) -> dict[str, Any]:
     """Classify every key; refuse files that are not (supported) LoRA adapters."""
     layouts: collections.Counter[str] = collections.Counter()
@@ -140,7 +153,18 @@ def analyse_keys(header: Header, name: str) -> dict[str, Any]:
     alphas: set[str] = set()
     unknown: list[str] = []
     unsupported: list[str] = []
+    lycoris: dict[str, dict[str, tuple[int, ...]]] = {}
     for key, spec in header.tensors.items():
+        lyco = classify_lycoris_key(key)
+        if lyco is not None:
+            module, part, layout = lyco
+            lycoris.setdefault(module, {})[part] = spec.shape
+            layouts[layout] += 1
+            continue
+        refused = refused_format(key)
+        if refused:
+            raise AdapterError(f"{name}: uses {refused} (e.g. {key!r}), which StyleShelf cannot apply; it applies "
+                               "LoRA, LoCon, LoHa, LoKr, DoRA and full diffs.")
         role = classify_key(key)
         if role is None:
             (unsupported if is_unsupported_adapter_key(key) else unknown).append(key)
@@ -160,6 +184,19 @@ def analyse_keys(header: Header, name: str) -> dict[str, Any]:
             if math.prod(spec.shape) != 1:
                 raise AdapterError(f"{name}: malformed LoRA — alpha {short_repr(key)} holds {math.prod(spec.shape)} values, not one.")
             alphas.add(role.module)
+    algorithms = collections.Counter("lora" for _ in downs)
+    for module, parts in lycoris.items():
+        if module in downs or set(parts) <= {"dora_scale", "lora_mid"}:
+            if module not in downs:
+                raise AdapterError(f"{name}: {module} has {'/'.join(sorted(parts))} but no LoRA weights to go with it.")
+            if "dora_scale" in parts:
+                algorithms["dora"] += 1
+            continue
+        shapes = header_shape(parts)
+        if shapes is None:
+            raise AdapterError(f"{name}: malformed LyCORIS module {module} ({', '.join(sorted(parts))}).")
+        downs[module], ups[module] = shapes
+        algorithms[algorithm(set(parts))] += 1
     if unsupported:
         raise AdapterError(
             f"{name}: uses LoRA variants StyleShelf cannot apply yet (e.g. {short_repr(unsupported[0])}: LoHa/LoKr/DoRA/OFT).",
@@ -186,7 +223,11 @@ def analyse_keys(header: Header, name: str) -> dict[str, Any]:
             raise AdapterError(f"{name}: malformed LoRA — {module} has down {list(down)} and up {list(up)}.")
     main_layouts = [l for l, _ in layouts.most_common()]
     layout = main_layouts[0] if len(main_layouts) == 1 else "mixed: " + ", ".join(main_layouts)
-    return {"layout": layout, "downs": downs, "alphas": alphas, "warnings": _rank_warnings(downs, ups)}
+    kinds = [k for k, _ in algorithms.most_common() if k != "lora" or len(algorithms) == 1]
+    return {
+        "layout": layout, "downs": downs, "alphas": alphas, "algorithm": "+".join(kinds) or "lora",
+        "warnings": _rank_warnings(downs, ups),
+    }  # fmt: skip
 
 
 def _rank_warnings(downs: dict[str, tuple[int, ...]], ups: dict[str, tuple[int, ...]]) -> list[str]:
@@ -215,6 +256,16 @@ def _thumbnail(meta: dict[str, str]) -> tuple[bytes | None, str]:
         return base64.b64decode(payload, validate=False), mime
     except (binascii.Error, ValueError):
         return None, ""
+
+
+def _kohya_time(value: str) -> str:
+    """kohya writes Unix times; show them as ISO dates like ``modelspec.date``."""
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromtimestamp(float(value), dt.timezone.utc).replace(microsecond=0).isoformat()
+    except (ValueError, OverflowError, OSError):
+        return value
 
 
 def _tags(meta: dict[str, str]) -> list[str]:
@@ -289,6 +340,9 @@ def _info(path: Path, header: Header, keys: dict[str, Any], hashes: tuple[str, s
         shape_family, shape_reason = family_from_shapes({m: ("down", s) for m, s in downs.items()})
         if shape_family not in (UNKNOWN, family) and not (family == "sd2-v" and shape_family == "sd2"):
             warnings.append(f"metadata says {family} but the tensors look like {shape_family} ({shape_reason}).")
+            if "cross-attention" in shape_reason:
+                # The UNet's cross-attention width fixes what the file fits; a label from elsewhere can be wrong.
+                family, reason, source = shape_family, f"{shape_reason}; mislabelled as {family} ({reason})", "shapes"
     else:
         family, reason = family_from_shapes({m: ("down", s) for m, s in downs.items()})
         source = "shapes" if family != UNKNOWN else UNKNOWN
@@ -303,7 +357,7 @@ def _info(path: Path, header: Header, keys: dict[str, Any], hashes: tuple[str, s
         warnings.append("the tensor data does not match the hash recorded when the file was saved.")
     date = meta.get("modelspec.date", "")
     if not date and meta.get("ss_training_started_at"):
-        date = meta["ss_training_started_at"]
+        date = _kohya_time(meta["ss_training_started_at"])
     return AdapterInfo(
         path=str(path),
         title=meta.get("modelspec.title") or meta.get("ss_output_name") or path.stem,
@@ -314,6 +368,7 @@ def _info(path: Path, header: Header, keys: dict[str, Any], hashes: tuple[str, s
         rank=ranks.most_common(1)[0][0] if ranks else None,
         ranks=sorted(ranks),
         layout=keys["layout"],
+        algorithm=keys["algorithm"],
         module_count=len(downs),
         components=dict(components),
         has_alpha=bool(keys["alphas"]) or "lora_adapter_metadata" in meta,

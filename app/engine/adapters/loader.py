@@ -8,6 +8,7 @@ nothing is refused. A shape mismatch is refused before diffusers is called, so t
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,17 +18,21 @@ from app.engine.adapters.info import UNKNOWN, AdapterInfo, read_adapter_snapshot
 from app.engine.adapters.strength import judge as judge_strength
 from app.engine.adapters.strength import layer_norm
 from app.engine.adapters.keys import classify_key, component_of, peft_alphas, sgm_to_diffusers, split_module, te_path
+from app.engine.adapters.lycoris import algorithm, classify_lycoris_key, dora_delta, full_to_pair, module_pair, tucker_locon_down
 from app.engine.errors import AdapterError
 from app.engine.safetensors_file import short_repr
+from app.engine.models.families import families_compatible, family_label, is_demo_unet
 
 COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
 
 
 @dataclass
 class LoraModule:
-    down: Any  # Tensor [r, in] or [r, in, kh, kw]
+    down: Any  # Tensor [r, in] or [r, in, kh, kw] (a LoHa conv arrives flat, [r, in·kh·kw], until placed)
     up: Any  # Tensor [out, r] or [out, r, 1, 1]
     alpha: float  # scale = alpha / rank
+    dora_scale: Any = None  # DoRA magnitude: the delta is then computed against the base layer (see lycoris.py)
+    algorithm: str = "lora"  # lora | loha | lokr | full: what the file stored, converted to this exact pair
 
     @property
     def rank(self) -> int:
@@ -90,12 +95,18 @@ def lora_modules_from_bytes(
     ups: dict[str, Any] = {}
     alphas: dict[str, float] = {}
     peft_modules: set[str] = set()
+    lycoris: dict[str, dict[str, Any]] = {}
     for key, tensor in sorted(raw.items()):  # deterministic: the Rust loader returns no fixed order
+        if check_finite and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise AdapterError(f"{path.name}: tensor {short_repr(key)} contains NaN or Inf values; the adapter is broken.")
+        lyco = classify_lycoris_key(key)
+        if lyco is not None:
+            name, part, layout = lyco
+            lycoris.setdefault(sgm_to_diffusers(name, lpb) if layout == "kohya-sgm" else name, {})[part] = tensor.float()
+            continue
         role = classify_key(key)
         assert role is not None  # analyse_keys (in read_adapter_info) refused anything else
         module = sgm_to_diffusers(role.module, lpb) if role.layout == "kohya-sgm" else role.module
-        if check_finite and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise AdapterError(f"{path.name}: tensor {short_repr(key)} contains NaN or Inf values; the adapter is broken.")
         if role.part == "alpha":
             alphas[module] = float(tensor.float().item())
         else:
@@ -110,9 +121,16 @@ def lora_modules_from_bytes(
     modules: dict[str, LoraModule] = {}
     for name, down in downs.items():
         up = ups[name]
+        extra = lycoris.pop(name, {})
+        if "lora_mid" in extra:  # LoCon with a Tucker core
+            down = tucker_locon_down(down.float(), extra["lora_mid"])
         if down.shape[0] != up.shape[1] or down.dim() != up.dim():
             raise AdapterError(f"{path.name}: {name} has down {tuple(down.shape)} but up {tuple(up.shape)}.")
-        modules[name] = LoraModule(down, up, alphas.get(name, float(down.shape[0])))
+        modules[name] = LoraModule(down, up, alphas.get(name, float(down.shape[0])), extra.get("dora_scale"))
+    for name, parts in lycoris.items():
+        # Scale folded into the pair, so alpha = rank (scale 1) whatever the stored alpha was.
+        down, up = module_pair(parts, alphas.get(name))
+        modules[name] = LoraModule(down, up, float(down.shape[0]), parts.get("dora_scale"), algorithm(set(parts)))
     return modules
 
 
@@ -124,6 +142,8 @@ def pipeline_family(pipe: Any) -> str:
     width = unet.config.cross_attention_dim
     if getattr(pipe, "text_encoder_2", None) is not None or unet.config.addition_embed_type == "text_time":
         return "sdxl" if width == 2048 else UNKNOWN
+    if is_demo_unet(dict(unet.config)):
+        return "demo"
     if width == 768:
         return "sd1"
     if width == 1024:
@@ -174,6 +194,28 @@ def _shape_problem(module: LoraModule, layer: Any) -> str:
     return ""
 
 
+def _unflatten_for(module: LoraModule, layer: Any) -> LoraModule:
+    """A LoHa on a convolution stores its down factor flat ([r, in·kh·kw]): give it the layer's kernel shape."""
+    import torch
+
+    if not isinstance(layer, torch.nn.Conv2d) or module.down.dim() != 2:
+        return module
+    shape = tuple(layer.weight.shape)
+    if module.down.shape[1] != shape[1] * shape[2] * shape[3]:
+        return module  # reported by the shape check
+    down = module.down.reshape(module.down.shape[0], *shape[1:])
+    return dataclasses.replace(module, down=down, up=module.up.reshape(*module.up.shape[:2], 1, 1))
+
+
+def _dora_applied(module: LoraModule, layer: Any) -> LoraModule:
+    """DoRA's effective delta against this base layer, as an exact (full-rank) LoRA pair with scale 1."""
+    weight = layer.weight.detach()
+    out = weight.shape[0]
+    delta = (module.up.float().reshape(out, -1) @ module.down.float().reshape(module.rank, -1)) * module.scale
+    down, up = full_to_pair(dora_delta(weight, delta.reshape(weight.shape), module.dora_scale))
+    return LoraModule(down, up, float(down.shape[0]), None, module.algorithm + "+dora")
+
+
 def to_peft_state_dict(modules: dict[str, LoraModule]) -> dict[str, Any]:
     """``<component>.<exact module path>.lora_A/B.weight`` with the scale folded into lora_B.
 
@@ -215,6 +257,15 @@ def load_into_pipeline(
     if adapter_name in loaded_adapter_names(pipe):
         raise AdapterError(f"An adapter named {adapter_name!r} is already loaded; unload it or pick another name.")
     info, modules = read_lora_modules(path, unet_config=getattr(getattr(pipe, "unet", None), "config", None))
+    base = base_family or pipeline_family(pipe)
+    # The demo family is read from shapes on both sides, so a mismatch there is certain; other labels may be
+    # wrong, and for them the per-layer shape check below decides.
+    if "demo" in (info.family, base) and not families_compatible(info.family, base):
+        raise AdapterError(
+            f"{path.name} is a {family_label(info.family)} adapter ({info.family_reason}); the base model is "
+            f"{family_label(base)}, whose layers have other shapes, so it cannot apply.",
+            hint=f"Pick a {family_label(info.family)} base model, or an adapter made for {family_label(base)}.",
+        )
     sdxl_pipe = getattr(pipe, "text_encoder_2", None) is not None
     tables = {c: _target_table(getattr(pipe, c), c) for c in COMPONENTS if getattr(pipe, c, None) is not None}
     matched: dict[str, LoraModule] = {}
@@ -231,16 +282,17 @@ def load_into_pipeline(
             unmatched.append(name)
             continue
         dotted, layer = target
+        module = _unflatten_for(module, layer)
         problem = _shape_problem(module, layer)
         if problem:
             raise AdapterError(
                 f"{path.name} does not fit this base model: {name}: {problem}.",
-                hint=f"The adapter is for {info.family} ({info.family_reason}).",
+                hint=f"The adapter is for {family_label(info.family)} ({info.family_reason}); the base is "
+                f"{family_label(base)}.",
             )
-        matched[f"{component}.{dotted}"] = module
+        matched[f"{component}.{dotted}"] = _dora_applied(module, layer) if module.dora_scale is not None else module
         fitted[name] = (module, layer)
         per_component[component] = per_component.get(component, 0) + 1
-    base = base_family or pipeline_family(pipe)
     if not matched:
         raise AdapterError(
             f"{path.name}: none of its {len(modules)} LoRA modules exist in this base model, so it would do nothing.",

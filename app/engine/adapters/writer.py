@@ -106,7 +106,7 @@ def build_metadata(
     meta = {
         "ss_network_module": "networks.lora",
         "ss_network_dim": str(rank),
-        "ss_network_alpha": _num(alpha),
+        "ss_network_alpha": num_text(alpha),
         "modelspec.sai_model_spec": "1.0.0",
         "modelspec.implementation": "diffusers",
         "modelspec.title": title,
@@ -140,7 +140,7 @@ def build_metadata(
     return meta
 
 
-def _num(x: float) -> str:
+def num_text(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(float(x))
 
 
@@ -188,6 +188,18 @@ def save_adapter(
     return write_kohya_modules(path, modules, meta)
 
 
+def legacy_hash(tensors: dict[str, Any], meta: dict[str, str]) -> str:
+    """kohya's ``sshs_legacy_hash`` (``precalculate_safetensors_hashes``): the old A1111 / additional-networks
+    model hash, 8 hex of SHA-256 over bytes 1 MiB … 1 MiB + 64 KiB of the file as safetensors would save it
+    with the ``ss_*`` metadata alone (so later edits of user metadata do not change it)."""
+    import hashlib
+
+    from safetensors.torch import save
+
+    blob = save(tensors, {k: v for k, v in meta.items() if k.startswith("ss_")})
+    return hashlib.sha256(blob[0x100000:0x110000]).hexdigest()[:8]
+
+
 def write_kohya_modules(path: str | os.PathLike[str], modules: dict[str, tuple[Any, Any, float]], meta: dict[str, str]) -> Path:
     """Write {kohya module name: (down, up, alpha)} as fp32 tensors with ``meta`` plus the tensor hash."""
     import torch
@@ -200,6 +212,7 @@ def write_kohya_modules(path: str | os.PathLike[str], modules: dict[str, tuple[A
         tensors[f"{name}.lora_up.weight"] = up.detach().to("cpu", torch.float32).contiguous()
         tensors[f"{name}.alpha"] = torch.tensor(float(module_alpha), dtype=torch.float32)
     meta = dict(meta)
+    meta["sshs_legacy_hash"] = legacy_hash(tensors, meta)
     specs, data, digest = serialize(tensors)
     meta[HASH_KEY] = f"0x{digest}"
     meta["sshs_model_hash"] = digest  # kohya's / AUTOMATIC1111's name for the same tensor-data hash

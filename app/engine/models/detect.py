@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.engine.errors import ModelLoadError
-from app.engine.models.families import FAMILIES, Family
+from app.engine.models.families import DEMO_REASON, FAMILIES, Family, is_demo_unet
 from app.engine.models.safetensors_header import SafetensorsHeader, read_safetensors_header, refuse_pickle
 
 UNET_PREFIX = "model.diffusion_model."
@@ -112,7 +112,9 @@ def detect_folder(folder: Path) -> Detection:
         if not (index.get("text_encoder") or [None])[0]:
             raise ModelLoadError(f"{folder.name}/ is an SDXL refiner; StyleShelf needs an SDXL base model.")
         return Detection("sdxl", False, f"{cls} in model_index.json", prediction, "StableDiffusionXLPipeline")
-    if cross == 768:
+    if is_demo_unet(unet):
+        family, reason = "demo", DEMO_REASON
+    elif cross == 768:
         family, reason = "sd1", "UNet cross-attention width 768 (CLIP ViT-L)"
     elif cross == 1024:
         family, reason = "sd2", "UNet cross-attention width 1024 (OpenCLIP ViT-H)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Family = Literal["sd1", "sd2", "sd2-v", "sdxl"]
+Family = Literal["sd1", "sd2", "sd2-v", "sdxl", "demo"]
 
 
 @dataclass(frozen=True)
@@ -17,7 +17,7 @@ class FamilyInfo:
     prediction_type: str  # epsilon | v_prediction
     native_resolution: int
     config_folder: str  # assets/model-configs/<folder>, for offline single-file loading
-    cross_attention_dim: int  # of the full-size model: 768 / 1024 / 2048
+    cross_attention_dim: int  # of the full-size model: 768 / 1024 / 2048 (32 for the demo model)
 
 
 FAMILIES: dict[str, FamilyInfo] = {
@@ -29,7 +29,38 @@ FAMILIES: dict[str, FamilyInfo] = {
     "sdxl": FamilyInfo(
         "sdxl", "SDXL", "sdxl_base_v1-0", "stable-diffusion-xl-v1-base/lora", "epsilon", 1024, "sdxl-base", 2048
     ),
+    # The bundled 64 px demo model has SD1's architecture at a fraction of its widths, so nothing trained on it
+    # fits a real SD 1.x model. Its own names keep other tools (A1111 lists "sd_v1" files as SD1, ComfyUI
+    # patches them with no effect) from taking its adapters for SD1 ones.
+    "demo": FamilyInfo(
+        "demo", "StyleShelf demo", "styleshelf-demo", "styleshelf-demo-v1/lora", "epsilon", 64, "sd15", 32
+    ),
 }
+
+# What marks the demo model (scripts/train_demo_model.py): SD1 layout, cross-attention width 32, UNet channels
+# 32/64/128. The tiny test models share the width 32 but not the 128-channel third block.
+DEMO_CROSS_ATTENTION = 32
+DEMO_BLOCK_CHANNELS = (32, 64, 128)
+DEMO_REASON = "the StyleShelf demo model's shapes (cross-attention width 32, UNet channels 32/64/128)"
+
+
+def is_demo_unet(config: dict) -> bool:
+    """Whether a UNet config (diffusers' config.json keys) is the demo model's."""
+    return (config.get("cross_attention_dim") == DEMO_CROSS_ATTENTION
+            and tuple(config.get("block_out_channels") or ()) == DEMO_BLOCK_CHANNELS
+            and not config.get("use_linear_projection"))
+
+
+def families_compatible(adapter: str, base: str) -> bool:
+    """Whether an adapter labelled ``adapter`` can fit a base of family ``base`` ("" / unknown: cannot tell, so yes)."""
+    if adapter in ("", "unknown") or base in ("", "unknown"):
+        return True
+    group = {"sd2-v": "sd2"}
+    return group.get(adapter, adapter) == group.get(base, base)
+
+
+def family_label(family: str) -> str:
+    return FAMILIES[family].label if family in FAMILIES else (family or "unknown")
 
 
 def family_info(family: str) -> FamilyInfo:

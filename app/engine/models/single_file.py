@@ -27,6 +27,7 @@ _ARCHITECTURES = {
     "sd2": "stable-diffusion-v2-512",
     "sd2-v": "stable-diffusion-v2-768-v",
     "sdxl": "stable-diffusion-xl-v1-base",
+    "demo": "styleshelf-demo-v1",
 }
 
 

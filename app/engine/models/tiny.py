@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from app.engine.models.te_layout import prefix_text_encoder_keys
 from app.engine.paths import TOKENIZER_DIR
 
 TINY_FAMILIES = ("sd15", "sd2", "sd2-v", "sdxl")
@@ -137,4 +138,5 @@ def make_tiny(out_dir: str | Path, family: str = "sd15", seed: int = 0) -> Path:
     if out_dir.exists():
         shutil.rmtree(out_dir)
     pipe.save_pretrained(out_dir, safe_serialization=True)
+    prefix_text_encoder_keys(out_dir)  # the layout transformers 4.x reads too
     return out_dir

@@ -7,6 +7,10 @@ Per module, the stack applies ΔW = Σ wᵢ · sᵢ · Uᵢ Dᵢ (wᵢ the stack
 - ``svd``: the best rank-k approximation of ΔW (Eckart–Young), computed without forming ΔW's full SVD:
   QR of the stacked U and Dᵀ leaves a small R×R core whose SVD gives the factors. Modules whose total
   rank is already ≤ k are concatenated (exact).
+
+LoHa, LoKr and full-diff sources arrive from the reader as exact LoRA pairs of their full delta
+(adapters/lycoris.py), so they are merged by that delta and re-ranked by the SVD like any LoRA. DoRA sources
+are refused: their delta depends on the base model's weights, which a bake does not have.
 """
 
 from __future__ import annotations
@@ -120,6 +124,11 @@ def bake(
     thumbnail = ""
     for e in active:
         info, modules = read_lora_modules(e.path)
+        if any(m.dora_scale is not None for m in modules.values()):
+            # DoRA rescales the merged weight by a stored magnitude over its norm: without the base weights
+            # there is no low-rank delta to merge.
+            raise AdapterError(f"Cannot bake {Path(e.path).name}: it is a DoRA adapter, whose effect depends on the "
+                               "base model's weights; use it on the shelf instead.")
         on_event(Log(message=f"read {Path(e.path).name}: {len(modules)} modules, rank {info.rank}"))
         if info.family != UNKNOWN:
             families.add(info.family)

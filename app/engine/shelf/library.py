@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from app.engine.adapters import AdapterInfo, read_adapter_info
+from app.engine.adapters import AdapterInfo, read_adapter_info, read_lora_modules
+from app.engine.adapters.edit import edit_metadata
 from app.engine.adapters.info import read_adapter_snapshot
 from app.engine.adapters.loader import lora_modules_from_bytes
+from app.engine.adapters.sidecar import read_sidecar, write_sidecar
 from app.engine.adapters.strength import judge as judge_strength
 from app.engine.atomic import atomic_new_file, atomic_path
 from app.engine.errors import AdapterError, UserError
@@ -303,7 +305,18 @@ class Library:
         if copied.tensor_sha256 != info.tensor_sha256:
             dest.unlink(missing_ok=True)
             raise AdapterError(f"{src.name}: the copy differs from the original (disk full or file changing?).")
-        return copied
+        return self._adopt_sidecar(src, copied)
+
+    @staticmethod
+    def _adopt_sidecar(src: Path, copied: AdapterInfo) -> AdapterInfo:
+        """A1111 keeps the activation text and description in ``<name>.json`` beside the file: bring over what
+        the header lacks (the header's own values win), so the shelf card shows the trigger phrase too."""
+        side = read_sidecar(src)
+        trigger = side.get("activation text", "") if not copied.trigger_phrase else ""
+        description = side.get("description", "") if not copied.description else ""
+        if not (trigger or description):
+            return copied
+        return edit_metadata(copied.path, trigger_phrase=trigger or None, description=description or None)
 
     def import_files(self, sources: Iterable[str | os.PathLike[str]]) -> list[ImportResult]:
         """Import each file on its own: every file gets its outcome, whatever happens to the others."""
@@ -340,6 +353,7 @@ class Library:
             raise UserError(f"Folder {dest.parent} does not exist.")
         with atomic_path(dest) as tmp:
             shutil.copyfile(entry.path, tmp)
+        write_sidecar(dest, entry.info or read_adapter_info(dest))  # what A1111's LoRA card reads
         return dest
 
     def remove(self, ref: str | os.PathLike[str]) -> Path:

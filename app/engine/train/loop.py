@@ -40,7 +40,9 @@ from app.engine.train.model import load_training_base
 from app.engine.train.preflight import (
     estimate_peak_bytes, is_out_of_memory, out_of_memory_error, preflight_warning,
 )
-from app.engine.train.output import RateTracker, adapter_metadata, weights_checksum, write_adapter
+from app.engine.train.output import (
+    RateTracker, RunFacts, adapter_metadata, images_per_folder, weights_checksum, write_adapter,
+)
 from app.engine.train.optimizers import make_optimizer
 from app.engine.train.sampling import (
     SampleRenderer, best_sample, prompts_from_captions, sample_steps_of, thumbnail_of, adapter_half,
@@ -124,6 +126,7 @@ class _Run:
     # ------------------------------------------------------------------ setup
     def execute(self) -> TrainResult:
         cfg = self.cfg
+        self.started_at = time.time()
         items, val_items, report = self._scan()
         self._stop_if_cancelled()
         self.log(f"Loading base model {Path(cfg.base).name}…")
@@ -473,8 +476,11 @@ class _Run:
 
     def _write_adapter(self, states, step, sample: Path | None, summary) -> Path:
         thumb = thumbnail_of(adapter_half(sample)) if sample else None
+        run = RunFacts(started_at=self.started_at, finished_at=time.time(), family=self.base.family,
+                       images_per_folder=images_per_folder([i.path for i in self.items], self.report.folder),
+                       buckets=[s.bucket for s in self.data.samples])
         extra = adapter_metadata(self.cfg, step=step, train_images=len(self.items), out=self.out,
-                                 tag_frequency=self.report.tag_frequency_by_folder, summary=summary)
+                                 tag_frequency=self.report.tag_frequency_by_folder, summary=summary, run=run)
         return write_adapter(self.cfg, self.out, states, family=self.base.family, thumbnail=thumb, extra=extra)
 
     def log(self, message: str, level: str = "info") -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
+import random
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.engine.adapters.writer import num_text
 from app.engine.train.config import TrainConfig
 
 # TrainConfig fields that hold a path on the training machine: only their last name goes into a shared file.
@@ -15,13 +19,15 @@ PATH_FIELDS = ("dataset_dir", "base", "out")
 
 
 def adapter_metadata(cfg: TrainConfig, *, step: int, train_images: int, out: Path,
-                     tag_frequency: dict[str, dict[str, int]], summary: dict[str, Any]) -> dict[str, str]:
+                     tag_frequency: dict[str, dict[str, int]], summary: dict[str, Any],
+                     run: RunFacts | None = None) -> dict[str, str]:
     """kohya's ``ss_*`` training fields (read by AUTOMATIC1111 and Civitai) plus our config and validation.
 
     The file is meant to be shared, so nothing in it names a place on the training machine: folders and
     files appear by their last name only (as kohya writes ``ss_sd_model_name``), the base by its hash.
     """
     return {
+        **(kohya_run_fields(cfg, run) if run is not None else {}),
         "ss_resolution": f"({cfg.resolution}, {cfg.resolution})",
         "ss_steps": str(step),
         "ss_learning_rate": str(cfg.learning_rate),
@@ -37,6 +43,53 @@ def adapter_metadata(cfg: TrainConfig, *, step: int, train_images: int, out: Pat
         "styleshelf.validation": json.dumps({k: summary[k] for k in (
             "validation_loss_base", "validation_loss_adapter", "validation_images", "validation_held_out")}),
     }
+
+
+@dataclass
+class RunFacts:
+    """What only the run knows: when it ran, the images per folder and per bucket, a random session id."""
+
+    started_at: float  # Unix time, as kohya writes it
+    finished_at: float
+    images_per_folder: dict[str, int]  # folder name → images trained on (kohya's ss_dataset_dirs)
+    buckets: list[tuple[int, int]]  # (width, height) of every training sample
+    family: str
+    session_id: int = field(default_factory=lambda: random.SystemRandom().randint(0, 2**32 - 1))
+
+
+def kohya_run_fields(cfg: TrainConfig, run: RunFacts) -> dict[str, str]:
+    """The ``ss_*`` fields AUTOMATIC1111's metadata panel shows (model, clip skip, dates, resolution, dataset
+    size), in kohya's own encodings: Unix times, JSON for buckets and folders, strings for numbers."""
+    counts = collections.Counter(run.buckets)
+    buckets = {str(i): {"resolution": [w, h], "count": n} for i, ((w, h), n) in enumerate(sorted(counts.items()))}
+    conv = cfg.lora_targets.endswith("conv")
+    return {
+        "ss_session_id": str(run.session_id),
+        "ss_training_started_at": repr(float(run.started_at)),
+        "ss_training_finished_at": repr(float(run.finished_at)),
+        "ss_sd_model_name": Path(cfg.base).name,
+        # SD1/SD2 train on the text encoder's last layer (A1111's clip skip 1); SDXL on the penultimate one (2).
+        "ss_clip_skip": "2" if run.family == "sdxl" else "1",
+        "ss_bucket_info": json.dumps({"buckets": buckets, "mean_img_ar_error": 0.0}),
+        "ss_dataset_dirs": json.dumps({name: {"n_repeats": 1, "img_count": n}
+                                       for name, n in sorted(run.images_per_folder.items())}, ensure_ascii=False),
+        "ss_network_args": json.dumps({"conv_dim": str(cfg.rank), "conv_alpha": num_text(cfg.resolved_alpha())}
+                                      if conv else {}),
+        "ss_batch_size_per_device": str(cfg.batch_size),
+        "ss_gradient_accumulation_steps": str(cfg.gradient_accumulation),
+        "ss_max_train_steps": str(cfg.steps),
+        "ss_unet_lr": str(cfg.learning_rate),
+        "ss_text_encoder_lr": str(cfg.text_encoder_lr) if cfg.train_text_encoder else "0",
+        "ss_optimizer": cfg.optimizer,
+        "ss_network_dropout": "None",
+        "ss_training_comment": cfg.description,
+    }
+
+
+def images_per_folder(paths: list[Path], root: Path) -> dict[str, int]:
+    """Images per folder, named as ``ss_tag_frequency`` names them (the sub-folder's name, or the dataset's)."""
+    root = Path(root).expanduser()
+    return dict(collections.Counter(p.parent.name if p.parent != root else root.name for p in paths))
 
 
 def shareable_config_toml(cfg: TrainConfig) -> str:
