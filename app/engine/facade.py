@@ -329,6 +329,13 @@ def read_png_parameters(path: str) -> GenerateConfig:
     Adapters are matched to shelf files later (by tensor hash, then name); an entry whose file is not
     known keeps ``path=""`` so the GUI can say which style is missing.
     """
+    return read_png_restore(path)[0]
+
+
+def read_png_restore(path: str) -> tuple[GenerateConfig, list[str]]:
+    """``read_png_parameters`` plus one line per input picture (img2img / inpainting) the PNG names but this
+    machine lacks or has changed since: the mode and settings come back, the picture must be picked again."""
+    from app.engine.generate.input_meta import MISSING_KEY
     from app.engine.generate.pngmeta import read_png_parameters as engine_read
 
     settings, entries = engine_read(Path(path), lookup=_shelf_lookup)
@@ -337,7 +344,7 @@ def read_png_parameters(path: str) -> GenerateConfig:
         if hasattr(params, name) and value is not None:
             setattr(params, name, value)
     params.stack = list(entries)
-    return params
+    return params, list(settings.get(MISSING_KEY, []))
 
 
 def _shelf_lookup(ref: Any) -> str | None:
