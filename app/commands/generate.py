@@ -10,6 +10,13 @@ from pathlib import Path
 from app.commands.shelf import parse_weighted
 from app.engine.errors import UserError
 from app.engine.generate.samplers import SAMPLER_NAMES
+from app.commands.generate_inputs import (
+    add_image_input_arguments,
+    cancel_on_ctrl_c,
+    check_image_input_arguments,
+    image_input_settings,
+    restyle_folder_command,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-count", type=int, default=1, help="Images one after another with seed, seed+1, …")
     p.add_argument("--no-triggers", action="store_true", help="Do not add adapters' trigger phrases to the prompt.")
     p.add_argument("--json-events", action="store_true", help="Print one JSON event per line instead of a bar.")
-    p.add_argument("--out", required=True, metavar="FILE.png", help="Output PNG (FILE-1.png, FILE-2.png… for batches).")
+    p.add_argument("--out", metavar="FILE.png", help="Output PNG (FILE-1.png, FILE-2.png… for batches).")
+    add_image_input_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -45,9 +53,10 @@ def run(args: argparse.Namespace) -> int:
     from app.engine.generate.identity import adapter_identity
     from app.engine.shelf.stack import StackEntry
 
-    out = Path(args.out)
-    if out.suffix.lower() != ".png":
-        raise UserError(f"--out must name a .png file (got {out.name}).")
+    folder_mode = check_image_input_arguments(args)
+    out = Path(args.out or "restyled.png")
+    if not folder_mode and (not args.out or out.suffix.lower() != ".png"):
+        raise UserError(f"--out must name a .png file (got {out.name if args.out else 'nothing'}).")
     stack = []
     for item in args.adapter:
         path, weight = parse_weighted(item)
@@ -72,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         file_stem=out.stem,
         preview_every=0,
         stack=stack,
+        **image_input_settings(args),
     )
     validate(config)  # before loading the model: a typo costs nothing
 
@@ -80,14 +90,17 @@ def run(args: argparse.Namespace) -> int:
         _quiet_libraries()
         generator = Generator(args.base)
         on_event, close = _event_printer(args.json_events)
-        try:
-            images = generator.generate(config, on_event=on_event)
-        finally:
-            close()
+        with cancel_on_ctrl_c() as cancel:
+            try:
+                if folder_mode:
+                    return restyle_folder_command(generator, config, args, on_event, cancel)
+                images = generator.generate(config, on_event=on_event, cancel=cancel)
+            finally:
+                close()
     for image in images:
         if not args.json_events:
             print(f"wrote {image.path} (seed {image.seed})")
-    return 0
+    return 130 if cancel.is_set() else 0
 
 
 def _quiet_libraries() -> None:
