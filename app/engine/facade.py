@@ -377,6 +377,32 @@ class GenerationSession:
         )
         return self._generator.generate(config, on_event=on_event, cancel=cancel)
 
+    def restyle_folder(
+        self, params: GenerateConfig, in_dir: str, out_dir: str, *, on_event: Callable[[Event], None],
+        cancel: CancelToken,
+    ) -> list[Any]:
+        """Batch restyle: every picture of ``in_dir`` with the same stack, strength and seed into ``out_dir``."""
+        from app.engine.generate.batch import restyle_folder
+
+        config = dataclasses.replace(params, sampler=params.sampler or sampler_names()[0], stack=list(params.stack))
+        return restyle_folder(self._generator, config, in_dir, out_dir, on_event=on_event, cancel=cancel)
+
+
+def input_pictures_dir() -> Path:
+    """Pasted pictures and painted masks: kept (not a cache) because PNGs made from them name them."""
+    return paths.user_data_dir() / "inputs"
+
+
+def png_has_parameters(path: str) -> bool:
+    """Whether a PNG carries generation settings (dropping it restores them) or is just a picture."""
+    from app.engine.generate.pngmeta import A1111_CHUNK, OUR_CHUNK, read_png_text
+
+    try:
+        text = read_png_text(path)
+    except UserError:
+        return False
+    return A1111_CHUNK in text or OUR_CHUNK in text
+
 
 def gallery_dir() -> Path:
     return paths.user_data_dir() / "images"

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from app.gui.gallery import GalleryView, ImageViewer, ImageRole
 from app.gui.generate_vm import GENERATING, MAX_SEED, GenerateViewModel
+from app.gui.input_image_panel import attach_input_panel
 from app.gui.shelf_panel import ShelfPanel
 from app.gui.shelf_vm import ShelfViewModel
 
@@ -162,7 +163,7 @@ class GenerateTab(QWidget):
         self.gallery.activated.connect(lambda idx: self.enlarge(idx.row()))
         self.gallery.customContextMenuRequested.connect(self._gallery_menu)
         middle = QSplitter(Qt.Orientation.Vertical)
-        middle.addWidget(self.preview)
+        middle.addWidget(attach_input_panel(self, self.preview, vm.inputs))  # image to image, inpainting
         middle.addWidget(self.gallery)
         middle.setStretchFactor(0, 3)
         middle.setStretchFactor(1, 2)
@@ -276,6 +277,7 @@ class GenerateTab(QWidget):
         menu.addAction("Save as…", lambda: self.save_image(row))
         menu.addAction("Copy image", lambda: self.copy_image(row))
         menu.addAction("Use these settings", lambda: self.use_settings(row))
+        menu.addAction("Use as input", lambda: self.vm.inputs.use_picture(self.vm.gallery.image(row).path))
         menu.popup(self.gallery.viewport().mapToGlobal(pos))
 
     def save_image(self, row: int) -> None:
