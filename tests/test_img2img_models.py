@@ -43,6 +43,9 @@ def _unet_input_channels(gen: Generator) -> list[int]:
 def test_nine_channel_unet_is_detected_and_used_as_an_inpainting_model(tiny_inpaint, picture, tmp_path):
     detection = inspect_model(tiny_inpaint)
     assert detection.family == "sd1" and "inpainting UNet" in detection.reason
+    from app.engine import facade
+
+    assert facade.inspect_base_model(str(tiny_inpaint)).label == "SD 1.x inpainting"  # the window's badge
     gen = Generator(tiny_inpaint)
     seen = _unet_input_channels(gen)
     events = []
@@ -112,3 +115,16 @@ def test_modes_and_style_toggles_never_load_the_base_again(picture, tmp_path, mo
     assert np.array_equal(px(styled), px(again)), "toggling back gives the same picture"
     diffusers.AutoencoderKL.from_pretrained(DEMO_MODEL_DIR / "vae")
     assert loads == ["AutoencoderKL.from_pretrained"], "the counter sees a real load (the check above is not vacuous)"
+
+
+@pytest.mark.parametrize("family", ["tiny_sdxl", "tiny_sd2v"])
+def test_other_families_restyle_and_inpaint(family, picture, tmp_path, request):
+    gen = Generator(request.getfixturevalue(family))
+    init, mask = picture
+    common = dict(prompt="a star", seed=1, steps=4, out_dir=str(tmp_path), preview_every=0, width=64, height=64)
+    src = np.asarray(Image.open(init).convert("RGB"), dtype=np.int16)
+    restyled = gen.generate(GenerateConfig(init_image=str(init), strength=0.5, **common))[0]
+    inpainted = gen.generate(GenerateConfig(init_image=str(init), mask_image=str(mask), strength=1.0, **common))[0]
+    out = np.asarray(Image.open(inpainted.path).convert("RGB"), dtype=np.int16)
+    assert Image.open(restyled.path).size == (64, 64) and "Denoising strength: 0.5" in restyled.parameters
+    assert np.abs(out - src)[:8].max() == 0 and np.abs(out - src)[26:38, 26:38].mean() > 5

@@ -66,8 +66,11 @@ def inspect_base_model(path: str) -> BaseModelInfo:
 
     info = BaseModelInfo(path=path)
     try:
-        info.family = inspect_model(path).family
+        detection = inspect_model(path)
+        info.family = detection.family
         info.label = FAMILIES[info.family].label
+        if detection.details.get("inpainting"):  # a 9-channel UNet: say so next to the picker
+            info.label += " inpainting"
         info.resolution = native_resolution(path)
         info.is_demo = Path(path).resolve() == paths.DEMO_MODEL_DIR.resolve()
     except UserError as err:
