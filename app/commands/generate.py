@@ -10,6 +10,13 @@ from pathlib import Path
 from app.commands.shelf import parse_weighted
 from app.engine.errors import UserError
 from app.engine.generate.samplers import SAMPLER_NAMES
+from app.commands.generate_inputs import (
+    add_image_input_arguments,
+    cancel_on_ctrl_c,
+    check_image_input_arguments,
+    image_input_settings,
+    restyle_folder_command,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_generation_options(p)
     p.add_argument("--batch-count", type=int, default=1, help="Images one after another with seed, seed+1, …")
-    p.add_argument("--out", required=True, metavar="FILE.png", help="Output PNG (FILE-1.png, FILE-2.png… for batches).")
+    p.add_argument("--out", metavar="FILE.png", help="Output PNG (FILE-1.png, FILE-2.png… for batches).")
+    add_image_input_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -49,33 +57,37 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    if out.suffix.lower() != ".png":
-        raise UserError(f"--out must name a .png file (got {out.name}).")
-    config = generation_config(args, out_dir=str(out.parent if str(out.parent) else Path(".")), file_stem=out.stem)
-    config.batch_count = args.batch_count
-    from app.engine.configbase import validate
+    folder_mode = check_image_input_arguments(args)
+    out = Path(args.out or "restyled.png")
+    if not folder_mode and (not args.out or out.suffix.lower() != ".png"):
+        raise UserError(f"--out must name a .png file (got {out.name if args.out else 'nothing'}).")
+    config = generation_config(
+        args, out_dir=str(out.parent if str(out.parent) else Path(".")), file_stem=out.stem,
+        batch_count=args.batch_count, **image_input_settings(args),
+    )  # fmt: skip
     from app.engine.generate import Generator
-
-    validate(config)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # library deprecation chatter is not for CLI users
         _quiet_libraries()
         generator = Generator(args.base)
         on_event, close = _event_printer(args.json_events)
-        try:
-            images = generator.generate(config, on_event=on_event)
-        finally:
-            close()
+        with cancel_on_ctrl_c() as cancel:
+            try:
+                if folder_mode:
+                    return restyle_folder_command(generator, config, args, on_event, cancel)
+                images = generator.generate(config, on_event=on_event, cancel=cancel)
+            finally:
+                close()
     for image in images:
         if not args.json_events:
             print(f"wrote {image.path} (seed {image.seed})")
-    return 0
+    return 130 if cancel.is_set() else 0
 
 
-def generation_config(args: argparse.Namespace, *, out_dir: str, file_stem: str):
-    """A validated ``GenerateConfig`` from the options of ``add_generation_options`` (adapters checked too)."""
+def generation_config(args: argparse.Namespace, *, out_dir: str, file_stem: str, **more):
+    """A validated ``GenerateConfig`` from the options of ``add_generation_options`` (adapters checked too);
+    ``more`` sets further fields (batch count, image-to-image settings)."""
     from app.engine.configbase import validate
     from app.engine.generate import GenerateConfig
     from app.engine.generate.identity import adapter_identity
@@ -104,6 +116,7 @@ def generation_config(args: argparse.Namespace, *, out_dir: str, file_stem: str)
         file_stem=file_stem,
         preview_every=0,
         stack=stack,
+        **more,
     )
     validate(config)  # before loading the model: a typo costs nothing
     return config

@@ -67,8 +67,11 @@ def inspect_base_model(path: str) -> BaseModelInfo:
 
     info = BaseModelInfo(path=path)
     try:
-        info.family = inspect_model(path).family
+        detection = inspect_model(path)
+        info.family = detection.family
         info.label = FAMILIES[info.family].label
+        if detection.details.get("inpainting"):  # a 9-channel UNet: say so next to the picker
+            info.label += " inpainting"
         info.resolution = native_resolution(path)
         info.is_demo = Path(path).resolve() == paths.DEMO_MODEL_DIR.resolve()
     except UserError as err:
@@ -400,6 +403,13 @@ def read_png_parameters(path: str, *, find_adapters: bool = True) -> GenerateCon
     known keeps ``path=""`` so the GUI can say which style is missing. ``find_adapters=False`` skips that
     matching (a hash scan of the shelf, ~50 ms) when only the names and strengths are wanted (gallery labels).
     """
+    return read_png_restore(path)[0]
+
+
+def read_png_restore(path: str) -> tuple[GenerateConfig, list[str]]:
+    """``read_png_parameters`` plus one line per input picture (img2img / inpainting) the PNG names but this
+    machine lacks or has changed since: the mode and settings come back, the picture must be picked again."""
+    from app.engine.generate.input_meta import MISSING_KEY
     from app.engine.generate.pngmeta import read_png_parameters as engine_read
 
     settings, entries = engine_read(Path(path), lookup=_shelf_lookup if find_adapters else None)
@@ -408,7 +418,7 @@ def read_png_parameters(path: str, *, find_adapters: bool = True) -> GenerateCon
         if hasattr(params, name) and value is not None:
             setattr(params, name, value)
     params.stack = list(entries)
-    return params
+    return params, list(settings.get(MISSING_KEY, []))
 
 
 def _shelf_lookup(ref: Any) -> str | None:
@@ -524,6 +534,32 @@ class GenerationSession:
         for path in _take_changed_files():  # on this (the worker) thread, between images: never mid-image
             self._generator.adapters.forget_path(path)
         return self._generator.generate(config, on_event=on_event, cancel=cancel)
+
+    def restyle_folder(
+        self, params: GenerateConfig, in_dir: str, out_dir: str, *, on_event: Callable[[Event], None],
+        cancel: CancelToken,
+    ) -> list[Any]:
+        """Batch restyle: every picture of ``in_dir`` with the same stack, strength and seed into ``out_dir``."""
+        from app.engine.generate.batch import restyle_folder
+
+        config = dataclasses.replace(params, sampler=params.sampler or sampler_names()[0], stack=list(params.stack))
+        return restyle_folder(self._generator, config, in_dir, out_dir, on_event=on_event, cancel=cancel)
+
+
+def input_pictures_dir() -> Path:
+    """Pasted pictures and painted masks: kept (not a cache) because PNGs made from them name them."""
+    return paths.user_data_dir() / "inputs"
+
+
+def png_has_parameters(path: str) -> bool:
+    """Whether a PNG carries generation settings (dropping it restores them) or is just a picture."""
+    from app.engine.generate.pngmeta import A1111_CHUNK, OUR_CHUNK, read_png_text
+
+    try:
+        text = read_png_text(path)
+    except UserError:
+        return False
+    return A1111_CHUNK in text or OUR_CHUNK in text
 
 
 def gallery_dir() -> Path:

@@ -36,6 +36,7 @@ from app.gui.gallery import GalleryView, ImageRole, ImageViewer
 from app.gui.generate_vm import GENERATING, MAX_SEED, GenerateViewModel
 from app.gui.file_dialogs import ask_save_path
 from app.gui.image_info import full_text
+from app.gui.input_image_panel import attach_input_panel
 from app.gui.number_box import show_value
 from app.gui.preview import ImageDetails, ImagePreview
 from app.gui.shelf_panel import ShelfPanel
@@ -186,7 +187,7 @@ class GenerateTab(QWidget):
         top = QWidget()
         top_layout = QHBoxLayout(top)
         top_layout.setContentsMargins(0, 0, 0, 0)
-        top_layout.addWidget(self.preview, 1)
+        top_layout.addWidget(attach_input_panel(self, self.preview, vm.inputs), 1)  # image to image, inpainting
         top_layout.addWidget(self.details)
         self.gallery = GalleryView()
         self.gallery.setModel(vm.gallery)
@@ -317,6 +318,7 @@ class GenerateTab(QWidget):
         menu.addAction("Save as…", lambda: self.save_image(row))
         menu.addAction("Copy image", lambda: self.copy_image(row))
         menu.addAction("Use these settings", lambda: self.use_settings(row))
+        menu.addAction("Use as input", lambda: self.vm.inputs.use_picture(self.vm.gallery.image(row).path))
         menu.popup(self.gallery.viewport().mapToGlobal(pos))
 
     def save_image(self, row: int) -> None:

@@ -28,7 +28,7 @@ MAX_SEED = 2**32 - 1
 class GenerateViewModel(QObject):
     stateChanged = Signal(str)
     paramsChanged = Signal()
-    seedChanged = Signal(int)
+    seedChanged = Signal(object)  # seeds reach 2³²−1, past a C++ int (Signal(int) overflowed and crashed)
     progressChanged = Signal(int, int)
     previewReady = Signal(str)
     imageReady = Signal(str)
@@ -53,6 +53,9 @@ class GenerateViewModel(QObject):
         self._started_at = 0.0
         self.thread: WorkerThread | None = None  # started on the first base-model load
         self.prompt_history: list[str] = session.load_history()
+        from app.gui.input_image_vm import InputImageModel  # here: it refers back to this module
+
+        self.inputs = InputImageModel(self)  # the input picture and mask (image to image, inpainting)
         self.restore_session()
 
     def _worker(self):
@@ -165,7 +168,7 @@ class GenerateViewModel(QObject):
 
     def restore_from_png(self, path: str) -> None:
         try:
-            params = facade.read_png_parameters(path)
+            params, missing = facade.read_png_restore(path)
         except Exception as exc:  # noqa: BLE001
             from app.gui.errors import describe_exception
 
@@ -173,6 +176,8 @@ class GenerateViewModel(QObject):
             return
         self.apply(params)
         self.message.emit(f"Restored the settings of {Path(path).name}")
+        if missing:  # an img2img / inpaint picture whose input is not on this machine
+            self.errorRaised.emit(" ".join(missing), "")
 
     # ------------------------------------------------------------------ running
     def can_generate(self) -> tuple[bool, str]:

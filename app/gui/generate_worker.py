@@ -26,6 +26,7 @@ class GenerateWorker(QObject):
     failed = Signal(str, str)
     _load = Signal(str)
     _generate = Signal(object, str)
+    _batch = Signal(object, str, str)  # params, input folder, output folder
 
     def __init__(self) -> None:
         super().__init__()
@@ -33,6 +34,7 @@ class GenerateWorker(QObject):
         self.cancel_token = CancelToken()
         self._load.connect(self._do_load)
         self._generate.connect(self._do_generate)
+        self._batch.connect(self._do_batch)
 
     # -- called from the UI thread
     def request_load(self, base_path: str) -> None:
@@ -41,6 +43,10 @@ class GenerateWorker(QObject):
     def request_generate(self, params: GenerateConfig, out_dir: str) -> None:
         self.cancel_token = CancelToken()
         self._generate.emit(params, out_dir)
+
+    def request_batch(self, params: GenerateConfig, in_dir: str, out_dir: str) -> None:
+        self.cancel_token = CancelToken()
+        self._batch.emit(params, in_dir, out_dir)
 
     def cancel(self) -> None:
         self.cancel_token.cancel()
@@ -63,6 +69,19 @@ class GenerateWorker(QObject):
             return
         try:
             results = self.session.generate(params, out_dir, on_event=self.event.emit, cancel=self.cancel_token)
+        except Exception as exc:  # noqa: BLE001
+            self.failed.emit(*describe_exception(exc))
+            return
+        self.done.emit(list(results or []))
+
+    @Slot(object, str, str)
+    def _do_batch(self, params: GenerateConfig, in_dir: str, out_dir: str) -> None:
+        if self.session is None:
+            self.failed.emit("The base model is not loaded yet.", "")
+            return
+        try:
+            results = self.session.restyle_folder(params, in_dir, out_dir, on_event=self.event.emit,
+                                                  cancel=self.cancel_token)  # fmt: skip
         except Exception as exc:  # noqa: BLE001
             self.failed.emit(*describe_exception(exc))
             return

@@ -10,6 +10,11 @@ from app.engine.configbase import setting
 from app.engine.generate.samplers import SAMPLER_NAMES
 from app.engine.shelf.stack import StackEntry
 
+# AUTOMATIC1111's names, so its PNG parameters and its users' habits carry over.
+RESIZE_MODES = ("Crop and resize", "Just resize", "Resize and fill")
+INPAINT_AREAS = ("Whole picture", "Only masked")
+MASKED_CONTENT = ("original", "fill", "latent noise", "latent nothing")
+
 
 @dataclass
 class GenerateConfig:
@@ -38,7 +43,45 @@ class GenerateConfig:
     preview_every: int = setting(
         1, "Write a cheap preview every N steps (0 = no previews).", minimum=0, maximum=1000, advanced=True
     )
+    # Image-to-image and inpainting (AUTOMATIC1111's names and defaults; see app/engine/generate/img2img.py).
+    init_image: str = setting(
+        "", "Image to image: the picture to restyle (a file); empty = text to image.", label="Input image"
+    )
+    strength: float = setting(
+        0.75,
+        "Denoising strength: how much of the input is redrawn. 0 keeps it, 0.3–0.5 restyles it, 1 ignores it.",
+        minimum=0.0, maximum=1.0, label="Denoising strength",
+    )  # fmt: skip
+    resize_mode: str = setting(
+        "Crop and resize",
+        "How the input fits the output size: cover and crop the middle, stretch, or fit and fill the edges.",
+        choices=RESIZE_MODES,
+    )
+    mask_image: str = setting(
+        "", "Inpainting: a mask picture of the input's shape, white = repaint, black = keep; empty = no mask.",
+        label="Mask",
+    )  # fmt: skip
+    mask_blur: int = setting(4, "Soften the mask's edge by this many pixels.", minimum=0, maximum=64)
+    inpaint_area: str = setting(
+        "Whole picture",
+        "Only masked: repaint just the masked area (plus padding) at the model's full resolution, then paste it in.",
+        choices=INPAINT_AREAS,
+    )
+    inpaint_padding: int = setting(
+        32, "Only masked: pixels of context around the mask.", minimum=0, maximum=1024, label="Only masked padding"
+    )
+    masked_content: str = setting(
+        "original",
+        "What the masked area starts from: the original picture, its surroundings' colours (fill), "
+        "random latents (latent noise) or empty latents (latent nothing).",
+        choices=MASKED_CONTENT,
+    )
     stack: list[StackEntry] = field(default_factory=list)
+
+    @property
+    def mode(self) -> str:
+        """txt2img, img2img or inpaint."""
+        return "inpaint" if self.init_image and self.mask_image else "img2img" if self.init_image else "txt2img"
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "stack"}

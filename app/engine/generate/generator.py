@@ -41,6 +41,7 @@ from app.engine.events import (
 from app.engine.generate.adapter_cache import ActiveAdapter, LoadedAdapters
 from app.engine.generate.config import GenerateConfig, GeneratedImage
 from app.engine.generate.identity import AdapterIdentity, adapter_identity, base_model_hash
+from app.engine.generate.input_meta import image_input_fields, image_input_record
 from app.engine.generate.pngmeta import FORMAT_VERSION, LoraUse, a1111_parameters, write_png
 from app.engine.generate.preview import write_preview
 from app.engine.generate.samplers import make_scheduler
@@ -161,8 +162,11 @@ class Generator:
     def _generate(self, config: GenerateConfig, on_event: EventCallback, cancel: CancelToken) -> list[GeneratedImage]:
         validate(config)
         config = dataclasses.replace(config, stack=usable_stack(config.stack, on_event))  # vanished files: left out
-        width = int(config.width or self.native_size())
-        height = int(config.height or self.native_size())
+        from app.engine.generate.img2img import source_for
+
+        source = source_for(config, self.pipe, self.native_size(), on_event)  # None: text to image
+        width = int(source.width if source else config.width or self.native_size())
+        height = int(source.height if source else config.height or self.native_size())
         if width % 8 or height % 8:
             raise UserError(f"Width and height must be multiples of 8 (got {width}x{height}).")
         started = time.perf_counter()
@@ -191,7 +195,7 @@ class Generator:
         for index in range(config.batch_count):
             seed = (base_seed + index) % 2**32
             image = None if cancel.is_set() else self._sample(
-                config, prompt, width, height, seed, index, preview_dir, on_event, cancel, watch
+                config, prompt, width, height, seed, index, preview_dir, on_event, cancel, source, watch
             )
             if image is None:
                 cancelled = True  # an unfinished image is never saved
@@ -200,6 +204,7 @@ class Generator:
                 prompt=prompt, negative=config.negative, steps=config.steps, sampler=config.sampler,
                 guidance=config.guidance, seed=seed, width=width, height=height,
                 model_hash=self._model_hash_value(), model_name=self._base.name, loras=loras,
+                extra=image_input_fields(config, source),
             )  # fmt: skip
             record = {
                 "format": FORMAT_VERSION,
@@ -211,6 +216,7 @@ class Generator:
                 "prompt_used": prompt,
                 "base": {"name": self._base.name, "hash": self._model_hash_value(), "family": self.family},
                 "stack": stack_record,
+                **image_input_record(config, source),
             }
             target = _output_path(out_dir, config.file_stem, index, config.batch_count, seed)
             write_png(target, image, parameters, record)
@@ -241,6 +247,7 @@ class Generator:
         preview_dir: Path | None,
         on_event: EventCallback,
         cancel: CancelToken,
+        source: Any = None,
         watch: StackWatch = StackWatch(()),
     ) -> Any:
         """One image (PIL), or None when cancelled mid-way. Progress counts steps over the whole batch."""
@@ -267,8 +274,9 @@ class Generator:
                 on_event(Preview(step=done, total=total, path=str(target)))
             return {}
 
+        pipe = self.pipe if source is None else source.bind(self.pipe)  # image to image, inpainting
         try:
-            output = self.pipe(
+            output = pipe(
                 prompt=prompt,
                 negative_prompt=config.negative or None,
                 num_inference_steps=config.steps,

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from app.engine.atomic import atomic_write_bytes
 from app.engine.errors import UserError
+from app.engine.generate.input_meta import restore_from_a1111, restore_from_record
 from app.engine.generate.samplers import canonical_sampler
 from app.engine.shelf.stack import StackEntry
 
@@ -75,6 +76,7 @@ def a1111_parameters(
     model_hash: str,
     model_name: str,
     loras: list[LoraUse],
+    extra: list[tuple[str, str]] = (),  # type: ignore[assignment]
 ) -> str:
     first = " ".join([prompt.strip(), *(lora_tag(u) for u in loras)]).strip()
     lines = [first]
@@ -91,6 +93,7 @@ def a1111_parameters(
         fields.append(("Model hash", model_hash))
     if model_name:
         fields.append(("Model", model_name))
+    fields += list(extra)  # img2img / inpaint settings, where A1111 puts them
     if loras:
         fields.append(("Lora hashes", json.dumps(", ".join(f"{u.name}: {u.autov2}" for u in loras))))
     lines.append(", ".join(f"{k}: {v if v.startswith(chr(34)) else _quote(v)}" for k, v in fields))
@@ -222,6 +225,7 @@ def _from_record(record: dict[str, Any], lookup: AdapterLookup | None) -> tuple[
     config = record["config"]
     settings = {k: config[k] for k in _CONFIG_KEYS if k in config}
     settings["batch_count"] = 1  # the record describes this one image (its own seed)
+    restore_from_record(record, settings)
     entries = []
     for item in record.get("stack", []):
         ref = LoraRef(name=item.get("name", ""), sha256=item.get("sha256", ""), autov2=item.get("autov2", ""))
@@ -254,6 +258,7 @@ def _from_a1111(text: str, lookup: AdapterLookup | None) -> tuple[dict[str, Any]
     sampler = canonical_sampler(fields.get("Sampler", ""), fields.get("Schedule type", ""))
     if sampler:
         settings["sampler"] = sampler
+    restore_from_a1111(fields, settings)
     hashes: dict[str, str] = {}
     for part in fields.get("Lora hashes", "").split(","):
         if ":" in part:

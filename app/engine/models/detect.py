@@ -25,8 +25,9 @@ SD1_TEXT_PREFIX = "cond_stage_model.transformer."
 SD2_TEXT_PREFIX = "cond_stage_model.model."
 SDXL_TEXT_PREFIXES = ("conditioner.embedders.0.transformer.", "conditioner.embedders.1.model.")
 
-SD_PIPELINES = ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline")
-SDXL_PIPELINES = ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline")
+SD_PIPELINES = ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline")
+SDXL_PIPELINES = ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline", "StableDiffusionXLInpaintPipeline")
+INPAINT_IN_CHANNELS = 9  # latents + mask + masked-picture latents: an inpainting UNet (used as such)
 
 
 @dataclass
@@ -103,8 +104,16 @@ def detect_folder(folder: Path) -> Detection:
         )
     unet = _read_json(folder / "unet" / "config.json", "the UNet config")
     in_channels = int(unet.get("in_channels", 4))
-    if in_channels != 4:
+    if in_channels not in (4, INPAINT_IN_CHANNELS):
         raise ModelLoadError(_wrong_in_channels(folder.name, in_channels))
+    detection = _detect_folder_family(folder, index, cls, unet)
+    if in_channels == INPAINT_IN_CHANNELS:
+        detection.reason += "; inpainting UNet (9 input channels): used for inpainting and image to image"
+        detection.details["inpainting"] = "true"
+    return detection
+
+
+def _detect_folder_family(folder: Path, index: dict, cls: str, unet: dict) -> Detection:
     scheduler = _read_json(folder / "scheduler" / "scheduler_config.json", "the scheduler config")
     prediction = str(scheduler.get("prediction_type", "epsilon"))
     cross = unet.get("cross_attention_dim")
@@ -128,7 +137,9 @@ def detect_folder(folder: Path) -> Detection:
 
 
 def _wrong_in_channels(name: str, in_channels: int) -> str:
-    kind = {9: "an inpainting model", 8: "an instruct-pix2pix model", 5: "a depth-to-image model"}.get(
+    if in_channels == INPAINT_IN_CHANNELS:  # only single files get here: folders of inpainting models load
+        return f"{name} is an inpainting model; StyleShelf opens inpainting models as diffusers folders only."
+    kind = {8: "an instruct-pix2pix model", 5: "a depth-to-image model"}.get(
         in_channels, f"a UNet with {in_channels} input channels"
     )
     return f"{name} is {kind}; StyleShelf needs a text-to-image base model (4 input channels)."

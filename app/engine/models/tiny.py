@@ -53,8 +53,9 @@ def _vae(seed: int, scaling_factor: float):
     )
 
 
-def build_tiny_pipeline(family: str = "sd15", seed: int = 0):
-    """Return an in-memory tiny pipeline of ``family`` (sd15, sd2, sd2-v or sdxl)."""
+def build_tiny_pipeline(family: str = "sd15", seed: int = 0, *, inpainting: bool = False):
+    """Return an in-memory tiny pipeline of ``family`` (sd15, sd2, sd2-v or sdxl); ``inpainting`` gives an
+    SD1/SD2 pipeline a 9-channel inpainting UNet (latents + mask + masked-picture latents)."""
     import torch
     from diffusers import (
         EulerDiscreteScheduler,
@@ -107,7 +108,7 @@ def build_tiny_pipeline(family: str = "sd15", seed: int = 0):
         block_out_channels=(32, 64),
         layers_per_block=2,
         sample_size=32,
-        in_channels=4,
+        in_channels=9 if inpainting else 4,
         out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
@@ -131,10 +132,10 @@ def build_tiny_pipeline(family: str = "sd15", seed: int = 0):
     )
 
 
-def make_tiny(out_dir: str | Path, family: str = "sd15", seed: int = 0) -> Path:
+def make_tiny(out_dir: str | Path, family: str = "sd15", seed: int = 0, *, inpainting: bool = False) -> Path:
     """Write a tiny model of ``family`` as a standard diffusers folder (safetensors) and return its path."""
     out_dir = Path(out_dir)
-    pipe = build_tiny_pipeline(family, seed)
+    pipe = build_tiny_pipeline(family, seed, inpainting=inpainting)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     pipe.save_pretrained(out_dir, safe_serialization=True)

@@ -69,6 +69,13 @@ def load_training_base(path: str | Path, *, dtype: torch.dtype = torch.float32,
     from app.engine.models.loading import load_base
 
     base = load_base(Path(path).expanduser(), device=str(device), dtype=dtype)
+    if int(base.pipe.unet.config.in_channels) != 4:
+        from app.engine.errors import ModelLoadError
+
+        raise ModelLoadError(
+            f"{Path(path).name} is an inpainting model: train on its normal (text-to-image) base; "
+            "the adapter then works on the inpainting model too."
+        )
     return TrainingBase(base.pipe, str(base.family), Path(path))
 
 

@@ -1,0 +1,110 @@
+"""Image-to-image and inpainting settings inside PNGs, both ways.
+
+Written: AUTOMATIC1111's own keys (``Denoising strength``, ``Resize mode``, ``Mask blur``, ``Inpaint area``,
+``Masked area padding``, ``Masked content``) in the ``parameters`` text, and in our JSON record the input
+image's and the mask's name, path and SHA-256. The pictures themselves are not embedded (they are the
+artist's, often large): reading a PNG back restores the mode and settings and says when an input is
+missing or has changed since (by hash).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from app.engine.generate.config import INPAINT_AREAS, MASKED_CONTENT, RESIZE_MODES
+
+MISSING_KEY = "missing_inputs"  # settings key: one line per input the PNG names but this machine lacks
+_INPUT_KEYS = (
+    "init_image", "mask_image", "strength", "resize_mode", "mask_blur", "inpaint_area", "inpaint_padding",
+    "masked_content",
+)  # fmt: skip
+
+
+def _num(value: float) -> str:
+    return f"{float(value):g}"
+
+
+def image_input_fields(config: Any, source: Any) -> list[tuple[str, str]]:
+    """A1111 ``Key: value`` pairs for an img2img / inpaint image (none for text to image)."""
+    if source is None or not config.init_image:
+        return []
+    fields = [("Denoising strength", _num(config.strength))]
+    if source.region is None:
+        fields.append(("Resize mode", config.resize_mode))
+    if config.mask_image:
+        fields.append(("Mask blur", str(config.mask_blur)))
+        if config.inpaint_area == "Only masked":
+            fields += [("Inpaint area", "Only masked"), ("Masked area padding", str(config.inpaint_padding))]
+        fields.append(("Masked content", config.masked_content))
+    return fields
+
+
+def image_input_record(config: Any, source: Any) -> dict[str, Any]:
+    """Our JSON record's ``inputs``: which pictures were used, by hash (empty for text to image)."""
+    if source is None or not config.init_image:
+        return {}
+    inputs: dict[str, Any] = {
+        "mode": config.mode,
+        "init_image": {"name": Path(config.init_image).name, "path": str(Path(config.init_image).resolve()),
+                       "sha256": source.init_sha256},
+    }  # fmt: skip
+    if config.mask_image:
+        inputs["mask"] = {"name": Path(config.mask_image).name, "path": str(Path(config.mask_image).resolve()),
+                          "sha256": source.mask_sha256}  # fmt: skip
+    return {"inputs": inputs}
+
+
+# ---------------------------------------------------------------------------------------------- reading
+def restore_from_record(record: dict[str, Any], settings: dict[str, Any]) -> None:
+    """Copy the input settings of our record into ``settings``; note each input file that is not here."""
+    config = record.get("config", {})
+    inputs = record.get("inputs") or {}
+    if not inputs:
+        return  # text to image: the defaults (no input picture) are what restores it
+    settings.update({k: config[k] for k in _INPUT_KEYS if k in config})
+    missing: list[str] = []
+    for key, config_key, label in (("init_image", "init_image", "Input image"), ("mask", "mask_image", "Mask")):
+        item = inputs.get(key)
+        if not item:
+            continue
+        path = Path(item.get("path") or settings.get(config_key) or "")
+        settings[config_key] = str(path)  # the mode comes back even when the file does not
+        problem = _check_file(path, str(item.get("sha256", "")))
+        if problem:
+            missing.append(f"{label} {item.get('name') or path.name} {problem}; pick it again.")
+    if missing:
+        settings[MISSING_KEY] = missing
+
+
+def _check_file(path: Path, sha256: str) -> str:
+    if not path.is_file():
+        return f"is missing (it was {path})"
+    if sha256:
+        from app.engine.generate.img2img import file_sha256
+
+        if file_sha256(path) != sha256:
+            return f"has changed since this picture was made ({path})"
+    return ""
+
+
+def restore_from_a1111(fields: dict[str, str], settings: dict[str, Any]) -> None:
+    """A1111's img2img keys into ``settings``; its PNGs never name the input picture, so say so."""
+    if "Denoising strength" not in fields or any(k.startswith("Hires") for k in fields):
+        return  # text to image (a hires-fix pass also writes a denoising strength)
+    try:
+        settings["strength"] = min(max(float(fields["Denoising strength"]), 0.0), 1.0)
+    except ValueError:
+        return
+    for key, field, choices in (
+        ("resize_mode", "Resize mode", RESIZE_MODES),
+        ("inpaint_area", "Inpaint area", INPAINT_AREAS),
+        ("masked_content", "Masked content", MASKED_CONTENT),
+    ):
+        if fields.get(field) in choices:
+            settings[key] = fields[field]
+    for key, field in (("mask_blur", "Mask blur"), ("inpaint_padding", "Masked area padding")):
+        if fields.get(field, "").strip().isdigit():
+            settings[key] = int(fields[field])
+    what = "an input image and a mask" if "Mask blur" in fields else "an input image"
+    settings[MISSING_KEY] = [f"This picture was made from {what} its parameters do not name; pick them again."]
