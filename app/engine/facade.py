@@ -373,3 +373,32 @@ class GenerationSession:
 
 def gallery_dir() -> Path:
     return paths.user_data_dir() / "images"
+
+
+# ------------------------------------------------------------------------------------------ comparison grids
+
+
+def grid_config(x: str, y: str = "", z: str = "", *, generate: GenerateConfig, out: str = "") -> Any:
+    """A grid's settings (``app.engine.generate.grid_plan.GridConfig``); the axes are checked here (UserError)."""
+    from app.engine.generate.grid_axes import parse_axes
+    from app.engine.generate.grid_plan import GridConfig
+
+    parse_axes(x, y, z)
+    return GridConfig(x=x, y=y, z=z, out=out, generate=generate)
+
+
+def run_comparison(session: GenerationSession, config: Any, *, on_event: Callable[[Event], None],
+                   cancel: CancelToken) -> Any:  # fmt: skip
+    """Render a grid with the session's loaded base (events: GridStarted, Progress, ImageReady, Finished)."""
+    from app.engine.generate.grid import run_grid
+
+    config.generate = dataclasses.replace(config.generate, sampler=config.generate.sampler or sampler_names()[0])
+    return run_grid(config, generator=session._generator, on_event=on_event, cancel=cancel)
+
+
+def read_grid_png(path: str) -> Any:
+    """The comparison stored in a grid PNG (``GridRecord``: config with the stack found on the shelf, labels,
+    cells), or None for any other image."""
+    from app.engine.generate.grid import read_grid
+
+    return read_grid(Path(path), lookup=_shelf_lookup)
