@@ -116,3 +116,46 @@ def test_bad_axis_is_shown_and_nothing_runs(qtbot, window):
     qtbot.keyClick(dialog.axis_edits["X"], Qt.Key.Key_Return)
     assert "Unknown axis 'strenght'" in dialog.status.text()
     assert dialog.run_button.isEnabled() and tab.compare_vm.state == "idle"
+
+
+def test_compare_checkpoints_after_a_run_and_keep_one(qtbot, window, checkpoint_run):
+    from safetensors import safe_open
+
+    from app.engine import facade
+
+    # The run lives in the shelf folder, as the app's runs do; the Train tab has its dataset open.
+    shelf = facade.adapters_dir()
+    shutil.copytree(checkpoint_run.with_name("stripy.checkpoints"), shelf / "stripy.checkpoints")
+    adapter = Path(shutil.copy(checkpoint_run, shelf / "stripy.safetensors"))
+    train_vm, tab = window.train_vm, window.train_tab
+    with qtbot.waitSignal(train_vm.datasetLoaded, timeout=30_000):
+        train_vm.load_dataset(str(checkpoint_run.parent / "stripes"))
+    assert not tab.compare_button.isVisible()
+    train_vm.output_path = str(adapter)
+    train_vm.runEnded.emit(False)  # what the trainer's end of run does
+    assert tab.compare_button.isVisible()
+    gen_tab = window.generate_tab
+    gen_tab.steps.selectAll()
+    qtbot.keyClicks(gen_tab.steps, "2")
+    qtbot.keyClick(gen_tab.steps, Qt.Key.Key_Tab)
+
+    window.tabs.setCurrentWidget(tab)
+    qtbot.mouseClick(tab.compare_button, Qt.MouseButton.LeftButton)
+    dialog, vm = gen_tab.compare_dialog, gen_tab.compare_vm
+    assert window.tabs.currentWidget() is gen_tab and dialog.isVisible() and vm.state == "running"
+    with qtbot.waitSignal(vm.finished, timeout=180_000) as done:
+        pass  # the grid started with the click; its cells arrive while the event loop runs
+    assert not done.args[1]
+    assert vm.labels["X"] == ["base", "step 2", "step 4", "step 6", "final"]
+    assert vm.labels["Y"] == ["stripy, stripes"]  # the dataset's distinct captions, with the run's trigger
+    assert len(vm.cells) == 5 and dialog.keep_button.isVisible()
+
+    click_cell(qtbot, dialog.table, 0, 0)  # the base column: nothing to keep
+    assert not dialog.keep_button.isEnabled()
+    click_cell(qtbot, dialog.table, 0, 1)  # step 2
+    assert dialog.keep_button.isEnabled()
+    qtbot.mouseClick(dialog.keep_button, Qt.MouseButton.LeftButton)
+    with safe_open(str(adapter), "pt") as f:
+        assert f.metadata()["ss_steps"] == "2"
+    assert "Kept step 2" in dialog.status.text()
+    assert len(list((shelf / "stripy.checkpoints").glob("step-*"))) == 3  # the others stay on disk

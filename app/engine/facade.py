@@ -402,3 +402,35 @@ def read_grid_png(path: str) -> Any:
     from app.engine.generate.grid import read_grid
 
     return read_grid(Path(path), lookup=_shelf_lookup)
+
+
+def keep_checkpoint(adapter: str, step: int) -> str:
+    """Make training checkpoint ``step`` the style's adapter file on the shelf; returns its path."""
+    from app.engine.train.checkpoint_export import keep_checkpoint as keep
+
+    return str(keep(adapter, step))
+
+
+def checkpoint_axes(adapter: str, captions: list[str], trigger: str = "", prompts: int = 3) -> tuple[str, str]:
+    """X and Y of "Compare checkpoints": the base then every kept checkpoint, × a few of the dataset's captions."""
+    import csv
+    import io
+
+    if not trigger and Path(adapter).is_file():  # the run's own trigger, as the adapter file records it
+        trigger = adapter_card(adapter).trigger
+    picked = list(dict.fromkeys(c.strip() for c in captions if c and c.strip()))[:prompts]  # distinct, in order
+    texts = [f"{trigger}, {c}" if trigger and trigger.lower() not in c.lower() else c for c in picked]
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow(texts)
+    return f"checkpoint:{adapter}=base,all", (f"prompt={buffer.getvalue()}" if texts else "")
+
+
+def axis_kind_and_target(spec: str) -> tuple[str, str]:
+    """("checkpoint", "path/to/style.safetensors") for ``checkpoint:path/to/style.safetensors=…``; ("", "") if bad."""
+    from app.engine.generate.grid_axes import parse_axis
+
+    try:
+        axis = parse_axis(spec)
+    except UserError:
+        return "", ""
+    return axis.kind, axis.target

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.engine import facade
 from app.gui.compare_vm import RUNNING, CompareViewModel
 from app.gui.gallery import ImageViewer
 
@@ -92,10 +93,14 @@ class CompareDialog(QDialog):
         self.enlarge_button.clicked.connect(lambda: self._on_selected(self.enlarge))
         self.save_button = QPushButton("Save…")
         self.save_button.clicked.connect(lambda: self._on_selected(self.save))
+        self.keep_button = QPushButton("Keep this one")
+        self.keep_button.setToolTip("Make this training checkpoint the style's adapter on the shelf (the others stay "
+                                    "on disk)")  # fmt: skip
+        self.keep_button.clicked.connect(lambda: self._on_selected(self.vm.keep))
         self.status = QLabel("")
         self.status.setWordWrap(True)
         actions = QHBoxLayout()
-        for button in (self.use_button, self.enlarge_button, self.save_button):
+        for button in (self.use_button, self.enlarge_button, self.save_button, self.keep_button):
             actions.addWidget(button)
         actions.addWidget(self.status, 1)
 
@@ -125,9 +130,11 @@ class CompareDialog(QDialog):
         running = self.vm.state == RUNNING
         self.run_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
-        has_cell = self.selected_cell() is not None
+        cell = self.selected_cell()
         for button in (self.use_button, self.enlarge_button, self.save_button):
-            button.setEnabled(has_cell)
+            button.setEnabled(cell is not None)
+        self.keep_button.setVisible(facade.axis_kind_and_target(self.vm.axes["X"])[0] == "checkpoint")
+        self.keep_button.setEnabled(cell is not None and not running and self.vm.checkpoint_step(cell[0]) is not None)
 
     def _progress(self, done: int, total: int) -> None:
         self.progress.setMaximum(total)
@@ -155,6 +162,7 @@ class CompareDialog(QDialog):
         for r in range(rows):
             self.table.setRowHeight(r, CELL_PX + 8)
         self._fill_table()
+        self._refresh_buttons()
 
     def _fill_table(self) -> None:
         z = max(0, self.block.currentIndex())
@@ -242,6 +250,7 @@ def open_compare(parent: QWidget, generate_vm, grid_png: str = "") -> bool:
     vm = getattr(parent, "compare_vm", None)
     if vm is None:
         vm = parent.compare_vm = CompareViewModel(generate_vm, parent)
+        vm.adapterKept.connect(lambda _path: parent.shelf_vm.refresh())
     if grid_png and not vm.restore(grid_png):
         return False
     dialog = getattr(parent, "compare_dialog", None)
@@ -250,3 +259,14 @@ def open_compare(parent: QWidget, generate_vm, grid_png: str = "") -> bool:
     dialog.show()
     dialog.raise_()
     return True
+
+
+def open_checkpoint_comparison(tab: QWidget, adapter: str, captions: list[str], trigger: str = "") -> CompareDialog:
+    """After a training run: its checkpoints (the base first) × a few of the dataset's captions, started at once."""
+    open_compare(tab, tab.vm)
+    dialog = tab.compare_dialog
+    x, y = facade.checkpoint_axes(adapter, captions, trigger)
+    for letter, text in (("X", x), ("Y", y), ("Z", "")):
+        dialog.axis_edits[letter].setText(text)
+    dialog.run()
+    return dialog

@@ -57,6 +57,7 @@ class CompareViewModel(QObject):
     finished = Signal(str, bool)  # grid PNG ("" when cancelled), cancelled?
     message = Signal(str)
     errorRaised = Signal(str, str)
+    adapterKept = Signal(str)  # a checkpoint became the style's file on the shelf
 
     def __init__(self, generate_vm: GenerateViewModel, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -158,6 +159,31 @@ class CompareViewModel(QObject):
             return
         self.generate_vm.apply(params)
         self.message.emit(f"Using the settings of {Path(self.cells[(x, y, z)]).name}")
+
+    def checkpoint_step(self, x: int) -> int | None:
+        """The training step of column ``x`` when the columns are a run's checkpoints ("step 200"), else None."""
+        kind, _ = facade.axis_kind_and_target(self.axes["X"])
+        labels = self.labels["X"]
+        if kind != "checkpoint" or x >= len(labels) or not labels[x].startswith("step "):
+            return None
+        return int(labels[x].split()[1])
+
+    def keep(self, x: int, y: int = 0, z: int = 0) -> str:
+        """"Keep this one": column ``x``'s checkpoint becomes the style's adapter file; returns its path."""
+        step = self.checkpoint_step(x)
+        if step is None:
+            return ""
+        _, target = facade.axis_kind_and_target(self.axes["X"])
+        stack = {Path(e.path).stem: e.path for e in self.generate_vm.shelf.stack_entries()}
+        adapter = stack.get(target, target)
+        try:
+            path = facade.keep_checkpoint(adapter, step)
+        except Exception as exc:  # noqa: BLE001
+            self.errorRaised.emit(*describe_exception(exc))
+            return ""
+        self.message.emit(f"Kept step {step}: {Path(path).name} on the shelf is now that checkpoint.")
+        self.adapterKept.emit(path)
+        return path
 
     # ------------------------------------------------------------------ a grid PNG dropped on the app
     def restore(self, path: str) -> bool:

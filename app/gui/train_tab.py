@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
@@ -40,6 +40,8 @@ def format_eta(seconds: float | None) -> str:
 
 
 class TrainTab(QWidget):
+    compareCheckpointsRequested = Signal(str, list, str)  # adapter, dataset captions, trigger
+
     def __init__(self, vm: TrainViewModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.vm = vm
@@ -110,6 +112,12 @@ class TrainTab(QWidget):
         buttons.addWidget(self.start_button, 1)
         buttons.addWidget(self.cancel_button)
         buttons.addWidget(self.resume_button)
+        self.compare_button = QPushButton("Compare checkpoints")
+        self.compare_button.setToolTip("A grid of this run's checkpoints (and the base) on a few of its captions")
+        self.compare_button.setVisible(False)  # offered once a run has ended
+        self.compare_button.clicked.connect(self._compare_checkpoints)
+        vm.runEnded.connect(lambda _c: self.compare_button.setVisible(bool(self.vm.output_path)))
+        buttons.addWidget(self.compare_button)
 
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
@@ -251,6 +259,10 @@ class TrainTab(QWidget):
                                            Qt.TransformationMode.SmoothTransformation))
             label.setToolTip(f"Step {step}: {Path(p).name}")
             self.samples_row.insertWidget(self.samples_row.count() - 1, label)
+
+    def _compare_checkpoints(self) -> None:
+        captions = [e.caption for e in self.vm.dataset.entries() if not e.skipped_reason]
+        self.compareCheckpointsRequested.emit(self.vm.output_path, captions, str(self.vm.value("trigger") or ""))
 
     def _validation(self, base: object, adapter: object) -> None:
         if isinstance(base, float) and isinstance(adapter, float) and base > 0:
