@@ -73,3 +73,21 @@ def tiny_sd2v(tmp_path_factory):
     from app.engine.models.tiny import make_tiny
 
     return make_tiny(tmp_path_factory.mktemp("models") / "tiny-sd2v", "sd2-v", seed=0)
+
+
+@pytest.fixture(scope="session")
+def checkpoint_run(tiny_sd15, tmp_path_factory):
+    """A finished 6-step run on the tiny model keeping checkpoints 2, 4 and 6, exported by `train` itself
+    (``stripy.safetensors`` beside ``stripy.checkpoints/``, and the dataset it learned from)."""
+    from app.cli import main
+    from test_train_data import make_style_set
+
+    root = tmp_path_factory.mktemp("ckpt-run")
+    data = make_style_set(root / "stripes", 8, seed=3)
+    out = root / "stripy.safetensors"
+    code = main(["train", str(data), "--base", str(tiny_sd15), "--out", str(out), "--steps", "6", "--rank", "4",
+                 "--lr", "1e-2", "--resolution", "64", "--batch-size", "2", "--checkpoint-every", "2",
+                 "--sample-steps", "2", "--validation-images", "2", "--trigger", "stripy",
+                 "--set", "keep_checkpoints=3", "--set", "cpu_threads=1", "--export-checkpoints"])  # fmt: skip
+    assert code == 0
+    return out

@@ -11,21 +11,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from app.cli import main
-from test_train_data import make_style_set
 
 
-@pytest.fixture(scope="module")
-def run(tiny_sd15, tmp_path_factory):
-    """A 6-step run keeping checkpoints at steps 2, 4 and 6, exported by the train command itself."""
-    root = tmp_path_factory.mktemp("ckpt-run")
-    data = make_style_set(root / "stripes", 8, seed=3)
-    out = root / "stripy.safetensors"
-    code = main(["train", str(data), "--base", str(tiny_sd15), "--out", str(out), "--steps", "6", "--rank", "4",
-                 "--lr", "1e-2", "--resolution", "64", "--batch-size", "2", "--checkpoint-every", "2",
-                 "--sample-steps", "2", "--validation-images", "2", "--trigger", "stripy",
-                 "--set", "keep_checkpoints=3", "--set", "cpu_threads=1", "--export-checkpoints"])  # fmt: skip
-    assert code == 0
-    return out
+@pytest.fixture
+def run(checkpoint_run):
+    return checkpoint_run  # tests/conftest.py: a 6-step run keeping checkpoints 2, 4 and 6, exported by train
 
 
 def _tensors(path):
@@ -98,3 +88,24 @@ def test_the_shelf_does_not_list_a_runs_checkpoints(run):
     assert len(list(run.with_name("stripy.checkpoints").rglob("*.safetensors"))) == 9
     names = [e.path.name for e in Library(user_folder=run.parent, bundled_folder=None).scan(with_hashes=False)]
     assert names == ["stripy.safetensors"]
+
+
+def test_keep_this_one_makes_a_checkpoint_the_style_on_the_shelf(run, tmp_path):
+    import shutil
+
+    from app.engine import facade
+    from app.engine.generate.grid_axes import parse_axis
+    from app.engine.shelf.library import Library
+
+    copy = tmp_path / "shelf" / "stripy.safetensors"  # a copy of the run, so the other tests keep theirs
+    shutil.copytree(run.with_name("stripy.checkpoints"), copy.with_name("stripy.checkpoints"))
+    shutil.copy(run, copy)
+    assert facade.keep_checkpoint(str(copy), 2) == str(copy)
+    kept, step2 = _tensors(copy), _tensors(copy.with_name("stripy.checkpoints") / "stripy-step-000002.safetensors")
+    assert all(np.array_equal(kept[k], step2[k]) for k in step2)
+    [entry] = Library(user_folder=copy.parent, bundled_folder=None).scan(with_hashes=False)
+    assert entry.path == copy and entry.info.metadata["ss_steps"] == "2" and entry.title == "my-style"
+    x, y = facade.checkpoint_axes(str(copy), ["stripes one", "stripy, stripes two", "stripes one", "a, b"], "",
+                                   prompts=3)  # the trigger comes from the file; captions are distinct
+    assert parse_axis(x).values == ("base", "all")
+    assert parse_axis(y).values == ("stripy, stripes one", "stripy, stripes two", "stripy, a, b")

@@ -564,3 +564,64 @@ def png_has_parameters(path: str) -> bool:
 
 def gallery_dir() -> Path:
     return paths.user_data_dir() / "images"
+
+
+# ------------------------------------------------------------------------------------------ comparison grids
+
+
+def grid_config(x: str, y: str = "", z: str = "", *, generate: GenerateConfig, out: str = "") -> Any:
+    """A grid's settings (``app.engine.generate.grid_plan.GridConfig``); the axes are checked here (UserError)."""
+    from app.engine.generate.grid_axes import parse_axes
+    from app.engine.generate.grid_plan import GridConfig
+
+    parse_axes(x, y, z)
+    return GridConfig(x=x, y=y, z=z, out=out, generate=generate)
+
+
+def run_comparison(session: GenerationSession, config: Any, *, on_event: Callable[[Event], None],
+                   cancel: CancelToken) -> Any:  # fmt: skip
+    """Render a grid with the session's loaded base (events: GridStarted, Progress, ImageReady, Finished)."""
+    from app.engine.generate.grid import run_grid
+
+    config.generate = dataclasses.replace(config.generate, sampler=config.generate.sampler or sampler_names()[0])
+    return run_grid(config, generator=session._generator, on_event=on_event, cancel=cancel)
+
+
+def read_grid_png(path: str) -> Any:
+    """The comparison stored in a grid PNG (``GridRecord``: config with the stack found on the shelf, labels,
+    cells), or None for any other image."""
+    from app.engine.generate.grid import read_grid
+
+    return read_grid(Path(path), lookup=_shelf_lookup)
+
+
+def keep_checkpoint(adapter: str, step: int) -> str:
+    """Make training checkpoint ``step`` the style's adapter file on the shelf; returns its path."""
+    from app.engine.train.checkpoint_export import keep_checkpoint as keep
+
+    return str(keep(adapter, step))
+
+
+def checkpoint_axes(adapter: str, captions: list[str], trigger: str = "", prompts: int = 3) -> tuple[str, str]:
+    """X and Y of "Compare checkpoints": the base then every kept checkpoint, × a few of the dataset's captions."""
+    import csv
+    import io
+
+    if not trigger and Path(adapter).is_file():  # the run's own trigger, as the adapter file records it
+        trigger = adapter_card(adapter).trigger
+    picked = list(dict.fromkeys(c.strip() for c in captions if c and c.strip()))[:prompts]  # distinct, in order
+    texts = [f"{trigger}, {c}" if trigger and trigger.lower() not in c.lower() else c for c in picked]
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow(texts)
+    return f"checkpoint:{adapter}=base,all", (f"prompt={buffer.getvalue()}" if texts else "")
+
+
+def axis_kind_and_target(spec: str) -> tuple[str, str]:
+    """("checkpoint", "path/to/style.safetensors") for ``checkpoint:path/to/style.safetensors=…``; ("", "") if bad."""
+    from app.engine.generate.grid_axes import parse_axis
+
+    try:
+        axis = parse_axis(spec)
+    except UserError:
+        return "", ""
+    return axis.kind, axis.target

@@ -97,6 +97,7 @@ class MainWindow(QMainWindow):
         self.tabs.currentChanged.connect(lambda _i: self.status_line.setText(self.tab_status.get(
             self.tabs.currentWidget(), "")))
         self.train_vm.adapterReady.connect(lambda path: self.shelf_vm.add_adapter(path, enabled=False))
+        self.train_tab.compareCheckpointsRequested.connect(self._compare_checkpoints)
         self.generate_vm.stateChanged.connect(self._generate_state)
         self._build_menus()
         self.resize(1280, 800)
@@ -107,6 +108,12 @@ class MainWindow(QMainWindow):
             # Start the engine only once the window is on screen: importing diffusers on the worker
             # thread competes for the GIL and would delay the first paint.
             QTimer.singleShot(150, self._start_engine)
+
+    def _compare_checkpoints(self, adapter: str, captions: list, trigger: str) -> None:
+        from app.gui.compare_dialog import open_checkpoint_comparison
+
+        self.tabs.setCurrentWidget(self.generate_tab)
+        open_checkpoint_comparison(self.generate_tab, adapter, captions, trigger)
 
     def _start_engine(self) -> None:
         if self.base_info is not None and not self.generate_vm.base_path:

@@ -170,6 +170,10 @@ class GenerateTab(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.generate_button, 1)
         buttons.addWidget(self.cancel_button)
+        self.compare_button = QPushButton("Compare…")
+        self.compare_button.setToolTip("A grid of strengths, styles, seeds, prompts or checkpoints, side by side")
+        self.compare_button.clicked.connect(lambda: self.open_compare())
+        buttons.addWidget(self.compare_button)
         self.progress = QProgressBar()
         self.progress.setFormat("step %v / %m")
         left = QWidget()
@@ -393,6 +397,11 @@ class GenerateTab(QWidget):
         if dialog.exec():
             self.shelf_vm.bake(dialog.out_path(), dialog.rank())
 
+    def open_compare(self, grid_png: str = "") -> bool:
+        from app.gui.compare_dialog import open_compare
+
+        return open_compare(self, self.vm, grid_png)
+
     # ------------------------------------------------------------------ drops
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if event.mimeData().hasUrls():
@@ -406,7 +415,7 @@ class GenerateTab(QWidget):
     def open_paths(self, files: list[str]) -> None:
         pngs = [f for f in files if f.lower().endswith(".png")]
         others = [f for f in files if f not in pngs]
-        if pngs:
+        if pngs and not self.open_compare(pngs[0]):  # a comparison grid reopens as one
             self.vm.restore_from_png(pngs[0])
         adapters = [f for f in others if Path(f).suffix.lower() in (".safetensors", ".ckpt", ".pt", ".pth", ".bin")]
         if adapters:

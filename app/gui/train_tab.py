@@ -52,6 +52,7 @@ def format_eta(seconds: float | None) -> str:
 
 class TrainTab(QWidget):
     titleChanged = Signal(str)  # the tab's label: "Train", or "Train · 45 %" while it runs
+    compareCheckpointsRequested = Signal(str, list, str)  # adapter, dataset captions, trigger
 
     def __init__(self, vm: TrainViewModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -133,6 +134,12 @@ class TrainTab(QWidget):
         buttons.addWidget(self.start_button, 1)
         buttons.addWidget(self.cancel_button)
         buttons.addWidget(self.resume_button)
+        self.compare_button = QPushButton("Compare checkpoints")
+        self.compare_button.setToolTip("A grid of this run's checkpoints (and the base) on a few of its captions")
+        self.compare_button.setVisible(False)  # offered once a run has ended
+        self.compare_button.clicked.connect(self._compare_checkpoints)
+        vm.runEnded.connect(lambda _c: self.compare_button.setVisible(bool(self.vm.output_path)))
+        buttons.addWidget(self.compare_button)
 
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
@@ -292,6 +299,10 @@ class TrainTab(QWidget):
         busy = self.vm.state in (RUNNING, CANCELLING) and self.progress.maximum() > 1
         percent = int(100 * self.progress.value() / max(1, self.progress.maximum()))
         self.titleChanged.emit(f"Train · {percent} %" if busy else "Train")
+
+    def _compare_checkpoints(self) -> None:
+        captions = [e.caption for e in self.vm.dataset.entries() if not e.skipped_reason]
+        self.compareCheckpointsRequested.emit(self.vm.output_path, captions, str(self.vm.value("trigger") or ""))
 
     def _validation(self, base: object, adapter: object) -> None:
         if isinstance(base, float) and isinstance(adapter, float) and base > 0:

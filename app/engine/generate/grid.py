@@ -22,10 +22,10 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from app.engine.errors import UserError
-from app.engine.events import NEVER_CANCEL, CancelToken, EventCallback, Finished, ImageReady, Log, Progress
+from app.engine.events import NEVER_CANCEL, CancelToken, Event, EventCallback, Finished, ImageReady, Log, Progress
 from app.engine.events import ignore_event
 from app.engine.generate.config import GenerateConfig
 from app.engine.generate.grid_image import GridLayout, compose_grid
@@ -35,6 +35,17 @@ from app.engine.paths import user_data_dir
 from app.engine.shelf.stack import StackEntry
 
 GRID_FORMAT = 1
+
+
+@dataclass
+class GridStarted(Event):
+    """The plan, before the first cell: the shape and labels a viewer lays out (cell ``index`` → ``positions``)."""
+
+    kind: ClassVar[str] = "grid-started"
+    shape: list[int] = field(default_factory=list)  # columns, rows, blocks
+    labels: dict[str, list[str]] = field(default_factory=dict)  # "X"/"Y"/"Z" -> one label per value
+    positions: list[list[int]] = field(default_factory=list)  # per cell index: [x, y, z]
+    grid: str = ""  # where the grid PNG will be written
 
 
 @dataclass
@@ -79,6 +90,8 @@ def run_grid(
     plan = plan_grid(config, find_style=find_style or find_on_shelf, find_checkpoints=find_checkpoints,
                      cells_dir=str(cells_dir))  # fmt: skip
     result = GridResult(grid=None, plan=plan)
+    on_event(GridStarted(shape=list(plan.shape), labels=plan.labels, grid=str(out),
+                         positions=[[c.x, c.y, c.z] for c in plan.cells]))  # fmt: skip
     total_steps = sum(c.config.steps for c in plan.cells)
     steps_before = 0
 

@@ -181,3 +181,16 @@ def report_exports(adapter: str | Path, *, json_events: bool) -> list[Path]:
         print(Log(message="no checkpoints kept", level="warning").to_json() if json_events else
               "no checkpoints were kept to export", flush=True)  # fmt: skip
     return written
+
+
+def keep_checkpoint(adapter: str | Path, step: int) -> Path:
+    """"Keep this one": checkpoint ``step`` becomes the style's adapter file (same name and title on the shelf).
+
+    The run's checkpoints stay on disk (the finished state is among them), so the choice can be changed later."""
+    run_dir, final = run_paths(adapter)
+    title = ""
+    if final.is_file():
+        from app.engine.adapters import read_adapter_info
+
+        title = read_adapter_info(final, with_hashes=False).title
+    return export_checkpoint(run_dir, step, final, title=title)
