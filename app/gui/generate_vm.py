@@ -148,6 +148,9 @@ class GenerateViewModel(QObject):
             return
         self.apply(params)
         self.message.emit(f"Restored the settings of {Path(path).name}")
+        notes = facade.stack_version_notes(list(params.stack))  # "made with an earlier version of …"
+        if notes:
+            self.errorRaised.emit(" ".join(notes), "\n".join(notes))
 
     # ------------------------------------------------------------------ running
     def can_generate(self) -> tuple[bool, str]:

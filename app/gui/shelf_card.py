@@ -77,6 +77,8 @@ class ShelfCard(QFrame):
         self.trigger.setObjectName("Muted")
         self.badge = QLabel()
         self.badge.setObjectName("Badge")
+        self.byline = QLabel()  # author, last change, folder: tells same-titled files from two people apart
+        self.byline.setObjectName("Muted")
         self.toggle = QCheckBox()
         self.toggle.setToolTip("Use this style in the next image")
         self.toggle.toggled.connect(lambda on: self._emit_toggle(on))
@@ -108,6 +110,7 @@ class ShelfCard(QFrame):
         text.setSpacing(2)
         text.addLayout(top)
         text.addWidget(self.trigger)
+        text.addWidget(self.byline)
         text.addLayout(weight)
         text_row = QHBoxLayout()
         text_row.addStretch(1)
@@ -132,6 +135,9 @@ class ShelfCard(QFrame):
         else:
             self.thumb.setPixmap(_placeholder(card.title))
         self.badge.setText(FAMILY_LABELS.get(card.family, card.family or "?"))
+        self.byline.setText("⚠ file gone: left out of images" if card.missing else card.byline)
+        self.byline.setToolTip(card.path)
+        self.byline.setVisible(bool(self.byline.text()))
         self.text_label.setVisible(card.has_text_encoder)
         self.text_spin.setVisible(card.has_text_encoder)
 

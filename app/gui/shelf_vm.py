@@ -16,6 +16,7 @@ from app.engine import facade
 from app.gui import settings as prefs
 from app.gui.background import run_in_background
 from app.gui.errors import describe_exception
+from app.gui.shelf_live import LiveShelf
 from app.gui.shelf_model import ShelfModel
 
 
@@ -33,16 +34,19 @@ class ShelfViewModel(QObject):
         self.busy = 0
         self.extra_folders: list[str] = _load_folders(prefs.get_str(self.EXTRA_FOLDERS_KEY))
         facade.set_extra_adapter_folders(self.extra_folders)
+        self.live = LiveShelf(self)  # watches the shelf folders once the first refresh ran
 
     def set_extra_folders(self, folders: list[str]) -> None:
         """Remember the extra adapter folders (a team share, another tool's LoRA folder) and rescan."""
         self.extra_folders = list(dict.fromkeys(f for f in folders if f.strip()))  # keep order, drop repeats
         prefs.set_value(self.EXTRA_FOLDERS_KEY, json.dumps(self.extra_folders))
         facade.set_extra_adapter_folders(self.extra_folders)
+        self.live.follow()
         self.refresh()
 
     # ------------------------------------------------------------------ scanning and importing
     def refresh(self) -> None:
+        self.live.start()
         self.busy += 1
         run_in_background(facade.list_adapters, self._scanned, self._failed)
 
