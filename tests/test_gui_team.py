@@ -68,7 +68,7 @@ def test_a_half_written_file_is_reported_once_when_it_stops_changing(qtbot, tmp_
     folder = tmp_path / "sync"
     folder.mkdir()
     data = make_lora(tiny_sd15, tmp_path / "src.safetensors", family="sd1", seed=3).read_bytes()
-    watcher = FolderWatcher(poll_ms=100, settle_ms=400)
+    watcher = FolderWatcher(poll_ms=100, settle_ms=1000)
     watcher.set_folders([str(folder)])
     reports = []
     watcher.filesChanged.connect(lambda a, c, r: reports.append([(p, os.path.getsize(p)) for p in a + c]))
@@ -76,7 +76,7 @@ def test_a_half_written_file_is_reported_once_when_it_stops_changing(qtbot, tmp_
     target = folder / "arriving.safetensors"
     chunks = [data[i : i + len(data) // 8 + 1] for i in range(0, len(data), len(data) // 8 + 1)]
     timer = QTimer()
-    timer.setInterval(150)  # a slow sync: a chunk every 150 ms, faster than the settle time
+    timer.setInterval(100)  # a slow sync: a chunk every 100 ms, much faster than the settle time
 
     def write_chunk():
         with open(target, "ab") as fh:
@@ -87,7 +87,7 @@ def test_a_half_written_file_is_reported_once_when_it_stops_changing(qtbot, tmp_
     timer.timeout.connect(write_chunk)
     timer.start()
     qtbot.waitUntil(lambda: bool(reports), timeout=10_000)
-    qtbot.wait(800)  # any later (duplicate) report would arrive in this time
+    qtbot.wait(1500)  # any later (duplicate) report would arrive in this time
     watcher.stop()
     assert reports == [[(str(target), len(data))]]  # once, complete; never while it was growing
 
@@ -206,3 +206,23 @@ def test_a_renamed_file_keeps_its_place_toggle_and_strength(qtbot, live):
     assert vm.model.row_of(str(target)) is None  # no "gone" card left behind for a rename
     [entry] = vm.model.stack_entries()
     assert (entry.path, entry.weight, entry.enabled) == (str(renamed), 0.3, True)
+
+
+def test_restoring_a_png_made_before_the_file_changed_warns(qtbot, live, tiny_sd15, tmp_path):
+    from app.engine.generate import GenerateConfig, Generator
+    from app.engine.shelf.stack import StackEntry
+    from app.gui.generate_vm import GenerateViewModel
+
+    vm, panel, share = live
+    target = share / "first.safetensors"
+    config = GenerateConfig(prompt="a boat", steps=2, width=64, height=64, seed=5, preview_every=0,
+                            out_dir=str(tmp_path / "pics"), stack=[StackEntry(str(target), name="first")])  # fmt: skip
+    [made] = Generator(tiny_sd15).generate(config)
+    os.replace(make_lora(tiny_sd15, tmp_path / "v2.safetensors", family="sd1", seed=8, title="First"), target)
+    gvm = GenerateViewModel(vm.model)
+    errors = []
+    gvm.errorRaised.connect(lambda message, details: errors.append(message))
+    gvm.restore_from_png(str(made.path))
+    assert errors and "Made with an earlier version of first, which is no longer on the shelf" in errors[-1]
+    [entry] = vm.model.stack_entries()
+    assert entry.path == str(target)  # the current file is used, and the user was told
