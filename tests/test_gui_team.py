@@ -87,6 +87,10 @@ def test_a_half_written_file_is_reported_once_when_it_stops_changing(qtbot, tmp_
     timer.timeout.connect(write_chunk)
     timer.start()
     qtbot.waitUntil(lambda: bool(reports), timeout=10_000)
+    # A training run's checkpoint beside its adapter is not a style: never reported.
+    ckpt = folder / "mine.checkpoints" / "step-000200" / "lora.safetensors"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(data)
     qtbot.wait(1500)  # any later (duplicate) report would arrive in this time
     watcher.stop()
     assert reports == [[(str(target), len(data))]]  # once, complete; never while it was growing

@@ -25,12 +25,14 @@ from app.gui.background import run_in_background
 
 Signature = tuple[int, int, int]  # size, mtime_ns, inode
 WATCHED_SUFFIXES = (".safetensors", ".stack.json")
+# A training run's checkpoints and samples beside its adapter: rewritten every few hundred steps, never styles.
+SKIPPED_DIR_SUFFIXES = (".checkpoints", ".samples")
 MAX_WATCHED_DIRS = 512  # OS limits on watches (inotify); the re-scan still covers deeper trees
 
 
 def scan_folders(folders: list[str]) -> tuple[dict[str, Signature], list[str]]:
     """(file → signature, sub-folders) for the watched file kinds under ``folders``; hidden names skipped
-    (atomic-write temporaries and sync tools' partial files start with a dot)."""
+    (atomic-write temporaries and sync tools' partial files start with a dot), and training runs' folders."""
     files: dict[str, Signature] = {}
     dirs: list[str] = []
     stack = [str(f) for f in folders]
@@ -47,7 +49,8 @@ def scan_folders(folders: list[str]) -> tuple[dict[str, Signature], list[str]]:
                 continue
             try:
                 if entry.is_dir():
-                    stack.append(str(Path(folder) / entry.name))
+                    if not entry.name.lower().endswith(SKIPPED_DIR_SUFFIXES):
+                        stack.append(str(Path(folder) / entry.name))
                 elif entry.name.lower().endswith(WATCHED_SUFFIXES) and entry.is_file():
                     st = entry.stat()
                     files[str(Path(folder) / entry.name)] = (st.st_size, st.st_mtime_ns, st.st_ino)

@@ -6,7 +6,7 @@
   so an image never mixes old and new weights;
 - a vanished file keeps its card, marked as gone; if it is in the stack it stays there and generation
   leaves it out with a warning;
-- stack files (``*.stack.json``) that appear or change are announced (``stackFilesChanged``).
+- stack files (``*.stack.json``) that appear or change are announced in the status line.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from app.gui.folder_watch import FolderWatcher
 
 
 class LiveShelf(QObject):
-    stackFilesChanged = Signal()
     cardsUpdated = Signal(list)  # paths whose cards were added or refreshed from disk
 
     def __init__(self, vm, *, poll_ms: int = 3000, settle_ms: int = 700) -> None:
@@ -39,8 +38,9 @@ class LiveShelf(QObject):
         self.watcher.start()
 
     def _files_changed(self, added: list[str], changed: list[str], removed: list[str]) -> None:
-        if any(facade.is_stack_file(p) for p in [*added, *changed, *removed]):
-            self.stackFilesChanged.emit()
+        stacks = [Path(p).name for p in [*added, *changed] if facade.is_stack_file(p)]
+        if stacks:  # listed under File → Stack files on the shelf
+            self.vm.message.emit(f"Stack file on the shelf: {', '.join(stacks)}")
         adapters = [p for p in [*added, *changed] if not facade.is_stack_file(p)]
         gone = [p for p in removed if not facade.is_stack_file(p)]
         if changed or gone:
