@@ -484,6 +484,15 @@ def stack_version_notes(entries: list[StackEntry]) -> list[str]:
     return [r.note for r in resolve_entries(recorded, _library().scan()) if r.note and r.how != "missing"]
 
 
+def is_stack_file(path: str) -> bool:
+    return str(path).lower().endswith(".stack.json")
+
+
+def list_stack_files() -> list[str]:
+    """House-style stack files in the shelf folders (shown beside the adapters)."""
+    return [str(path) for _kind, path in _library().stack_files()]
+
+
 def save_stack_file(folder: str, title: str, entries: list[StackEntry], description: str = "") -> Path:
     """The current stack as ``<title>.stack.json`` in ``folder`` (a shelf folder the team shares)."""
     from app.engine.shelf.stack_file import save_stack_file as engine_save

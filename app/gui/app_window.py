@@ -31,6 +31,7 @@ from app.gui.errors import ErrorBanner
 from app.gui.generate_tab import GenerateTab
 from app.gui.generate_vm import GENERATING, LOADING, READY, GenerateViewModel
 from app.gui.shelf_vm import ShelfViewModel
+from app.gui.team_menu import add_team_actions
 from app.gui.theme import apply_theme
 from app.gui.train_tab import TrainTab
 from app.gui.train_vm import RUNNING, TrainViewModel
@@ -131,6 +132,7 @@ class MainWindow(QMainWindow):
         self._action(file, "Open training images…", self.train_tab.choose_folder, "Ctrl+D")
         self._action(file, "Import styles…", self.generate_tab.shelf_panel._choose_import, "Ctrl+I")
         self._action(file, "Adapter folders…", self.choose_adapter_folders)
+        add_team_actions(self, file, self.shelf_vm)  # your name, stack files
         file.addSeparator()
         self._action(file, "Quit", self.close, QKeySequence.StandardKey.Quit)
 

@@ -176,8 +176,10 @@ class GenerateViewModel(QObject):
             return
         self.apply(params)
         self.message.emit(f"Restored the settings of {Path(path).name}")
-        if missing:  # an img2img / inpaint picture whose input is not on this machine
-            self.errorRaised.emit(" ".join(missing), "")
+        notes = facade.stack_version_notes(list(params.stack))  # "made with an earlier version of …"
+        missing = [*missing, *notes]  # an img2img input not on this machine; a style that changed since
+        if missing:
+            self.errorRaised.emit(" ".join(missing), "\n".join(missing))
 
     # ------------------------------------------------------------------ running
     def can_generate(self) -> tuple[bool, str]:

@@ -80,6 +80,8 @@ class ShelfCard(QFrame):
         self.warn_icon = QLabel()  # beside the badge when the adapter does not fit the base model
         self.warn_icon.setPixmap(self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning).pixmap(16, 16))
         self.warn_icon.hide()
+        self.byline = QLabel()  # author, last change, folder: tells same-titled files from two people apart
+        self.byline.setObjectName("Muted")
         self.toggle = QCheckBox()
         self.toggle.setToolTip("Use this style in the next image")
         self.toggle.toggled.connect(lambda on: self._emit_toggle(on))
@@ -112,6 +114,7 @@ class ShelfCard(QFrame):
         text.setSpacing(2)
         text.addLayout(top)
         text.addWidget(self.trigger)
+        text.addWidget(self.byline)
         text.addLayout(weight)
         text_row = QHBoxLayout()
         text_row.addStretch(1)
@@ -137,6 +140,9 @@ class ShelfCard(QFrame):
         else:
             self.thumb.setPixmap(_placeholder(card.title))
         self.badge.setText(FAMILY_LABELS.get(card.family, card.family or "?"))
+        self.byline.setText("⚠ file gone: left out of images" if card.missing else card.byline)
+        self.byline.setToolTip(card.path)
+        self.byline.setVisible(bool(self.byline.text()))
         self.text_label.setVisible(card.has_text_encoder)
         self.text_spin.setVisible(card.has_text_encoder)
 

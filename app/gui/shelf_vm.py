@@ -17,6 +17,7 @@ from app.gui import session
 from app.gui import settings as prefs
 from app.gui.background import run_in_background
 from app.gui.errors import describe_exception
+from app.gui.shelf_live import LiveShelf
 from app.gui.shelf_model import ShelfModel
 
 
@@ -36,6 +37,7 @@ class ShelfViewModel(QObject):
         self.skipped: list = []
         self.extra_folders: list[str] = _load_folders(prefs.get_str(self.EXTRA_FOLDERS_KEY))
         facade.set_extra_adapter_folders(self.extra_folders)
+        self.live = LiveShelf(self)  # watches the shelf folders once the first refresh ran
         # The last session's toggles, strengths and order, applied once the first scan has listed the cards.
         self._saved_state: list | None = session.load_shelf()
 
@@ -48,10 +50,12 @@ class ShelfViewModel(QObject):
         self.extra_folders = list(dict.fromkeys(f for f in folders if f.strip()))  # keep order, drop repeats
         prefs.set_value(self.EXTRA_FOLDERS_KEY, json.dumps(self.extra_folders))
         facade.set_extra_adapter_folders(self.extra_folders)
+        self.live.follow()
         self.refresh()
 
     # ------------------------------------------------------------------ scanning and importing
     def refresh(self) -> None:
+        self.live.start()
         self.busy += 1
         run_in_background(facade.list_shelf, self._listed, self._failed)
 
