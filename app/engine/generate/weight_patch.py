@@ -125,11 +125,11 @@ class WeightPatcher:
 
     def restore_work(self) -> float:
         """What putting every patched layer back would cost, in ``patch_work`` units."""
-        return sum(patch_work(layer.weight, None) for layer in self._applied)
+        return sum(self._restore_work(layer) for layer in self._applied)
 
     def pending_work(self, plan: dict[Any, list[Contribution]]) -> float:
         """What ``sync(plan)`` would cost, in ``patch_work`` units (0 when nothing changed)."""
-        work = sum(patch_work(layer.weight, None) for layer in self._applied if layer not in plan)
+        work = sum(self._restore_work(layer) for layer in self._applied if layer not in plan)
         for layer, contributions in plan.items():
             if self._applied.get(layer) != _signature(contributions):
                 work += patch_work(layer.weight, contributions)
@@ -143,7 +143,7 @@ class WeightPatcher:
         started = self.clock()
         with torch.no_grad():
             for layer in [lay for lay in self._applied if lay not in plan]:
-                stats.work += patch_work(layer.weight, None)
+                stats.work += self._restore_work(layer)
                 self._restore(layer)
                 stats.restored += 1
             for layer, contributions in plan.items():
@@ -160,6 +160,9 @@ class WeightPatcher:
 
     def restore_all(self) -> PatchStats:
         return self.sync({})
+
+    def _restore_work(self, layer: Any) -> float:
+        return patch_work(layer.weight, None) if self.offload else 0.0  # handing a tensor back costs nothing
 
     def _restore(self, layer: Any) -> None:
         original = self._originals.pop(layer)
