@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from app.engine import paths
-from app.engine.atomic import atomic_write_text
+from app.engine.atomic import atomic_write_bytes, atomic_write_text
 from app.engine.errors import UserError
 from app.engine.events import (  # re-exported: the GUI sees events only through this module
     CancelToken,
@@ -32,6 +32,7 @@ from app.engine.events import (  # re-exported: the GUI sees events only through
     event_from_json,
 )
 from app.engine.generate.config import GenerateConfig  # light: what the Generate tab edits and a PNG restores
+from app.engine.generate.config import INPAINT_AREAS, MASKED_CONTENT, RESIZE_MODES  # the input panel's choices
 from app.engine.shelf.stack import Stack, StackEntry  # light dataclasses shared with the GUI
 
 REPO_ROOT = paths.REPO_ROOT

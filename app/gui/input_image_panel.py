@@ -29,7 +29,6 @@ from PySide6.QtWidgets import (
 )
 
 from app.engine import facade
-from app.engine.generate.config import INPAINT_AREAS, MASKED_CONTENT, RESIZE_MODES
 from app.gui.input_image_vm import PICTURE_SUFFIXES, InputImageModel
 from app.gui.mask_canvas import MaskCanvas
 
@@ -73,7 +72,7 @@ class InputImagePanel(QWidget):
         strength_row = QHBoxLayout()
         strength_row.addWidget(self.strength, 1)
         strength_row.addWidget(self.strength_label)
-        self.resize_mode = self._combo(RESIZE_MODES, "resize_mode", "How the picture fits the output size")
+        self.resize_mode = self._combo(facade.RESIZE_MODES, "resize_mode", "How the picture fits the output size")
 
         self.brush = QSpinBox()
         self.brush.setRange(1, 256)
@@ -94,14 +93,14 @@ class InputImagePanel(QWidget):
         self.mask_blur.setRange(0, 64)
         self.mask_blur.setToolTip("Soften the mask's edge by this many pixels")
         self.mask_blur.valueChanged.connect(lambda v: self._set("mask_blur", int(v)))
-        self.inpaint_area = self._combo(INPAINT_AREAS, "inpaint_area",
+        self.inpaint_area = self._combo(facade.INPAINT_AREAS, "inpaint_area",
                                         "Only masked: redraw just the painted area at full resolution")
         self.padding = QSpinBox()
         self.padding.setRange(0, 1024)
         self.padding.setSuffix(" px")
         self.padding.setToolTip("Only masked: pixels of context around the painted area")
         self.padding.valueChanged.connect(lambda v: self._set("inpaint_padding", int(v)))
-        self.masked_content = self._combo(MASKED_CONTENT, "masked_content", "What the painted area starts from")
+        self.masked_content = self._combo(facade.MASKED_CONTENT, "masked_content", "What the painted area starts from")
         self.inpaint_form = QWidget()
         inpaint = QFormLayout(self.inpaint_form)
         inpaint.setContentsMargins(0, 0, 0, 0)

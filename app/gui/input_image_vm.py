@@ -18,7 +18,6 @@ from PySide6.QtCore import QBuffer, QIODevice, QObject, QPointF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPen
 
 from app.engine import facade
-from app.engine.atomic import atomic_write_bytes
 from app.gui.generate_vm import GENERATING
 
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -70,7 +69,7 @@ class InputImageModel(QObject):
         data = _png_bytes(image)
         target = facade.input_pictures_dir() / f"{name}-{hashlib.sha256(data).hexdigest()[:12]}.png"
         if not target.is_file():
-            atomic_write_bytes(target, data)
+            facade.atomic_write_bytes(target, data)
         return self.use_picture(str(target))
 
     def back_to_text(self) -> None:
@@ -141,7 +140,7 @@ class InputImageModel(QObject):
             data = _png_bytes(grey)
             target = facade.input_pictures_dir() / f"mask-{hashlib.sha256(data).hexdigest()[:12]}.png"
             if not target.is_file():
-                atomic_write_bytes(target, data)
+                facade.atomic_write_bytes(target, data)
             path = str(target)
         self.params.mask_image = path
         self._shown = (self.params.init_image, path)
