@@ -1,8 +1,9 @@
 """The library: adapters from the user's shelf folder, the bundled ``styles/`` and any extra folders.
 
-Listing reads headers only and lists adapters only: anything else (a training run's checkpoint files, other
-models, damaged files) is skipped with a one-line reason (``ShelfScan.skipped``; see ``survey.py``). Import copies a validated file into the user's folder under a sanitised
-name and refuses a second copy of the same weights (by tensor hash); export writes a single
+Listing reads headers only and lists adapters only: anything else (a training run's checkpoint files,
+other models, damaged files) is skipped with a one-line reason (``ShelfScan.skipped``; see ``survey.py``).
+Import copies a validated file into the user's folder under a sanitised, atomically claimed name and
+refuses a second copy of the same weights (by tensor hash); export writes a single
 self-contained file (weights, thumbnail, metadata); remove deletes only files in the user's folder.
 Extra folders (e.g. a team share) come from the caller or ``STYLESHELF_ADAPTER_PATH`` (os.pathsep-separated).
 """
