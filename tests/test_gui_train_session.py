@@ -159,7 +159,16 @@ def test_time_left_reads_as_a_duration_not_a_clock_time():
 
 def _fake_checkpoint(out: Path, step: int, total: int) -> list[float]:
     """What a cancelled run leaves: ``<out>.checkpoints/step-N/state.json`` with the loss history."""
+    from PIL.PngImagePlugin import PngInfo
+
     losses = [round(1.0 / (1 + i), 6) for i in range(step)]
+    samples = out.with_name(out.stem + ".samples")
+    samples.mkdir(parents=True)
+    for at in (step // 2, step + 50):  # one round before the checkpoint, one the resumed run will redo
+        info = PngInfo()
+        info.add_text("step", str(at))
+        info.add_text("prompt", f"inkw, a round {at}")
+        Image.new("RGB", (130, 64), "gray").save(samples / f"step-{at:06d}-0.png", pnginfo=info)
     folder = out.with_name(out.stem + ".checkpoints") / f"step-{step:06d}"
     folder.mkdir(parents=True)
     (folder / "state.json").write_text(json.dumps({"format": 1, "step": step, "total_steps": total,
@@ -181,8 +190,7 @@ def _window(qtbot, base: Path, size=(1024, 640)):
 
 def test_form_folder_and_stopped_run_survive_a_restart_and_resume_shows_the_true_step(qtbot, tmp_path, tiny_sd15):
     folder = make_style_folder(tmp_path / "ink wash", good=6)
-    first = _window(qtbot, tiny_sd15)
-    first.train_vm.restore_session()  # what start-up does (an empty session here)
+    first = _window(qtbot, tiny_sd15)  # start-up reads the (empty) session back
     with qtbot.waitSignal(first.train_vm.datasetLoaded, timeout=30_000):
         first.train_tab.open_paths([str(folder)])
     name_box, trigger_box = first.train_tab.form.editors["name"], first.train_tab.form.editors["trigger"]
@@ -199,20 +207,21 @@ def test_form_folder_and_stopped_run_survive_a_restart_and_resume_shows_the_true
     first.train_vm.runEnded.emit(True)  # a stopped run: its end is what records it
     first.close()
 
-    second = _window(qtbot, tiny_sd15)
+    second = _window(qtbot, tiny_sd15)  # the app restarted
     vm, tab = second.train_vm, second.train_tab
-    with qtbot.waitSignal(vm.datasetLoaded, timeout=30_000):
-        vm.restore_session()
-    assert vm.dataset.folder == str(folder) and vm.dataset.usable_count() == 6
+    qtbot.waitUntil(lambda: vm.dataset.folder == str(folder) and vm.state == "idle", timeout=30_000)
+    assert vm.dataset.usable_count() == 6
     assert tab.form.editors["name"].text() == "Ink wash" and tab.form.editors["trigger"].text() == "inkw"
     assert vm.value("steps") == 2500 and tab.form.editors["steps"].value() == 2500  # the quality preset's
     assert tab.resume_button.isEnabled()
     assert tab.progress.text() == "300 / 2500 steps"  # where it stopped, not "0 / 100"
     assert tab.ensure_plot().point_count() == 300  # and the curve so far
+    assert [(t.step, t.prompt) for t in tab.samples.tiles()] == [(150, "inkw, a round 150")]  # and its samples
     # Resume: the bar and curve keep their place from the first moment (before the child reports).
     QTest.mouseClick(tab.resume_button, Qt.MouseButton.LeftButton)
     assert vm.state == "running"
     assert tab.progress.text() == "300 / 2500 steps" and tab.ensure_plot().point_count() == 300
+    assert [t.step for t in tab.samples.tiles()] == [150]
     with qtbot.waitSignal(vm.runEnded, timeout=120_000):
         vm.cancel()
     assert losses[0] == 1.0

@@ -226,6 +226,8 @@ class TrainViewModel(QObject):
         self.progressChanged.emit(self.last_step, self.total_steps, None, None)
         if point and point["losses"]:
             self.lossHistory.emit(list(point["losses"]))
+        if point:
+            train_session.show_earlier_samples(self, out, self.last_step)
         if resume:
             self.message.emit(f"Resuming at step {self.last_step} of {self.total_steps}…")
         else:
