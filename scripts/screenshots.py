@@ -115,8 +115,8 @@ def main() -> int:
     vm.set_value("name", dataset.name.replace(" ", "-"))
     vm.set_value("trigger", "stripestyle")
     if not args.quick:
-        for key, value in {"steps": args.train_steps, "checkpoint_every": 0, "sample_every": args.train_steps // 3,
-                           "sample_prompts": ["stripestyle, a yellow star on a green background"]}.items():
+        # Samples as every preset draws them: a few rounds from the dataset's own captions.
+        for key, value in {"steps": args.train_steps, "checkpoint_every": 0}.items():
             vm.set_value(key, value)
         done = []
         vm.runEnded.connect(lambda cancelled: done.append(cancelled))

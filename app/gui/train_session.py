@@ -52,10 +52,30 @@ def restore(vm: TrainViewModel) -> None:
         vm.progressChanged.emit(vm.last_step, vm.total_steps, None, None)
         if point["losses"]:
             vm.lossHistory.emit(list(point["losses"]))
+        show_earlier_samples(vm, resumable, vm.last_step)
         vm.message.emit(f"The run of {Path(resumable).stem} stopped at step {vm.last_step}: Resume continues it.")
     dataset = str(state.get("dataset") or "")
     if dataset and Path(dataset).is_dir():
         vm.load_dataset(dataset)
+
+
+def show_earlier_samples(vm: TrainViewModel, adapter_out: str, up_to_step: int) -> None:
+    """The sample rounds a stopped run drew before ``up_to_step`` (``<adapter>.samples/step-*.png``, the step
+    and prompt read from the PNG's text), so a resumed run's strip goes on where it was."""
+    from PySide6.QtGui import QImageReader
+
+    out = Path(adapter_out)
+    rounds: dict[int, list[tuple[str, str]]] = {}
+    for png in sorted(out.with_name(out.stem + ".samples").glob("step-*.png")):
+        reader = QImageReader(str(png))
+        try:
+            step = int(reader.text("step") or png.name.split("-")[1])
+        except (ValueError, IndexError):
+            continue
+        if step <= up_to_step:
+            rounds.setdefault(step, []).append((str(png), reader.text("prompt")))
+    for step in sorted(rounds):
+        vm.samplesReady.emit(step, rounds[step])
 
 
 def _storable(value: Any) -> bool:

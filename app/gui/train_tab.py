@@ -281,7 +281,7 @@ class TrainTab(QWidget):
         self.grid.setVisible(has and not empty)
         advice, level = self.vm.dataset_advice()
         self.advice_label.setText(advice)
-        self.advice_label.setVisible(bool(advice) and level == "warning")
+        self.advice_label.setVisible(bool(advice) and level == "warning" and not empty)  # else the hint says it
         if has:
             self.folder_label.setText(Path(self.vm.dataset.folder).name)
             self.counts_label.setText(f"{usable} usable · {skipped} skipped" + ("  (hover a red badge for why)" if skipped else ""))
@@ -305,14 +305,16 @@ class TrainTab(QWidget):
         self.compareCheckpointsRequested.emit(self.vm.output_path, captions, str(self.vm.value("trigger") or ""))
 
     def _validation(self, base: object, adapter: object) -> None:
+        # "Held-out" only when images were really kept out of training (validation_images > 0).
+        what = "Held-out loss" if self.vm.summary.get("validation_held_out") else "Loss on training images"
         if isinstance(base, float) and isinstance(adapter, float) and base > 0:
             change = (adapter - base) / base * 100
             verdict = "it learned the style" if change < -2 else "little change: try more steps or a higher rate"
             self.validation_label.setText(
-                f"Held-out loss: base {base:.4f} → adapter {adapter:.4f} ({change:+.1f} %): {verdict}"
+                f"{what}: base {base:.4f} → adapter {adapter:.4f} ({change:+.1f} %): {verdict}"
             )
         else:
-            self.validation_label.setText(f"Held-out loss: base {base} · adapter {adapter}")
+            self.validation_label.setText(f"{what}: base {base} · adapter {adapter}")
 
     def _refresh_buttons(self) -> None:
         running = self.vm.state == RUNNING

@@ -226,6 +226,8 @@ class TrainViewModel(QObject):
         self.progressChanged.emit(self.last_step, self.total_steps, None, None)
         if point and point["losses"]:
             self.lossHistory.emit(list(point["losses"]))
+        if point:
+            train_session.show_earlier_samples(self, out, self.last_step)
         if resume:
             self.message.emit(f"Resuming at step {self.last_step} of {self.total_steps}…")
         else:
@@ -302,7 +304,7 @@ class TrainViewModel(QObject):
         steps = int(self.summary.get("steps") or self.last_step or 0)
         total = int(self.summary.get("total_steps") or self.total_steps or 0)
         killed = self.summary.get("killed_after_s")
-        lead = (f"Training did not stop within {killed:.0f} s of Cancel and was ended"
+        lead = (f"Training did not stop within {max(1, round(killed))} s of Cancel and was ended"
                 if isinstance(killed, (int, float)) else "")
         where = f"step {steps} of {total}" if total else f"step {steps}"
         if saved_adapter:

@@ -41,7 +41,8 @@ from app.engine.train.preflight import (
     estimate_peak_bytes, is_out_of_memory, out_of_memory_error, preflight_warning,
 )
 from app.engine.train.output import (
-    RateTracker, RunFacts, adapter_metadata, images_per_folder, weights_checksum, write_adapter,
+    RateTracker, RunFacts, adapter_metadata, images_per_folder, nothing_saved, run_summary, smoothed_loss,
+    weights_checksum, write_adapter,
 )
 from app.engine.train.optimizers import make_optimizer
 from app.engine.train.sampling import (
@@ -74,10 +75,7 @@ def train(config: TrainConfig, *, on_event: EventCallback = ignore_event,
         return run.execute()
     except Cancelled:
         # Stopped before the first step: nothing new was written. A resumed run's checkpoint is still there.
-        kept = latest_checkpoint(config.checkpoint_dir()) if config.resume else None
-        emit(Finished(output="", cancelled=True, summary={
-            "steps": checkpoint_step(kept) if kept else 0, "total_steps": config.steps, "cancelled": True,
-            "saved": [], "checkpoint": str(kept or ""), "note": "cancelled before the first step"}))
+        emit(nothing_saved(config, latest_checkpoint(config.checkpoint_dir()) if config.resume else None))
         return TrainResult(None, 0, True)
     except UserError as err:
         emit(Error(message=str(err), details=err.details))
@@ -270,7 +268,7 @@ class _Run:
         tracker = RateTracker()
         losses: list[float] = list(self.history)  # a resumed run keeps the curve it had
         self._losses = losses
-        smoothed = _smoothed(losses)
+        smoothed = smoothed_loss(losses)
         step = start
         cancelled = False
         last_samples: list[Path] = []
@@ -408,8 +406,7 @@ class _Run:
     def _finish(self, step, start, cancelled, optimizer, lr_scheduler, vset, losses, tracker, last_samples):
         cfg, acc = self.cfg, self.acc
         if step == 0:  # cancelled before the first step: an untrained adapter would only be the base
-            self.emit(Finished(output="", cancelled=True, summary={
-                "steps": 0, "total_steps": cfg.steps, "cancelled": True, "saved": [], "checkpoint": ""}))
+            self.emit(nothing_saved(cfg, None))
             return TrainResult(None, 0, True)
         # The checkpoint first: it is what Resume needs. A resumed run stopped before its first new step
         # already has one at this step.
@@ -431,28 +428,10 @@ class _Run:
                 last_samples = self._samples(step)  # the final state's picture for the shelf
         states = self._lora_states()
         checksums = self._rank_checksums(states)
-        summary = {
-            "steps": step,
-            "total_steps": cfg.steps,
-            "started_at_step": start,
-            "cancelled": cancelled,
-            "train_images": len(self.items),
-            "skipped_images": len(self.report.skipped),
-            "validation_images": len(vset.latents),
-            "validation_held_out": vset.held_out,
-            "validation_loss_base": base_loss,
-            "validation_loss_adapter": adapter_loss,
-            "validation_change": (adapter_loss - base_loss) / base_loss if base_loss else None,
-            "final_loss": losses[-1] if losses else None,
-            "mean_loss_last_10": sum(losses[-10:]) / len(losses[-10:]) if losses else None,
-            "it_per_s": tracker.overall(),
-            "seconds": tracker.elapsed(),
-            "processes": self.world,
-            "rank_checksums": checksums,
-            "ranks_in_sync": len(set(checksums)) == 1,
-            "family": self.base.family,
-            "checkpoint": str(checkpoint or ""),
-        }
+        summary = run_summary(step=step, start=start, total=cfg.steps, cancelled=cancelled, items=len(self.items),
+                              skipped=len(self.report.skipped), vset=vset, losses=(base_loss, adapter_loss),
+                              train_losses=losses, tracker=tracker, checksums=checksums, family=self.base.family)
+        summary["checkpoint"] = str(checkpoint or "")
         adapter = None
         if acc.is_main_process:
             thumb = best_sample(last_samples) if cfg.thumbnail else None
@@ -486,10 +465,3 @@ class _Run:
     def log(self, message: str, level: str = "info") -> None:
         self.emit(Log(message=message, level=level))
 
-
-def _smoothed(losses: list[float]) -> float | None:
-    """The running average the progress events carry, rebuilt from a resumed run's history."""
-    smoothed = None
-    for value in losses:
-        smoothed = value if smoothed is None else 0.9 * smoothed + 0.1 * value
-    return smoothed

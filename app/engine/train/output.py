@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from app.engine.adapters.writer import num_text
+from app.engine.events import Finished
 from app.engine.train.config import TrainConfig
+from app.engine.train.run_state import checkpoint_step
 
 # TrainConfig fields that hold a path on the training machine: only their last name goes into a shared file.
 PATH_FIELDS = ("dataset_dir", "base", "out")
@@ -114,6 +116,51 @@ def write_adapter(cfg: TrainConfig, out: Path, states: dict[str, dict], *, famil
                         text_encoder_2=states.get("text_encoder_2"), rank=cfg.rank, alpha=cfg.resolved_alpha(),
                         family=family, title=cfg.name, trigger_phrase=cfg.trigger, thumbnail=thumbnail,
                         description=cfg.description, extra_metadata=extra)
+
+
+def run_summary(*, step: int, start: int, total: int, cancelled: bool, items: int, skipped: int, vset,
+                losses: tuple[float | None, float | None], train_losses: list[float], tracker: RateTracker,
+                checksums: list[str], family: str) -> dict[str, Any]:
+    """The Finished event's summary: what was trained, how fast, and what validation found (None when a
+    cancelled run skipped it)."""
+    base_loss, adapter_loss = losses
+    last = train_losses[-10:]
+    return {
+        "steps": step,
+        "total_steps": total,
+        "started_at_step": start,
+        "cancelled": cancelled,
+        "train_images": items,
+        "skipped_images": skipped,
+        "validation_images": len(vset.latents),
+        "validation_held_out": vset.held_out,
+        "validation_loss_base": base_loss,
+        "validation_loss_adapter": adapter_loss,
+        "validation_change": (adapter_loss - base_loss) / base_loss if base_loss else None,
+        "final_loss": train_losses[-1] if train_losses else None,
+        "mean_loss_last_10": sum(last) / len(last) if last else None,
+        "it_per_s": tracker.overall(),
+        "seconds": tracker.elapsed(),
+        "processes": len(checksums),
+        "rank_checksums": checksums,
+        "ranks_in_sync": len(set(checksums)) == 1,
+        "family": family,
+    }
+
+
+def nothing_saved(cfg: TrainConfig, kept_checkpoint: Path | None) -> Finished:
+    """A run stopped before its first (new) step: no file written; a resumed run's checkpoint is still there."""
+    return Finished(output="", cancelled=True, summary={
+        "steps": checkpoint_step(kept_checkpoint) if kept_checkpoint else 0, "total_steps": cfg.steps,
+        "cancelled": True, "saved": [], "checkpoint": str(kept_checkpoint or "")})
+
+
+def smoothed_loss(losses: list[float]) -> float | None:
+    """The running average the progress events carry, rebuilt from a resumed run's history."""
+    smoothed = None
+    for value in losses:
+        smoothed = value if smoothed is None else 0.9 * smoothed + 0.1 * value
+    return smoothed
 
 
 def weights_checksum(states: dict[str, dict]) -> str:
