@@ -154,3 +154,12 @@ def test_fit_reads_lycoris_and_sgm_named_files(tmp_path, tiny_sdxl):
               str(tmp_path / "sgm.safetensors"))
     fit = adapter_fit(tmp_path / "sgm.safetensors", tiny_sdxl)
     assert fit.fits and fit.checked == 1
+
+
+def test_exported_demo_style_tells_a1111_it_is_not_sd1(tmp_path):
+    from app.engine.shelf.library import Library
+
+    dest = Library.default().export(BUNDLED[0], tmp_path / "style")
+    side = json.loads(dest.with_suffix(".json").read_text(encoding="utf-8"))
+    assert side["sd version"] == "Unknown"  # A1111 lists every file with metadata as SD1 unless told
+    assert side["activation text"] == read_adapter_info(BUNDLED[0]).trigger_phrase != ""
