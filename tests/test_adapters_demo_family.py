@@ -131,3 +131,35 @@ def test_training_on_the_demo_model_writes_the_demo_family(tmp_path):
     meta = read_header(out).metadata
     assert (meta["ss_base_model_version"], meta["modelspec.architecture"]) == ("styleshelf-demo", "styleshelf-demo-v1/lora")
     assert meta["modelspec.resolution"] == "64x64" and read_adapter_info(out).family == "demo"
+
+
+def test_fit_reads_lycoris_and_sgm_named_files(tmp_path, tiny_sdxl):
+    """LoHa factors and sd-scripts' SDXL block names are compared by their layer shapes too."""
+    from app.engine.adapters.keys import diffusers_to_sgm
+
+    mod = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k"
+    loha = {f"{mod}.hada_w1_a": torch.randn(64, 2), f"{mod}.hada_w1_b": torch.randn(2, 64),
+            f"{mod}.hada_w2_a": torch.randn(64, 2), f"{mod}.hada_w2_b": torch.randn(2, 64)}
+    save_file(loha, str(tmp_path / "loha.safetensors"))
+    fit = adapter_fit(tmp_path / "loha.safetensors", tiny_sdxl)
+    assert fit.checked == 1 and fit.fits  # tiny SDXL: cross-attention 64 wide, 64 channels in block 1
+    sd = dict(loha)
+    sd[f"{mod}.hada_w1_b"] = torch.randn(2, 48)
+    sd[f"{mod}.hada_w2_b"] = torch.randn(2, 48)
+    save_file(sd, str(tmp_path / "narrow.safetensors"))
+    assert not adapter_fit(tmp_path / "narrow.safetensors", tiny_sdxl).fits
+    sgm = diffusers_to_sgm(mod, 2)
+    assert sgm != mod
+    save_file({f"{sgm}.lora_down.weight": torch.randn(2, 64), f"{sgm}.lora_up.weight": torch.randn(64, 2)},
+              str(tmp_path / "sgm.safetensors"))
+    fit = adapter_fit(tmp_path / "sgm.safetensors", tiny_sdxl)
+    assert fit.fits and fit.checked == 1
+
+
+def test_exported_demo_style_tells_a1111_it_is_not_sd1(tmp_path):
+    from app.engine.shelf.library import Library
+
+    dest = Library.default().export(BUNDLED[0], tmp_path / "style")
+    side = json.loads(dest.with_suffix(".json").read_text(encoding="utf-8"))
+    assert side["sd version"] == "Unknown"  # A1111 lists every file with metadata as SD1 unless told
+    assert side["activation text"] == read_adapter_info(BUNDLED[0]).trigger_phrase != ""

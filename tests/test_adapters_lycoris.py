@@ -154,3 +154,74 @@ def test_loha_and_dora_on_the_shelf_weight_toggle_and_bake(tmp_path, tiny_sd15):
     np.testing.assert_allclose(render([StackEntry(path=str(baked), weight=1.0)]), full, atol=2e-5)
     with pytest.raises(AdapterError, match="DoRA adapter, whose effect depends on the base"):
         bake([StackEntry(path=str(dora), weight=1.0)], tmp_path / "no.safetensors")
+
+
+@pytest.mark.parametrize("algo", ["loha", "lokr"])
+def test_alpha_below_rank_scales_as_lycoris_trains(algo, tmp_path):
+    """With alpha ≠ dim, lycoris 4.1.3's get_merged_weight applies alpha/dim twice (its LoHa/LoKr get_weight
+    already scales, get_diff_weight scales again), while its forward pass, which trained the file, applies it
+    once, as ComfyUI and AUTOMATIC1111 do: so we compare with lycoris' forward pass here."""
+    import torch.nn.functional as F
+
+    from app.engine.models.tiny import build_tiny_pipeline
+
+    pipe = build_tiny_pipeline("sd15", seed=0)
+    net = lycoris_kohya.create_network(1.0, 4, 2, None, pipe.text_encoder, pipe.unet, preset="attn-mlp", algo=algo,
+                                       factor="4")
+    net.apply_to(pipe.text_encoder, pipe.unet, True, True)
+    gen = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.1)
+    path = tmp_path / f"{algo}-alpha2.safetensors"
+    net.save_weights(str(path), torch.float32, {})
+    names = {id(m): ("unet", n) for n, m in pipe.unet.named_modules()}
+    names.update({id(m): ("text_encoder", n) for n, m in pipe.text_encoder.named_modules()})
+    _report, ours, bases = _ours(path)
+    checked = 0
+    with torch.no_grad():
+        for m in net.unet_loras + net.text_encoder_loras:
+            org = m.org_module[0]
+            if not isinstance(org, torch.nn.Linear):
+                continue
+            x = torch.randn(3, org.in_features, generator=gen)
+            theirs = m.forward(x) - F.linear(x, org.weight, org.bias)
+            key = names[id(org)]
+            mine = F.linear(x, ours[key] - bases[key])
+            torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-5)
+            checked += 1
+    assert checked > 20
+
+
+def test_full_diff_with_bias_deltas_applies_as_lycoris_full(tmp_path):
+    """lycoris' "full" algorithm (``diff`` + ``diff_b``): the patched weight and bias equal the weight and bias its
+    forward pass uses."""
+    from app.engine.models.tiny import build_tiny_pipeline
+
+    pipe = build_tiny_pipeline("sd15", seed=0)
+    net = lycoris_kohya.create_network(1.0, 4, 4, None, pipe.text_encoder, pipe.unet, preset="attn-mlp", algo="full")
+    net.apply_to(pipe.text_encoder, pipe.unet, True, True)
+    gen = torch.Generator().manual_seed(6)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.05)
+    path = tmp_path / "full.safetensors"
+    net.save_weights(str(path), torch.float32, {})
+    names = {id(m): ("unet", n) for n, m in pipe.unet.named_modules()}
+    names.update({id(m): ("text_encoder", n) for n, m in pipe.text_encoder.named_modules()})
+
+    ours = build_tiny_pipeline("sd15", seed=0)
+    report = load_into_pipeline(ours, path, "full")
+    assert report.ok and read_adapter_info(path).algorithm == "full"
+    with_bias = 0
+    with torch.no_grad():
+        for m in net.unet_loras + net.text_encoder_loras:
+            comp, dotted = names[id(m.org_module[0])]
+            layer = getattr(ours, comp).get_submodule(dotted)
+            weight = layer.get_base_layer().weight + layer.get_delta_weight("full")
+            torch.testing.assert_close(weight, m.weight, rtol=0, atol=2e-6)
+            if m.bias is not None:
+                bias = layer.get_base_layer().bias + layer.lora_B["full"].bias * layer.scaling["full"]
+                torch.testing.assert_close(bias, m.bias, rtol=0, atol=2e-6)
+                with_bias += 1
+    assert with_bias > 10

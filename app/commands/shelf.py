@@ -172,7 +172,7 @@ def run_inspect(args: argparse.Namespace) -> int:
     print(f"{info.title}  ({Path(info.path).name}, {_human_size(info.file_size)})")
     rows = [
         ("family", f"{info.family} — {info.family_reason}"),
-        ("layout", info.layout), ("rank", f"{info.rank} (all: {', '.join(map(str, info.ranks))})"),
+        ("layout", info.layout), ("format", info.algorithm), ("rank", f"{info.rank} (all: {', '.join(map(str, info.ranks))})"),
         ("modules", ", ".join(f"{k}: {v}" for k, v in info.components.items())),
         ("scale α/r", ", ".join(f"{s:g}" for s in scales)),
         ("update size", strength.summary()),

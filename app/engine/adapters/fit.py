@@ -7,12 +7,13 @@ safetensors headers keeps this fast enough for a shelf of hundreds of cards, wit
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.engine.adapters.info import read_adapter_info
-from app.engine.adapters.keys import COMPONENT_PREFIX, SDXL_COMPONENT_PREFIX, classify_key, te_path
+from app.engine.adapters.info import analyse_keys, read_adapter_info
+from app.engine.adapters.keys import COMPONENT_PREFIX, SDXL_COMPONENT_PREFIX, classify_key, sgm_to_diffusers, te_path
 from app.engine.adapters.sftfile import read_header
 from app.engine.errors import UserError
 from app.engine.models.families import family_label
@@ -48,30 +49,40 @@ def base_layer_shapes(base: str | os.PathLike[str]) -> dict[str, tuple[int, ...]
     return shapes
 
 
+def _layers_per_block(base: str | os.PathLike[str]) -> int:
+    try:
+        lpb = json.loads((Path(base) / "unet" / "config.json").read_text(encoding="utf-8")).get("layers_per_block", 2)
+    except (OSError, ValueError):
+        return 2
+    return int(lpb[0] if isinstance(lpb, list) else lpb)
+
+
+def _diffusers_name(module: str, layers_per_block: int) -> str:
+    """kohya-SGM block names (sd-scripts' SDXL files) as the diffusers paths a folder's weights use."""
+    role = classify_key(module + ".alpha")
+    return sgm_to_diffusers(module, layers_per_block) if role is not None and role.layout == "kohya-sgm" else module
+
+
 def adapter_fit(adapter: str | os.PathLike[str], base: str | os.PathLike[str]) -> Fit:
     """Compare every adapter module's (out, in) with the base layer of the same name."""
     info = read_adapter_info(adapter, with_hashes=False)
     layers = base_layer_shapes(base)
     if not layers:
         return Fit(True, 0, "the base is not a diffusers folder: shapes are checked when the adapter loads")
-    header = read_header(adapter)
-    outs: dict[str, int] = {}
-    ins: dict[str, int] = {}
-    for key, spec in header.tensors.items():
-        role = classify_key(key)
-        if role is None or role.part == "alpha" or role.layout == "kohya-sgm":
-            continue
-        if role.part == "down":
-            ins[role.module] = spec.shape[1]
-        else:
-            outs[role.module] = spec.shape[0]
+    # Every format's (down, up) shapes as the header gives them (LoHa/LoKr/full: their equivalent pair's).
+    keys = analyse_keys(read_header(adapter), Path(adapter).name)
+    lpb = _layers_per_block(base)
+    ins = {_diffusers_name(m, lpb): shape[1] for m, shape in keys["downs"].items()}
+    outs = {_diffusers_name(m, lpb): shape[0] for m, shape in keys["ups"].items()}
     checked, bad = 0, []
     for module, width_in in ins.items():
         layer = layers.get(module)
         if layer is None:
             continue
         checked += 1
-        if (outs.get(module), width_in) != (layer[0], layer[1]):
+        # A LoHa on a convolution stores its input side flat (in·kh·kw).
+        flat_in = layer[1] * (layer[2] * layer[3] if len(layer) == 4 else 1)
+        if outs.get(module) != layer[0] or width_in not in (layer[1], flat_in):
             bad.append(f"{module}: adapter {outs.get(module)}×{width_in}, base layer {layer[0]}×{layer[1]}")
     if bad:
         return Fit(False, checked, f"{len(bad)} of {checked} layers have other shapes in this base (e.g. {bad[0]}); "

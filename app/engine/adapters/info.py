@@ -225,7 +225,7 @@ def analyse_keys(header: Header, name: str) -> dict[str, Any]:
     layout = main_layouts[0] if len(main_layouts) == 1 else "mixed: " + ", ".join(main_layouts)
     kinds = [k for k, _ in algorithms.most_common() if k != "lora" or len(algorithms) == 1]
     return {
-        "layout": layout, "downs": downs, "alphas": alphas, "algorithm": "+".join(kinds) or "lora",
+        "layout": layout, "downs": downs, "ups": ups, "alphas": alphas, "algorithm": "+".join(kinds) or "lora",
         "warnings": _rank_warnings(downs, ups),
     }  # fmt: skip
 

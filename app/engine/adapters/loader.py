@@ -33,6 +33,7 @@ class LoraModule:
     alpha: float  # scale = alpha / rank
     dora_scale: Any = None  # DoRA magnitude: the delta is then computed against the base layer (see lycoris.py)
     algorithm: str = "lora"  # lora | loha | lokr | full: what the file stored, converted to this exact pair
+    bias: Any = None  # a full diff's bias delta (``diff_b``), applied as the up layer's bias
 
     @property
     def rank(self) -> int:
@@ -130,7 +131,8 @@ def lora_modules_from_bytes(
     for name, parts in lycoris.items():
         # Scale folded into the pair, so alpha = rank (scale 1) whatever the stored alpha was.
         down, up = module_pair(parts, alphas.get(name))
-        modules[name] = LoraModule(down, up, float(down.shape[0]), parts.get("dora_scale"), algorithm(set(parts)))
+        modules[name] = LoraModule(down, up, float(down.shape[0]), parts.get("dora_scale"), algorithm(set(parts)),
+                                   parts.get("diff_b"))
     return modules
 
 
@@ -229,6 +231,8 @@ def to_peft_state_dict(modules: dict[str, LoraModule]) -> dict[str, Any]:
     for name, m in modules.items():
         sd[f"{name}.lora_A.weight"] = m.down
         sd[f"{name}.lora_B.weight"] = m.up if m.scale == 1.0 else m.up * m.scale
+        if m.bias is not None:  # diffusers then turns on PEFT's lora_bias; modules without one keep a zero bias
+            sd[f"{name}.lora_B.bias"] = m.bias
     return sd
 
 

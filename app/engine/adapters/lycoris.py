@@ -9,7 +9,7 @@ it working with no second code path:
   pairwise). Tucker LoHa (``hada_t1/t2``, conv) is rebuilt to its full delta first.
 - LoKr ``kron(w1, w2)`` is exactly ``kron(U1,U2) @ kron(V1,V2)`` for any split ``w = U V`` of each half:
   rank rank(w1)·rank(w2).
-- A full delta (``diff``, Tucker LoHa, LoKr whose kron rank would exceed the layer's) becomes the pair
+- A full delta (``diff``; its bias delta ``diff_b`` rides on the up layer's bias, PEFT's ``lora_bias``; Tucker LoHa, LoKr whose kron rank would exceed the layer's) becomes the pair
   (identity, ΔW) or (ΔW, identity), whichever is narrower: exact, at rank min(out, in·kh·kw). That is the
   "cached full delta per layer": it costs about one copy of the layer's weights in memory.
 - DoRA (kohya/LyCORIS ``dora_scale``, PEFT ``lora_magnitude_vector``) rescales the merged weight by the stored
@@ -31,7 +31,7 @@ from app.engine.adapters.keys import classify_key
 LYCORIS_PARTS = (
     "hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2",
     "lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2",
-    "diff", "dora_scale", "lora_mid.weight",
+    "diff", "diff_b", "dora_scale", "lora_mid.weight",
 )  # fmt: skip
 _KOHYA_PART = re.compile(r"^(lora_unet|lora_te1|lora_te2|lora_te)_(.+)\.(" + "|".join(map(re.escape, LYCORIS_PARTS)) + r")$")
 _PEFT_MAGNITUDE = re.compile(r"^(.+)\.lora_magnitude_vector(?:\.[\w-]+)*$")
@@ -40,7 +40,6 @@ _REFUSED = (
     (re.compile(r"\.(oft_blocks|oft_diag|oft_R|rescale)$|boft"), "OFT/BOFT (orthogonal fine-tuning)"),
     (re.compile(r"\.(a1|a2|b1|b2)\.weight$"), "GLoRA"),
     (re.compile(r"\.on_input$"), "(IA)³"),
-    (re.compile(r"\.diff_b$"), "full-weight diff with bias deltas (diff_b)"),
     (re.compile(r"lora_embedding_|\.emb_params$"), "embedding LoRA"),
 )
 

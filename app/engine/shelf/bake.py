@@ -129,6 +129,9 @@ def bake(
             # there is no low-rank delta to merge.
             raise AdapterError(f"Cannot bake {Path(e.path).name}: it is a DoRA adapter, whose effect depends on the "
                                "base model's weights; use it on the shelf instead.")
+        if any(m.bias is not None for m in modules.values()):
+            raise AdapterError(f"Cannot bake {Path(e.path).name}: it changes layer biases (a full diff with diff_b), "
+                               "which a LoRA file cannot store; use it on the shelf instead.")
         on_event(Log(message=f"read {Path(e.path).name}: {len(modules)} modules, rank {info.rank}"))
         if info.family != UNKNOWN:
             families.add(info.family)
