@@ -20,7 +20,8 @@ from app.engine.generate.masks import blur_mask
 from app.engine.paths import DEMO_MODEL_DIR
 
 pytestmark = [
-    pytest.mark.qt_log_ignore("propagateSizeHints"),
+    # The offscreen platform cannot raise a popup menu or grab the keyboard for it: harmless here.
+    pytest.mark.qt_log_ignore("propagateSizeHints", r"support raise\(\)", "grabbing the keyboard"),
     pytest.mark.usefixtures("isolated_settings", "ui_thread_gc"),
 ]
 
@@ -119,6 +120,15 @@ def test_drop_paint_generate_go_back_and_restore_from_png(qtbot, window, circle)
     # A clear way back to text to image.
     QTest.mouseClick(panel.back_button, Qt.MouseButton.LeftButton)
     assert vm.params.mode == "txt2img" and not panel.isVisible() and panel.text_row.isVisible()
+
+    # "Use as input" in the gallery's context menu: the result becomes the next input.
+    gallery = tab.gallery
+    tab._gallery_menu(gallery.visualRect(vm.gallery.index(0)).center())
+    menu = QApplication.activePopupWidget()
+    next(a for a in menu.actions() if a.text() == "Use as input").trigger()
+    menu.close()
+    assert vm.params.init_image == out and vm.params.mode == "img2img" and panel.isVisible()
+    QTest.mouseClick(panel.back_button, Qt.MouseButton.LeftButton)
 
     # Dropping the result on the tab restores the inpainting settings, the input and the painted mask.
     drop_on(tab, [out])

@@ -96,17 +96,9 @@ def load_picture(path: str | Path, what: str) -> Image.Image:
 
 
 def _load_mask_file(path: str | Path, size: tuple[int, int]) -> Image.Image:
-    from app.engine.train.images import SkipImage, _decode, _open
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"Mask not found: {path}")
-    try:
-        with _open(path, MAX_INPUT_PIXELS) as img:
-            _decode(img, path)
-            return masks.load_mask(img, size)
-    except SkipImage as err:
-        raise UserError(f"Mask {path.name}: {err}.") from None
+    """The mask's brightness (white = repaint) at the input's size; transparency counts as white paper."""
+    mask = load_picture(path, "Mask").convert("L")
+    return mask if mask.size == size else mask.resize(size, Image.LANCZOS)
 
 
 def output_size(config: Any, native: int, image_size: tuple[int, int] | None) -> tuple[int, int]:

@@ -50,16 +50,6 @@ def resize_to(img: Image.Image, width: int, height: int, mode: str) -> Image.Ima
     return canvas
 
 
-def load_mask(img: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """A mask image as L (white = repaint): alpha-only masks use their alpha, others their brightness."""
-    if img.mode in ("RGBA", "LA") and np.asarray(img.convert("RGB")).max() == 0:
-        img = img.getchannel("A")  # a black layer painted with transparency holes
-    mask = img.convert("L")
-    if mask.size != size:
-        mask = mask.resize(size, Image.LANCZOS)
-    return mask
-
-
 def blur_mask(mask: Image.Image, radius: int) -> Image.Image:
     return mask.filter(ImageFilter.GaussianBlur(radius)) if radius > 0 else mask.copy()
 
