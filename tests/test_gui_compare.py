@@ -149,6 +149,9 @@ def test_compare_checkpoints_after_a_run_and_keep_one(qtbot, window, checkpoint_
     assert vm.labels["X"] == ["base", "step 2", "step 4", "step 6", "final"]
     assert vm.labels["Y"] == ["stripy, stripes"]  # the dataset's distinct captions, with the run's trigger
     assert len(vm.cells) == 5 and dialog.keep_button.isVisible()
+    # Beside the pictures: each checkpoint's held-out loss, as the run measured its end.
+    qtbot.waitUntil(lambda: "step 6" in dialog.figures.text(), timeout=120_000)
+    assert sorted(vm.figures) == [2, 4, 6] and "Held-out loss, base " in dialog.figures.text()
 
     click_cell(qtbot, dialog.table, 0, 0)  # the base column: nothing to keep
     assert not dialog.keep_button.isEnabled()
