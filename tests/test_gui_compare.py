@@ -100,6 +100,7 @@ def test_compare_streams_cells_uses_one_and_a_dropped_grid_restores_it(qtbot, wi
     assert dialog.isVisible()
     assert dialog.axis_edits["X"].text() == "strength:ink=0,1" and dialog.axis_edits["Y"].text() == "seed=11,12"
     assert tab.prompt.toPlainText() == "a red circle"
+    assert f"Restored the comparison {Path(grid).name}" in dialog.status.text()
     assert sum(1 for r in range(2) for c in range(2) if not dialog.table.item(r, c).icon().isNull()) == 4
 
     # A picture that is not a grid, dropped on the Compare window, is refused in words.

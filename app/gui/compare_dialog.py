@@ -258,11 +258,11 @@ def open_compare(parent: QWidget, generate_vm, grid_png: str = "") -> bool:
     if vm is None:
         vm = parent.compare_vm = CompareViewModel(generate_vm, parent)
         vm.adapterKept.connect(lambda _path: parent.shelf_vm.refresh())
-    if grid_png and not vm.restore(grid_png):
-        return False
     dialog = getattr(parent, "compare_dialog", None)
     if dialog is None:
-        dialog = parent.compare_dialog = CompareDialog(vm, parent)
+        dialog = parent.compare_dialog = CompareDialog(vm, parent)  # before restoring: it shows what restore says
+    if grid_png and not vm.restore(grid_png):
+        return False
     dialog.show()
     dialog.raise_()
     return True
