@@ -86,6 +86,7 @@ def main() -> None:
         grid_s.append(time.perf_counter() - start)
         assert len(calls) == 20 and result.grid is not None
         sampling_s.append(sum(calls))
+        print(f"round {r + 1}: grid {grid_s[-1]:.2f} s, its sampling {sampling_s[-1]:.2f} s", flush=True)
 
         start = time.perf_counter()
         for cell in result.plan.cells:  # the same 20 images, each after a fresh load of the base and the style
@@ -93,6 +94,7 @@ def main() -> None:
             fresh.generate(cell.config)
             del fresh
         reload_s.append(time.perf_counter() - start)
+        print(f"round {r + 1}: 20 engine calls with reloads {reload_s[-1]:.2f} s", flush=True)
 
     cli = []
     for i in range(args.cli_runs):

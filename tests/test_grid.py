@@ -66,6 +66,7 @@ def test_strength_by_seed_grid_cells_equal_generate_and_labels_are_drawn(tmp_pat
     assert 'X Type: "Strength: stripes", X Values: "0-1 [3]", Y Type: Seed, Y Values: "1-3"' in params
     assert record.config.x == "strength:stripes=0-1 [3]" and record.config.y == "seed=1-3"
     assert record.config.generate.prompt == PROMPT and record.config.generate.steps == 2
+    assert record.config.generate.out_dir == "" and record.config.generate.batch_count == 1
     assert record.cells[(1, 2, 0)] == cells_dir / "cell-y3-x2.png"
 
 
@@ -109,6 +110,12 @@ def test_grid_streams_cells_reuses_loaded_adapters_and_cancels(demo_generator, t
     assert stopped.cancelled and sorted(stopped.cells) == [0, 1] and stopped.grid is None
     assert not (tmp_path / "cancelled.png").exists() and len(list((tmp_path / "cancelled-cells").glob("*.png"))) == 2
     assert isinstance(events[-1], Finished) and events[-1].cancelled
+
+    # Without a seed or a seed axis every cell shares one random seed, and the grid records it for a rerun.
+    unseeded = GridConfig(x="cfg=3,7", out=str(tmp_path / "s.png"), generate=GenerateConfig(prompt=PROMPT, steps=1))
+    shared = run_grid(unseeded, generator=demo_generator)
+    seeds = {c.config.seed for c in shared.plan.cells}
+    assert len(seeds) == 1 and read_grid(shared.grid).config.generate.seed == seeds.pop()
 
 
 def test_grid_cli_refuses_bad_axes_before_loading(tmp_path, capsys):

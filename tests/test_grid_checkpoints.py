@@ -109,3 +109,19 @@ def test_keep_this_one_makes_a_checkpoint_the_style_on_the_shelf(run, tmp_path):
                                    prompts=3)  # the trigger comes from the file; captions are distinct
     assert parse_axis(x).values == ("base", "all")
     assert parse_axis(y).values == ("stripy, stripes one", "stripy, stripes two", "stripy, a, b")
+
+
+def test_each_checkpoints_held_out_loss_is_measured_as_the_run_measures_it(run):
+    import json
+
+    from app.engine.train.checkpoint_validation import validate_checkpoints
+
+    with safe_open(str(run), "pt") as f:
+        at_end = json.loads(f.metadata()["styleshelf.validation"])  # the run's own figures, for its last step
+    figures = validate_checkpoints(run)
+    assert sorted(figures) == [2, 4, 6]
+    base, last = figures[6]
+    assert base == pytest.approx(at_end["validation_loss_base"], rel=1e-5)
+    assert last == pytest.approx(at_end["validation_loss_adapter"], rel=1e-5)
+    assert {round(b, 6) for b, _ in figures.values()} == {round(base, 6)}  # one base, the same images and noise
+    assert figures[2][1] != figures[4][1] != figures[6][1]

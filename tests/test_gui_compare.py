@@ -100,6 +100,7 @@ def test_compare_streams_cells_uses_one_and_a_dropped_grid_restores_it(qtbot, wi
     assert dialog.isVisible()
     assert dialog.axis_edits["X"].text() == "strength:ink=0,1" and dialog.axis_edits["Y"].text() == "seed=11,12"
     assert tab.prompt.toPlainText() == "a red circle"
+    assert f"Restored the comparison {Path(grid).name}" in dialog.status.text()
     assert sum(1 for r in range(2) for c in range(2) if not dialog.table.item(r, c).icon().isNull()) == 4
 
     # A picture that is not a grid, dropped on the Compare window, is refused in words.
@@ -149,6 +150,9 @@ def test_compare_checkpoints_after_a_run_and_keep_one(qtbot, window, checkpoint_
     assert vm.labels["X"] == ["base", "step 2", "step 4", "step 6", "final"]
     assert vm.labels["Y"] == ["stripy, stripes"]  # the dataset's distinct captions, with the run's trigger
     assert len(vm.cells) == 5 and dialog.keep_button.isVisible()
+    # Beside the pictures: each checkpoint's held-out loss, as the run measured its end.
+    qtbot.waitUntil(lambda: "step 6" in dialog.figures.text(), timeout=120_000)
+    assert sorted(vm.figures) == [2, 4, 6] and "Held-out loss, base " in dialog.figures.text()
 
     click_cell(qtbot, dialog.table, 0, 0)  # the base column: nothing to keep
     assert not dialog.keep_button.isEnabled()

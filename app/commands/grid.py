@@ -10,9 +10,7 @@ parameters) in ``<grid>-cells/`` beside the grid; the grid PNG carries the whole
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
-from pathlib import Path
 
 from app.commands.generate import _event_printer, _quiet_libraries, add_generation_options, generation_config
 from app.engine.generate.grid_axes import AXIS_KINDS

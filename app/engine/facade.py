@@ -635,3 +635,10 @@ def axis_kind_and_target(spec: str) -> tuple[str, str]:
     except UserError:
         return "", ""
     return axis.kind, axis.target
+
+
+def validate_checkpoints(adapter: str) -> dict[int, tuple[float, float]]:
+    """Held-out loss (base, adapter) of each kept checkpoint of ``adapter``'s run, as the run measures it."""
+    from app.engine.train.checkpoint_validation import validate_checkpoints as measure
+
+    return measure(adapter)

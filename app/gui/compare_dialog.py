@@ -99,6 +99,10 @@ class CompareDialog(QDialog):
         self.keep_button.clicked.connect(lambda: self._on_selected(self.vm.keep))
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.figures = QLabel("")  # held-out loss per checkpoint, when the columns are a run's checkpoints
+        self.figures.setWordWrap(True)
+        self.figures.setToolTip("Denoising loss on the run's held-out images (lower = closer to the style); "
+                                "the same measure the run reported at its end")  # fmt: skip
         actions = QHBoxLayout()
         for button in (self.use_button, self.enlarge_button, self.save_button, self.keep_button):
             actions.addWidget(button)
@@ -109,6 +113,7 @@ class CompareDialog(QDialog):
         layout.addWidget(hint)
         layout.addLayout(top)
         layout.addWidget(self.table, 1)
+        layout.addWidget(self.figures)
         layout.addLayout(actions)
         self.resize(900, 700)
 
@@ -117,6 +122,8 @@ class CompareDialog(QDialog):
         vm.progressChanged.connect(self._progress)
         vm.stateChanged.connect(lambda _s: self._refresh_buttons())
         vm.message.connect(self.status.setText)
+        vm.figuresReady.connect(lambda: self.figures.setText(vm.figures_text()))
+        vm.stateChanged.connect(lambda _s: self.figures.setText(vm.figures_text()))
         vm.errorRaised.connect(lambda message, _details: self.status.setText(message))
         if vm.shape[0]:
             self._planned()
@@ -251,11 +258,11 @@ def open_compare(parent: QWidget, generate_vm, grid_png: str = "") -> bool:
     if vm is None:
         vm = parent.compare_vm = CompareViewModel(generate_vm, parent)
         vm.adapterKept.connect(lambda _path: parent.shelf_vm.refresh())
-    if grid_png and not vm.restore(grid_png):
-        return False
     dialog = getattr(parent, "compare_dialog", None)
     if dialog is None:
-        dialog = parent.compare_dialog = CompareDialog(vm, parent)
+        dialog = parent.compare_dialog = CompareDialog(vm, parent)  # before restoring: it shows what restore says
+    if grid_png and not vm.restore(grid_png):
+        return False
     dialog.show()
     dialog.raise_()
     return True

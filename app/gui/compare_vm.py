@@ -27,13 +27,25 @@ class _GridWorker(QObject):
     event = Signal(object)
     done = Signal(object)
     failed = Signal(str, str)
+    validated = Signal(object)  # {step: (base loss, adapter loss)}
     _run = Signal(object)
+    _validate = Signal(str)
 
     def __init__(self, session_of) -> None:
         super().__init__()
         self._session_of = session_of
         self.cancel_token = CancelToken()
         self._run.connect(self._do_run)
+        self._validate.connect(self._do_validate)
+
+    @Slot(str)
+    def _do_validate(self, adapter: str) -> None:
+        try:
+            figures = facade.validate_checkpoints(adapter)
+        except Exception as exc:  # noqa: BLE001 - the grid is still useful without the figures
+            self.failed.emit(*describe_exception(exc))
+            return
+        self.validated.emit(figures)
 
     @Slot(object)
     def _do_run(self, config: Any) -> None:
@@ -58,6 +70,7 @@ class CompareViewModel(QObject):
     message = Signal(str)
     errorRaised = Signal(str, str)
     adapterKept = Signal(str)  # a checkpoint became the style's file on the shelf
+    figuresReady = Signal()  # held-out losses of the checkpoints on the columns
 
     def __init__(self, generate_vm: GenerateViewModel, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -70,6 +83,7 @@ class CompareViewModel(QObject):
         self.state = IDLE
         self._positions: list[list[int]] = []
         self._worker: _GridWorker | None = None
+        self.figures: dict[int, tuple[float, float]] = {}  # step -> (base, adapter) held-out loss
 
     # ------------------------------------------------------------------ running
     def start(self, x: str, y: str = "", z: str = "") -> bool:
@@ -88,7 +102,7 @@ class CompareViewModel(QObject):
         except facade.UserError as err:
             self.errorRaised.emit(str(err), "")
             return False
-        self.cells, self.grid_path = {}, ""
+        self.cells, self.grid_path, self.figures = {}, "", {}
         self._set_state(RUNNING)
         worker = self._ensure_worker()
         worker.cancel_token = CancelToken()
@@ -109,6 +123,7 @@ class CompareViewModel(QObject):
             worker.event.connect(self._on_event)
             worker.done.connect(self._done)
             worker.failed.connect(self._failed)
+            worker.validated.connect(self._validated)
             self._worker = worker
         return self._worker
 
@@ -134,6 +149,28 @@ class CompareViewModel(QObject):
         cancelled = bool(getattr(result, "cancelled", False))
         self.message.emit("Comparison cancelled." if cancelled else f"Comparison saved as {self.grid_path}")
         self.finished.emit(self.grid_path, cancelled)
+        adapter = self._checkpoint_adapter()
+        if adapter and not cancelled:  # the run's own measure per checkpoint, beside the pictures
+            self._ensure_worker()._validate.emit(adapter)
+
+    @Slot(object)
+    def _validated(self, figures: dict) -> None:
+        self.figures = dict(figures)
+        self.figuresReady.emit()
+
+    def figures_text(self) -> str:
+        if not self.figures:
+            return ""
+        base = next(iter(self.figures.values()))[0]
+        parts = [f"step {s}: {a:.4f} ({(a - b) / b:+.1%})" for s, (b, a) in sorted(self.figures.items()) if b]
+        return f"Held-out loss, base {base:.4f} → " + " · ".join(parts)
+
+    def _checkpoint_adapter(self) -> str:
+        kind, target = facade.axis_kind_and_target(self.axes["X"])
+        if kind != "checkpoint":
+            return ""
+        stack = {Path(e.path).stem: e.path for e in self.generate_vm.shelf.stack_entries()}
+        return stack.get(target, target)
 
     @Slot(str, str)
     def _failed(self, message: str, details: str) -> None:
@@ -173,9 +210,7 @@ class CompareViewModel(QObject):
         step = self.checkpoint_step(x)
         if step is None:
             return ""
-        _, target = facade.axis_kind_and_target(self.axes["X"])
-        stack = {Path(e.path).stem: e.path for e in self.generate_vm.shelf.stack_entries()}
-        adapter = stack.get(target, target)
+        adapter = self._checkpoint_adapter()
         try:
             path = facade.keep_checkpoint(adapter, step)
         except Exception as exc:  # noqa: BLE001

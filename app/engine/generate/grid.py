@@ -156,8 +156,10 @@ def grid_metadata(
         record = json.loads(first.get(OUR_CHUNK, "{}"))
     except json.JSONDecodeError:
         record = {}
-    settings = config.generate.to_dict()
+    settings = {k: v for k, v in config.generate.to_dict().items() if k not in _PER_RUN}
     settings["stack"] = [_with_hash(e).to_dict() for e in config.generate.stack]
+    if settings.get("seed") is None and all(a.kind != "seed" for a in plan.axes.values()):
+        settings["seed"] = plan.cells[0].config.seed  # the one random seed every cell used: a rerun is the same
     record["grid"] = {
         "format": GRID_FORMAT,
         "axes": {k: {"spec": a.spec, "type": a.type_label, "labels": plan.labels[k]} for k, a in plan.axes.items()},
@@ -171,6 +173,9 @@ def grid_metadata(
         "layout": dataclasses.asdict(layout),
     }  # fmt: skip
     return parameters, record
+
+
+_PER_RUN = ("out_dir", "file_stem", "batch_count", "preview_every")  # where and how this run wrote, not what
 
 
 def _quote(text: str) -> str:

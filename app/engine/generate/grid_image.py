@@ -18,7 +18,7 @@ MISSING = (225, 225, 225)  # a cell that was not rendered (a cancelled grid)
 
 @dataclass(frozen=True)
 class GridLayout:
-    """Where things landed, so a viewer can map a click on the grid PNG back to a cell."""
+    """Where things landed in the grid image (stored in the grid PNG's record)."""
 
     cell_width: int  # after scaling
     cell_height: int
@@ -27,15 +27,6 @@ class GridLayout:
     top: int  # height of the column-label band (and the Z title above it)
     block_width: int  # one Z block, labels included
     gap: int  # between Z blocks
-
-    def cell_at(self, px: int, py: int, columns: int, rows: int, blocks: int) -> tuple[int, int, int] | None:
-        """(x, y, z) of the cell under a pixel of the grid image, or None on a label or a gap."""
-        z, inside = divmod(px, self.block_width + self.gap)
-        x = (inside - self.left) // self.cell_width if inside >= self.left else -1
-        y = (py - self.top) // self.cell_height if py >= self.top else -1
-        if 0 <= z < blocks and 0 <= x < columns and 0 <= y < rows and inside < self.block_width:
-            return x, y, z
-        return None
 
 
 def scale_for(width: int, height: int, min_cell: int) -> int:

@@ -23,7 +23,7 @@ from typing import Callable
 from app.engine.configbase import setting, validate
 from app.engine.errors import UserError
 from app.engine.generate.config import GenerateConfig
-from app.engine.generate.grid_axes import NO_STYLE, Axis, format_value, parse_axis
+from app.engine.generate.grid_axes import NO_STYLE, Axis, parse_axis
 from app.engine.shelf.stack import StackEntry
 
 StyleFinder = Callable[[str], str]  # a style's name as typed -> its adapter file (UserError when unknown)
@@ -275,7 +275,3 @@ def _slot(stack: list[StackEntry], ref: str, find_style: StyleFinder, *, add_ena
     stack.append(StackEntry(path=path, enabled=add_enabled, weight=1.0, name=ref))
     return len(stack) - 1
 
-
-def describe_axis(axis: Axis) -> str:
-    """``Strength: stripes = 0, 0.5, 1`` for logs and the CLI."""
-    return f"{axis.type_label} = {', '.join(format_value(v) for v in axis.values)}"
