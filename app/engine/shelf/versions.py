@@ -109,7 +109,3 @@ def resolve_entries(entries: Iterable[StackEntry], shelf: Iterable[ShelfFile]) -
         out.append(Resolution(entry, MISSING, note=f"{name} is not on the shelf (in none of its folders)."))
     return out
 
-
-def version_notes(resolutions: Iterable[Resolution]) -> list[str]:
-    """The sentences worth showing: changed versions and missing entries, in stack order."""
-    return [r.note for r in resolutions if r.note]
