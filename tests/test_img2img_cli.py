@@ -47,10 +47,18 @@ def test_init_image_and_mask_on_the_command_line(frames, tmp_path, capsys):
 
 def test_batch_restyle_names_outputs_after_inputs_with_progress_and_skips_broken(frames, tmp_path, capsys):
     (frames / "broken.png").write_bytes(b"not a picture")
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    m = Image.new("L", (64, 64), 0)
+    ImageDraw.Draw(m).rectangle((20, 20, 44, 44), fill=255)
+    m.save(masks / "frame-01.png")  # only this frame is inpainted; the others are restyled whole
     out = tmp_path / "restyled"
-    code = main(cli("--init-dir", str(frames), "--out-dir", str(out), "--strength", "0.5", "--json-events"))
+    code = main(cli("--init-dir", str(frames), "--out-dir", str(out), "--mask-dir", str(masks), "--strength", "0.5",
+                    "--json-events"))  # fmt: skip
     assert code == 0
     assert sorted(p.name for p in out.glob("*.png")) == ["frame-00.png", "frame-01.png", "frame-02.png"]
+    assert "Mask blur" in read_png_text(out / "frame-01.png")["parameters"]
+    assert "Mask blur" not in read_png_text(out / "frame-00.png")["parameters"]
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     steps = [(e["step"], e["total"]) for e in events if e["event"] == "progress"]
     assert steps == sorted(steps) and len({t for _s, t in steps}) == 1 and steps[-1][0] == steps[-1][1]
