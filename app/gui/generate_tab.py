@@ -173,13 +173,15 @@ class GenerateTab(QWidget):
         self.compare_button = QPushButton("Compare…")
         self.compare_button.setToolTip("A grid of strengths, styles, seeds, prompts or checkpoints, side by side")
         self.compare_button.clicked.connect(lambda: self.open_compare())
-        buttons.addWidget(self.compare_button)
+        compare_row = QHBoxLayout()  # its own row: three buttons side by side clip "Generate" at 1024 px
+        compare_row.addWidget(self.compare_button, 1)
         self.progress = QProgressBar()
         self.progress.setFormat("step %v / %m")
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.addLayout(form)
         left_layout.addLayout(buttons)
+        left_layout.addLayout(compare_row)
         left_layout.addWidget(self.progress)
         left_layout.addStretch(1)
         left.setMinimumWidth(270)  # with the shelf and the preview: fits a 1024 px window

@@ -42,17 +42,22 @@ class InputImagePanel(QWidget):
         # ---- text-to-image row
         self.pick_button = _button("Restyle a picture…", self.pick_picture,
                                    "Image to image: start from your own picture (or drop / paste one on the preview)")
-        self.batch_button = _button("Batch restyle a folder…", self.pick_batch,
-                                    "Every picture of a folder with the same styles, prompt and strength; "
+        self.batch_button = _button("Batch restyle…", self.pick_batch,
+                                    "Restyle a whole folder: every picture with the same styles, prompt and strength; "
                                     "each output is named after its input")  # fmt: skip
         hint = QLabel("or drop / paste (Ctrl+V) a picture onto the preview")
         hint.setObjectName("Muted")
+        hint.setWordWrap(True)  # the row must fit beside the form and the shelf in a 1024 px window
         self.text_row = QWidget()
-        row = QHBoxLayout(self.text_row)
-        row.setContentsMargins(0, 0, 0, 0)
+        column = QVBoxLayout(self.text_row)  # the hint under the buttons: beside them it widened the tab past 1024 px
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(2)
+        row = QHBoxLayout()
         row.addWidget(self.pick_button)
         row.addWidget(self.batch_button)
-        row.addWidget(hint, 1)
+        row.addStretch(1)
+        column.addLayout(row)
+        column.addWidget(hint)
 
         # ---- image-to-image view
         self.title = QLabel()
