@@ -48,7 +48,9 @@ def _load() -> dict[str, dict]:
 
 
 def _stamp(st: os.stat_result) -> dict[str, int]:
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    # Size and mtime alone miss a same-size copy made with `cp -p` (mtime kept): the inode and the change
+    # time, which no copy tool can set, tell that version apart too.
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino, "ctime_ns": st.st_ctime_ns}
 
 
 def _valid(entry: object, st: os.stat_result) -> tuple[str, str] | None:

@@ -39,13 +39,14 @@ class AdapterIdentity:
 
 
 _lock = threading.Lock()
-_identity_cache: dict[tuple[str, int, int], AdapterIdentity] = {}
-_file_hash_cache: dict[tuple[str, int, int], str] = {}
+_identity_cache: dict[tuple[str, int, int, int, int], AdapterIdentity] = {}
+_file_hash_cache: dict[tuple[str, int, int, int, int], str] = {}
 
 
-def _stat_key(path: Path) -> tuple[str, int, int]:
+def _stat_key(path: Path) -> tuple[str, int, int, int, int]:
+    """A file version: a same-size replacement with its mtime kept (`cp -p`) still changes inode or ctime."""
     st = path.stat()
-    return (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    return (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
 
 def _cached(cache: dict, path: Path, compute):

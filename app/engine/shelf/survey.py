@@ -110,7 +110,7 @@ def judge(path: Path, *, with_hashes: bool) -> tuple[AdapterInfo | None, str]:
         st = path.stat()
     except OSError as err:
         return None, _reason(path, err)
-    key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)  # ctime: `cp -p` keeps mtime
     with _memo_lock:
         hit = _memo.get(key)
         if hit is not None:
