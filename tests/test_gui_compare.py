@@ -158,7 +158,9 @@ def test_compare_checkpoints_after_a_run_and_keep_one(qtbot, window, checkpoint_
     assert not dialog.keep_button.isEnabled()
     click_cell(qtbot, dialog.table, 0, 1)  # step 2
     assert dialog.keep_button.isEnabled()
-    qtbot.mouseClick(dialog.keep_button, Qt.MouseButton.LeftButton)
+    with qtbot.waitSignal(window.shelf_vm.model.modelReset, timeout=30_000):  # the shelf re-reads its folders
+        qtbot.mouseClick(dialog.keep_button, Qt.MouseButton.LeftButton)
+    assert window.shelf_vm.model.row_of(str(adapter)) is not None
     with safe_open(str(adapter), "pt") as f:
         assert f.metadata()["ss_steps"] == "2"
     assert "Kept step 2" in dialog.status.text()
