@@ -102,3 +102,20 @@ def type_into(qtbot, box, text: str, *, delay: int = 40) -> None:
     qtbot.keyClicks(box, text, delay=delay)
     qtbot.keyClick(box, Qt.Key.Key_Tab)
     QApplication.processEvents()
+
+
+def open_main_window(qtbot, size: tuple[int, int] = (1280, 800), *, generate_tab_with_shelf: bool = False):
+    """The real main window (engine not loaded) at ``size``, shown; optionally on the Generate tab with the
+    bundled styles listed on the shelf."""
+    from app.gui.app_window import MainWindow
+
+    win = MainWindow(load_engine=False)
+    qtbot.addWidget(win)
+    win.resize(*size)
+    win.show()
+    qtbot.waitExposed(win)
+    if generate_tab_with_shelf:
+        win.tabs.setCurrentWidget(win.generate_tab)
+        with qtbot.waitSignal(win.shelf_vm.refreshed, timeout=30_000):
+            win.shelf_vm.refresh()  # the bundled example styles
+    return win

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from tests.gui_helpers import open_main_window
 from PIL import Image
 from PySide6.QtCore import Qt
 
@@ -17,15 +19,7 @@ pytestmark = [
 
 @pytest.fixture
 def window(qtbot):
-    from app.gui.app_window import MainWindow
-
-    win = MainWindow(load_engine=False)
-    qtbot.addWidget(win)
-    win.resize(1400, 900)
-    win.show()
-    win.tabs.setCurrentWidget(win.generate_tab)
-    with qtbot.waitSignal(win.shelf_vm.refreshed, timeout=30_000):
-        win.shelf_vm.refresh()  # the bundled example styles
+    win = open_main_window(qtbot, (1400, 900), generate_tab_with_shelf=True)
     qtbot.waitExposed(win)
     return win
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import unicodedata
 
 import pytest
+
+from tests.gui_helpers import open_main_window
 from PySide6.QtCore import Qt
 
 pytestmark = [
@@ -17,14 +19,7 @@ pytestmark = [
 
 @pytest.fixture
 def window(qtbot):
-    from app.gui.app_window import MainWindow
-
-    win = MainWindow(load_engine=False)
-    qtbot.addWidget(win)
-    win.resize(1280, 800)
-    win.show()
-    qtbot.waitExposed(win)
-    return win
+    return open_main_window(qtbot)
 
 
 def symbol_glyphs(text: str) -> set[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import Qt
 
-from tests.gui_helpers import type_into
+from tests.gui_helpers import open_main_window, type_into
 
 pytestmark = [
     pytest.mark.qt_log_ignore("propagateSizeHints"),
@@ -16,15 +16,7 @@ pytestmark = [
 
 
 def open_window(qtbot):
-    from app.gui.app_window import MainWindow
-
-    win = MainWindow(load_engine=False)
-    qtbot.addWidget(win)
-    win.resize(1280, 800)
-    win.show()
-    win.tabs.setCurrentWidget(win.generate_tab)
-    with qtbot.waitSignal(win.shelf_vm.refreshed, timeout=30_000):
-        win.shelf_vm.refresh()  # the bundled example styles
+    win = open_main_window(qtbot, generate_tab_with_shelf=True)
     assert win.shelf_vm.model.rowCount() >= 3
     return win
 

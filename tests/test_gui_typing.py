@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import Qt
 
-from tests.gui_helpers import type_into
+from tests.gui_helpers import open_main_window, type_into
 
 pytestmark = [
     pytest.mark.qt_log_ignore("propagateSizeHints"),
@@ -18,12 +18,7 @@ pytestmark = [
 @pytest.fixture
 def window(qtbot):
     from app.engine.facade import AdapterCard
-    from app.gui.app_window import MainWindow
-
-    win = MainWindow(load_engine=False)
-    qtbot.addWidget(win)
-    win.resize(1280, 800)
-    win.show()
+    win = open_main_window(qtbot)
     te = AdapterCard(path="/shelf/te.safetensors", title="Te", sha256="te" * 8, has_text_encoder=True)
     win.shelf_vm.model.set_cards([te])
     win.tabs.setCurrentWidget(win.generate_tab)

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from tests.gui_helpers import open_main_window
+
 pytestmark = pytest.mark.usefixtures("isolated_settings", "ui_thread_gc")
 
 
 def test_every_tab_fits_a_1024_by_640_window(qtbot):
-    from app.gui.app_window import MainWindow
-
-    win = MainWindow(load_engine=False)
-    qtbot.addWidget(win)
-    win.resize(1024, 640)
-    win.show()
-    qtbot.waitExposed(win)
+    win = open_main_window(qtbot, (1024, 640))
     for index in range(win.tabs.count()):
         win.tabs.setCurrentIndex(index)
         qtbot.wait(10)

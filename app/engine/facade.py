@@ -404,10 +404,10 @@ def read_png_parameters(path: str, *, find_adapters: bool = True) -> GenerateCon
     known keeps ``path=""`` so the GUI can say which style is missing. ``find_adapters=False`` skips that
     matching (a hash scan of the shelf, ~50 ms) when only the names and strengths are wanted (gallery labels).
     """
-    return read_png_restore(path)[0]
+    return read_png_restore(path, find_adapters=find_adapters)[0]
 
 
-def read_png_restore(path: str) -> tuple[GenerateConfig, list[str]]:
+def read_png_restore(path: str, *, find_adapters: bool = True) -> tuple[GenerateConfig, list[str]]:
     """``read_png_parameters`` plus one line per input picture (img2img / inpainting) the PNG names but this
     machine lacks or has changed since: the mode and settings come back, the picture must be picked again."""
     from app.engine.generate.input_meta import MISSING_KEY

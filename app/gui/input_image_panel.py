@@ -14,6 +14,7 @@ from pathlib import Path
 from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
+    QStyle,
     QCheckBox,
     QComboBox,
     QFileDialog,
@@ -62,8 +63,10 @@ class InputImagePanel(QWidget):
         # ---- image-to-image view
         self.title = QLabel()
         self.title.setObjectName("Heading")
-        self.back_button = _button("✕ Text to image", model.back_to_text,
+        self.back_button = _button("Text to image", model.back_to_text,
                                    "Stop using the input picture: generate from the prompt alone")
+        # A theme icon, not a "✕" glyph: many common fonts draw dingbats as empty boxes.
+        self.back_button.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_DialogCloseButton))
         head = QHBoxLayout()
         head.addWidget(self.title, 1)
         head.addWidget(self.back_button)
