@@ -276,8 +276,8 @@ KINDS: list[Kind] = [
     Kind("header-longer-than-file", _bytes(lambda g: (4096).to_bytes(8, "little") + b"{}"),
          REFUSED_EVERYWHERE, "ends inside its header"),  # fmt: skip
     Kind("header-length-2^40", _bytes(lambda g: (2**40).to_bytes(8, "little") + b"{}"),
-         REFUSED_EVERYWHERE, "header claims"),  # fmt: skip
-    Kind("header-length-zero", _bytes(lambda g: bytes(8) + b"{}"), REFUSED_EVERYWHERE, "header claims"),
+         REFUSED_EVERYWHERE, "damaged or not a safetensors file"),  # fmt: skip
+    Kind("header-length-zero", _bytes(lambda g: bytes(8) + b"{}"), REFUSED_EVERYWHERE, "damaged or not a safetensors file"),
     Kind("cut-inside-header", _bytes(lambda g: g.blob[:200]), REFUSED_EVERYWHERE, "truncated"),
     Kind("cut-inside-tensors", _bytes(lambda g: g.blob[:-100]), REFUSED_EVERYWHERE, "truncated"),
     Kind("nested-json-2kb", _nested_array, REFUSED_EVERYWHERE, "nested too deeply"),
@@ -311,8 +311,11 @@ KINDS: list[Kind] = [
     Kind("html-error-page", _text(b"<!DOCTYPE html><html><body>403 Forbidden</body></html>"), REFUSED_EVERYWHERE, "web page"),
     Kind("git-lfs-pointer", _text(b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n"),
          REFUSED_EVERYWHERE, "Git LFS pointer"),  # fmt: skip
-    Kind("folder-named-safetensors", _folder, {**REFUSED_EVERYWHERE, "scan": "absent"}, "is a folder"),
-    Kind("broken-symlink", _broken_link, REFUSED_EVERYWHERE, "broken link|does not exist"),
+    # Not there as a file: generation leaves it out with a warning, like a style that vanished from a team share
+    # (the team-shelf rule: a missing file never breaks generation); everything else refuses it.
+    Kind("folder-named-safetensors", _folder, {**REFUSED_EVERYWHERE, "scan": "absent", "generate": "image"},
+         "is a folder"),  # fmt: skip
+    Kind("broken-symlink", _broken_link, {**REFUSED_EVERYWHERE, "generate": "image"}, "broken link|does not exist"),
     # --- a valid container, but not a LoRA we can apply --------------------------------------------------
     Kind("int32-weights", _variant(_set_dtype("int32")), REFUSED_EVERYWHERE, r"is I32; LoRA weights must be float32"),
     Kind("uint8-weights", _variant(_set_dtype("uint8")), REFUSED_EVERYWHERE, r"is U8"),
@@ -320,7 +323,7 @@ KINDS: list[Kind] = [
     Kind("vector-alpha", _variant(_vector_alpha), REFUSED_EVERYWHERE, "holds 3 values"),
     Kind("unpaired-down", _variant(_unpaired), REFUSED_EVERYWHERE, "not paired"),
     Kind("rank-mismatch", _variant(_rank_mismatch), REFUSED_EVERYWHERE, "malformed LoRA"),
-    Kind("loha", _loha, REFUSED_EVERYWHERE, "LoHa"),
+    Kind("loha", _loha, REFUSED_EVERYWHERE, "malformed LyCORIS module"),
     Kind("vae-weights", _vae, REFUSED_EVERYWHERE, "no LoRA weights"),
     Kind("lora-plus-unknown", _variant(_mixed), REFUSED_EVERYWHERE, "mixes LoRA weights"),
     Kind("no-tensors", _no_tensors, REFUSED_EVERYWHERE, "no tensors"),

@@ -9,6 +9,7 @@ import pytest
 from app.engine.generate import GenerateConfig, Generator
 from app.engine.generate.identity import adapter_identity
 from app.engine.generate.stack_mode import StackCostModel
+from app.engine.generate.stack_runner import DEFAULT_MODE
 from app.engine.shelf.stack import StackEntry
 from test_generate_support import make_lora, sd15_loras  # noqa: F401  (fixture)
 
@@ -43,7 +44,7 @@ def render(gen, stack, mode, *, seed=7):
     try:
         gen.apply_stack(stack, run=run_shape(gen))
     finally:
-        gen.stacks.mode = "auto"
+        gen.stacks.mode = DEFAULT_MODE
     out = gen.pipe("a lighthouse at dusk", num_inference_steps=3, width=64, height=64,
                    generator=torch.Generator().manual_seed(seed), output_type="np")  # fmt: skip
     return out.images[0]

@@ -194,7 +194,10 @@ def test_stack_file_saved_from_the_shelf_and_opened_again(qtbot, live, tiny_sd15
     vm.errorRaised.connect(lambda m, d: errors.append(m))
     assert open_stack_file(vm, str(saved)) == []
     stack = vm.model.stack_entries()
-    assert [(e.path, e.weight) for e in stack][:2] == [(str(share / "second-renamed.safetensors"), 0.4), (str(first), 1.0)]
+    # Opening a stack keeps the shelf's own order (issue #10: restoring never reorders the shelf); what the
+    # stack sets is which styles are on and their strengths, the image does not depend on the order.
+    on = {(e.path, e.weight) for e in stack if e.enabled}
+    assert on == {(str(share / "second-renamed.safetensors"), 0.4), (str(first), 1.0)}
     assert errors == []
 
 

@@ -54,7 +54,7 @@ def test_config_sizes_match_the_published_models(folder, unet_m, text_m):
         assert _count(models["text_encoder_2"]) == pytest.approx(694.7, abs=0.1)  # OpenCLIP bigG + projection
 
 
-@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f != "demo"])
 def test_each_family_has_a_consistent_config_folder(family):
     info = FAMILIES[family]
     root = MODEL_CONFIGS_DIR / info.config_folder
@@ -101,3 +101,14 @@ def test_committed_configs_match_the_generator_script(tmp_path):
     assert fresh == committed
     for rel in fresh:
         assert (tmp_path / rel).read_bytes() == (MODEL_CONFIGS_DIR / rel).read_bytes(), rel
+
+
+def test_demo_family_facts_match_the_bundled_demo_model():
+    """The demo family has no config skeleton of its own (its model is a diffusers folder): its shape facts are
+    the bundled model's."""
+    from app.engine.paths import REPO_ROOT
+
+    info = FAMILIES["demo"]
+    unet = json.loads((REPO_ROOT / "assets" / "demo-model" / "unet" / "config.json").read_text())
+    assert unet["cross_attention_dim"] == info.cross_attention_dim == 32
+    assert info.native_resolution == 64 and info.ss_base_model_version == "styleshelf-demo"

@@ -28,6 +28,10 @@ from app.engine.generate.weight_patch import (
 )
 
 MODES = ("auto", "patch", "side")
+# Generation patches by default: "auto" decides from timings, so two identical requests could land on different
+# modes (patched and side-path images differ in the last bits) and a grid cell would no longer equal the same
+# `styleshelf generate` bit for bit. "auto" stays available for callers that trade that for speed (previews).
+DEFAULT_MODE = "patch"
 
 
 @dataclass
@@ -48,7 +52,7 @@ class RunApplication:
 class StackRunner:
     """Owns the patched state of one pipeline's weights and the measurements that pick the mode."""
 
-    def __init__(self, pipe: Any, adapters: LoadedAdapters, *, mode: str = "auto") -> None:
+    def __init__(self, pipe: Any, adapters: LoadedAdapters, *, mode: str = DEFAULT_MODE) -> None:
         self.pipe = pipe
         self.adapters = adapters
         self.mode = mode
