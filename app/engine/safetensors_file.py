@@ -90,15 +90,22 @@ def read_header(
             head = fh.read(8)
             n = _header_length(head, name, size, error, max_header_bytes, sniff=lambda: head + fh.read(56))
             raw = fh.read(n)
-    except FileNotFoundError:
-        raise error(f"{path} does not exist.") from None
-    except IsADirectoryError:
-        raise error(f"{path} is a folder, not a .safetensors file.") from None
-    except PermissionError:
-        raise error(f"{path}: permission denied.") from None
+    except OSError as err:
+        raise _open_error(path, err, error) from None
     if len(raw) < n:  # the size was checked above: the file shrank while we read it
         raise error(f"{name} changed while it was read; try again.", hint=CHANGED_HINT)
     return parse_header_bytes(raw, path, data_offset=8 + n, file_size=size, error=error, strict=strict)
+
+
+def _open_error(path: Path, err: OSError, error: type[UserError]) -> UserError:
+    """The one-line reason for a file that cannot be opened (both readers say the same)."""
+    if isinstance(err, FileNotFoundError):
+        return error(f"{path} does not exist.")
+    if isinstance(err, IsADirectoryError):
+        return error(f"{path} is a folder, not a .safetensors file.")
+    if isinstance(err, PermissionError):
+        return error(f"{path}: permission denied.")
+    return error(f"{path}: cannot be read ({err.strerror or err}).")
 
 
 def read_whole_file(
@@ -118,12 +125,8 @@ def read_whole_file(
             blob = fh.read()
             after = os.fstat(fh.fileno())
         now = os.stat(path)
-    except FileNotFoundError:
-        raise error(f"{path} does not exist.") from None
-    except IsADirectoryError:
-        raise error(f"{path} is a folder, not a .safetensors file.") from None
-    except PermissionError:
-        raise error(f"{path}: permission denied.") from None
+    except OSError as err:
+        raise _open_error(path, err, error) from None
     stamps = {_stamp(st) for st in (before, after, now)}
     if len(stamps) != 1 or len(blob) != before.st_size:
         raise error(f"{path.name} changed while it was read; try again.", hint=CHANGED_HINT)
