@@ -16,8 +16,8 @@ import contextlib
 import json
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 _CONFIG_SUFFIXES = (".json", ".txt", ".model")  # configs, CLIP's vocab/merges, sentencepiece tokenizers
 
