@@ -217,3 +217,24 @@ def test_other_families_restyle_and_inpaint(family, picture, tmp_path, request):
     out = np.asarray(Image.open(inpainted.path).convert("RGB"), dtype=np.int16)
     assert Image.open(restyled.path).size == (64, 64) and "Denoising strength: 0.5" in restyled.parameters
     assert np.abs(out - src)[:8].max() == 0 and np.abs(out - src)[26:38, 26:38].mean() > 5
+
+
+def test_config_copy_changes_only_the_unet_channels_and_never_copies_weights(tmp_path):
+    import json
+
+    from app.engine.models.config_folder import config_for_unet_channels
+
+    folder = tmp_path / "inpainting-model"
+    (folder / "unet").mkdir(parents=True)
+    (folder / "tokenizer").mkdir()
+    (folder / "unet" / "config.json").write_text(json.dumps({"in_channels": 9, "sample_size": 64}))
+    (folder / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"\0" * 1024)
+    (folder / "tokenizer" / "merges.txt").write_text("#version: 0.2\n")
+    with config_for_unet_channels(folder, 9) as same:
+        assert same == folder  # already right: used as it is
+    with config_for_unet_channels(folder, 4) as copy:  # a normal file read with an inpainting model's configs
+        assert json.loads((copy / "unet" / "config.json").read_text()) == {"in_channels": 4, "sample_size": 64}
+        assert (copy / "tokenizer" / "merges.txt").is_file()
+        assert not (copy / "unet" / "diffusion_pytorch_model.safetensors").exists()
+    assert not copy.exists()
+    assert json.loads((folder / "unet" / "config.json").read_text())["in_channels"] == 9
