@@ -3,7 +3,9 @@
 An img2img run at ``steps`` and strength ``s`` denoises int(steps × s) steps (A1111 and diffusers alike), so
 it is compared with a text-to-image run of that many steps: the difference is the cost of encoding the input,
 building the pipeline from the loaded one (``from_pipe``) and, for inpainting, the mask and paste-back.
-Prints medians over ``--repeat`` runs per cell, on the bundled demo model (64 px) by default.
+Prints medians over ``--repeat`` runs per cell, on the bundled demo model (64 px) by default. The three
+modes run in turn (txt2img, img2img, inpaint, txt2img, …) in one process, so a shared machine's load
+changes all three alike; compare the ratios, not the absolute times.
 
     .venv/bin/python bench/img2img_speed.py
     .venv/bin/python bench/img2img_speed.py --base MODEL --size 512 --steps 30 --strengths 0.4 0.75 --threads 2
@@ -22,7 +24,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from timing import median_seconds  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
 
 
 def main() -> None:
@@ -58,22 +61,33 @@ def main() -> None:
     common = dict(prompt="a yellow star on a blue background", seed=1, width=size, height=size,
                   out_dir=str(work / "out"), preview_every=0, stack=stack)  # fmt: skip
 
-    def timed(**kw) -> float:
-        config = GenerateConfig(**{**common, **kw})
-        gen.generate(config)  # warm-up: adapters loaded, caches filled
-        return median_seconds(lambda: gen.generate(config), args.repeat)
+    def alternating(*settings: dict) -> list[float]:
+        """Median seconds per setting, the settings run in turn ``--repeat`` times after one warm-up each."""
+        configs = [GenerateConfig(**{**common, **kw}) for kw in settings]
+        for config in configs:
+            gen.generate(config)  # warm-up: adapters loaded, caches filled
+        times: list[list[float]] = [[] for _ in configs]
+        for _ in range(args.repeat):
+            for config, seen in zip(configs, times):
+                start = time.perf_counter()
+                gen.generate(config)
+                seen.append(time.perf_counter() - start)
+        return [statistics.median(t) for t in times]
 
     print(f"{size}x{size} px, {args.steps} steps, {args.threads} thread(s), "
-          f"{'with ' + Path(args.style).stem if args.style else 'no style'}, median of {args.repeat}")  # fmt: skip
+          f"{'with ' + Path(args.style).stem if args.style else 'no style'}, median of {args.repeat} alternating runs, "
+          f"torch {torch.__version__}")  # fmt: skip
     print(f"{'strength':>8} {'denoise steps':>13} {'txt2img':>9} {'img2img':>9} {'inpaint':>9} {'img2img/txt':>11} "
           f"{'inpaint/txt':>11}")  # fmt: skip
     for strength in args.strengths:
         denoise = int(args.steps * strength)
         if denoise < 1:
             continue
-        t2i = timed(steps=denoise)
-        i2i = timed(steps=args.steps, strength=strength, init_image=str(picture))
-        inp = timed(steps=args.steps, strength=strength, init_image=str(picture), mask_image=str(mask))
+        t2i, i2i, inp = alternating(
+            dict(steps=denoise),
+            dict(steps=args.steps, strength=strength, init_image=str(picture)),
+            dict(steps=args.steps, strength=strength, init_image=str(picture), mask_image=str(mask)),
+        )
         print(f"{strength:>8.2f} {denoise:>13d} {t2i * 1000:>7.0f}ms {i2i * 1000:>7.0f}ms {inp * 1000:>7.0f}ms "
               f"{i2i / t2i:>11.2f} {inp / t2i:>11.2f}")  # fmt: skip
 

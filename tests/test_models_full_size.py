@@ -37,6 +37,16 @@ def test_release_layout_loads_offline_with_bundled_config(tmp_path, family, file
     assert base.pipe.unet.dtype == torch.bfloat16
 
 
+def test_release_inpainting_layout_loads_offline_with_bundled_config(tmp_path):
+    """sd-v1-5-inpainting.safetensors' shapes (conv_in reads 9 channels) with the bundled (4-channel) SD1.5 configs."""
+    path = write_skeleton_checkpoint("sd1", tmp_path / "sd-v1-5-inpainting.safetensors", in_channels=9)
+    base = load_base(path, dtype="bf16")
+    assert (base.family, base.single_file) == ("sd1", True)
+    assert tuple(base.pipe.unet.conv_in.weight.shape) == (320, 9, 3, 3)
+    assert sum(p.numel() for p in base.pipe.unet.parameters()) / 1e6 == pytest.approx(859.54, abs=0.01)
+    assert all(float(p.detach().abs().max()) == 0.0 for p in base.pipe.unet.parameters())
+
+
 def test_loading_never_reaches_for_the_network(tmp_path, tiny_sd15):
     """Without HF_HUB_OFFLINE and with every socket connect failing loudly, folder and single file still load."""
     import os

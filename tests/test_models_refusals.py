@@ -113,9 +113,25 @@ def test_unet_only_checkpoint_names_the_missing_parts(tmp_path):
     assert "text encoder" in message
 
 
-def test_inpainting_checkpoint_is_refused(tmp_path):
-    path = _write(tmp_path / "inpaint.safetensors", {"model.diffusion_model.input_blocks.0.0.weight": (320, 9, 3, 3)})
-    _refused(path, "inpainting")
+def test_inpainting_checkpoint_is_detected_then_checked_like_any_other(tmp_path):
+    """A 9-channel UNet is an inpainting base (it loads: test_img2img_models.py); a file holding only its UNet
+    is refused for what it lacks, like a normal one."""
+    path = _write(tmp_path / "inpaint.safetensors", {
+        "model.diffusion_model.input_blocks.0.0.weight": (320, 9, 3, 3),
+        "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 768),
+    })
+    from app.engine.models.detect import inspect_model
+
+    detection = inspect_model(path)
+    assert detection.family == "sd1" and detection.details.get("inpainting") == "true"
+    assert "no VAE" in _refused(path, "no VAE")
+
+
+@pytest.mark.parametrize("channels, kind", [(8, "instruct-pix2pix"), (5, "depth-to-image"), (7, "7 input channels")])
+def test_other_conditioned_unets_are_refused(tmp_path, channels, kind):
+    path = _write(tmp_path / "other.safetensors",
+                  {"model.diffusion_model.input_blocks.0.0.weight": (320, channels, 3, 3)})
+    assert kind in _refused(path, "text-to-image base model")
 
 
 def test_sdxl_refiner_checkpoint_is_refused(tmp_path):

@@ -19,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     tiny.add_argument("out_dir", metavar="OUT_DIR")
     tiny.add_argument("--family", choices=FAMILY_CHOICES, default="sd15")
     tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--inpainting", action="store_true",
+                      help="give it a 9-channel inpainting UNet (latents + mask + masked-picture latents)")
     tiny.set_defaults(func=run_make_tiny)
 
     info = models_sub.add_parser(
@@ -43,8 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_make_tiny(args: argparse.Namespace) -> int:
     from app.engine.models.tiny import make_tiny
 
-    out = make_tiny(args.out_dir, args.family, args.seed)
-    print(f"wrote tiny {args.family} model to {out}")
+    out = make_tiny(args.out_dir, args.family, args.seed, inpainting=args.inpainting)
+    print(f"wrote tiny {args.family}{' inpainting' if args.inpainting else ''} model to {out}")
     return 0
 
 

@@ -11,6 +11,10 @@ regularised autoencoder (the demo model's has a posterior std of ~1) adds unit n
 A1111's real SD VAEs have std ~0.01 so the two agree there. A strength too small for one denoising step
 (steps × strength < 1, strength 0 included) returns the autoencoder's round trip of the input.
 
+We encode ourselves and hand diffusers latents, so its own guard against half-precision overflow (SDXL's VAE
+gives inf/NaN in fp16; diffusers encodes in fp32 when the VAE config says ``force_upcast``) never runs:
+``_float32_vae`` does the same around our encodes and decodes, then the latents go back to the run's dtype.
+
 A normal (4-channel) base inpaints as A1111 does for normal models: diffusers' StableDiffusionInpaintPipeline
 blends the known latents (noised to the current step) back outside the mask after every step. A 9-channel
 inpainting UNet is fed the mask and the masked picture's latents as it was trained; text-to-image on such a
@@ -19,6 +23,7 @@ base is inpainting with everything masked.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,18 +240,19 @@ class _Run:
         vae = self.pipe.vae
         dtype, device = self._vae_dtype_device()
         arr = np.asarray(image.convert("RGB"), dtype=np.float32).transpose(2, 0, 1) / 127.5 - 1.0
-        x = torch.from_numpy(arr)[None].to(device=device, dtype=dtype)
-        with torch.no_grad():
-            latents = vae.encode(x).latent_dist.mode()
-        return (latents * vae.config.scaling_factor).to(dtype)
+        x = torch.from_numpy(arr)[None]
+        with torch.no_grad(), _float32_vae(vae) as run_dtype:
+            latents = vae.encode(x.to(device=device, dtype=run_dtype)).latent_dist.mode()
+            latents = latents * vae.config.scaling_factor
+        return latents.to(dtype)
 
     def _decode(self, latents: Any) -> Image.Image:
         import numpy as np
         import torch
 
         vae = self.pipe.vae
-        with torch.no_grad():
-            pixels = vae.decode(latents / vae.config.scaling_factor).sample
+        with torch.no_grad(), _float32_vae(vae) as run_dtype:
+            pixels = vae.decode(latents.to(run_dtype) / vae.config.scaling_factor).sample
         arr = ((pixels[0].float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
         return Image.fromarray(np.ascontiguousarray(arr), "RGB")
 
@@ -267,6 +273,23 @@ class _Run:
         keep = np.asarray(src.mask, dtype=np.float32)[..., None] < 127.5
         grey = np.where(keep, np.asarray(src.image, dtype=np.float32), 127.5).astype(np.uint8)
         return self._encode(Image.fromarray(grey, "RGB")).to(latents)
+
+
+@contextlib.contextmanager
+def _float32_vae(vae: Any):
+    """Run the VAE in float32 for the block when it is in half precision and its config says
+    ``force_upcast`` (SDXL's VAE overflows in fp16), as diffusers' pipelines do; yields the dtype to feed it."""
+    import torch
+
+    dtype = next(vae.parameters()).dtype
+    if dtype == torch.float32 or not getattr(vae.config, "force_upcast", False):
+        yield dtype
+        return
+    vae.to(dtype=torch.float32)
+    try:
+        yield torch.float32
+    finally:
+        vae.to(dtype=dtype)  # the denoising pipeline decodes with the VAE in the run's dtype (or upcasts itself)
 
 
 @dataclass

@@ -71,7 +71,7 @@ def native_resolution(path: str | os.PathLike[str]) -> int:
         vae = json.loads((folder / "vae" / "config.json").read_text(encoding="utf-8"))
         return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
     except (OSError, ValueError, KeyError, TypeError):
-        return detect_family(path).native_resolution
+        return FAMILIES[detect_family(path)].native_resolution  # single files: the family's size
 
 
 def _read_json(path: Path, what: str) -> dict:
@@ -108,9 +108,18 @@ def detect_folder(folder: Path) -> Detection:
         raise ModelLoadError(_wrong_in_channels(folder.name, in_channels))
     detection = _detect_folder_family(folder, index, cls, unet)
     if in_channels == INPAINT_IN_CHANNELS:
-        detection.reason += "; inpainting UNet (9 input channels): used for inpainting and image to image"
-        detection.details["inpainting"] = "true"
+        _mark_inpainting(detection)
     return detection
+
+
+def _mark_inpainting(detection: Detection) -> None:
+    """Say so wherever the detection shows (``models info``, the window's badge, the loader)."""
+    detection.reason += "; inpainting UNet (9 input channels): used for inpainting and image to image"
+    detection.details["inpainting"] = "true"
+
+
+def is_inpainting(detection: Detection) -> bool:
+    return detection.details.get("inpainting") == "true"
 
 
 def _detect_folder_family(folder: Path, index: dict, cls: str, unet: dict) -> Detection:
@@ -137,8 +146,6 @@ def _detect_folder_family(folder: Path, index: dict, cls: str, unet: dict) -> De
 
 
 def _wrong_in_channels(name: str, in_channels: int) -> str:
-    if in_channels == INPAINT_IN_CHANNELS:  # only single files get here: folders of inpainting models load
-        return f"{name} is an inpainting model; StyleShelf opens inpainting models as diffusers folders only."
     kind = {8: "an instruct-pix2pix model", 5: "a depth-to-image model"}.get(
         in_channels, f"a UNet with {in_channels} input channels"
     )
@@ -197,14 +204,27 @@ def _cross_attention_width(header: SafetensorsHeader) -> int | None:
     return None
 
 
+def unet_in_channels(header: SafetensorsHeader) -> int:
+    """The UNet's input channels from conv_in's shape in the header (4 normal, 9 inpainting); 4 when absent."""
+    conv_in = header.shape(UNET_PREFIX + "input_blocks.0.0.weight")
+    return int(conv_in[1]) if conv_in is not None and len(conv_in) == 4 else 4
+
+
 def detect_header(header: SafetensorsHeader) -> Detection:
     keys = list(header.tensors)
     name = header.path.name
     if not any(k.startswith(UNET_PREFIX) for k in keys):
         raise ModelLoadError(f"{name} is not a Stable Diffusion checkpoint: it looks like {describe_contents(keys)}.")
-    conv_in = header.shape(UNET_PREFIX + "input_blocks.0.0.weight")
-    if conv_in is not None and len(conv_in) == 4 and conv_in[1] != 4:
-        raise ModelLoadError(_wrong_in_channels(name, conv_in[1]))
+    in_channels = unet_in_channels(header)
+    if in_channels not in (4, INPAINT_IN_CHANNELS):
+        raise ModelLoadError(_wrong_in_channels(name, in_channels))
+    detection = _detect_header_family(header, keys, name)
+    if in_channels == INPAINT_IN_CHANNELS:  # A1111's sd-v1-5-inpainting.safetensors and the like
+        _mark_inpainting(detection)
+    return detection
+
+
+def _detect_header_family(header: SafetensorsHeader, keys: list[str], name: str) -> Detection:
     has = lambda prefix: any(k.startswith(prefix) for k in keys)  # noqa: E731
     width = _cross_attention_width(header)
     details = {"tensors": str(len(keys)), "cross_attention_width": str(width)}

@@ -4,6 +4,8 @@ Every refusal is a ``ModelLoadError`` with a one-line reason: a missing path, a 
 a truncated or corrupt file, a file that is something else (a LoRA, a VAE alone…), a folder without
 model_index.json, an unsupported pipeline. Single files load offline: their configs come from
 assets/model-configs/<family> (or ``config=``), because diffusers otherwise fetches them from the hub.
+A single file whose UNet reads 9 channels (an inpainting checkpoint) loads as an inpainting base, as a
+diffusers folder of one does (see config_folder).
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from app.engine.models.detect import (
     Detection,
     detect_folder,
     detect_header,
+    is_inpainting,
     missing_parts,
+    unet_in_channels,
     v_prediction_hint,
 )
 from app.engine.models.families import FAMILIES, Family
@@ -94,7 +98,7 @@ def load_base(
         detection = detect_folder(path)
         fam = _resolve_family(detection, family, path.name)
         _check_folder_weights(path)
-        on_event(Log(message=f"loading {path.name} ({FAMILIES[fam].label}) on {device}"))
+        on_event(Log(message=f"loading {path.name} ({_kind(fam, detection)}) on {device}"))
         pipe = _guarded(path.name, fam, lambda: _load_folder(path, detection, dtype))
     else:
         if path.suffix.lower() in PICKLE_SUFFIXES or path.suffix.lower() == ".safetensors":
@@ -116,8 +120,9 @@ def load_base(
             fam = _sd2_with_config(header.metadata, path.name, config_dir, fam)
         if not (config_dir / "model_index.json").exists():
             raise ModelLoadError(f"Config folder {config_dir} has no model_index.json.")
-        on_event(Log(message=f"loading {path.name} ({FAMILIES[fam].label}, single file) on {device}"))
-        pipe = _guarded(path.name, fam, lambda: _load_single_file(path, fam, config_dir, dtype))
+        on_event(Log(message=f"loading {path.name} ({_kind(fam, detection)}, single file) on {device}"))
+        in_channels = unet_in_channels(header)
+        pipe = _guarded(path.name, fam, lambda: _load_single_file(path, fam, config_dir, dtype, in_channels))
     _require_all_weights(pipe, path.name)
     _apply_prediction_type(pipe, fam)
     pipe = _to_device(pipe, device, path.name)
@@ -131,6 +136,11 @@ def load_base(
         single_file=path.is_file(),
         prediction_type=str(pipe.scheduler.config.get("prediction_type", "epsilon")),
     )
+
+
+def _kind(family: Family, detection: Detection) -> str:
+    """The family's label, plus 'inpainting model' for a 9-channel UNet (told to the user as it loads)."""
+    return FAMILIES[family].label + (" inpainting model" if is_inpainting(detection) else "")
 
 
 def _resolve_family(detection: Detection, requested: str | None, name: str) -> Family:
@@ -217,15 +227,17 @@ def _load_folder(folder: Path, detection: Detection, dtype: Any):
     )
 
 
-def _load_single_file(path: Path, family: str, config_dir: Path, dtype: Any):
+def _load_single_file(path: Path, family: str, config_dir: Path, dtype: Any, in_channels: int = 4):
+    from app.engine.models.config_folder import config_for_unet_channels
+
     cls = _pipeline_class(family)
     kwargs = _sd_extras(family)
     kwargs.pop("requires_safety_checker", None)
     if family == "sdxl":
         kwargs["text_encoder_2"] = _sdxl_text_encoder_2(path, config_dir, dtype)
-    return cls.from_single_file(
-        str(path), config=str(config_dir), dtype=dtype, local_files_only=True, **kwargs
-    )
+    # The config folder describes a normal base; an inpainting file's UNet reads 9 channels (see config_folder).
+    with config_for_unet_channels(config_dir, in_channels) as config:
+        return cls.from_single_file(str(path), config=str(config), dtype=dtype, local_files_only=True, **kwargs)
 
 
 def _sdxl_text_encoder_2(path: Path, config_dir: Path, dtype: Any):

@@ -20,15 +20,17 @@ from app.engine.paths import MODEL_CONFIGS_DIR
 _BYTES = {"F16": 2, "BF16": 2, "F32": 4}
 
 
-def release_shapes(family: str) -> dict[str, tuple[int, ...]]:
-    """Key → shape of a released single-file checkpoint of ``family`` (built on the meta device)."""
+def release_shapes(family: str, *, in_channels: int = 4) -> dict[str, tuple[int, ...]]:
+    """Key → shape of a released single-file checkpoint of ``family`` (built on the meta device);
+    ``in_channels=9``: its inpainting release (sd-v1-5-inpainting and the like), which differs in conv_in only."""
     from accelerate import init_empty_weights
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     root = MODEL_CONFIGS_DIR / FAMILIES[family].config_folder
     with init_empty_weights():
-        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(root / "unet"))
+        unet_config = UNet2DConditionModel.load_config(root / "unet")
+        unet = UNet2DConditionModel.from_config(unet_config, in_channels=in_channels)
         vae = AutoencoderKL.from_config(AutoencoderKL.load_config(root / "vae"))
         te_config = CLIPTextConfig.from_pretrained(root / "text_encoder")
         if family in ("sd2", "sd2-v"):
@@ -53,13 +55,18 @@ def release_shapes(family: str) -> dict[str, tuple[int, ...]]:
 
 
 def write_skeleton_checkpoint(
-    family: str, out_path: str | os.PathLike[str], *, dtype: str = "F16", metadata: dict[str, str] | None = None
+    family: str,
+    out_path: str | os.PathLike[str],
+    *,
+    dtype: str = "F16",
+    metadata: dict[str, str] | None = None,
+    in_channels: int = 4,
 ) -> Path:
     """Write a sparse zero-filled full-size checkpoint of ``family``; returns its path."""
     out_path = Path(out_path)
     header: dict[str, object] = {}
     offset = 0
-    for key, shape in sorted(release_shapes(family).items()):
+    for key, shape in sorted(release_shapes(family, in_channels=in_channels).items()):
         size = _BYTES[dtype]
         for dim in shape:
             size *= dim

@@ -54,8 +54,8 @@ def _vae(seed: int, scaling_factor: float):
 
 
 def build_tiny_pipeline(family: str = "sd15", seed: int = 0, *, inpainting: bool = False):
-    """Return an in-memory tiny pipeline of ``family`` (sd15, sd2, sd2-v or sdxl); ``inpainting`` gives an
-    SD1/SD2 pipeline a 9-channel inpainting UNet (latents + mask + masked-picture latents)."""
+    """Return an in-memory tiny pipeline of ``family`` (sd15, sd2, sd2-v or sdxl); ``inpainting`` gives it
+    a 9-channel inpainting UNet (latents + mask + masked-picture latents)."""
     import torch
     from diffusers import (
         EulerDiscreteScheduler,
@@ -75,7 +75,7 @@ def build_tiny_pipeline(family: str = "sd15", seed: int = 0, *, inpainting: bool
             block_out_channels=(32, 64),
             layers_per_block=2,
             sample_size=32,
-            in_channels=4,
+            in_channels=9 if inpainting else 4,
             out_channels=4,
             down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
             up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
