@@ -10,7 +10,8 @@ so a bad value is the same one-line error everywhere (and the range and choices 
 from __future__ import annotations
 
 import argparse
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from app.engine.configbase import Setting, describe, parse_value
 

@@ -14,7 +14,7 @@ import sys
 
 def register(sub: argparse._SubParsersAction) -> None:
     from app.commands.setting_flags import add_setting_flags
-    from app.engine.train import config as train_config  # no torch: the settings' dataclass only
+    from app.engine.train import config as train_config  # noqa: I001 - no torch: the settings' dataclass only
 
     p = sub.add_parser("train", help="Train a LoRA style adapter on a folder of images.",
                        description="Train a LoRA style adapter on a folder of images. Every setting is a flag "

@@ -42,7 +42,7 @@ class GenerateViewModel(QObject):
     def __init__(self, shelf: ShelfModel, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.shelf = shelf
-        self.params = GenerateConfig(prompt="", sampler=facade.sampler_names()[0])
+        self.params = GenerateConfig()  # the defaults the CLI has too
         self.params.seed = random.randint(0, MAX_SEED)
         self.seed_locked = False
         self.gallery = GalleryModel(self)
