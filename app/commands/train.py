@@ -14,7 +14,9 @@ import sys
 
 def register(sub: argparse._SubParsersAction) -> None:
     from app.commands.setting_flags import add_setting_flags
-    from app.engine.train import config as train_config  # noqa: I001 - no torch: the settings' dataclass only
+
+    # No torch: the settings' dataclass only (read here, not at import, so a test can swap in a subclass).
+    from app.engine.train import config as train_config
 
     p = sub.add_parser("train", help="Train a LoRA style adapter on a folder of images.",
                        description="Train a LoRA style adapter on a folder of images. Every setting is a flag "
