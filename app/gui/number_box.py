@@ -40,8 +40,8 @@ def strength_box(tooltip: str, minimum: float, maximum: float, *, step: float = 
 
 def fit_to_setting(box: QSpinBox | QDoubleSpinBox, setting, *, auto: str = "") -> None:
     """Range, step and tooltip of a hand-placed box from its config setting (``configbase.Setting``), so the
-    form cannot drift from the config the engine checks. ``auto``: the text shown one step below the minimum
-    for an optional setting (None = automatic, e.g. the base model's own size)."""
+    form cannot drift from the config the engine checks. ``auto``: for an optional setting (None = automatic,
+    e.g. the base model's own size), the text the box shows at 0, below the setting's minimum."""
     low, high = setting.minimum, setting.maximum
     if auto:
         low = 0  # the box's "auto" value; the view maps anything below the minimum to None
