@@ -8,15 +8,18 @@ import warnings
 from pathlib import Path
 
 from app.commands.shelf import parse_weighted
+from app.commands.setting_flags import add_setting_flags, setting_values
 from app.engine.errors import UserError
-from app.engine.generate.samplers import SAMPLER_NAMES
+from app.engine.generate.config import GenerateConfig
 from app.commands.generate_inputs import (
     add_image_input_arguments,
     cancel_on_ctrl_c,
     check_image_input_arguments,
-    image_input_settings,
     restyle_folder_command,
 )
+
+# The settings of one picture: their flags come from GenerateConfig (help, defaults and ranges included).
+PICTURE_SETTINGS = ("prompt", "negative", "seed", "steps", "guidance", "width", "height", "sampler", "insert_triggers")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Generate PNGs (with A1111-compatible parameters) from a base model and a stack of adapters.",
     )
     add_generation_options(p)
-    p.add_argument("--batch-count", type=int, default=1, help="Images one after another with seed, seed+1, …")
+    add_setting_flags(p, GenerateConfig, only=["batch_count"])
     p.add_argument("--out", metavar="FILE.png", help="Output PNG (FILE-1.png, FILE-2.png… for batches).")
     add_image_input_arguments(p)
     p.set_defaults(func=run)
@@ -35,8 +38,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def add_generation_options(p: argparse.ArgumentParser) -> None:
     """The settings of one picture (also what a grid keeps fixed; ``styleshelf grid`` shares them)."""
     p.add_argument("--base", required=True, metavar="MODEL", help="Base model: diffusers folder or .safetensors file.")
-    p.add_argument("--prompt", required=True, metavar="TEXT")
-    p.add_argument("--negative", default="", metavar="TEXT", help="Negative prompt.")
     p.add_argument(
         "--adapter",
         action="append",
@@ -46,13 +47,7 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--stack", default=None, metavar="FILE.stack.json",
                    help="A house-style stack file; its adapters come first, then any --adapter.")  # fmt: skip
-    p.add_argument("--seed", type=int, default=None, help="Seed (default: random; it is printed and saved).")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--guidance", type=float, default=7.0, help="CFG scale.")
-    p.add_argument("--width", type=int, default=None, help="Default: the base model's native size.")
-    p.add_argument("--height", type=int, default=None, help="Default: the base model's native size.")
-    p.add_argument("--sampler", default="DPM++ 2M", metavar="NAME", help=f"One of: {', '.join(SAMPLER_NAMES)}.")
-    p.add_argument("--no-triggers", action="store_true", help="Do not add adapters' trigger phrases to the prompt.")
+    add_setting_flags(p, GenerateConfig, only=PICTURE_SETTINGS, required=["prompt"])
     p.add_argument("--json-events", action="store_true", help="Print one JSON event per line instead of a bar.")
 
 
@@ -61,10 +56,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or "restyled.png")
     if not folder_mode and (not args.out or out.suffix.lower() != ".png"):
         raise UserError(f"--out must name a .png file (got {out.name if args.out else 'nothing'}).")
-    config = generation_config(
-        args, out_dir=str(out.parent if str(out.parent) else Path(".")), file_stem=out.stem,
-        batch_count=args.batch_count, **image_input_settings(args),
-    )  # fmt: skip
+    config = generation_config(args, out_dir=str(out.parent if str(out.parent) else Path(".")), file_stem=out.stem)
     from app.engine.generate import Generator
 
     with warnings.catch_warnings():
@@ -86,10 +78,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def generation_config(args: argparse.Namespace, *, out_dir: str, file_stem: str, **more):
-    """A validated ``GenerateConfig`` from the options of ``add_generation_options`` (adapters checked too);
-    ``more`` sets further fields (batch count, image-to-image settings)."""
-    from app.engine.configbase import validate
-    from app.engine.generate import GenerateConfig
+    """A validated ``GenerateConfig`` from the setting flags given (adapters checked too); ``more`` sets
+    further fields."""
     from app.engine.generate.identity import adapter_identity
     from app.engine.shelf.stack import StackEntry
 
@@ -102,24 +92,12 @@ def generation_config(args: argparse.Namespace, *, out_dir: str, file_stem: str,
         path, weight = parse_weighted(item)
         adapter_identity(path)  # refuse a missing or broken file before spending seconds on the base model
         stack.append(StackEntry(path=path, weight=weight))
-    config = GenerateConfig(
-        prompt=args.prompt,
-        negative=args.negative,
-        seed=args.seed,
-        steps=args.steps,
-        guidance=args.guidance,
-        width=args.width,
-        height=args.height,
-        sampler=args.sampler,
-        insert_triggers=not args.no_triggers,
-        out_dir=out_dir,
-        file_stem=file_stem,
-        preview_every=0,
-        stack=stack,
+    # Built from the flags given (GenerateConfig's defaults for the rest) and checked as it is built: a typo
+    # or an out-of-range value costs nothing, before the model loads.
+    return GenerateConfig(
+        **setting_values(GenerateConfig, args), out_dir=out_dir, file_stem=file_stem, preview_every=0, stack=stack,
         **more,
     )
-    validate(config)  # before loading the model: a typo costs nothing
-    return config
 
 
 def _quiet_libraries() -> None:

@@ -15,25 +15,17 @@ import threading
 from typing import Any, Iterator
 
 from app.engine.errors import UserError
-from app.engine.generate.config import INPAINT_AREAS, MASKED_CONTENT, RESIZE_MODES, GenerateConfig
+from app.engine.generate.config import GenerateConfig
+
+IMAGE_INPUT_SETTINGS = ("init_image", "strength", "resize_mode", "mask_image", "mask_blur", "inpaint_area",
+                        "inpaint_padding", "masked_content")  # fmt: skip
 
 
 def add_image_input_arguments(p: argparse.ArgumentParser) -> None:
-    defaults = GenerateConfig()
+    from app.commands.setting_flags import add_setting_flags
+
     g = p.add_argument_group("image to image and inpainting (AUTOMATIC1111's settings)")
-    g.add_argument("--init-image", metavar="PIC", default="", help="Restyle this picture instead of starting from noise.")
-    g.add_argument("--strength", type=float, default=defaults.strength,
-                   help=f"Denoising strength 0–1: 0 keeps the picture, 1 ignores it (default {defaults.strength}).")
-    g.add_argument("--resize-mode", default=defaults.resize_mode, choices=RESIZE_MODES,
-                   help="How the picture fits the output size (default: %(default)s).")
-    g.add_argument("--mask", metavar="MASK", default="", help="Inpaint: white = repaint, black = keep.")
-    g.add_argument("--mask-blur", type=int, default=defaults.mask_blur, help="Soften the mask's edge (pixels).")
-    g.add_argument("--inpaint-area", default=defaults.inpaint_area, choices=INPAINT_AREAS,
-                   help="Only masked: repaint the masked area at the model's full resolution.")
-    g.add_argument("--inpaint-padding", type=int, default=defaults.inpaint_padding,
-                   help="Only masked: pixels of context around the mask.")
-    g.add_argument("--masked-content", default=defaults.masked_content, choices=MASKED_CONTENT,
-                   help="What the masked area starts from (default: %(default)s).")
+    add_setting_flags(g, GenerateConfig, only=IMAGE_INPUT_SETTINGS)
     g.add_argument("--init-dir", metavar="DIR", default="",
                    help="Batch restyle: every picture of DIR, each output named after its input (needs --out-dir).")
     g.add_argument("--mask-dir", metavar="DIR", default="", help="Batch: masks named like the pictures (optional).")
@@ -43,7 +35,7 @@ def add_image_input_arguments(p: argparse.ArgumentParser) -> None:
 def check_image_input_arguments(args: argparse.Namespace) -> bool:
     """Refuse contradictory options before the model loads; True for a folder (batch) run."""
     if args.init_dir:
-        if args.init_image or args.mask:
+        if args.init_image or args.mask_image:
             raise UserError("Give either --init-dir (a folder) or --init-image/--mask (one picture), not both.")
         if not args.out_dir:
             raise UserError("--init-dir needs --out-dir (outputs are named like their inputs).")
@@ -51,23 +43,15 @@ def check_image_input_arguments(args: argparse.Namespace) -> bool:
 
         folder_pictures(args.init_dir)  # a typo in the folder costs nothing
         return True
-    if args.mask and not args.init_image:
+    if args.mask_image and not args.init_image:
         raise UserError("--mask needs --init-image (the picture to inpaint).")
-    for flag, value in (("--init-image", args.init_image), ("--mask", args.mask)):
+    for flag, value in (("--init-image", args.init_image), ("--mask", args.mask_image)):
         if value:
             from pathlib import Path
 
             if not Path(value).is_file():
                 raise UserError(f"{flag}: file not found: {value}")
     return False
-
-
-def image_input_settings(args: argparse.Namespace) -> dict[str, Any]:
-    return dict(
-        init_image=args.init_image, strength=args.strength, resize_mode=args.resize_mode, mask_image=args.mask,
-        mask_blur=args.mask_blur, inpaint_area=args.inpaint_area, inpaint_padding=args.inpaint_padding,
-        masked_content=args.masked_content,
-    )  # fmt: skip
 
 
 @contextlib.contextmanager

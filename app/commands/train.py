@@ -11,43 +11,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-# CLI flag → TrainConfig field, for the flags the issue fixes; --set covers every other field.
-_FLAG_FIELDS = {
-    "base": "base", "out": "out", "steps": "steps", "rank": "rank", "alpha": "alpha", "lr": "learning_rate",
-    "resolution": "resolution", "batch_size": "batch_size", "trigger": "trigger", "seed": "seed",
-    "sample_every": "sample_every", "sample_prompt": "sample_prompts", "name": "name",
-    "validation_images": "validation_images", "checkpoint_every": "checkpoint_every",
-    "sample_steps": "sample_steps",
-}
-
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from app.commands.setting_flags import add_setting_flags
+
+    # No torch: the settings' dataclass only (read here, not at import, so a test can swap in a subclass).
+    from app.engine.train import config as train_config
+
     p = sub.add_parser("train", help="Train a LoRA style adapter on a folder of images.",
-                       description="Train a LoRA style adapter on a folder of images.")
+                       description="Train a LoRA style adapter on a folder of images. Every setting is a flag "
+                                   "(from the training settings; --set KEY=VALUE and a --config file take them too).")
     p.add_argument("dataset_dir", metavar="DATASET_DIR", nargs="?", help="folder of images (+ .txt captions)")
-    p.add_argument("--base", metavar="MODEL", help="base model: diffusers folder or .safetensors")
-    p.add_argument("--out", metavar="ADAPTER.safetensors", help="adapter file to write")
-    p.add_argument("--steps", type=int, metavar="N")
-    p.add_argument("--rank", type=int, metavar="R")
-    p.add_argument("--alpha", type=float, metavar="A", help="LoRA alpha (scale alpha/rank; default = rank)")
-    p.add_argument("--lr", type=float, metavar="LR", help="learning rate")
-    p.add_argument("--resolution", type=int, metavar="PX")
-    p.add_argument("--batch-size", type=int, metavar="B")
-    p.add_argument("--trigger", metavar="WORD", help="trigger word prepended to every caption")
-    p.add_argument("--seed", type=int, metavar="S")
     p.add_argument("--config", metavar="RUN.toml", help="settings file (flags given here override it)")
-    p.add_argument("--preset", metavar="NAME", help="start from a preset: 'fast style' or 'quality style'")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint of this run")
-    p.add_argument("--sample-every", type=int, metavar="N", help="write sample images every N steps")
-    p.add_argument("--sample-prompt", action="append", metavar="TEXT", help="sample prompt (repeatable)")
-    p.add_argument("--sample-steps", type=int, metavar="N", help="denoising steps per sample")
-    p.add_argument("--name", help="adapter title")
-    p.add_argument("--validation-images", type=int, metavar="N", help="images held out for validation")
-    p.add_argument("--checkpoint-every", type=int, metavar="N")
-    p.add_argument("--train-text-encoder", action="store_true", default=None, help="also train text-encoder LoRA")
-    p.add_argument("--no-cache", action="store_true", help="encode images and captions every step (slower)")
+    p.add_argument("--preset", metavar="NAME",
+                   help=f"start from a preset: {', '.join(repr(n) for n in train_config.TRAIN_PRESETS)}")
+    add_setting_flags(p, train_config.TrainConfig, advanced_title="advanced settings")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other setting, e.g. --set lr_schedule=cosine (repeatable)")
+                   help="any setting by its name, e.g. --set lr_schedule=cosine (repeatable)")
     p.add_argument("--scan-only", action="store_true", help="only check the dataset and print the report")
     p.add_argument("--json-events", action="store_true", help="one JSON event per line on stdout (for the GUI)")
     p.add_argument("--export-checkpoints", action="store_true",
@@ -57,33 +37,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def build_config(args: argparse.Namespace):
-    from app.engine.configbase import describe
+    from app.commands.setting_flags import setting_values
+    from app.engine.configbase import from_dict, parse_value, settings_of
     from app.engine.errors import UserError
-    from app.engine.train.config import TrainConfig, config_from_preset, load_toml
+    from app.engine.train import config as train_config
 
-    overrides = {field: getattr(args, flag) for flag, field in _FLAG_FIELDS.items()
-                 if getattr(args, flag, None) is not None}
+    cls = train_config.TrainConfig
+    overrides = setting_values(cls, args)
     if args.dataset_dir:
         overrides["dataset_dir"] = args.dataset_dir
-    if args.resume:
-        overrides["resume"] = True
-    if args.train_text_encoder:
-        overrides["train_text_encoder"] = True
-    if args.no_cache:
-        overrides["cache_latents"] = False
-    settings = {s.name: s for s in describe(TrainConfig)}
+    settings = settings_of(cls)
     for item in args.set:
         key, sep, raw = item.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or key not in settings:
             raise UserError(f"--set {item!r}: expected KEY=VALUE with a known setting name.",
                             hint=f"Known: {', '.join(settings)}.")
-        overrides[key] = _parse_value(raw.strip(), settings[key].type, key)
+        overrides[key] = parse_value(raw, settings[key], where=f"--set {key}")
     if args.config:
-        return load_toml(args.config, preset=args.preset, **overrides)
+        return train_config.load_toml(args.config, preset=args.preset, **overrides)
     if args.preset:
-        return config_from_preset(args.preset, **overrides)
-    from app.engine.configbase import from_dict
+        return train_config.config_from_preset(args.preset, **overrides)
 
     if "resolution" not in overrides and overrides.get("base"):
         # Like the Train tab: train at the size the base model draws (64 px demo model, 1024 SDXL), not 512.
@@ -94,27 +68,7 @@ def build_config(args: argparse.Namespace):
         except UserError:
             pass  # a missing or wrong base is reported by training itself, after the dataset checks
 
-    return from_dict(TrainConfig, overrides) if overrides else TrainConfig()
-
-
-def _parse_value(raw: str, kind, key: str):
-    from app.engine.errors import UserError
-
-    text = str(kind)
-    try:
-        if kind is bool or text == "bool":
-            if raw.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                raise ValueError(raw)
-            return raw.lower() in ("1", "true", "yes", "on")
-        if kind is int or text == "int":
-            return int(raw)
-        if kind is float or text == "float":
-            return float(raw)
-        if "list" in text:
-            return [p.strip() for p in raw.split("|") if p.strip()]
-    except ValueError:
-        raise UserError(f"--set {key}={raw}: not a valid {text}.") from None
-    return raw
+    return from_dict(cls, overrides)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -32,7 +32,6 @@ from app.engine.events import (  # re-exported: the GUI sees events only through
     event_from_json,
 )
 from app.engine.generate.config import GenerateConfig  # light: what the Generate tab edits and a PNG restores
-from app.engine.generate.config import INPAINT_AREAS, MASKED_CONTENT, RESIZE_MODES  # the input panel's choices
 from app.engine.shelf.stack import Stack, StackEntry  # light dataclasses shared with the GUI
 
 REPO_ROOT = paths.REPO_ROOT
@@ -149,6 +148,22 @@ def train_settings() -> list[Any]:
     from app.engine.train.config import TrainConfig
 
     return [s for s in describe(TrainConfig) if s.name not in _FORM_EXCLUDED]
+
+
+def generate_settings() -> dict[str, Any]:
+    """``configbase.Setting`` records of the Generate tab's settings by name: its widgets take their range,
+    step, default and tooltip from these, so the form and the CLI cannot drift apart."""
+    from app.engine.configbase import settings_of
+
+    return settings_of(GenerateConfig)
+
+
+def parse_setting_value(text: str, setting: Any) -> Any:
+    """Text typed in a form field → the setting's type (the parser the CLI and TOML files use); UserError
+    naming the setting when it is not a value of that type."""
+    from app.engine.configbase import parse_value
+
+    return parse_value(text, setting)
 
 
 def train_presets() -> dict[str, dict[str, Any]]:

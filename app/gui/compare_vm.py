@@ -96,8 +96,8 @@ class CompareViewModel(QObject):
             self.errorRaised.emit(why, "")
             return False
         gen = self.generate_vm
-        fixed = dataclasses.replace(gen.params, stack=gen.shelf.stack_entries(), batch_count=1)
         try:
+            fixed = dataclasses.replace(gen.params, stack=gen.shelf.stack_entries(), batch_count=1)
             config = facade.grid_config(x, y, z, generate=fixed)
         except facade.UserError as err:
             self.errorRaised.emit(str(err), "")

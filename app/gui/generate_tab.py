@@ -37,7 +37,7 @@ from app.gui.generate_vm import GENERATING, MAX_SEED, GenerateViewModel
 from app.gui.file_dialogs import ask_save_path
 from app.gui.image_info import full_text
 from app.gui.input_image_panel import attach_input_panel
-from app.gui.number_box import show_value
+from app.gui.number_box import fit_to_setting, show_value
 from app.gui.preview import ImageDetails, ImagePreview
 from app.gui.shelf_panel import ShelfPanel
 from app.gui.shelf_vm import ShelfViewModel
@@ -71,7 +71,8 @@ class GenerateTab(QWidget):
         self.prompt = QPlainTextEdit()
         self.prompt.setPlaceholderText("Describe the picture, e.g. “a yellow star on a green background”")
         self.prompt.setMaximumHeight(90)
-        self.prompt.setToolTip("What to draw. The trigger words of the styles you switch on are added for you")
+        settings = facade.generate_settings()  # ranges, steps and tooltips: GenerateConfig's, defined once
+        self.prompt.setToolTip(settings["prompt"].help)
         self.prompt.textChanged.connect(lambda: self._set("prompt", self.prompt.toPlainText()))
         self.recent_button = QToolButton()
         self.recent_button.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_FileDialogDetailedView))
@@ -85,15 +86,13 @@ class GenerateTab(QWidget):
         prompt_row.addWidget(self.recent_button, 0, Qt.AlignmentFlag.AlignTop)
         self.negative = QPlainTextEdit()
         self.negative.setPlaceholderText("What to avoid (optional)")
-        self.negative.setToolTip("Things the picture should not show, e.g. “blurry, text”. Leave it empty at first; "
-                                 "add words when something unwanted keeps appearing")
+        self.negative.setToolTip(settings["negative"].help)
         self.negative.setMaximumHeight(56)
         self.negative.textChanged.connect(lambda: self._set("negative", self.negative.toPlainText()))
 
         # A line edit, not a spin box: seeds go up to 2³²−1 (A1111 PNGs), past a QSpinBox's int range.
         self.seed = SeedEdit()
-        self.seed.setToolTip("The starting noise. Same seed + same settings + same styles = the same picture: "
-                             "lock it to compare styles or strengths fairly")
+        self.seed.setToolTip(settings["seed"].help)
         self.seed.textEdited.connect(lambda t: self._set("seed", min(int(t), MAX_SEED)) if t.isdigit() else None)
         dice = QToolButton()
         dice.setIcon(QIcon.fromTheme("media-playlist-shuffle",
@@ -110,25 +109,17 @@ class GenerateTab(QWidget):
         seed_row.addWidget(self.lock)
 
         self.steps = QSpinBox()
-        self.steps.setRange(1, 150)
-        self.steps.setToolTip("Denoising steps. More is slower and usually cleaner; 20–30 suits most samplers. "
-                              "Raise it if pictures look noisy or unfinished, lower it for quick drafts")
+        fit_to_setting(self.steps, settings["steps"])
         self.steps.valueChanged.connect(lambda v: self._set("steps", int(v)))
         self.guidance = QDoubleSpinBox()
-        self.guidance.setRange(0.0, 30.0)
-        self.guidance.setSingleStep(0.5)
-        self.guidance.setToolTip("How strictly the picture follows the prompt (CFG scale). 5–8 is usual; raise it "
-                                 "if the prompt is ignored, lower it if colours look burnt or harsh")
+        fit_to_setting(self.guidance, settings["guidance"])
         self.guidance.valueChanged.connect(lambda v: self._set("guidance", float(v)))
         self.width_box, self.height_box = QSpinBox(), QSpinBox()
         for box, name in ((self.width_box, "width"), (self.height_box, "height")):
-            box.setRange(0, 2048)
-            box.setSingleStep(64)
+            fit_to_setting(box, settings[name], auto="auto")  # 0 = the base model's native size
             box.setSuffix(" px")
-            box.setSpecialValueText("auto")  # 0 = the base model's native size
-            box.setToolTip("Picture size in pixels; auto = the size the base model was trained at (best results). "
-                           "Change it for portrait or landscape; far from auto, subjects repeat or fall apart")
-            box.valueChanged.connect(lambda v, n=name: self._set(n, int(v) or None))
+            low = int(settings[name].minimum)
+            box.valueChanged.connect(lambda v, n=name, low=low: self._set(n, int(v) if v >= low else None))
         size_row = QHBoxLayout()
         size_row.addWidget(self.width_box)
         size_row.addWidget(QLabel("×"))
@@ -137,17 +128,13 @@ class GenerateTab(QWidget):
         from app.engine.facade import sampler_names
 
         self.sampler.addItems(sampler_names())
-        self.sampler.setToolTip("The sampling method. DPM++ 2M is a good default; Euler a gives softer, more varied "
-                                "results; change it to match settings copied from another tool")
+        self.sampler.setToolTip(settings["sampler"].help)
         self.sampler.currentTextChanged.connect(lambda t: self._set("sampler", t))
         self.batch = QSpinBox()
-        self.batch.setRange(1, 64)
-        self.batch.setToolTip("How many pictures to make, one after another, each with the next seed. Raise it to "
-                              "pick the best of several")
+        fit_to_setting(self.batch, settings["batch_count"])
         self.batch.valueChanged.connect(lambda v: self._set("batch_count", int(v)))
         self.triggers = QCheckBox("Add the styles' trigger words")
-        self.triggers.setToolTip("Put each enabled style's trigger words in front of the prompt. Turn it off when "
-                                 "you write the trigger words into the prompt yourself")
+        self.triggers.setToolTip(settings["insert_triggers"].help)
         self.triggers.toggled.connect(lambda on: self._set("insert_triggers", bool(on)))
 
         form = QFormLayout()

@@ -6,6 +6,7 @@ Generate is pressed, so toggles and weights apply to the next image without a re
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import random
 import time
@@ -22,7 +23,7 @@ from app.gui.generate_worker import WorkerThread
 from app.gui.shelf_model import ShelfModel
 
 NO_MODEL, LOADING, READY, GENERATING = "no-model", "loading", "ready", "generating"
-MAX_SEED = 2**32 - 1
+MAX_SEED = int(facade.generate_settings()["seed"].maximum)  # 2³²−1, A1111's seeds
 
 
 class GenerateViewModel(QObject):
@@ -41,7 +42,7 @@ class GenerateViewModel(QObject):
     def __init__(self, shelf: ShelfModel, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.shelf = shelf
-        self.params = GenerateConfig(prompt="", sampler=facade.sampler_names()[0])
+        self.params = GenerateConfig()  # the defaults the CLI has too
         self.params.seed = random.randint(0, MAX_SEED)
         self.seed_locked = False
         self.gallery = GalleryModel(self)
@@ -137,8 +138,12 @@ class GenerateViewModel(QObject):
     def apply(self, params: GenerateConfig) -> list[str]:
         """'Use these settings' / a dropped PNG: restore prompt, settings and stack; returns missing adapters."""
         stack = list(params.stack)
-        self.params = dataclasses.replace(params, stack=[], batch_count=self.params.batch_count,
-                                   insert_triggers=self.params.insert_triggers)
+        # A copy, not dataclasses.replace: that re-checks the config, and a PNG may name a setting this
+        # version refuses (an unknown sampler): it is restored and shown, and Generate says what is wrong.
+        restored = copy.copy(params)
+        restored.stack, restored.batch_count = [], self.params.batch_count
+        restored.insert_triggers = self.params.insert_triggers
+        self.params = restored
         if params.seed is None:
             self.params.seed = self.params.seed if self.params.seed is not None else random.randint(0, MAX_SEED)
         if not self.params.sampler:
@@ -201,7 +206,9 @@ class GenerateViewModel(QObject):
         self.prompt_history = session.remember_prompt(self.params.prompt)
         self.historyChanged.emit()
         self.save_session()
-        run = dataclasses.replace(self.params, stack=self.shelf.stack_entries())
+        run = self.run_params(stack=self.shelf.stack_entries())
+        if run is None:
+            return
         self._run_params = run
         self._cancelled = False
         self._started_at = time.monotonic()
@@ -209,6 +216,15 @@ class GenerateViewModel(QObject):
         out_dir = facade.gallery_dir()
         out_dir.mkdir(parents=True, exist_ok=True)
         self._worker().request_generate(run, str(out_dir))
+
+    def run_params(self, **changes: Any) -> GenerateConfig | None:
+        """The settings for a run (a checked copy of ``params`` with ``changes``), or None with errorRaised
+        when a setting is not valid (a config is checked when it is built)."""
+        try:
+            return dataclasses.replace(self.params, **changes)
+        except facade.UserError as err:
+            self.errorRaised.emit(str(err), "")
+            return None
 
     def cancel(self) -> None:
         if self.state == GENERATING:

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 from app.engine import facade
 from app.gui.input_image_vm import PICTURE_SUFFIXES, InputImageModel
 from app.gui.mask_canvas import MaskCanvas
+from app.gui.number_box import fit_to_setting
 
 
 class InputImagePanel(QWidget):
@@ -72,15 +73,18 @@ class InputImagePanel(QWidget):
         head.addWidget(self.back_button)
         self.canvas = MaskCanvas(model)
 
+        settings = facade.generate_settings()  # ranges and tooltips: GenerateConfig's, defined once
+        strength = settings["strength"]
+        self._strength_step = strength.step  # the slider counts steps of the setting
         self.strength = QSlider(Qt.Orientation.Horizontal)
-        self.strength.setRange(0, 100)
-        self.strength.setToolTip("Denoising strength: 0 keeps the picture, 0.3–0.5 restyles it, 1 ignores it")
+        self.strength.setRange(round(strength.minimum / strength.step), round(strength.maximum / strength.step))
+        self.strength.setToolTip(strength.help)
         self.strength.valueChanged.connect(self._strength_moved)
         self.strength_label = QLabel()
         strength_row = QHBoxLayout()
         strength_row.addWidget(self.strength, 1)
         strength_row.addWidget(self.strength_label)
-        self.resize_mode = self._combo(facade.RESIZE_MODES, "resize_mode", "How the picture fits the output size")
+        self.resize_mode = self._combo(settings["resize_mode"])
 
         self.brush = QSpinBox()
         self.brush.setRange(1, 256)
@@ -98,17 +102,14 @@ class InputImagePanel(QWidget):
             tools.addWidget(widget) if widget is not None else tools.addStretch(1)
 
         self.mask_blur = QSpinBox()
-        self.mask_blur.setRange(0, 64)
-        self.mask_blur.setToolTip("Soften the mask's edge by this many pixels")
+        fit_to_setting(self.mask_blur, settings["mask_blur"])
         self.mask_blur.valueChanged.connect(lambda v: self._set("mask_blur", int(v)))
-        self.inpaint_area = self._combo(facade.INPAINT_AREAS, "inpaint_area",
-                                        "Only masked: redraw just the painted area at full resolution")
+        self.inpaint_area = self._combo(settings["inpaint_area"])
         self.padding = QSpinBox()
-        self.padding.setRange(0, 1024)
+        fit_to_setting(self.padding, settings["inpaint_padding"])
         self.padding.setSuffix(" px")
-        self.padding.setToolTip("Only masked: pixels of context around the painted area")
         self.padding.valueChanged.connect(lambda v: self._set("inpaint_padding", int(v)))
-        self.masked_content = self._combo(facade.MASKED_CONTENT, "masked_content", "What the painted area starts from")
+        self.masked_content = self._combo(settings["masked_content"])
         self.inpaint_form = QWidget()
         inpaint = QFormLayout(self.inpaint_form)
         inpaint.setContentsMargins(0, 0, 0, 0)
@@ -136,11 +137,11 @@ class InputImagePanel(QWidget):
         model.maskChanged.connect(self._refresh_mode)
         self.refresh()
 
-    def _combo(self, choices: tuple[str, ...], name: str, tip: str) -> QComboBox:
+    def _combo(self, setting) -> QComboBox:
         box = QComboBox()
-        box.addItems(list(choices))
-        box.setToolTip(tip)
-        box.currentTextChanged.connect(lambda t: self._set(name, t))
+        box.addItems([str(c) for c in setting.choices])
+        box.setToolTip(setting.help)
+        box.currentTextChanged.connect(lambda t, name=setting.name: self._set(name, t))
         return box
 
     def _set(self, name: str, value) -> None:
@@ -148,15 +149,16 @@ class InputImagePanel(QWidget):
             self.model.set_setting(name, value)
 
     def _strength_moved(self, value: int) -> None:
-        self.strength_label.setText(f"{value / 100:.2f}")
-        self._set("strength", value / 100)
+        strength = round(value * self._strength_step, 6)
+        self.strength_label.setText(f"{strength:.2f}")
+        self._set("strength", strength)
 
     # ------------------------------------------------------------------ model → widgets
     def refresh(self) -> None:
         p = self.model.params
         self._updating = True
         try:
-            self.strength.setValue(round(p.strength * 100))
+            self.strength.setValue(round(p.strength / self._strength_step))
             self.strength_label.setText(f"{p.strength:.2f}")
             self.resize_mode.setCurrentText(p.resize_mode)
             self.mask_blur.setValue(p.mask_blur)

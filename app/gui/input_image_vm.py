@@ -8,7 +8,6 @@ in their record, so it is never overwritten); a pasted picture likewise.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import time
 from pathlib import Path
@@ -157,7 +156,9 @@ class InputImageModel(QObject):
             return False
         if not gvm.seed_locked:
             gvm.roll_seed()
-        run = dataclasses.replace(self.params, init_image="", mask_image="", stack=gvm.shelf.stack_entries())
+        run = gvm.run_params(init_image="", mask_image="", stack=gvm.shelf.stack_entries())
+        if run is None:
+            return False
         # The view model's own run bookkeeping, as its generate() does: results, progress and Cancel then
         # work for a batch exactly as for one picture.
         gvm._run_params, gvm._cancelled, gvm._started_at = run, False, time.monotonic()

@@ -36,3 +36,20 @@ def strength_box(tooltip: str, minimum: float, maximum: float, *, step: float = 
     box.setDecimals(2)
     box.setToolTip(tooltip)
     return box
+
+
+def fit_to_setting(box: QSpinBox | QDoubleSpinBox, setting, *, auto: str = "") -> None:
+    """Range, step and tooltip of a hand-placed box from its config setting (``configbase.Setting``), so the
+    form cannot drift from the config the engine checks. ``auto``: for an optional setting (None = automatic,
+    e.g. the base model's own size), the text the box shows at 0, below the setting's minimum."""
+    low, high = setting.minimum, setting.maximum
+    if auto:
+        low = 0  # the box's "auto" value; the view maps anything below the minimum to None
+        box.setSpecialValueText(auto)
+    if isinstance(box, QSpinBox):
+        box.setRange(int(low), int(high))
+    else:
+        box.setRange(float(low), float(high))
+    if setting.step:
+        box.setSingleStep(setting.step)
+    box.setToolTip(setting.help)

@@ -24,17 +24,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.engine import facade
 from app.gui.number_box import show_value
 
 INT_LIMIT = 2_000_000_000
-
-
-def _base_type(tp: Any) -> tuple[Any, bool]:
-    """(the non-None type, optional?) for ``int | None`` style hints."""
-    args = [a for a in typing.get_args(tp) if a is not type(None)]
-    if args and len(args) < len(typing.get_args(tp)):
-        return args[0], True
-    return tp, False
 
 
 class SettingsForm(QWidget):
@@ -83,7 +76,7 @@ class SettingsForm(QWidget):
 
     # ------------------------------------------------------------------ editors
     def _make_editor(self, s: Any) -> QWidget:
-        tp, optional = _base_type(s.type)
+        tp, optional = s.kind, s.optional
         name = s.name
         if s.choices:
             combo = QComboBox()
@@ -99,6 +92,8 @@ class SettingsForm(QWidget):
             spin = QSpinBox()
             spin.setRange(int(s.minimum) if s.minimum is not None else -INT_LIMIT,
                           int(s.maximum) if s.maximum is not None else INT_LIMIT)
+            if s.step:
+                spin.setSingleStep(int(s.step))
             spin.setAccelerated(True)
             spin.valueChanged.connect(lambda v: self._changed(name, int(v)))
             return spin
@@ -109,7 +104,7 @@ class SettingsForm(QWidget):
             spin.setDecimals(7 if small else 3)
             spin.setRange(float(s.minimum) if s.minimum is not None else -1e9,
                           float(s.maximum) if s.maximum is not None else 1e9)
-            spin.setSingleStep(10 ** math.floor(math.log10(abs(float(s.default))) ) if small else 0.05)
+            spin.setSingleStep(s.step or (10 ** math.floor(math.log10(abs(float(s.default)))) if small else 0.05))
             spin.valueChanged.connect(lambda v: self._changed(name, float(v)))
             return spin
         line = QLineEdit()
@@ -117,21 +112,16 @@ class SettingsForm(QWidget):
             line.setPlaceholderText("auto")
         if typing.get_origin(tp) is list:
             line.setPlaceholderText("one per line, separated by |")
-        line.editingFinished.connect(lambda ln=line, t=tp, o=optional: self._changed(name, self._parse(ln.text(), t, o)))
+        line.editingFinished.connect(lambda ln=line, st=s: self._typed(st, ln))
         return line
 
-    @staticmethod
-    def _parse(text: str, tp: Any, optional: bool) -> Any:
-        text = text.strip()
-        if optional and not text:
-            return None
-        if typing.get_origin(tp) is list:
-            return [part.strip() for part in text.split("|") if part.strip()]
-        if tp is int:
-            return int(float(text))
-        if tp is float:
-            return float(text)
-        return text
+    def _typed(self, s: Any, line: QLineEdit) -> None:
+        try:
+            value = facade.parse_setting_value(line.text(), s)  # the CLI's and TOML's parser
+        except facade.UserError:
+            self.refresh(s.name)  # not a value of this setting: show the one the model keeps
+            return
+        self._changed(s.name, value)
 
     def _changed(self, name: str, value: Any) -> None:
         if not self._updating:

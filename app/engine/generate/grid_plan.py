@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from app.engine.configbase import setting, validate
+from app.engine.configbase import Settings, setting, validate
 from app.engine.errors import UserError
 from app.engine.generate.config import GenerateConfig
 from app.engine.generate.grid_axes import NO_STYLE, Axis, parse_axis
@@ -32,7 +32,7 @@ LETTERS = ("X", "Y", "Z")
 
 
 @dataclass
-class GridConfig:
+class GridConfig(Settings):
     x: str = setting("", "Columns: an axis such as strength:stripes=0,0.5,1 or seed=1,2,3.")
     y: str = setting("", "Rows: an axis (empty = one row).")
     z: str = setting("", "Blocks side by side: an axis (empty = one block).")

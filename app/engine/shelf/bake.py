@@ -25,7 +25,7 @@ from app.engine.adapters.info import UNKNOWN
 from app.engine.adapters.keys import component_of
 from app.engine.adapters.loader import LoraModule, read_lora_modules
 from app.engine.adapters.writer import build_metadata, write_kohya_modules
-from app.engine.configbase import setting, validate
+from app.engine.configbase import Settings, setting, validate
 from app.engine.errors import AdapterError, Cancelled, UserError
 from app.engine.events import NEVER_CANCEL, CancelToken, EventCallback, Finished, Log, Progress, ignore_event
 from app.engine.shelf.stack import Stack, StackEntry
@@ -34,7 +34,7 @@ BAKE_MODES = ("concat", "svd")
 
 
 @dataclass
-class BakeConfig:
+class BakeConfig(Settings):
     entries: list[StackEntry] = field(default_factory=list)
     out: str = setting("", "The new adapter file (.safetensors)")
     mode: str = setting("concat", "concat keeps every detail (ranks add); svd compresses to a chosen rank",

@@ -19,15 +19,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from app.engine.atomic import _fsync_dir
+from app.engine.configbase import same_on_resume
 from app.engine.errors import UserError
 from app.engine.train.lora import load_lora_state_dict
 from app.engine.train.run_state import latest_checkpoint, list_checkpoints  # noqa: F401 - re-exported
 
 FORMAT_VERSION = 1
-# Settings that must match for a checkpoint to continue a run exactly (steps and sampling may change).
-RESUME_KEYS = ("base", "rank", "alpha", "lora_targets", "train_text_encoder", "learning_rate", "text_encoder_lr",
-               "batch_size", "gradient_accumulation", "optimizer", "resolution", "seed", "lr_schedule", "warmup_steps",
-               "weight_decay", "min_snr_gamma", "noise_offset", "caption_dropout", "prediction_type", "flip", "bucket_step")
 
 
 @dataclass
@@ -132,8 +129,9 @@ def restore(folder: Path, config: Any, *, modules: dict[str, Any], optimizer, sc
 
 
 def changed_settings(saved: dict[str, Any], config: Any) -> list[str]:
-    """Names of the settings that differ between a checkpoint's config and ``config``."""
-    return [k for k in RESUME_KEYS if k in saved and saved[k] != getattr(config, k)]
+    """Names of the settings that differ between a checkpoint's config and ``config``: those marked
+    ``same_on_resume=True`` on the config's fields (steps and sampling may change)."""
+    return [k for k in same_on_resume(type(config)) if k in saved and saved[k] != getattr(config, k)]
 
 
 def split_parts(flat: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.engine.configbase import from_dict, setting, validate
+from app.engine.configbase import Settings, from_dict, setting, validate
 from app.engine.errors import DatasetError, ModelLoadError, UserError
 
 LORA_TARGETS = ("attention", "attention+ff", "attention+ff+conv")
@@ -22,62 +22,64 @@ PREDICTIONS = ("auto", "epsilon", "v_prediction")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Settings):
     # --- the common ones (shown first in the GUI) ---
-    # Help texts become the form's tooltips: say what a setting does and when to change it.
+    # Help texts become the form's tooltips and the CLI's help: say what a setting does and when to change it.
+    # Each field is also a CLI flag (``flag=`` renames it) and a TOML key; ``same_on_resume`` marks what a
+    # checkpoint's run must share to be continued.
     name: str = setting("my-style", "Name of the style, shown on the shelf and used as the file name. "
                         "Follows the chosen folder unless you type your own")
-    dataset_dir: str = setting("", "Folder of training images (.txt captions beside them are used)")
-    base: str = setting("", "Base model: a diffusers folder or a single .safetensors checkpoint")
-    out: str = setting("", "Adapter file to write (.safetensors); empty = <user data>/adapters/<name>.safetensors")
+    dataset_dir: str = setting("", "Folder of training images (.txt captions beside them are used)", cli=False)
+    base: str = setting("", "Base model: a diffusers folder or a single .safetensors checkpoint", same_on_resume=True, metavar="MODEL")
+    out: str = setting("", "Adapter file to write (.safetensors); empty = <user data>/adapters/<name>.safetensors", metavar="ADAPTER.safetensors")
     trigger: str = setting("", "A rare word put in front of every caption and stored in the adapter; write it in "
                            "prompts to call the style up. Leave empty if the style should apply without one")
     steps: int = setting(1000, "How long to train: one step = one batch of images. More steps learn the style "
                          "more strongly; raise it when samples look too little like your images, lower it when "
                          "they copy them", minimum=1, maximum=200_000)
     rank: int = setting(16, "Capacity of the adapter (and its file size). 4–16 is plenty for a look or palette; "
-                        "raise to 32 for styles with fine detail", minimum=1, maximum=256)
+                        "raise to 32 for styles with fine detail", minimum=1, maximum=256, same_on_resume=True)
     learning_rate: float = setting(1e-4, "How big each learning step is. Lower it if the loss curve jumps around "
                                    "or samples turn to noise; raise it if nothing changes after many steps",
-                                   minimum=1e-7, maximum=1.0)
+                                   minimum=1e-7, maximum=1.0, same_on_resume=True, flag="lr")
     resolution: int = setting(512, "Size images are trained at, in pixels (follows the base model: 512 for SD1, "
-                              "1024 for SDXL). Lower it only to save memory or time", minimum=32, maximum=2048)
+                              "1024 for SDXL). Lower it only to save memory or time", minimum=32, maximum=2048, same_on_resume=True)
     batch_size: int = setting(1, "Images per step. Larger batches give a smoother curve but need more memory; "
-                              "lower it if training runs out of memory", minimum=1, maximum=64)
+                              "lower it if training runs out of memory", minimum=1, maximum=64, same_on_resume=True)
 
     # --- advanced ---
     alpha: float = setting(
         0.0, "Scales the adapter's update by alpha / rank. 0 = same as rank (scale 1). Half the rank is a common "
-        "choice that makes training gentler", minimum=0, maximum=1024, advanced=True,
+        "choice that makes training gentler", minimum=0, maximum=1024, advanced=True, same_on_resume=True,
     )
     seed: int = setting(42, "Random seed: the same seed and settings give the same adapter on a CPU. Change it "
-                        "to try another run of the same settings", minimum=0, maximum=2**31 - 1, advanced=True)
+                        "to try another run of the same settings", minimum=0, maximum=2**31 - 1, advanced=True, same_on_resume=True)
     lora_targets: str = setting(
         "attention", "Which layers learn: attention only (lightest, colour and mood), + feed-forward, + "
         "convolutions (needed for textures such as stripes or outlines)",
-        choices=LORA_TARGETS, advanced=True,
+        choices=LORA_TARGETS, advanced=True, same_on_resume=True,
     )
     train_text_encoder: bool = setting(
         False, "Also adapt the text encoder, so words themselves pick up the style. Slower (captions are then "
-        "not cached); try it when the trigger word alone does not call the style up", advanced=True,
+        "not cached); try it when the trigger word alone does not call the style up", advanced=True, same_on_resume=True,
     )
     text_encoder_lr: float = setting(5e-5, "Learning rate of the text-encoder part (only when it is trained); "
-                                     "keep it below the UNet's", minimum=1e-7, maximum=1.0, advanced=True)
+                                     "keep it below the UNet's", minimum=1e-7, maximum=1.0, advanced=True, same_on_resume=True)
     gradient_accumulation: int = setting(1, "Batches added up before each learning step: a larger effective "
                                          "batch without more memory. Raise it when a bigger batch does not fit",
-                                         minimum=1, maximum=256, advanced=True)
+                                         minimum=1, maximum=256, advanced=True, same_on_resume=True)
     optimizer: str = setting(
         "adamw", "AdamW (standard), or Adafactor: far smaller optimiser memory, for big ranks on small GPUs",
-        choices=OPTIMIZERS, advanced=True,
+        choices=OPTIMIZERS, advanced=True, same_on_resume=True,
     )
     lr_schedule: str = setting("constant", "How the learning rate changes over the run: constant, or falling "
                                "off (cosine, linear) for a smoother finish on long runs",
-                               choices=SCHEDULES, advanced=True)
+                               choices=SCHEDULES, advanced=True, same_on_resume=True)
     warmup_steps: int = setting(0, "Steps at the start over which the learning rate ramps up from 0; a few "
                                 "dozen steady the start of high-rate runs", minimum=0, maximum=100_000,
-                                advanced=True)
+                                advanced=True, same_on_resume=True)
     weight_decay: float = setting(1e-2, "Pulls the adapter's weights gently toward zero; rarely worth changing",
-                                  minimum=0, maximum=1.0, advanced=True)
+                                  minimum=0, maximum=1.0, advanced=True, same_on_resume=True)
     max_grad_norm: float = setting(1.0, "Caps each step's update (gradient clipping; 0 = off); lower it if the "
                                    "loss spikes", minimum=0, maximum=1000, advanced=True)
     mixed_precision: str = setting(
@@ -87,25 +89,25 @@ class TrainConfig:
     gradient_checkpointing: bool = setting(False, "Uses much less GPU memory for about 30 % more time; turn on "
                                            "when training runs out of memory", advanced=True)
     min_snr_gamma: float = setting(5.0, "Min-SNR-γ loss weighting (0 = off): steadier, faster training; 5 works "
-                                   "for nearly everything", minimum=0, maximum=100, advanced=True)
+                                   "for nearly everything", minimum=0, maximum=100, advanced=True, same_on_resume=True)
     caption_dropout: float = setting(
         0.0, "Share of captions replaced by an empty one while training (kohya's caption_dropout_rate): the style "
         "then also shapes the unconditional half of guidance (CFG), so high guidance does not wash it out",
-        minimum=0, maximum=1.0, advanced=True,
+        minimum=0, maximum=1.0, advanced=True, same_on_resume=True,
     )
     noise_offset: float = setting(0.0, "Lets the adapter learn very dark or very bright pictures (0.05 is typical); "
-                                  "leave at 0 for ordinary styles", minimum=0, maximum=1.0, advanced=True)
+                                  "leave at 0 for ordinary styles", minimum=0, maximum=1.0, advanced=True, same_on_resume=True)
     prediction_type: str = setting("auto", "What the model is trained to predict; auto = the base model's own. "
                                    "Change only for a base whose config states it wrongly", choices=PREDICTIONS,
-                                   advanced=True)
+                                   advanced=True, same_on_resume=True)
     cache_latents: bool = setting(True, "Encode images and captions once and reuse them (much faster); turn off "
-                                  "only for random crops", advanced=True)
+                                  "only for random crops", advanced=True, flag="cache")
     random_crop: bool = setting(False, "Crop images at a random place each time instead of the centre (needs "
                                 "caching off); helps when subjects sit off-centre", advanced=True)
     flip: bool = setting(False, "Also train on mirrored images: twice the material for styles that look the same "
-                         "mirrored; leave off for text or asymmetric motifs", advanced=True)
+                         "mirrored; leave off for text or asymmetric motifs", advanced=True, same_on_resume=True)
     bucket_step: int = setting(64, "Image sizes are grouped in steps of this many pixels so wide and tall images "
-                               "keep their shape; rarely worth changing", minimum=8, maximum=256, advanced=True)
+                               "keep their shape; rarely worth changing", minimum=8, maximum=256, advanced=True, same_on_resume=True)
     max_upscale: float = setting(1.0, "Never enlarge an image by more than this factor to fill its size group "
                                  "(enlarged images look soft)", minimum=1.0, maximum=8.0, advanced=True)
     min_image_side: int = setting(64, "Images whose shorter side is smaller than this (pixels) are skipped",
@@ -128,7 +130,7 @@ class TrainConfig:
     sample_every: int = setting(0, "Draw samples every N steps instead (0 = use the sample count)", minimum=0,
                                 maximum=100_000, advanced=True)
     sample_prompts: list[str] = setting([], "Prompts for samples (empty = two of the dataset's own captions, "
-                                        "trigger included)", advanced=True)
+                                        "trigger included)", advanced=True, flag="sample-prompt")
     sample_steps: int = setting(20, "Denoising steps per sample: fewer is faster, more is cleaner", minimum=1,
                                 maximum=150, advanced=True)
     sample_resolution: int = setting(0, "Sample size in pixels (0 = training resolution)", minimum=0, maximum=2048,
@@ -174,7 +176,8 @@ class TrainConfig:
         return tomli_w.dumps(self.to_dict())
 
     def check(self) -> None:
-        """Validate ranges and the combinations a range cannot express; raise UserError naming the field."""
+        """Validate ranges (again: a form edits a config in place) and the combinations a range cannot express,
+        and that the files exist; raise UserError naming the field."""
         validate(self)
         if not self.dataset_dir:
             raise UserError("No dataset folder given.", hint="Pass DATASET_DIR (a folder of images).")
