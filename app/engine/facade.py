@@ -25,11 +25,16 @@ from app.engine.events import (  # re-exported: the GUI sees events only through
     Event,
     Finished,
     ImageReady,
+    Level,
     Log,
+    Phase,
     Preview,
     Progress,
     SampleReady,
+    TrainFinished,
+    TrainSummary,
     event_from_json,
+    train_event_from_json,
 )
 from app.engine.generate.config import GenerateConfig  # light: what the Generate tab edits and a PNG restores
 from app.engine.generate.config import INPAINT_AREAS, MASKED_CONTENT, RESIZE_MODES  # the input panel's choices
@@ -40,6 +45,7 @@ REPO_ROOT = paths.REPO_ROOT
 __all__ = [
     "CancelToken", "CheckpointSaved", "Error", "Event", "Finished", "ImageReady", "Log", "Preview", "Progress",
     "SampleReady", "Stack", "StackEntry", "GenerateConfig", "UserError", "event_from_json", "REPO_ROOT",
+    "Level", "Phase", "TrainFinished", "TrainSummary", "train_event_from_json",
 ]
 
 # --------------------------------------------------------------------------------------------- base model

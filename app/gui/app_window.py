@@ -34,7 +34,7 @@ from app.gui.shelf_vm import ShelfViewModel
 from app.gui.team_menu import add_team_actions
 from app.gui.theme import apply_theme
 from app.gui.train_tab import TrainTab
-from app.gui.train_vm import RUNNING, TrainViewModel
+from app.gui.train_vm import TrainState, TrainViewModel
 
 BASE_KEY = "base_model"
 THEME_KEY = "theme"
@@ -283,7 +283,7 @@ class MainWindow(QMainWindow):
             self.status_line.setText(text)
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        if self.train_vm.state == RUNNING:
+        if self.train_vm.state == TrainState.RUNNING:
             answer = QMessageBox.question(
                 self, "Training is running",
                 "Stop training and quit? A checkpoint is saved so you can resume later.",
