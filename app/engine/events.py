@@ -193,10 +193,11 @@ EventCallback = Callable[[Event], None]
 def event_from_json(line: str, types: dict[str, type[Event]] = EVENT_TYPES) -> Event:
     """Parse one ``--json-events`` line; unknown kinds become a Log so a newer child never breaks the GUI.
 
-    Raises ValueError for a line that is not an event (not JSON, or a value no field accepts)."""
+    Raises ValueError or TypeError for a line that is not an event (not JSON, not an object, a value no
+    field accepts)."""
     data = json.loads(line)
     if not isinstance(data, dict):
-        raise ValueError(f"not an event: {line[:80]}")
+        raise TypeError(f"not an event: {line[:80]}")
     kind = data.pop("event", "log")
     cls = types.get(kind)
     if cls is None:
