@@ -25,7 +25,6 @@ from app.gui.errors import describe_exception
 from app.gui.train_runner import TrainRunner, child_cwd
 
 
-
 class TrainState(StrEnum):
     IDLE = "idle"
     SCANNING = "scanning"  # reading a dataset folder
@@ -310,7 +309,8 @@ class TrainViewModel(QObject):
         steps = self.summary.steps or self.last_step
         total = self.summary.total_steps or self.total_steps
         killed = self.summary.killed_after_s
-        lead = f"Training did not stop within {max(1, round(killed))} s of Cancel and was ended" if killed is not None else ""
+        lead = (f"Training did not stop within {max(1, round(killed))} s of Cancel and was ended"
+                if killed is not None else "")
         where = f"step {steps} of {total}" if total else f"step {steps}"
         if saved_adapter:
             kept = "the adapter so far is on the shelf" + (
