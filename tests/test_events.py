@@ -9,7 +9,15 @@ import json
 import pytest
 
 from app.engine.events import (
-    Finished, Level, Log, Phase, Progress, TrainFinished, TrainSummary, event_from_json, json_event_printer,
+    Finished,
+    Level,
+    Log,
+    Phase,
+    Progress,
+    TrainFinished,
+    TrainSummary,
+    event_from_json,
+    json_event_printer,
     train_event_from_json,
 )
 

@@ -13,9 +13,10 @@ import dataclasses
 import json
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Callable, ClassVar, TextIO
+from typing import Any, ClassVar, TextIO
 
 
 class Level(StrEnum):

@@ -21,7 +21,15 @@ import time
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
 from app.engine.facade import (
-    REPO_ROOT, Error, Event, Log, Phase, Progress, TrainFinished, TrainSummary, train_event_from_json,
+    REPO_ROOT,
+    Error,
+    Event,
+    Log,
+    Phase,
+    Progress,
+    TrainFinished,
+    TrainSummary,
+    train_event_from_json,
 )
 
 STDERR_TAIL_CHARS = 8000

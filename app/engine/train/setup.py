@@ -130,7 +130,7 @@ def _scan(cfg: TrainConfig, log) -> tuple[list[DatasetItem], list[DatasetItem], 
 
 def _log_memory_estimate(cfg: TrainConfig, base: TrainingBase, lora_params: list[torch.nn.Parameter],
                          dtype: torch.dtype, device: torch.device, log) -> None:
-    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    count = lambda m: sum(p.numel() for p in m.parameters())
     estimate = estimate_peak_bytes(
         unet_params=count(base.unet), other_params_on_device=count(base.vae) + sum(map(count, base.text_encoders)),
         lora_params=sum(p.numel() for p in lora_params), weight_bytes=torch.finfo(dtype).bits // 8,
