@@ -8,11 +8,24 @@ from pathlib import Path
 
 from PIL import Image
 
-# A stand-in for `styleshelf train --json-events`: prints the same event lines, handles SIGTERM like the
-# real trainer (stop, report a cancelled finish), and can crash on request.
-FAKE_TRAINER = textwrap.dedent(
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Stand-ins for `styleshelf train --json-events` start with this: they print through the engine's own event
+# classes and JSON printer, so they cannot drift from what the real child sends.
+FAKE_CHILD_PRELUDE = textwrap.dedent(
+    f"""
+    import signal, sys, time
+    sys.path.insert(0, {str(REPO_ROOT)!r})
+    from app.engine.events import (
+        CheckpointSaved, Log, Phase, Progress, TrainFinished, TrainSummary, json_event_printer,
+    )
+    emit = json_event_printer()
     """
-    import json, signal, sys, time
+)
+
+# Handles SIGTERM like the real trainer (stop, report a cancelled finish), and can crash on request.
+FAKE_TRAINER = FAKE_CHILD_PRELUDE + textwrap.dedent(
+    """
     mode = sys.argv[1]
     partial = sys.argv[2] if len(sys.argv) > 2 else ""  # where a cancelled run "saves the adapter so far"
     stop = False
@@ -20,16 +33,14 @@ FAKE_TRAINER = textwrap.dedent(
         global stop
         stop = True
     signal.signal(signal.SIGTERM, on_term)
-    def emit(**ev):
-        print(json.dumps(ev), flush=True)
-    emit(event="log", message="caching latents")
+    emit(Log(message="caching latents"))
     total = 5 if mode != "slow" else 10_000
     for step in range(1, total + 1):
         if stop:
-            emit(event="checkpoint", step=step - 1, path="ckpt-%d" % (step - 1))
+            emit(CheckpointSaved(step=step - 1, path="ckpt-%d" % (step - 1)))
             if partial:
                 open(partial, "wb").write(b"adapter so far")
-            emit(event="finished", output=partial, cancelled=True, summary={})
+            emit(TrainFinished(output=partial, cancelled=True, summary=TrainSummary(cancelled=True)))
             sys.exit(0)
         if mode == "crash" and step == 3:
             print("Traceback: boom", file=sys.stderr, flush=True)
@@ -37,12 +48,13 @@ FAKE_TRAINER = textwrap.dedent(
         if mode == "usererror":
             print("styleshelf: error: Dataset folder not found: /nope", file=sys.stderr, flush=True)
             sys.exit(2)
-        emit(event="progress", step=step, total=total, loss=1.0 / step, smoothed_loss=1.0 / step,
-             it_per_s=10.0, eta_s=(total - step) / 10.0, phase="train")
+        emit(Progress(step=step, total=total, loss=1.0 / step, smoothed_loss=1.0 / step, it_per_s=10.0,
+                      eta_s=(total - step) / 10.0, phase=Phase.TRAIN))
         print("not json: a stray print", flush=True)
         time.sleep({"slow": 0.05, "slowish": 0.2}.get(mode, 0.02))
-    emit(event="finished", output="out.safetensors", cancelled=False,
-         summary={"validation": {"base_loss": 0.5, "adapter_loss": 0.4}})
+    emit(TrainFinished(output="out.safetensors", cancelled=False,
+                       summary=TrainSummary(steps=total, total_steps=total, validation_loss_base=0.5,
+                                            validation_loss_adapter=0.4)))
     """
 )
 

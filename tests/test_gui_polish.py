@@ -31,9 +31,9 @@ def symbol_glyphs(text: str) -> set[str]:
 def test_status_and_buttons_use_theme_icons_not_emoji(qtbot, window):
     from PySide6.QtWidgets import QAbstractButton, QLabel
 
-    from app.gui.generate_vm import LOADING, READY
+    from app.gui.generate_vm import GenerateState
 
-    for state in (LOADING, READY):
+    for state in (GenerateState.LOADING, GenerateState.READY):
         window.generate_vm.stateChanged.emit(state)
         assert not window.base_icon.pixmap().isNull() and window.base_icon.isVisible()
         window.show_error("Something to show", "details")

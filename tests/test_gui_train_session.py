@@ -16,7 +16,7 @@ from PIL import Image
 from PySide6.QtCore import QPoint, QRect, Qt
 from PySide6.QtTest import QTest
 
-from tests.gui_helpers import make_style_folder
+from tests.gui_helpers import FAKE_CHILD_PRELUDE, make_style_folder
 
 pytestmark = [
     pytest.mark.qt_log_ignore("propagateSizeHints"),
@@ -24,9 +24,8 @@ pytestmark = [
 ]
 
 # A stand-in for `styleshelf train --json-events` with the cancel behaviours of the real one and of a broken one.
-CHILD = textwrap.dedent(
+CHILD = FAKE_CHILD_PRELUDE + textwrap.dedent(
     """
-    import json, signal, sys, time
     mode, out, ckpt = sys.argv[1], sys.argv[2], sys.argv[3]
     stop = False
     def on_term(*_):
@@ -34,29 +33,27 @@ CHILD = textwrap.dedent(
         stop = True
     if mode != "dies":
         signal.signal(signal.SIGTERM, signal.SIG_IGN if mode == "stubborn" else on_term)
-    def emit(**ev):
-        print(json.dumps(ev), flush=True)
-    emit(event="log", message="Loading base model demo-model…")
+    emit(Log(message="Loading base model demo-model…"))
     if mode in ("loading", "dies"):
         while not stop:
             time.sleep(0.02)
-        emit(event="finished", output="", cancelled=True,
-             summary={"steps": 0, "total_steps": 600, "saved": [], "checkpoint": ""})
+        emit(TrainFinished(output="", cancelled=True,
+                           summary=TrainSummary(steps=0, total_steps=600, cancelled=True, saved=[], checkpoint="")))
         sys.exit(0)
     time.sleep(1.0 if mode == "slowsave" else 0.0)  # a long quiet phase (loading) sets the child's allowance
     for step in range(1, 100_000):
         if stop:
             time.sleep(1.5 if mode == "slowsave" else 0.0)  # a save that takes a while
             open(out, "wb").write(b"adapter so far")
-            emit(event="checkpoint", step=step - 1, path=ckpt)
-            emit(event="finished", output=out, cancelled=True,
-                 summary={"steps": step - 1, "total_steps": 600, "saved": ["adapter", "checkpoint"],
-                          "checkpoint": ckpt})
+            emit(CheckpointSaved(step=step - 1, path=ckpt))
+            emit(TrainFinished(output=out, cancelled=True,
+                               summary=TrainSummary(steps=step - 1, total_steps=600, cancelled=True,
+                                                    saved=["adapter", "checkpoint"], checkpoint=ckpt)))
             sys.exit(0)
         if step == 3:
-            emit(event="checkpoint", step=3, path=ckpt)
-        emit(event="progress", step=step, total=600, loss=1.0 / step, smoothed_loss=1.0 / step, it_per_s=20.0,
-             eta_s=(600 - step) / 20.0, phase="train")
+            emit(CheckpointSaved(step=3, path=ckpt))
+        emit(Progress(step=step, total=600, loss=1.0 / step, smoothed_loss=1.0 / step, it_per_s=20.0,
+                      eta_s=(600 - step) / 20.0, phase=Phase.TRAIN))
         time.sleep(0.05)
     """
 )
@@ -97,7 +94,7 @@ def test_cancel_says_the_adapter_is_on_the_shelf_and_a_checkpoint_was_kept(qtbot
     shelf = []
     vm.adapterReady.connect(shelf.append)
     assert _run_and_cancel(qtbot, vm, child_argv(tmp_path, "ok")) is True
-    step = int(vm.summary["steps"])
+    step = vm.summary.steps
     assert messages[-1] == (f"Stopped at step {step} of 600: the adapter so far is on the shelf and a checkpoint "
                             "was kept — Resume continues.")
     assert shelf == [str(tmp_path / "style.safetensors")] and vm.can_resume()

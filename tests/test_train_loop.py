@@ -12,7 +12,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from app.engine.events import CancelToken, CheckpointSaved, Finished, Progress, event_from_json
+from app.engine.events import CancelToken, CheckpointSaved, Finished, Progress, TrainFinished, train_event_from_json
 from app.engine.train import TrainConfig, train
 from test_train_data import make_style_set
 
@@ -45,8 +45,8 @@ def test_learning_is_real_on_held_out_images(style_data, tiny_sd15, tmp_path):
     result = train(_config(style_data, tiny_sd15, tmp_path / "style.safetensors", steps=100, thumbnail=False,
                            lora_targets="attention+ff+conv"), on_event=on_event)
     s = result.summary
-    assert s["validation_held_out"] and s["validation_images"] == 4 and s["train_images"] == 16
-    assert s["validation_loss_adapter"] < 0.85 * s["validation_loss_base"], s
+    assert s.validation_held_out and s.validation_images == 4 and s.train_images == 16
+    assert s.validation_loss_adapter < 0.85 * s.validation_loss_base, s
     progress = [e for e in events if isinstance(e, Progress) and e.phase == "train"]
     assert [p.step for p in progress] == list(range(1, 101))
     assert progress[-1].smoothed_loss is not None and progress[-1].it_per_s > 0 and progress[-1].eta_s == 0
@@ -74,7 +74,7 @@ def test_cancel_within_one_step_then_resume_equals_uninterrupted(style_data, tin
     with safe_open(str(out_b), "pt") as f:
         assert f.metadata()["ss_steps"] == "3"
     resumed = train(_config(style_data, tiny_sd15, out_b, resume=True, thumbnail=False))
-    assert resumed.summary["started_at_step"] == 3 and resumed.steps == 6
+    assert resumed.summary.started_at_step == 3 and resumed.steps == 6
     a, b = load_file(str(tmp_path / "a.safetensors")), load_file(str(out_b))
     assert a.keys() == b.keys()
     for key in a:
@@ -151,7 +151,7 @@ def test_sdxl_trains_unet_and_both_text_encoders(style_data, tiny_sdxl, tmp_path
     result = train(_config(style_data, tiny_sdxl, out, steps=2, train_text_encoder=True, validation_images=0,
                            thumbnail=False, flip=True, lr_schedule="cosine", warmup_steps=1,
                            gradient_checkpointing=True))
-    assert result.summary["family"] == "sdxl"
+    assert result.summary.family == "sdxl"
     with safe_open(str(out), "pt") as f:
         keys, meta = list(f.keys()), f.metadata()
     prefixes = {k.split("_", 2)[0] + "_" + k.split("_", 2)[1] for k in keys}
@@ -177,7 +177,7 @@ def test_v_prediction_model_trains_and_validates(style_data, tiny_sd2v, tmp_path
     result = train(_config(style_data, tiny_sd2v, tmp_path / "v.safetensors", steps=2, thumbnail=False,
                            min_snr_gamma=5.0, noise_offset=0.05, cache_latents=False, random_crop=True,
                            gradient_accumulation=2))
-    assert result.summary["family"] == "sd2-v" and result.summary["validation_loss_adapter"] > 0
+    assert result.summary.family == "sd2-v" and result.summary.validation_loss_adapter > 0
     with safe_open(str(tmp_path / "v.safetensors"), "pt") as f:
         assert f.metadata()["ss_base_model_version"] == "sd_v2_v"
 
@@ -191,9 +191,12 @@ def test_cli_json_events_are_the_only_stdout(style_data, tiny_sd15, tmp_path, ca
                  "--set", "thumbnail=false", "--set", "validation_images=2", "--set", "cpu_threads=1"])
     assert code == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    events = [event_from_json(line) for line in lines]  # every line parses
+    events = [train_event_from_json(line) for line in lines]  # every line parses
     assert all(json.loads(line)["event"] in ("log", "progress", "checkpoint", "finished") for line in lines)
-    assert isinstance(events[-1], Finished) and events[-1].output == str(out)
+    assert isinstance(events[-1], TrainFinished) and events[-1].output == str(out)
+    # The summary comes back typed, as the child filled it.
+    assert events[-1].summary.steps == 2 and events[-1].summary.validation_images == 2
+    assert events[-1].summary.saved == ["adapter", "checkpoint"] and events[-1].summary.validation_loss_base > 0
     assert [e.step for e in events if isinstance(e, Progress) and e.phase == "train"] == [1, 2]
 
 

@@ -48,7 +48,7 @@ def test_adafactor_run_resumes_to_the_uninterrupted_weights(tiny_sd15, tmp_path)
     with pytest.raises(Exception, match="optimizer changed"):
         train(_config(data, tiny_sd15, out, resume=True, optimizer="adamw"))
     resumed = train(_config(data, tiny_sd15, out, resume=True))
-    assert resumed.summary["started_at_step"] == 2 and resumed.steps == 4
+    assert resumed.summary.started_at_step == 2 and resumed.steps == 4
     a, b = load_file(str(tmp_path / "a.safetensors")), load_file(str(out))
     assert a.keys() == b.keys()
     ups = [k for k in a if k.endswith("lora_up.weight")]

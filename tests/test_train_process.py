@@ -92,6 +92,30 @@ def test_a_save_that_dies_midway_leaves_the_previous_checkpoint_usable(tmp_path,
     assert opt2.state_dict()["param_groups"][0]["betas"] == (0.9, 0.999)
 
 
+def test_restore_returns_the_step_from_the_checkpoint_and_leaves_the_global_rng_to_the_caller(tmp_path):
+    from types import SimpleNamespace
+
+    from app.engine.train.checkpoints import restore
+
+    folder = tmp_path / "run.checkpoints"
+    param = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.AdamW([param], lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    torch.manual_seed(11)
+    saved_rng = torch.random.get_rng_state()
+    path = save_checkpoint(folder, step=7, lora={}, optimizer=opt, scheduler=sched, keep=2,
+                           extra={"loss_history": [0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.04, 0.03]})
+    path.rename(folder / "step-000099")  # the step comes from the checkpoint itself, not its folder's name
+    torch.manual_seed(12)
+    before = torch.random.get_rng_state()
+    config = SimpleNamespace(steps=10)
+    ckpt = restore(folder, config, modules={}, optimizer=opt, scheduler=sched)
+    assert ckpt is not None and ckpt.step == 7 and ckpt.path.name == "step-000099"
+    assert ckpt.loss_history == [0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.04]  # only the steps up to the checkpoint
+    assert torch.equal(torch.random.get_rng_state(), before)  # restoring does not reseed behind the caller
+    assert torch.equal(ckpt.rng_state, saved_rng)
+
+
 @pytest.mark.slow
 def test_kill_9_at_any_moment_never_leaves_a_broken_adapter_or_checkpoint(tiny_sd15, tmp_path):
     data = make_style_set(tmp_path / "data", 6, seed=3)

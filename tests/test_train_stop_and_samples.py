@@ -51,10 +51,10 @@ def test_cancel_saves_checkpoint_and_adapter_at_once_and_says_so(style_data, tin
     finished = events[-1]
     assert isinstance(finished, Finished) and finished.cancelled and finished.output == str(out)
     s = finished.summary
-    assert s["saved"] == ["adapter", "checkpoint"] and s["steps"] == 2 and s["total_steps"] == 50
-    assert Path(s["checkpoint"]).name == "step-000002" and out.is_file()
+    assert s.saved == ["adapter", "checkpoint"] and s.steps == 2 and s.total_steps == 50
+    assert Path(s.checkpoint).name == "step-000002" and out.is_file()
     # Cancel means stop: no validation pass and no sample drawn after the request.
-    assert s["validation_loss_base"] is None and not [e for e in events if isinstance(e, SampleReady)]
+    assert s.validation_loss_base is None and not [e for e in events if isinstance(e, SampleReady)]
     assert not any("Validating" in e.message for e in events if isinstance(e, Log))
     assert elapsed < 30, elapsed
     with safe_open(str(out), "pt") as f:
@@ -74,7 +74,7 @@ def test_cancel_while_the_model_loads_stops_before_caching_and_saves_nothing(sty
     assert result.cancelled and result.adapter is None
     assert not any(isinstance(e, Progress) for e in events)  # not even the cache was filled
     finished = events[-1]
-    assert isinstance(finished, Finished) and finished.summary["saved"] == [] and finished.output == ""
+    assert isinstance(finished, Finished) and finished.summary.saved == [] and finished.output == ""
     assert not out.exists() and not list_checkpoints(out.with_name("early.checkpoints"))
 
 
@@ -111,7 +111,7 @@ def test_resume_from_the_final_checkpoint_finishes_the_run(style_data, tiny_sd15
     resumed = train(_config(style_data, tiny_sd15, out, steps=4, resume=True, thumbnail=True), on_event=events.append)
     assert out.is_file() and resumed.steps == 4 and not resumed.cancelled
     s = resumed.summary
-    assert s["started_at_step"] == 4 and s["validation_loss_base"] is not None  # validation redone
+    assert s.started_at_step == 4 and s.validation_loss_base is not None  # validation redone
     assert [e.step for e in events if isinstance(e, SampleReady)] == [4]  # the shelf picture redone too
     with safe_open(str(out), "pt") as f:
         assert f.metadata()["ss_steps"] == "4" and f.metadata()["modelspec.thumbnail"].startswith("data:image/")
@@ -135,7 +135,7 @@ def test_samples_compare_base_and_adapter_on_the_datasets_captions(style_data, t
     assert first.crop((0, 0, 64, 64)).tobytes() == last.crop((0, 0, 64, 64)).tobytes()
     assert adapter_half(Path(rounds[0].paths[0])).tobytes() != adapter_half(Path(rounds[1].paths[0])).tobytes()
     finished = events[-1]
-    assert finished.summary["thumbnail_sample"] in rounds[-1].paths
+    assert finished.summary.thumbnail_sample in rounds[-1].paths
     with safe_open(str(out), "pt") as f:
         assert f.metadata()["modelspec.thumbnail"].startswith("data:image/")
 

@@ -109,14 +109,10 @@ def _quiet_libraries() -> None:
 
 
 def _event_printer(json_events: bool):
-    from app.engine.events import Event, Log, Progress
+    from app.engine.events import Event, Level, Log, Progress, json_event_printer
 
     if json_events:
-
-        def emit(event: Event) -> None:
-            print(event.to_json(), flush=True)
-
-        return emit, lambda: None
+        return json_event_printer(), lambda: None
     from tqdm import tqdm
 
     bar: list[tqdm] = []  # created at the first step, so an early error prints only its own line
@@ -128,7 +124,7 @@ def _event_printer(json_events: bool):
             bar[0].total = event.total
             bar[0].n = event.step
             bar[0].refresh()
-        elif isinstance(event, Log) and event.level == "warning":
+        elif isinstance(event, Log) and event.level == Level.WARNING:
             print(f"warning: {event.message}", file=sys.stderr)
 
     def close() -> None:

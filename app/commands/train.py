@@ -92,7 +92,9 @@ def run(args: argparse.Namespace) -> int:
         print("styleshelf: stopping after this step and saving…", file=sys.stderr)
 
     previous = {sig: signal.signal(sig, request_cancel) for sig in (signal.SIGTERM, signal.SIGINT)}
-    on_event = _json_printer(real_stdout) if args.json_events else _TerminalPrinter()
+    from app.engine.events import json_event_printer
+
+    on_event = json_event_printer(real_stdout) if args.json_events else _TerminalPrinter()
     from app.engine.train import train
 
     try:
@@ -105,21 +107,19 @@ def run(args: argparse.Namespace) -> int:
             on_event.close()
     if not args.json_events and result.adapter is not None:
         s = result.summary
-        print(f"wrote {result.adapter} ({result.steps} steps{', cancelled' if result.cancelled else ''}; "
-              f"validation loss {s['validation_loss_base']:.4f} → {s['validation_loss_adapter']:.4f})")
+        # A cancelled run skipped validation: no losses to show.
+        losses = (f"; validation loss {s.validation_loss_base:.4f} → {s.validation_loss_adapter:.4f}"
+                  if s.validation_loss_base is not None and s.validation_loss_adapter is not None else "")
+        print(f"wrote {result.adapter} ({result.steps} steps{', cancelled' if result.cancelled else ''}{losses})")
     if args.export_checkpoints and result.adapter is not None:
         from app.engine.train.checkpoint_export import report_exports
 
-        report_exports(result.adapter, json_events=args.json_events)
+        report_exports(result.adapter, on_event=on_event if args.json_events else _print_message)
     return 0
 
 
-def _json_printer(stream):
-    def emit(event) -> None:
-        stream.write(event.to_json() + "\n")
-        stream.flush()
-
-    return emit
+def _print_message(event) -> None:
+    print(event.message, flush=True)
 
 
 class _TerminalPrinter:

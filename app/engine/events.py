@@ -1,17 +1,39 @@
 """Typed progress events for long work (training, generation), with a JSON form for child processes.
 
-Every long entry point takes ``on_event: Callable[[Event], None]``. The GUI runs training as a child
-process (``styleshelf train --json-events``) and reads one JSON object per line back into these classes
-with ``event_from_json``.
+Every long entry point takes ``on_event: Callable[[Event], None]``. Commands given ``--json-events``
+print every event through ``json_event_printer`` (one JSON object per line); the GUI runs training as a
+child process (``styleshelf train --json-events``) and reads those lines back with
+``train_event_from_json``, which also turns the ``finished`` line's summary back into a ``TrainSummary``.
+The enums are ``StrEnum``: on the wire (and in comparisons) they are the same plain strings as before.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from enum import StrEnum
+from typing import Any, ClassVar, TextIO
+
+
+class Level(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+
+
+class Phase(StrEnum):
+    """What a ``Progress`` counts: only ``TRAIN`` steps move the GUI's step bar."""
+
+    TRAIN = "train"
+    CACHE = "cache"  # images and captions encoded before the first step
+    SAMPLE = "sample"
+    VALIDATE = "validate"
+    GENERATE = "generate"
+    GRID = "grid"  # grid cells done
+    BAKE = "bake"  # modules merged
 
 
 @dataclass
@@ -21,6 +43,12 @@ class Event:
     def to_json(self) -> str:
         return json.dumps({"event": self.kind, **dataclasses.asdict(self)}, default=str)
 
+    @classmethod
+    def from_fields(cls, data: dict[str, Any]) -> Event:
+        """The event from its JSON fields; fields a newer child added are left out."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
 
 @dataclass
 class Log(Event):
@@ -28,7 +56,10 @@ class Log(Event):
 
     kind: ClassVar[str] = "log"
     message: str = ""
-    level: str = "info"  # info | warning
+    level: Level = Level.INFO
+
+    def __post_init__(self) -> None:
+        self.level = Level(self.level)  # a plain "warning" becomes the enum; a typo fails here, loudly
 
 
 @dataclass
@@ -42,7 +73,10 @@ class Progress(Event):
     smoothed_loss: float | None = None
     it_per_s: float | None = None
     eta_s: float | None = None
-    phase: str = "train"  # train | cache | sample | generate | validate
+    phase: Phase = Phase.TRAIN
+
+    def __post_init__(self) -> None:
+        self.phase = Phase(self.phase)
 
 
 @dataclass
@@ -93,6 +127,56 @@ class Finished(Event):
 
 
 @dataclass
+class TrainSummary:
+    """What a training run did: the ``summary`` of its ``finished`` event and of ``TrainResult``.
+
+    A run stopped before its first (new) step fills only ``steps``, ``total_steps``, ``cancelled``,
+    ``saved`` and ``checkpoint``; a cancelled run skips validation (its losses stay None).
+    """
+
+    steps: int = 0  # the step the adapter is at
+    total_steps: int = 0
+    started_at_step: int = 0  # > 0 for a resumed run
+    cancelled: bool = False
+    train_images: int = 0
+    skipped_images: int = 0
+    validation_images: int = 0
+    validation_held_out: bool = False  # held-out images, or (too few images) the training images
+    validation_loss_base: float | None = None
+    validation_loss_adapter: float | None = None
+    validation_change: float | None = None  # (adapter - base) / base
+    final_loss: float | None = None
+    mean_loss_last_10: float | None = None
+    it_per_s: float | None = None
+    seconds: float = 0.0
+    processes: int = 1
+    rank_checksums: list[str] = field(default_factory=list)  # one per process: equal when they stayed in sync
+    ranks_in_sync: bool = True
+    family: str = ""
+    checkpoint: str = ""  # the checkpoint Resume continues from ("" = none)
+    thumbnail_sample: str = ""  # the sample embedded as the shelf picture
+    saved: list[str] = field(default_factory=list)  # "adapter", "checkpoint"
+    killed_after_s: float | None = None  # set by the GUI when the child ignored Cancel and was ended
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainSummary:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class TrainFinished(Finished):
+    """A training run ended: the same ``finished`` line on the wire, with a typed summary."""
+
+    summary: TrainSummary = field(default_factory=TrainSummary)  # type: ignore[assignment]
+
+    @classmethod
+    def from_fields(cls, data: dict[str, Any]) -> Event:
+        summary = data.get("summary")
+        return super().from_fields({**data, "summary": TrainSummary.from_dict(summary or {})})
+
+
+@dataclass
 class Error(Event):
     kind: ClassVar[str] = "error"
     message: str = ""
@@ -102,19 +186,41 @@ class Error(Event):
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls for cls in (Log, Progress, SampleReady, Preview, ImageReady, CheckpointSaved, Finished, Error)
 }
+TRAIN_EVENT_TYPES: dict[str, type[Event]] = {**EVENT_TYPES, TrainFinished.kind: TrainFinished}
 
 EventCallback = Callable[[Event], None]
 
 
-def event_from_json(line: str) -> Event:
-    """Parse one ``--json-events`` line; unknown kinds become a Log so a newer child never breaks the GUI."""
+def event_from_json(line: str, types: dict[str, type[Event]] = EVENT_TYPES) -> Event:
+    """Parse one ``--json-events`` line; unknown kinds become a Log so a newer child never breaks the GUI.
+
+    Raises ValueError or TypeError for a line that is not an event (not JSON, not an object, a value no
+    field accepts)."""
     data = json.loads(line)
+    if not isinstance(data, dict):
+        raise TypeError(f"not an event: {line[:80]}")
     kind = data.pop("event", "log")
-    cls = EVENT_TYPES.get(kind)
+    cls = types.get(kind)
     if cls is None:
         return Log(message=f"unknown event {kind}: {data}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in names})
+    return cls.from_fields(data)
+
+
+def train_event_from_json(line: str) -> Event:
+    """Parse one line of ``styleshelf train --json-events``: its ``finished`` event is a ``TrainFinished``."""
+    return event_from_json(line, TRAIN_EVENT_TYPES)
+
+
+def json_event_printer(stream: TextIO | None = None) -> EventCallback:
+    """The ``--json-events`` channel of every command: one event per line, flushed at once (a reader acts
+    on each as it comes). ``stream`` defaults to whatever ``sys.stdout`` is at each event."""
+
+    def emit(event: Event) -> None:
+        out = stream if stream is not None else sys.stdout
+        out.write(event.to_json() + "\n")
+        out.flush()
+
+    return emit
 
 
 def ignore_event(_event: Event) -> None:

@@ -25,11 +25,16 @@ from app.engine.events import (  # re-exported: the GUI sees events only through
     Event,
     Finished,
     ImageReady,
+    Level,
     Log,
+    Phase,
     Preview,
     Progress,
     SampleReady,
+    TrainFinished,
+    TrainSummary,
     event_from_json,
+    train_event_from_json,
 )
 from app.engine.generate.config import GenerateConfig  # light: what the Generate tab edits and a PNG restores
 from app.engine.shelf.stack import Stack, StackEntry  # light dataclasses shared with the GUI
@@ -39,6 +44,7 @@ REPO_ROOT = paths.REPO_ROOT
 __all__ = [
     "CancelToken", "CheckpointSaved", "Error", "Event", "Finished", "ImageReady", "Log", "Preview", "Progress",
     "SampleReady", "Stack", "StackEntry", "GenerateConfig", "UserError", "event_from_json", "REPO_ROOT",
+    "Level", "Phase", "TrainFinished", "TrainSummary", "train_event_from_json",
 ]
 
 # --------------------------------------------------------------------------------------------- base model

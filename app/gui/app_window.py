@@ -29,12 +29,12 @@ from app.engine import facade
 from app.gui import settings as prefs
 from app.gui.errors import ErrorBanner
 from app.gui.generate_tab import GenerateTab
-from app.gui.generate_vm import GENERATING, LOADING, READY, GenerateViewModel
+from app.gui.generate_vm import GenerateState, GenerateViewModel
 from app.gui.shelf_vm import ShelfViewModel
 from app.gui.team_menu import add_team_actions
 from app.gui.theme import apply_theme
 from app.gui.train_tab import TrainTab
-from app.gui.train_vm import RUNNING, TrainViewModel
+from app.gui.train_vm import TrainState, TrainViewModel
 
 BASE_KEY = "base_model"
 THEME_KEY = "theme"
@@ -263,13 +263,14 @@ class MainWindow(QMainWindow):
             self.base_status.setText("")
 
     def _generate_state(self, state: str) -> None:
-        if state == GENERATING:
+        if state == GenerateState.GENERATING:
             self.shelf_vm.save_session()  # the stack that made the picture survives even a crash
-        icon = {LOADING: QStyle.StandardPixmap.SP_BrowserReload, READY: QStyle.StandardPixmap.SP_DialogApplyButton}
+        icon = {GenerateState.LOADING: QStyle.StandardPixmap.SP_BrowserReload,
+                GenerateState.READY: QStyle.StandardPixmap.SP_DialogApplyButton}
         if state in icon:
             self.base_icon.setPixmap(self.style().standardIcon(icon[state]).pixmap(16, 16))
             self.base_icon.show()
-            self.base_status.setText("loading in the background…" if state == LOADING else "ready")
+            self.base_status.setText("loading in the background…" if state == GenerateState.LOADING else "ready")
 
     # ------------------------------------------------------------------ messages
     def show_error(self, message: str, details: str = "") -> None:
@@ -283,7 +284,7 @@ class MainWindow(QMainWindow):
             self.status_line.setText(text)
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        if self.train_vm.state == RUNNING:
+        if self.train_vm.state == TrainState.RUNNING:
             answer = QMessageBox.question(
                 self, "Training is running",
                 "Stop training and quit? A checkpoint is saved so you can resume later.",

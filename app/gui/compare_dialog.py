@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.engine import facade
-from app.gui.compare_vm import RUNNING, CompareViewModel
+from app.gui.compare_vm import CompareState, CompareViewModel
 from app.gui.gallery import ImageViewer
 
 CELL_PX = 160
@@ -134,7 +134,7 @@ class CompareDialog(QDialog):
         self.vm.start(*(self.axis_edits[k].text() for k in ("X", "Y", "Z")))
 
     def _refresh_buttons(self) -> None:
-        running = self.vm.state == RUNNING
+        running = self.vm.state == CompareState.RUNNING
         self.run_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         cell = self.selected_cell()

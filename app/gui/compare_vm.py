@@ -8,6 +8,7 @@ dropped on the app is turned back into the same comparison (axes, settings, cell
 from __future__ import annotations
 
 import dataclasses
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,10 @@ from app.engine.facade import CancelToken, Finished, ImageReady, Progress
 from app.gui.errors import describe_exception
 from app.gui.generate_vm import GenerateViewModel
 
-IDLE, RUNNING = "idle", "running"
+
+class CompareState(StrEnum):
+    IDLE = "idle"
+    RUNNING = "running"  # a grid is being rendered
 
 
 class _GridWorker(QObject):
@@ -80,7 +84,7 @@ class CompareViewModel(QObject):
         self.labels: dict[str, list[str]] = {"X": [], "Y": [], "Z": []}
         self.cells: dict[tuple[int, int, int], str] = {}
         self.grid_path = ""
-        self.state = IDLE
+        self.state = CompareState.IDLE
         self._positions: list[list[int]] = []
         self._worker: _GridWorker | None = None
         self.figures: dict[int, tuple[float, float]] = {}  # step -> (base, adapter) held-out loss
@@ -90,7 +94,7 @@ class CompareViewModel(QObject):
         """Render the grid; False (with errorRaised) when the axes or the model are not ready."""
         self.axes = {"X": x.strip(), "Y": y.strip(), "Z": z.strip()}
         ok, why = self.generate_vm.can_generate()
-        if self.state == RUNNING:
+        if self.state == CompareState.RUNNING:
             ok, why = False, "A comparison is already running."
         if not ok:
             self.errorRaised.emit(why, "")
@@ -103,14 +107,14 @@ class CompareViewModel(QObject):
             self.errorRaised.emit(str(err), "")
             return False
         self.cells, self.grid_path, self.figures = {}, "", {}
-        self._set_state(RUNNING)
+        self._set_state(CompareState.RUNNING)
         worker = self._ensure_worker()
         worker.cancel_token = CancelToken()
         worker._run.emit(config)
         return True
 
     def cancel(self) -> None:
-        if self.state == RUNNING and self._worker is not None:
+        if self.state == CompareState.RUNNING and self._worker is not None:
             self._worker.cancel_token.cancel()
             self.message.emit("Cancelling the comparison…")
 
@@ -145,7 +149,7 @@ class CompareViewModel(QObject):
 
     @Slot(object)
     def _done(self, result: Any) -> None:
-        self._set_state(IDLE)
+        self._set_state(CompareState.IDLE)
         cancelled = bool(getattr(result, "cancelled", False))
         self.message.emit("Comparison cancelled." if cancelled else f"Comparison saved as {self.grid_path}")
         self.finished.emit(self.grid_path, cancelled)
@@ -174,11 +178,11 @@ class CompareViewModel(QObject):
 
     @Slot(str, str)
     def _failed(self, message: str, details: str) -> None:
-        self._set_state(IDLE)
+        self._set_state(CompareState.IDLE)
         self.errorRaised.emit(message, details)
         self.finished.emit("", False)
 
-    def _set_state(self, state: str) -> None:
+    def _set_state(self, state: CompareState) -> None:
         if state != self.state:
             self.state = state
             self.stateChanged.emit(state)

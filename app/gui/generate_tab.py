@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 
 from app.engine import facade
 from app.gui.gallery import GalleryView, ImageRole, ImageViewer
-from app.gui.generate_vm import GENERATING, MAX_SEED, GenerateViewModel
+from app.gui.generate_vm import MAX_SEED, GenerateState, GenerateViewModel
 from app.gui.file_dialogs import ask_save_path
 from app.gui.image_info import full_text
 from app.gui.input_image_panel import attach_input_panel
@@ -273,7 +273,7 @@ class GenerateTab(QWidget):
         ok, why = self.vm.can_generate()
         self.generate_button.setEnabled(ok)
         self.generate_button.setToolTip(why or "Make images with the enabled styles (Ctrl+Return)")
-        self.cancel_button.setEnabled(self.vm.state == GENERATING)
+        self.cancel_button.setEnabled(self.vm.state == GenerateState.GENERATING)
 
     def _progress(self, step: int, total: int) -> None:
         self.progress.setMaximum(max(total, 1))

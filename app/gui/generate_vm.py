@@ -10,6 +10,7 @@ import copy
 import dataclasses
 import random
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,19 @@ from app.gui.gallery import GalleryImage, GalleryModel
 from app.gui.generate_worker import WorkerThread
 from app.gui.shelf_model import ShelfModel
 
-NO_MODEL, LOADING, READY, GENERATING = "no-model", "loading", "ready", "generating"
+
+class GenerateState(StrEnum):
+    NO_MODEL = "no-model"
+    LOADING = "loading"  # the base model loads in the background
+    READY = "ready"
+    GENERATING = "generating"
+
+
 MAX_SEED = int(facade.generate_settings()["seed"].maximum)  # 2³²−1, A1111's seeds
 
 
 class GenerateViewModel(QObject):
-    stateChanged = Signal(str)
+    stateChanged = Signal(str)  # a GenerateState
     paramsChanged = Signal()
     seedChanged = Signal(object)  # seeds reach 2³²−1, past a C++ int (Signal(int) overflowed and crashed)
     progressChanged = Signal(int, int)
@@ -46,7 +54,7 @@ class GenerateViewModel(QObject):
         self.params.seed = random.randint(0, MAX_SEED)
         self.seed_locked = False
         self.gallery = GalleryModel(self)
-        self.state = NO_MODEL
+        self.state = GenerateState.NO_MODEL
         self.base_path = ""
         self.last_results: list[Any] = []
         self._run_params: GenerateConfig | None = None
@@ -100,10 +108,10 @@ class GenerateViewModel(QObject):
     def load_base(self, path: str) -> None:
         if not path:
             self.base_path = ""
-            self._set_state(NO_MODEL)
+            self._set_state(GenerateState.NO_MODEL)
             return
         self.base_path = path
-        self._set_state(LOADING)
+        self._set_state(GenerateState.LOADING)
         self.message.emit(f"Loading {Path(path).name} in the background…")
         self._worker().request_load(path)
 
@@ -112,13 +120,13 @@ class GenerateViewModel(QObject):
     def _loaded(self, path: str) -> None:
         if path != self.base_path:
             return  # a newer pick is on its way
-        self._set_state(READY)
+        self._set_state(GenerateState.READY)
         self.message.emit(f"Base model ready: {Path(path).name}")
         self.baseLoaded.emit(path)
 
     @Slot(str, str)
     def _load_failed(self, message: str, details: str) -> None:
-        self._set_state(NO_MODEL)
+        self._set_state(GenerateState.NO_MODEL)
         self.errorRaised.emit(message, details)
 
     # ------------------------------------------------------------------ parameters
@@ -188,11 +196,11 @@ class GenerateViewModel(QObject):
 
     # ------------------------------------------------------------------ running
     def can_generate(self) -> tuple[bool, str]:
-        if self.state == NO_MODEL:
+        if self.state == GenerateState.NO_MODEL:
             return False, "Pick a base model first (File → Open base model…)."
-        if self.state == LOADING:
+        if self.state == GenerateState.LOADING:
             return False, "The base model is still loading…"
-        if self.state == GENERATING:
+        if self.state == GenerateState.GENERATING:
             return False, "Already generating."
         return True, ""
 
@@ -212,7 +220,7 @@ class GenerateViewModel(QObject):
         self._run_params = run
         self._cancelled = False
         self._started_at = time.monotonic()
-        self._set_state(GENERATING)
+        self._set_state(GenerateState.GENERATING)
         out_dir = facade.gallery_dir()
         out_dir.mkdir(parents=True, exist_ok=True)
         self._worker().request_generate(run, str(out_dir))
@@ -227,7 +235,7 @@ class GenerateViewModel(QObject):
             return None
 
     def cancel(self) -> None:
-        if self.state == GENERATING:
+        if self.state == GenerateState.GENERATING:
             self._cancelled = True
             self._worker().cancel()
             self.message.emit("Cancelling…")
@@ -251,7 +259,7 @@ class GenerateViewModel(QObject):
     @Slot(list)
     def _done(self, results: list) -> None:
         self.last_results = results
-        self._set_state(READY)
+        self._set_state(GenerateState.READY)
         took = time.monotonic() - self._started_at
         self.message.emit("Cancelled." if self._cancelled
                           else f"Done in {took:.1f} s · saved in {facade.gallery_dir()}")
@@ -259,11 +267,11 @@ class GenerateViewModel(QObject):
 
     @Slot(str, str)
     def _failed(self, message: str, details: str) -> None:
-        self._set_state(READY if self.base_path else NO_MODEL)
+        self._set_state(GenerateState.READY if self.base_path else GenerateState.NO_MODEL)
         self.errorRaised.emit(message, details)
         self.finished.emit(False)
 
-    def _set_state(self, state: str) -> None:
+    def _set_state(self, state: GenerateState) -> None:
         if state != self.state:
             self.state = state
             self.stateChanged.emit(state)

@@ -17,7 +17,7 @@ from PySide6.QtCore import QBuffer, QIODevice, QObject, QPointF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPen
 
 from app.engine import facade
-from app.gui.generate_vm import GENERATING
+from app.gui.generate_vm import GenerateState
 
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -162,7 +162,7 @@ class InputImageModel(QObject):
         # The view model's own run bookkeeping, as its generate() does: results, progress and Cancel then
         # work for a batch exactly as for one picture.
         gvm._run_params, gvm._cancelled, gvm._started_at = run, False, time.monotonic()
-        gvm._set_state(GENERATING)
+        gvm._set_state(GenerateState.GENERATING)
         gvm.message.emit(f"Restyling the pictures of {Path(in_dir).name} into {Path(out_dir).name}…")
         gvm._worker().request_batch(run, in_dir, out_dir)
         return True

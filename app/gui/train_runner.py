@@ -2,14 +2,14 @@
 
 The child is the CLI (``python -m app.cli train … --json-events``), so an out-of-memory kill or a crash
 in native code ends the child, never the app. Every stdout line is one event
-(``app.engine.events.event_from_json``); anything else on stdout becomes a Log event, and stderr is kept
+(``app.engine.events.train_event_from_json``); anything else on stdout becomes a Log event, and stderr is kept
 (the tail) as the "details" of an error.
 
 Cancel: the child handles SIGTERM by setting its cancel token, finishing the current step and saving a
 checkpoint and the adapter so far. Only a child that ignores the request is killed: its allowance is the
 longest it has ever gone quiet during this run (a step, a sample round, a save) several times over, and at
 least ``kill_after_ms``; a sign of saving (a checkpoint or log line) restarts the allowance. A killed
-child's synthesised Finished says so (``summary["killed_after_s"]``).
+child's synthesised TrainFinished says so (``summary.killed_after_s``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,17 @@ import time
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
-from app.engine.facade import REPO_ROOT, Error, Event, Finished, Log, Progress, event_from_json
+from app.engine.facade import (
+    REPO_ROOT,
+    Error,
+    Event,
+    Log,
+    Phase,
+    Progress,
+    TrainFinished,
+    TrainSummary,
+    train_event_from_json,
+)
 
 STDERR_TAIL_CHARS = 8000
 QUIET_ALLOWANCE = 4  # a cancelled child may take this many times its longest silence so far to save and exit
@@ -29,7 +39,7 @@ QUIET_ALLOWANCE = 4  # a cancelled child may take this many times its longest si
 class TrainRunner(QObject):
     event = Signal(object)  # every Event, in order, on the UI thread
     started = Signal()
-    finished = Signal(object)  # the Finished event (synthesised when the child died without one)
+    finished = Signal(object)  # the TrainFinished event (synthesised when the child died without one)
     failed = Signal(str, str)  # one-line message, details
 
     def __init__(self, parent: QObject | None = None, *, kill_after_ms: int = 120_000) -> None:
@@ -38,7 +48,7 @@ class TrainRunner(QObject):
         self._process: QProcess | None = None
         self._buffer = b""
         self._stderr = ""
-        self._finished_event: Finished | None = None
+        self._finished_event: TrainFinished | None = None
         self._error_event: Error | None = None
         self._cancel_requested = False
         self._last_event_at = 0.0
@@ -108,7 +118,7 @@ class TrainRunner(QObject):
         now = time.monotonic()
         if not self._cancel_requested:
             self._longest_quiet_s = max(self._longest_quiet_s, now - self._last_event_at)
-        elif not (isinstance(ev, Progress) and ev.phase == "train"):
+        elif not (isinstance(ev, Progress) and ev.phase == Phase.TRAIN):
             # Saving or reporting, not training on: give it a fresh allowance from here.
             self._deadline = max(self._deadline, now + self.allowance_s())
         self._last_event_at = now
@@ -124,11 +134,11 @@ class TrainRunner(QObject):
         if not line:
             return
         try:
-            ev: Event = event_from_json(line)
+            ev: Event = train_event_from_json(line)
         except (ValueError, TypeError, json.JSONDecodeError):
             ev = Log(message=line)
         self._note_event(ev)
-        if isinstance(ev, Finished):
+        if isinstance(ev, TrainFinished):
             self._finished_event = ev
         elif isinstance(ev, Error):
             self._error_event = ev
@@ -151,8 +161,8 @@ class TrainRunner(QObject):
         if self._finished_event is not None:
             self.finished.emit(self._finished_event)
         elif self._cancel_requested:
-            summary = {"killed_after_s": round(self._killed_after_s, 1)} if self._killed_after_s is not None else {}
-            ev = Finished(cancelled=True, summary=summary)
+            killed = round(self._killed_after_s, 1) if self._killed_after_s is not None else None
+            ev = TrainFinished(cancelled=True, summary=TrainSummary(cancelled=True, killed_after_s=killed))
             self.event.emit(ev)
             self.finished.emit(ev)
         else:

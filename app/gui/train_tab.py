@@ -29,7 +29,7 @@ from app.gui.dataset_view import DatasetGrid
 from app.gui.errors import describe_exception
 from app.gui.sample_strip import SampleStrip
 from app.gui.settings_form import SettingsForm
-from app.gui.train_vm import CANCELLING, IDLE, RUNNING, TrainViewModel
+from app.gui.train_vm import TrainState, TrainViewModel
 
 _DROP_HINT = ("Drop a folder (or images) here\n\nCaptions come from .txt files beside the images\n"
               "and can be edited by double-clicking them.")
@@ -281,7 +281,7 @@ class TrainTab(QWidget):
         self.grid.setVisible(has and not empty)
         advice, level = self.vm.dataset_advice()
         self.advice_label.setText(advice)
-        self.advice_label.setVisible(bool(advice) and level == "warning" and not empty)  # else the hint says it
+        self.advice_label.setVisible(bool(advice) and level == facade.Level.WARNING and not empty)  # else the hint says it
         if has:
             self.folder_label.setText(Path(self.vm.dataset.folder).name)
             self.counts_label.setText(f"{usable} usable · {skipped} skipped" + ("  (hover a red badge for why)" if skipped else ""))
@@ -296,7 +296,7 @@ class TrainTab(QWidget):
         self._update_title()
 
     def _update_title(self) -> None:
-        busy = self.vm.state in (RUNNING, CANCELLING) and self.progress.maximum() > 1
+        busy = self.vm.state in (TrainState.RUNNING, TrainState.CANCELLING) and self.progress.maximum() > 1
         percent = int(100 * self.progress.value() / max(1, self.progress.maximum()))
         self.titleChanged.emit(f"Train · {percent} %" if busy else "Train")
 
@@ -306,7 +306,7 @@ class TrainTab(QWidget):
 
     def _validation(self, base: object, adapter: object) -> None:
         # "Held-out" only when images were really kept out of training (validation_images > 0).
-        what = "Held-out loss" if self.vm.summary.get("validation_held_out") else "Loss on training images"
+        what = "Held-out loss" if self.vm.summary.validation_held_out else "Loss on training images"
         if isinstance(base, float) and isinstance(adapter, float) and base > 0:
             change = (adapter - base) / base * 100
             verdict = "it learned the style" if change < -2 else "little change: try more steps or a higher rate"
@@ -317,21 +317,21 @@ class TrainTab(QWidget):
             self.validation_label.setText(f"{what}: base {base} · adapter {adapter}")
 
     def _refresh_buttons(self) -> None:
-        running = self.vm.state == RUNNING
+        running = self.vm.state == TrainState.RUNNING
         ok, why = self.vm.can_start()
         self.start_button.setEnabled(ok)
         self.start_button.setToolTip(why or "Train the adapter in the background (Ctrl+Return)")
         self.cancel_button.setEnabled(running)
         self.resume_button.setEnabled(self.vm.can_resume())
-        self.form.setEnabled(self.vm.state == IDLE)
-        self.preset_combo.setEnabled(self.vm.state == IDLE)
+        self.form.setEnabled(self.vm.state == TrainState.IDLE)
+        self.preset_combo.setEnabled(self.vm.state == TrainState.IDLE)
 
     def _run_ended(self, cancelled: bool) -> None:
         self.rate_label.setText("Stopped" if cancelled else "")  # no stale "about 3 min left"
         self._refresh_buttons()
 
     def _state_changed(self, state: str) -> None:
-        if state == RUNNING:  # a new (or resumed) run: fresh curve, samples and verdict
+        if state == TrainState.RUNNING:  # a new (or resumed) run: fresh curve, samples and verdict
             self.progress.setValue(0)
             self.rate_label.setText("")
             self.ensure_plot().clear_points()

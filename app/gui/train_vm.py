@@ -8,28 +8,39 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
 from app.engine import facade
-from app.engine.facade import CheckpointSaved, Error, Finished, Log, Progress, SampleReady
+from app.engine.facade import (
+    CheckpointSaved, Error, Level, Log, Phase, Progress, SampleReady, TrainFinished, TrainSummary,
+)
 from app.gui.background import run_in_background
 from app.gui import train_session
 from app.gui.dataset_model import DatasetModel
 from app.gui.errors import describe_exception
 from app.gui.train_runner import TrainRunner, child_cwd
 
-IDLE, SCANNING, RUNNING, CANCELLING = "idle", "scanning", "running", "cancelling"
-_PHASES = {"cache": "Preparing images", "sample": "Drawing samples", "validate": "Checking what it learned"}
+
+class TrainState(StrEnum):
+    IDLE = "idle"
+    SCANNING = "scanning"  # reading a dataset folder
+    RUNNING = "running"
+    CANCELLING = "cancelling"  # Cancel asked; the child is saving
+
+
+_PHASES = {Phase.CACHE: "Preparing images", Phase.SAMPLE: "Drawing samples",
+           Phase.VALIDATE: "Checking what it learned"}
 MIN_IMAGES = 5  # below this a style adapter mostly copies its few pictures
 # Where the app's form starts other than the engine's (CLI) defaults: the app always shows a few samples.
 _GUI_DEFAULTS = {"sample_count": 4}
 
 
 class TrainViewModel(QObject):
-    stateChanged = Signal(str)
+    stateChanged = Signal(str)  # a TrainState
     valueChanged = Signal(str)  # a form value changed ("" = all of them)
     datasetLoaded = Signal(int, int)  # usable, skipped
     progressChanged = Signal(int, int, object, object)  # step, total, it/s, eta seconds
@@ -52,7 +63,7 @@ class TrainViewModel(QObject):
         self.runner.finished.connect(self._on_finished)
         self.runner.failed.connect(self._on_failed)
         self.base_model = ""
-        self.state = IDLE
+        self.state = TrainState.IDLE
         self.settings: list[Any] = []
         self.presets: dict[str, dict[str, Any]] = {}
         self.values: dict[str, Any] = {}
@@ -63,7 +74,7 @@ class TrainViewModel(QObject):
         self.total_steps = 0
         self.last_checkpoint = ""
         self.samples: list[str] = []
-        self.summary: dict[str, Any] = {}
+        self.summary = TrainSummary()  # of the last run that ended
         self._run_dir: Path | None = None
         self._native_resolution = 0
         self._session_restored = False  # nothing is saved before the last session was read back
@@ -84,11 +95,8 @@ class TrainViewModel(QObject):
 
     # ------------------------------------------------------------------ settings
     def load_settings(self) -> None:
-        try:
-            self.settings = facade.train_settings()
-            self.presets = facade.train_presets()
-        except ImportError:
-            self.settings, self.presets = [], {}  # training engine not installed: the tab says so
+        self.settings = facade.train_settings()
+        self.presets = facade.train_presets()
         self.defaults = {s.name: _GUI_DEFAULTS.get(s.name, s.default) for s in self.settings}
         self.values = dict(self.defaults)
         self.valueChanged.emit("")
@@ -135,15 +143,14 @@ class TrainViewModel(QObject):
         self.valueChanged.emit("")
 
     def adapter_name(self) -> str:
-        for key in ("name", "output_name", "title"):
-            if self.values.get(key):
-                return str(self.values[key])
+        if self.values.get("name"):
+            return str(self.values["name"])
         return Path(self.dataset.folder).name if self.dataset.folder else "style"
 
     # ------------------------------------------------------------------ dataset
     def load_dataset(self, folder: str) -> None:
         folder = str(folder)
-        self._set_state(SCANNING)
+        self._set_state(TrainState.SCANNING)
         self.message.emit(f"Reading {Path(folder).name}…")
         limits = {"min_side": self.values.get("min_image_side"), "max_pixels": self.values.get("max_image_pixels")}
         run_in_background(lambda: facade.scan_dataset(folder, **limits), self._scanned, self._scan_failed)
@@ -164,38 +171,36 @@ class TrainViewModel(QObject):
             # A style is usually named after its folder: follow each new folder until the user types a name.
             self.auto_name = Path(summary.folder).name
             self.set_value("name", self.auto_name)
-        self._set_state(IDLE)
+        self._set_state(TrainState.IDLE)
         usable, skipped = self.dataset.usable_count(), self.dataset.skipped_count()
         advice, _level = self.dataset_advice()
         self.message.emit(advice or f"{usable} usable images, {skipped} skipped")
         self.datasetLoaded.emit(usable, skipped)
 
-    def dataset_advice(self) -> tuple[str, str]:
-        """(what to tell the artist about the chosen folder, "warning" | "info" | ""); empty when all is well."""
+    def dataset_advice(self) -> tuple[str, Level | None]:
+        """(what to tell the artist about the chosen folder, how serious); ("", None) when all is well."""
         if not self.dataset.folder:
-            return "", ""
+            return "", None
         usable, skipped = self.dataset.usable_count(), self.dataset.skipped_count()
         if usable == 0 and skipped == 0:
             return ("This folder has no pictures. Put 10–30 images of the style in it (PNG, JPEG or WebP; "
-                    "sub-folders count too), or choose another folder.", "warning")
+                    "sub-folders count too), or choose another folder.", Level.WARNING)
         if usable == 0:
-            return (f"None of the {skipped} files can be used: hover a red badge to see why.", "warning")
+            return (f"None of the {skipped} files can be used: hover a red badge to see why.", Level.WARNING)
         if usable < MIN_IMAGES:
             return (f"Only {usable} usable image{'s' if usable != 1 else ''}: a style needs at least {MIN_IMAGES} "
-                    "(10–30 is better), or the adapter just copies these pictures.", "warning")
-        return "", ""
+                    "(10–30 is better), or the adapter just copies these pictures.", Level.WARNING)
+        return "", None
 
     def _scan_failed(self, exc: BaseException) -> None:
-        self._set_state(IDLE)
+        self._set_state(TrainState.IDLE)
         self.dataset.clear()
         self.errorRaised.emit(*describe_exception(exc))
 
     # ------------------------------------------------------------------ running
     def can_start(self) -> tuple[bool, str]:
-        if self.state != IDLE:
+        if self.state != TrainState.IDLE:
             return False, "Training is already running."
-        if not self.settings:
-            return False, "The training engine is not available."
         if not self.dataset.folder:
             return False, "Drop a folder of style images first."
         if self.dataset.usable_count() == 0:
@@ -217,11 +222,11 @@ class TrainViewModel(QObject):
         argv = facade.train_child_argv(
             self.dataset.folder, self.base_model, out, self.values, run_dir=self._run_dir, resume=resume
         )
-        self.samples, self.summary = [], {}
+        self.samples, self.summary = [], TrainSummary()
         point = facade.train_resume_point(out) if resume else None
         self.last_step = point["step"] if point else 0
         self.total_steps = int(self.values.get("steps") or 0)
-        self._set_state(RUNNING)
+        self._set_state(TrainState.RUNNING)
         # The bar and the curve show where the run really is from the first moment, not "0 / 100".
         self.progressChanged.emit(self.last_step, self.total_steps, None, None)
         if point and point["losses"]:
@@ -233,31 +238,31 @@ class TrainViewModel(QObject):
         else:
             self.message.emit("Starting training…")
             advice, level = self.dataset_advice()
-            if level == "warning":
+            if level == Level.WARNING:
                 self.message.emit(advice)
         self.start_argv(argv)
 
     def start_argv(self, argv: list[str]) -> None:
         """Run an exact command line (the real CLI, or a stand-in child in tests)."""
-        self._set_state(RUNNING)
+        self._set_state(TrainState.RUNNING)
         self.runner.start(argv, cwd=child_cwd())
 
     def resume(self) -> None:
         self.start(resume=True)
 
     def can_resume(self) -> bool:
-        return self.state == IDLE and bool(self.last_checkpoint) and bool(self.output_path)
+        return self.state == TrainState.IDLE and bool(self.last_checkpoint) and bool(self.output_path)
 
     def cancel(self) -> None:
-        if self.state == RUNNING:
-            self._set_state(CANCELLING)
+        if self.state == TrainState.RUNNING:
+            self._set_state(TrainState.CANCELLING)
             self.message.emit("Stopping after this step…" if self.last_step else "Stopping…")
             self.runner.cancel()
 
     # ------------------------------------------------------------------ events from the child
     def _on_event(self, ev: Any) -> None:
         if isinstance(ev, Progress):
-            if ev.phase == "train":
+            if ev.phase == Phase.TRAIN:
                 self.last_step, self.total_steps = ev.step, ev.total
                 self.progressChanged.emit(ev.step, ev.total, ev.it_per_s, ev.eta_s)
                 if ev.loss is not None:
@@ -277,15 +282,15 @@ class TrainViewModel(QObject):
         elif isinstance(ev, Error):
             self.message.emit(ev.message)
 
-    def _on_finished(self, ev: Finished) -> None:
-        self.summary = dict(ev.summary or {})
-        base, adapter = validation_losses(self.summary)
+    def _on_finished(self, ev: TrainFinished) -> None:
+        self.summary = ev.summary
+        base, adapter = self.summary.validation_loss_base, self.summary.validation_loss_adapter
         if base is not None or adapter is not None:
             self.validationReady.emit(base, adapter)
-        self._set_state(IDLE)
+        self._set_state(TrainState.IDLE)
         if ev.cancelled:
             saved_adapter = bool(ev.output) and Path(ev.output).is_file()
-            self.last_checkpoint = str(self.summary.get("checkpoint") or self.last_checkpoint or "")
+            self.last_checkpoint = self.summary.checkpoint or self.last_checkpoint
             if saved_adapter:
                 # The trainer saved the adapter as it stood: usable now, and Resume later updates the same card.
                 self.output_path = str(ev.output)
@@ -301,11 +306,11 @@ class TrainViewModel(QObject):
 
     def stop_message(self, saved_adapter: bool) -> str:
         """Exactly what a cancelled run kept, in the artist's words."""
-        steps = int(self.summary.get("steps") or self.last_step or 0)
-        total = int(self.summary.get("total_steps") or self.total_steps or 0)
-        killed = self.summary.get("killed_after_s")
+        steps = self.summary.steps or self.last_step
+        total = self.summary.total_steps or self.total_steps
+        killed = self.summary.killed_after_s
         lead = (f"Training did not stop within {max(1, round(killed))} s of Cancel and was ended"
-                if isinstance(killed, (int, float)) else "")
+                if killed is not None else "")
         where = f"step {steps} of {total}" if total else f"step {steps}"
         if saved_adapter:
             kept = "the adapter so far is on the shelf" + (
@@ -321,33 +326,14 @@ class TrainViewModel(QObject):
         return "Stopped before the first step: nothing was saved."
 
     def _on_failed(self, message: str, details: str) -> None:
-        self._set_state(IDLE)
+        self._set_state(TrainState.IDLE)
         self.errorRaised.emit(message, details)
         self.runEnded.emit(False)
 
-    def _set_state(self, state: str) -> None:
+    def _set_state(self, state: TrainState) -> None:
         if state != self.state:
             self.state = state
             self.stateChanged.emit(state)
-
-
-def validation_losses(summary: dict[str, Any]) -> tuple[float | None, float | None]:
-    """Base and adapter held-out losses from a run summary, whatever nesting the trainer used."""
-    flat = dict(summary)
-    for key in ("validation", "val", "val_loss"):
-        if isinstance(summary.get(key), dict):
-            flat.update({f"{key}_{k}": v for k, v in summary[key].items()})
-            flat.update(summary[key])
-    base = adapter = None
-    for key, value in flat.items():
-        if not isinstance(value, (int, float)):
-            continue
-        k = key.lower()
-        if "base" in k and base is None:
-            base = float(value)
-        elif ("adapter" in k or "lora" in k) and adapter is None:
-            adapter = float(value)
-    return base, adapter
 
 
 def _step_of(checkpoint: str) -> int | None:

@@ -20,7 +20,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from app.engine.errors import AdapterError
 from app.engine.generate.identity import AdapterIdentity
 
 
@@ -178,48 +177,9 @@ class LoadedAdapters:
 
 
 def load_adapter(pipe: Any, path: str, name: str) -> list[str]:
-    """Load one adapter file into ``pipe`` as ``name``; return warnings; AdapterError when refused.
+    """Load one adapter file into ``pipe`` as ``name`` through the shelf's loader (every key layout); return
+    its warnings (unmatched modules, family mismatch); AdapterError when refused."""
+    from app.engine.adapters import load_into_pipeline
 
-    Uses the shelf's ``load_into_pipeline`` (all key layouts, matched/unmatched key report) when present.
-    """
-    try:
-        from app.engine.adapters import load_into_pipeline
-    except ImportError:
-        load_into_pipeline = None
-    if load_into_pipeline is not None:
-        report = load_into_pipeline(pipe, path, name)
-        # The report's warnings already name unmatched modules and family mismatches.
-        return [str(w) for w in getattr(report, "warnings", None) or []]
-    return _load_with_diffusers(pipe, path, name)
-
-
-def _load_with_diffusers(pipe: Any, path: str, name: str) -> list[str]:
-    from pathlib import Path
-
-    file = Path(path)
-    if file.suffix.lower() != ".safetensors":
-        raise AdapterError(f"{file.name}: only .safetensors adapters are loaded (pickled files can run code).")
-    try:
-        pipe.load_lora_weights(str(file), adapter_name=name)
-    except (ValueError, RuntimeError, OSError, KeyError, IndexError, TypeError) as err:
-        _forget_partial(pipe, name)
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise AdapterError(
-            f"{file.name}: cannot be applied to this base model ({first[:200]}).",
-            hint="Check it is a LoRA for the same model family.",
-            details=str(err),
-        ) from None
-    present = pipe.get_list_adapters()
-    if not any(name in names for names in present.values()):
-        raise AdapterError(f"{file.name}: none of its weights match a layer of this base model; it would do nothing.")
-    return []
-
-
-def _forget_partial(pipe: Any, name: str) -> None:
-    # A failure after the UNet part was injected (e.g. a text-encoder shape mismatch) must not leave half
-    # an adapter behind under a name the LRU does not know.
-    try:
-        if any(name in names for names in pipe.get_list_adapters().values()):
-            pipe.delete_adapters(name)
-    except Exception:  # noqa: BLE001 - best effort clean-up; the original error is what the user needs
-        pass
+    report = load_into_pipeline(pipe, path, name)
+    return [str(w) for w in report.warnings]

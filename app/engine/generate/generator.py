@@ -360,23 +360,10 @@ def _load_base(base: Any) -> _Base:
 def _load_base_from_path(path: Path) -> _Base:
     if not path.exists():
         raise ModelLoadError(f"Base model not found: {path}")
-    try:
-        from app.engine.models.loading import load_base  # the base-models module, once it exists
-    except ImportError:
-        load_base = None
-    if load_base is not None:
-        loaded = load_base(path)
-        family = str(getattr(loaded, "family", "") or _guess_family(loaded.pipe))
-        return _Base(pipe=loaded.pipe, path=str(path), family=family, name=str(getattr(loaded, "name", "") or path.stem))
-    if not path.is_dir():
-        raise ModelLoadError(f"{path.name}: single-file bases need the model loader; use a diffusers folder.")
-    from diffusers import DiffusionPipeline
+    from app.engine.models.loading import load_base
 
-    try:
-        pipe = DiffusionPipeline.from_pretrained(str(path), local_files_only=True, use_safetensors=True)
-    except (OSError, ValueError, EnvironmentError) as err:
-        raise ModelLoadError(f"{path.name}: not a loadable diffusers model ({str(err).splitlines()[0][:200]}).") from None
-    return _Base(pipe=pipe, path=str(path), family=_guess_family(pipe), name=path.stem)
+    loaded = load_base(path)
+    return _Base(pipe=loaded.pipe, path=str(path), family=loaded.family, name=loaded.name)
 
 
 def _guess_family(pipe: Any) -> str:

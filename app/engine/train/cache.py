@@ -13,13 +13,20 @@ import hashlib
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
 from app.engine.atomic import atomic_path
+from app.engine.events import (
+    NEVER_CANCEL,
+    CancelToken,
+    EventCallback,
+    Phase,
+    Progress,
+    ignore_event,
+)
 from app.engine.paths import user_cache_dir
 from app.engine.train.buckets import Crop, apply_crop, choose_bucket, plan_crop
 from app.engine.train.dataset import DatasetItem
@@ -87,15 +94,21 @@ def prepare(
     background: str,
     max_pixels: int,
     device: torch.device,
-    progress: Callable[[int, int], None] = lambda done, total: None,
-    cancelled: Callable[[], bool] = lambda: False,
+    on_event: EventCallback = ignore_event,
+    cancel: CancelToken = NEVER_CANCEL,
 ) -> Prepared:
+    """Tokenise every caption and encode (or, without the cache, load) every sample's image; reports
+    ``Progress(phase=CACHE)`` per image and stops early (a partial result) once ``cancel`` is set."""
+
+    def progress(done: int, total: int) -> None:
+        on_event(Progress(step=done, total=total, phase=Phase.CACHE))
+
     out = Prepared(samples, captions, empty_caption=captions.index("") if "" in captions else None)
     out.token_ids = tokenize(base, captions)
     if cache_text:
         _encode_text(base, out, device)
     if cache_latents:
-        _encode_latents(base, items, out, background, max_pixels, device, progress, cancelled)
+        _encode_latents(base, items, out, background, max_pixels, device, progress, cancel.is_set)
     else:
         out.pixels = []
         for n, s in enumerate(samples):

@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 from app.engine.errors import UserError
+from app.engine.events import EventCallback, Level, Log, TrainSummary
 from app.engine.paths import user_cache_dir
 
 CHECKPOINTS_SUFFIX = ".checkpoints"
@@ -82,14 +83,10 @@ def export_checkpoint(run_dir: str | Path, step: int, out: str | Path, *, title:
         cfg.name = title
     tags = _json(final_meta.get("ss_tag_frequency", "{}"), {})
     extra = adapter_metadata(cfg, step=step, train_images=int(final_meta.get("ss_num_train_images", 0) or 0),
-                             out=out, tag_frequency=tags, summary=_NO_VALIDATION)  # fmt: skip
+                             out=out, tag_frequency=tags, summary=TrainSummary())  # fmt: skip
     extra.pop("styleshelf.validation", None)  # the final adapter's figures describe another step
     extra["styleshelf.checkpoint"] = json.dumps({"run": final.stem, "step": step})
     return write_adapter(cfg, out, states, family=family, thumbnail=_sample_thumbnail(final, step), extra=extra)
-
-
-_NO_VALIDATION = {k: None for k in ("validation_loss_base", "validation_loss_adapter", "validation_images",
-                                    "validation_held_out")}  # fmt: skip
 
 
 def _json(text: str, default):
@@ -169,17 +166,13 @@ def cached_export(run_dir: Path, step: int) -> Path:
     return target
 
 
-def report_exports(adapter: str | Path, *, json_events: bool) -> list[Path]:
-    """``styleshelf train --export-checkpoints``: export, then say where (a line, or a Log event per file)."""
-    from app.engine.events import Log
-
+def report_exports(adapter: str | Path, *, on_event: EventCallback) -> list[Path]:
+    """``styleshelf train --export-checkpoints``: export, then say where (a Log event per file)."""
     written = export_all(adapter)
     for path in written:
-        message = f"exported checkpoint {path}"
-        print(Log(message=message).to_json() if json_events else message, flush=True)
+        on_event(Log(message=f"exported checkpoint {path}"))
     if not written:
-        print(Log(message="no checkpoints kept", level="warning").to_json() if json_events else
-              "no checkpoints were kept to export", flush=True)  # fmt: skip
+        on_event(Log(message="no checkpoints were kept to export", level=Level.WARNING))
     return written
 
 

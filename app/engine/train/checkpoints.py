@@ -23,6 +23,7 @@ from app.engine.configbase import same_on_resume
 from app.engine.errors import UserError
 from app.engine.train.lora import load_lora_state_dict
 from app.engine.train.run_state import latest_checkpoint, list_checkpoints  # noqa: F401 - re-exported
+from app.engine.train.run_state import loss_history_of
 
 FORMAT_VERSION = 1
 
@@ -35,6 +36,12 @@ class Checkpoint:
     optimizer: dict[str, Any]
     scheduler: dict[str, Any]
     state: dict[str, Any]
+    rng_state: torch.Tensor | None  # torch's global RNG at the save; whoever resumes decides to restore it
+
+    @property
+    def loss_history(self) -> list[float]:
+        """The loss of every step up to this checkpoint (empty for checkpoints written before it was kept)."""
+        return loss_history_of(self.state)[: self.step]
 
 
 def save_checkpoint(folder: Path, *, step: int, lora: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
@@ -86,8 +93,6 @@ def load_checkpoint(path: Path) -> Checkpoint:
         raise ValueError(f"checkpoint format {state.get('format')} is not {FORMAT_VERSION}")
     opt_tensors = load_file(str(path / "optimizer.safetensors"))
     rng = opt_tensors.pop("rng.torch", None)
-    if rng is not None:
-        torch.random.set_rng_state(rng)
     return Checkpoint(
         step=int(state["step"]),
         path=path,
@@ -95,13 +100,15 @@ def load_checkpoint(path: Path) -> Checkpoint:
         optimizer=_join_optimizer(opt_tensors, state["optimizer"]),
         scheduler=state["scheduler"],
         state=state,
+        rng_state=rng,
     )
 
 
-def restore(folder: Path, config: Any, *, modules: dict[str, Any], optimizer, scheduler) -> Path | None:
+def restore(folder: Path, config: Any, *, modules: dict[str, Any], optimizer, scheduler) -> Checkpoint | None:
     """Load the newest checkpoint of ``folder`` into LoRA ``modules``, optimiser and scheduler.
 
-    Returns its path, or None when there is none. Refuses (UserError) a damaged checkpoint, changed
+    Returns it (its step, path, loss history and RNG state), or None when there is none. The global RNG
+    is left alone: the caller restores ``rng_state`` where it can be seen. Refuses (UserError) a damaged checkpoint, changed
     settings, or one past ``config.steps``. A checkpoint at exactly ``config.steps`` is a run that died
     after its last step (during validation, samples or the adapter write): resuming it finishes that work.
     """
@@ -125,7 +132,7 @@ def restore(folder: Path, config: Any, *, modules: dict[str, Any], optimizer, sc
         load_lora_state_dict(module, parts.get(name, {}))
     optimizer.load_state_dict(ckpt.optimizer)
     scheduler.load_state_dict(ckpt.scheduler)
-    return found
+    return ckpt
 
 
 def changed_settings(saved: dict[str, Any], config: Any) -> list[str]:

@@ -9,19 +9,17 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from app.engine.adapters.writer import num_text
-from app.engine.events import Finished
+from app.engine.events import TrainSummary
 from app.engine.train.config import TrainConfig
-from app.engine.train.run_state import checkpoint_step
 
 # TrainConfig fields that hold a path on the training machine: only their last name goes into a shared file.
 PATH_FIELDS = ("dataset_dir", "base", "out")
 
 
 def adapter_metadata(cfg: TrainConfig, *, step: int, train_images: int, out: Path,
-                     tag_frequency: dict[str, dict[str, int]], summary: dict[str, Any],
+                     tag_frequency: dict[str, dict[str, int]], summary: TrainSummary,
                      run: RunFacts | None = None) -> dict[str, str]:
     """kohya's ``ss_*`` training fields (read by AUTOMATIC1111 and Civitai) plus our config and validation.
 
@@ -42,7 +40,7 @@ def adapter_metadata(cfg: TrainConfig, *, step: int, train_images: int, out: Pat
         "ss_noise_offset": str(cfg.noise_offset),
         "ss_caption_dropout_rate": str(cfg.caption_dropout),
         "styleshelf.train_config": shareable_config_toml(cfg),
-        "styleshelf.validation": json.dumps({k: summary[k] for k in (
+        "styleshelf.validation": json.dumps({k: getattr(summary, k) for k in (
             "validation_loss_base", "validation_loss_adapter", "validation_images", "validation_held_out")}),
     }
 
@@ -116,43 +114,6 @@ def write_adapter(cfg: TrainConfig, out: Path, states: dict[str, dict], *, famil
                         text_encoder_2=states.get("text_encoder_2"), rank=cfg.rank, alpha=cfg.resolved_alpha(),
                         family=family, title=cfg.name, trigger_phrase=cfg.trigger, thumbnail=thumbnail,
                         description=cfg.description, extra_metadata=extra)
-
-
-def run_summary(*, step: int, start: int, total: int, cancelled: bool, items: int, skipped: int, vset,
-                losses: tuple[float | None, float | None], train_losses: list[float], tracker: RateTracker,
-                checksums: list[str], family: str) -> dict[str, Any]:
-    """The Finished event's summary: what was trained, how fast, and what validation found (None when a
-    cancelled run skipped it)."""
-    base_loss, adapter_loss = losses
-    last = train_losses[-10:]
-    return {
-        "steps": step,
-        "total_steps": total,
-        "started_at_step": start,
-        "cancelled": cancelled,
-        "train_images": items,
-        "skipped_images": skipped,
-        "validation_images": len(vset.latents),
-        "validation_held_out": vset.held_out,
-        "validation_loss_base": base_loss,
-        "validation_loss_adapter": adapter_loss,
-        "validation_change": (adapter_loss - base_loss) / base_loss if base_loss else None,
-        "final_loss": train_losses[-1] if train_losses else None,
-        "mean_loss_last_10": sum(last) / len(last) if last else None,
-        "it_per_s": tracker.overall(),
-        "seconds": tracker.elapsed(),
-        "processes": len(checksums),
-        "rank_checksums": checksums,
-        "ranks_in_sync": len(set(checksums)) == 1,
-        "family": family,
-    }
-
-
-def nothing_saved(cfg: TrainConfig, kept_checkpoint: Path | None) -> Finished:
-    """A run stopped before its first (new) step: no file written; a resumed run's checkpoint is still there."""
-    return Finished(output="", cancelled=True, summary={
-        "steps": checkpoint_step(kept_checkpoint) if kept_checkpoint else 0, "total_steps": cfg.steps,
-        "cancelled": True, "saved": [], "checkpoint": str(kept_checkpoint or "")})
 
 
 def smoothed_loss(losses: list[float]) -> float | None:

@@ -39,6 +39,11 @@ def checkpoint_history(path: Path) -> list[float]:
         state = json.loads((Path(path) / "state.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return []
+    return loss_history_of(state)
+
+
+def loss_history_of(state: dict[str, Any]) -> list[float]:
+    """The ``loss_history`` of a checkpoint's ``state.json``, numbers only."""
     history = state.get("loss_history")
     return [float(x) for x in history if isinstance(x, (int, float))] if isinstance(history, list) else []
 
