@@ -26,8 +26,8 @@ from app.engine.train.run_state import latest_checkpoint, list_checkpoints  # no
 FORMAT_VERSION = 1
 # Settings that must match for a checkpoint to continue a run exactly (steps and sampling may change).
 RESUME_KEYS = ("base", "rank", "alpha", "lora_targets", "train_text_encoder", "learning_rate", "text_encoder_lr",
-               "batch_size", "gradient_accumulation", "optimizer", "resolution", "seed", "lr_schedule", "warmup_steps",
-               "weight_decay", "min_snr_gamma", "noise_offset", "caption_dropout", "prediction_type", "flip", "bucket_step")
+               "network", "lokr_factor", "batch_size", "gradient_accumulation", "optimizer", "resolution", "seed",
+               "lr_schedule", "warmup_steps", "weight_decay", "min_snr_gamma", "noise_offset", "caption_dropout", "prediction_type", "flip", "bucket_step")
 
 
 @dataclass

@@ -19,6 +19,7 @@ SCHEDULES = ("constant", "cosine", "linear")
 OPTIMIZERS = ("adamw", "adafactor")
 PRECISIONS = ("auto", "no", "fp16", "bf16")
 PREDICTIONS = ("auto", "epsilon", "v_prediction")
+NETWORKS = ("lora", "dora", "lokr")  # the same tuple as app.engine.train.lora.NETWORKS (this module stays torch-free)
 
 
 @dataclass
@@ -49,6 +50,17 @@ class TrainConfig:
     alpha: float = setting(
         0.0, "Scales the adapter's update by alpha / rank. 0 = same as rank (scale 1). Half the rank is a common "
         "choice that makes training gentler", minimum=0, maximum=1024, advanced=True,
+    )
+    network: str = setting(
+        "lora", "The kind of adapter: LoRA (standard, smallest); DoRA (LoRA plus a learned strength per output, "
+        "often closer to full fine-tuning at the same rank, about 1.5× slower per step); LoKr (a Kronecker "
+        "product: many more effective parameters in a small file). All three load in ComfyUI and diffusers; "
+        "AUTOMATIC1111 reads LoRA and LoKr", choices=NETWORKS, advanced=True,
+    )
+    lokr_factor: int = setting(
+        -1, "LoKr only: how each layer is split into the two Kronecker halves. -1 = as square as possible "
+        "(kohya/LyCORIS default); 4–16 give the small half that size and make the file larger",
+        minimum=-1, maximum=1024, advanced=True, label="LoKr factor",
     )
     seed: int = setting(42, "Random seed: the same seed and settings give the same adapter on a CPU. Change it "
                         "to try another run of the same settings", minimum=0, maximum=2**31 - 1, advanced=True)
@@ -183,6 +195,8 @@ class TrainConfig:
         if self.random_crop and self.cache_latents:
             raise UserError("Random crop needs latent caching off (a cached latent has one fixed crop).",
                             hint="Turn off cache_latents or random_crop.")
+        if self.lokr_factor == 0:
+            raise UserError("lokr_factor 0 is not a factor.", hint="Use -1 (as square as possible) or 1 and up.")
         if self.resolution % 8:
             raise UserError(f"Resolution must be a multiple of 8 (got {self.resolution}).")
         if self.resolved_out().suffix != ".safetensors":

@@ -140,13 +140,14 @@ class _Run:
         base.vae.to(self.device)
         for te in base.text_encoders:
             te.to(self.device)
+        kind = dict(network=cfg.network, lokr_factor=cfg.lokr_factor)
         self.unet_params = attach_lora(base.unet, rank=cfg.rank, alpha=cfg.resolved_alpha(),
-                                       targets=UNET_TARGETS[cfg.lora_targets], seed=cfg.seed)
+                                       targets=UNET_TARGETS[cfg.lora_targets], seed=cfg.seed, **kind)
         self.te_params = []
         if cfg.train_text_encoder:
             for i, te in enumerate(base.text_encoders):
                 self.te_params.append(attach_lora(te, rank=cfg.rank, alpha=cfg.resolved_alpha(),
-                                                  targets=TEXT_TARGETS, seed=cfg.seed + 1 + i))
+                                                  targets=TEXT_TARGETS, seed=cfg.seed + 1 + i, **kind))
         self._preflight()
         data, vset = self._prepare(items, val_items)
         self.data = data
