@@ -17,8 +17,9 @@ _FLAG_FIELDS = {
     "resolution": "resolution", "batch_size": "batch_size", "trigger": "trigger", "seed": "seed",
     "sample_every": "sample_every", "sample_prompt": "sample_prompts", "name": "name",
     "validation_images": "validation_images", "checkpoint_every": "checkpoint_every",
-    "sample_steps": "sample_steps",
+    "sample_steps": "sample_steps", "network": "network", "lokr_factor": "lokr_factor",
 }
+NETWORK_CHOICES = ("lora", "dora", "lokr")  # TrainConfig's NETWORKS, spelled here so --help imports no engine
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rank", type=int, metavar="R")
     p.add_argument("--alpha", type=float, metavar="A", help="LoRA alpha (scale alpha/rank; default = rank)")
     p.add_argument("--lr", type=float, metavar="LR", help="learning rate")
+    p.add_argument("--network", choices=NETWORK_CHOICES,
+                   help="adapter kind: lora (default), dora (LoRA + learned magnitude) or lokr (LyCORIS LoKr)")
+    p.add_argument("--lokr-factor", type=int, metavar="F", help="LoKr split factor (-1 = as square as possible)")
     p.add_argument("--resolution", type=int, metavar="PX")
     p.add_argument("--batch-size", type=int, metavar="B")
     p.add_argument("--trigger", metavar="WORD", help="trigger word prepended to every caption")

@@ -19,7 +19,7 @@ SCHEDULES = ("constant", "cosine", "linear")
 OPTIMIZERS = ("adamw", "adafactor")
 PRECISIONS = ("auto", "no", "fp16", "bf16")
 PREDICTIONS = ("auto", "epsilon", "v_prediction")
-NETWORKS = ("lora", "dora", "lokr")  # the same tuple as app.engine.train.lora.NETWORKS (this module stays torch-free)
+NETWORKS = ("lora", "dora", "lokr")  # adapter kinds (app.engine.train.lora builds them)
 
 
 @dataclass

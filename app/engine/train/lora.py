@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from app.engine.train.config import NETWORKS
+
 UNET_TARGETS = {
     "attention": ["to_q", "to_k", "to_v", "to_out.0"],
     "attention+ff": ["to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2"],
@@ -21,8 +23,6 @@ UNET_TARGETS = {
 }
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
-
-NETWORKS = ("lora", "dora", "lokr")
 
 
 def adapter_config(network: str, *, rank: int, alpha: float, targets: list[str], lokr_factor: int = -1):
