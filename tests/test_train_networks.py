@@ -152,7 +152,7 @@ def test_run_resumes_to_the_uninterrupted_weights_with_samples_and_validation(ca
     out = tmp_path / "b.safetensors"
     assert train(_config(style_data, tiny_sd15, out, **CASES[case]), on_event=on_event, cancel=cancel).steps == 2
     with pytest.raises(UserError, match="network changed"):
-        train(_config(style_data, tiny_sd15, out, resume=True, network="lora"))
+        train(_config(style_data, tiny_sd15, out, resume=True, **{**CASES[case], "network": "lora"}))
     resumed = train(_config(style_data, tiny_sd15, out, resume=True, sample_every=4, thumbnail=True, **CASES[case]))
     assert resumed.summary["started_at_step"] == 2 and resumed.steps == 4
     assert resumed.summary["validation_loss_adapter"] is not None
