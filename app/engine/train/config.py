@@ -52,10 +52,11 @@ class TrainConfig:
         "choice that makes training gentler", minimum=0, maximum=1024, advanced=True,
     )
     network: str = setting(
-        "lora", "The kind of adapter: LoRA (standard, smallest); DoRA (LoRA plus a learned strength per output, "
-        "often closer to full fine-tuning at the same rank, about 1.5× slower per step); LoKr (a Kronecker "
-        "product: many more effective parameters in a small file). All three load in ComfyUI and diffusers; "
-        "AUTOMATIC1111 reads LoRA and LoKr", choices=NETWORKS, advanced=True,
+        "lora", "The kind of adapter. LoRA: the standard, read by every tool. DoRA: LoRA plus a learned strength "
+        "per output channel, often closer to full fine-tuning at the same rank; slower steps. LoKr (LyCORIS): a "
+        "Kronecker product, much smaller files; may need a higher learning rate. DoRA and LoKr files use "
+        "LyCORIS' layout: ComfyUI and LyCORIS read both, AUTOMATIC1111 reads LoKr, plain diffusers neither",
+        choices=NETWORKS, advanced=True,
     )
     lokr_factor: int = setting(
         -1, "LoKr only: how each layer is split into the two Kronecker halves. -1 = as square as possible "

@@ -264,7 +264,8 @@ class _Run:
             te.train()
         plan = BatchPlan([s.bucket for s in data.samples], cfg.batch_size, cfg.seed)
         params = self.unet_params + [p for g in self.te_params for p in g]
-        self.log(f"Training {sum(p.numel() for p in params):,} LoRA parameters for {cfg.steps} steps "
+        kind = {"lora": "LoRA", "dora": "DoRA", "lokr": "LoKr"}[cfg.network]
+        self.log(f"Training {sum(p.numel() for p in params):,} {kind} parameters for {cfg.steps} steps "
                  f"({plan.batches_per_epoch} batches per epoch, {self.world} process(es), {self.device.type})")
         tracker = RateTracker()
         losses: list[float] = list(self.history)  # a resumed run keeps the curve it had
