@@ -162,6 +162,13 @@ def test_run_resumes_to_the_uninterrupted_weights_with_samples_and_validation(ca
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6)
+    from app.engine.train.checkpoint_export import export_checkpoint
+
+    exported = export_checkpoint(tmp_path / "b.checkpoints", 4, tmp_path / "step4.safetensors")
+    with safe_open(str(exported), "pt") as f:  # a kept checkpoint exports in the same layout and metadata
+        assert f.metadata()["ss_network_module"] == "lycoris.kohya"
+        assert json.loads(f.metadata()["ss_network_args"])["algo"] == {"dora": "lora", "lokr": "lokr"}[case]
+        assert set(f.keys()) == set(b.keys())
     at_2 = load_file(str(tmp_path / "b.checkpoints" / "step-000002" / "lora.safetensors"))
     at_4 = load_file(str(resumed.checkpoint / "lora.safetensors"))
     assert any((at_2[k] - at_4[k]).abs().max() > 1e-6 for k in at_4)  # the comparison above can fail
