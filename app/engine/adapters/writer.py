@@ -167,7 +167,8 @@ def save_adapter(
     Per module: ``<name>.lora_down.weight`` (= lora_A), ``<name>.lora_up.weight`` (= lora_B) and
     ``<name>.alpha`` = ``alpha``, so the effective scale alpha / (that module's rank) equals PEFT's.
     ``text_encoder_alpha`` (default: ``alpha``) is the text encoders' alpha when they were trained with
-    their own LoraConfig.
+    their own LoraConfig. PEFT DoRA (``lora_magnitude_vector``) and LoKr (``lokr_*``) state dicts are written
+    in LyCORIS' kohya layout instead (``peft_lycoris.py``), announced as ``ss_network_module = lycoris.kohya``.
     """
     family = normalise_family(family)
     sdxl = family == "sdxl"
