@@ -10,11 +10,11 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
+from test_train_data import make_style_set
 
 from app.engine.errors import UserError
 from app.engine.events import CancelToken, Progress
 from app.engine.train import TrainConfig, train
-from test_train_data import make_style_set
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +64,10 @@ def _inputs():
 
 
 CASES = {
-    "dora": dict(network="dora"),
+    "dora": {"network": "dora"},
     # factor 4 on the tiny UNet gives both LoKr shapes: 32-wide layers keep a full lokr_w2, wider ones a factorised
     # one; alpha 2 ≠ rank 4 checks the scale on both (folded into lokr_w1 where readers assume scale 1).
-    "lokr": dict(network="lokr", lokr_factor=4, alpha=2.0),
+    "lokr": {"network": "lokr", "lokr_factor": 4, "alpha": 2.0},
 }
 
 
@@ -142,7 +142,7 @@ def test_saved_file_gives_the_trained_unet_in_our_loader_and_lycoris(case, style
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES)
 def test_run_resumes_to_the_uninterrupted_weights_with_samples_and_validation(case, style_data, tiny_sd15, tmp_path):
-    reference = train(_config(style_data, tiny_sd15, tmp_path / "a.safetensors", **CASES[case]))
+    train(_config(style_data, tiny_sd15, tmp_path / "a.safetensors", **CASES[case]))  # the uninterrupted run
     cancel = CancelToken()
 
     def on_event(event):

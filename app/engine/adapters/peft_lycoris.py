@@ -39,7 +39,7 @@ def network_of(state_dict: dict[str, Any]) -> str:
     return "lora"
 
 
-def _grouped(state_dict: dict[str, "Tensor"], component: str, *, sdxl: bool) -> dict[str, dict[str, "Tensor"]]:
+def _grouped(state_dict: dict[str, Tensor], component: str, *, sdxl: bool) -> dict[str, dict[str, Tensor]]:
     modules: dict[str, dict[str, Any]] = {}
     for key, tensor in state_dict.items():
         m = _PART.match(key.removeprefix("base_model.model.").removeprefix(f"{component}."))
@@ -50,8 +50,8 @@ def _grouped(state_dict: dict[str, "Tensor"], component: str, *, sdxl: bool) -> 
     return modules
 
 
-def peft_to_lycoris(state_dict: dict[str, "Tensor"], component: str, *, sdxl: bool, rank: int,
-                    alpha: float) -> dict[str, "Tensor"]:
+def peft_to_lycoris(state_dict: dict[str, Tensor], component: str, *, sdxl: bool, rank: int,
+                    alpha: float) -> dict[str, Tensor]:
     """One component's PEFT DoRA or LoKr weights → {kohya tensor name: fp32 tensor}. ``rank``/``alpha`` are
     the LoraConfig/LoKrConfig ones (PEFT's scale is alpha / rank)."""
     import torch

@@ -140,7 +140,7 @@ class _Run:
         base.vae.to(self.device)
         for te in base.text_encoders:
             te.to(self.device)
-        kind = dict(network=cfg.network, lokr_factor=cfg.lokr_factor)
+        kind = {"network": cfg.network, "lokr_factor": cfg.lokr_factor}
         self.unet_params = attach_lora(base.unet, rank=cfg.rank, alpha=cfg.resolved_alpha(),
                                        targets=UNET_TARGETS[cfg.lora_targets], seed=cfg.seed, **kind)
         self.te_params = []
