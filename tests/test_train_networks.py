@@ -211,3 +211,29 @@ def test_lokr_scale_is_folded_only_where_readers_assume_scale_one():
     assert float(out["lora_unet_mid_block_attentions_0_proj_in.lokr_w1"][0, 0]) == 0.5  # PEFT's alpha/r, folded
     assert float(out["lora_unet_mid_block_attentions_0_proj_out.lokr_w1"][0, 0]) == 1.0  # readers scale by alpha/r
     assert float(out["lora_unet_mid_block_attentions_0_proj_out.alpha"]) == 2.0
+
+
+def test_dora_magnitudes_get_no_weight_decay_and_lora_groups_stay_as_they_were():
+    from app.engine.models.tiny import build_tiny_pipeline
+    from app.engine.train.lora import UNET_TARGETS, attach_lora, without_magnitude_decay
+    from app.engine.train.optimizers import make_optimizer
+
+    for network in ("lora", "dora"):
+        unet = build_tiny_pipeline("sd15", seed=0).unet
+        params = attach_lora(unet, rank=4, alpha=4.0, targets=UNET_TARGETS["attention"], seed=0, network=network)
+        groups = [{"params": params, "lr": 0.1}]
+        split = without_magnitude_decay(groups, [unet])
+        if network == "lora":
+            assert split is groups
+            continue
+        assert [len(g["params"]) for g in split] == [len(params) * 2 // 3, len(params) // 3]
+        before = {n: p.detach().clone() for n, p in unet.named_parameters() if p.requires_grad}
+        optimizer = make_optimizer("adamw", split, lr=0.1, weight_decay=1.0)
+        for p in params:
+            p.grad = torch.zeros_like(p)  # no gradient: the step is weight decay alone
+        optimizer.step()
+        for name, p in unet.named_parameters():
+            if "lora_magnitude_vector" in name:
+                assert torch.equal(p, before[name]), name  # still ‖W‖: the layer is not shrunk
+            elif "lora_A" in name:
+                torch.testing.assert_close(p, before[name] * 0.9)  # decay lr·wd = 0.1 still applies to the pair

@@ -35,7 +35,9 @@ from app.engine.train.checkpoints import clear_checkpoints, restore, save_checkp
 from app.engine.train.run_state import checkpoint_history, checkpoint_step, latest_checkpoint
 from app.engine.train.config import TrainConfig
 from app.engine.train.dataset import DatasetItem, hold_out, scan_dataset
-from app.engine.train.lora import TEXT_TARGETS, UNET_TARGETS, attach_lora, lora_state_dict, set_lora_enabled
+from app.engine.train.lora import (
+    TEXT_TARGETS, UNET_TARGETS, attach_lora, lora_state_dict, set_lora_enabled, without_magnitude_decay,
+)
 from app.engine.train.model import load_training_base
 from app.engine.train.preflight import (
     estimate_peak_bytes, is_out_of_memory, out_of_memory_error, preflight_warning,
@@ -242,6 +244,7 @@ class _Run:
         cfg, acc, base = self.cfg, self.acc, self.base
         groups = [{"params": self.unet_params, "lr": cfg.learning_rate}]
         groups += [{"params": p, "lr": cfg.text_encoder_lr} for p in self.te_params]
+        groups = without_magnitude_decay(groups, [base.unet, *(base.text_encoders if cfg.train_text_encoder else [])])
         optimizer = make_optimizer(cfg.optimizer, groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         schedule = {"constant": "constant_with_warmup", "cosine": "cosine", "linear": "linear"}[cfg.lr_schedule]
         lr_scheduler = get_scheduler(schedule, optimizer, num_warmup_steps=cfg.warmup_steps,

@@ -64,6 +64,24 @@ def attach_lora(module, *, rank: int, alpha: float, targets: list[str], seed: in
     return params
 
 
+def without_magnitude_decay(groups: list[dict], modules: list) -> list[dict]:
+    """Optimiser groups with DoRA's magnitudes moved into twins without weight decay.
+
+    A magnitude starts at the base layer's row norm ‖W‖, so decay toward 0 would shrink the layer instead of
+    pulling the adapter back toward "no change" as it does for the LoRA pair. Without DoRA the groups come
+    back as they were (LoRA and LoKr runs keep their optimiser layout)."""
+    magnitudes = {id(p) for m in modules for n, p in m.named_parameters() if "lora_magnitude_vector" in n}
+    if not magnitudes:
+        return groups
+    out = []
+    for group in groups:
+        out.append({**group, "params": [p for p in group["params"] if id(p) not in magnitudes]})
+        own = [p for p in group["params"] if id(p) in magnitudes]
+        if own:
+            out.append({**group, "params": own, "weight_decay": 0.0})
+    return out
+
+
 def lora_state_dict(module) -> dict[str, torch.Tensor]:
     """The adapter's weights with PEFT names (``…to_q.lora_A.weight``, ``…lora_magnitude_vector``, ``…lokr_w1``),
     fp32, on CPU, contiguous."""
