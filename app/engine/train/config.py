@@ -54,7 +54,7 @@ class TrainConfig:
     network: str = setting(
         "lora", "The kind of adapter. LoRA: the standard, read by every tool. DoRA: LoRA plus a learned strength "
         "per output channel, often closer to full fine-tuning at the same rank; slower steps. LoKr (LyCORIS): a "
-        "Kronecker product, much smaller files; may need a higher learning rate. DoRA and LoKr files use "
+        "Kronecker product, much smaller files; wants a higher learning rate (about 4×). DoRA and LoKr files use "
         "LyCORIS' layout: ComfyUI and LyCORIS read both, AUTOMATIC1111 reads LoKr, plain diffusers neither",
         choices=NETWORKS, advanced=True,
     )
