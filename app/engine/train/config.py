@@ -60,7 +60,8 @@ class TrainConfig:
     )
     lokr_factor: int = setting(
         -1, "LoKr only: how each layer is split into the two Kronecker halves. -1 = as square as possible "
-        "(kohya/LyCORIS default); 4–16 give the small half that size and make the file larger",
+        "(kohya/LyCORIS default); a number such as 4, 8 or 16 (as kohya recipes give) makes the small half that "
+        "size",
         minimum=-1, maximum=1024, advanced=True, label="LoKr factor",
     )
     seed: int = setting(42, "Random seed: the same seed and settings give the same adapter on a CPU. Change it "
