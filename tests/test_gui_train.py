@@ -83,6 +83,11 @@ def test_settings_form_follows_config_and_presets(qtbot, train_tab):
     assert "dataset_dir" not in form.editors and "base" not in form.editors
     assert form.advanced_button.isVisibleTo(train_tab) and not form.advanced_panel.isVisibleTo(train_tab)
     assert form.editors["noise_offset"].parent() is form.advanced_panel
+    network = form.editors["network"]  # DoRA / LoKr: a choice of the advanced section, LoRA by default
+    assert [network.itemData(i) for i in range(network.count())] == ["lora", "dora", "lokr"]
+    assert network.currentData() == "lora" and network.parent() is form.advanced_panel
+    network.setCurrentIndex(2)
+    assert vm.value("network") == "lokr"
     form.advanced_button.click()
     assert form.advanced_panel.isVisibleTo(train_tab)
     steps.setValue(123)

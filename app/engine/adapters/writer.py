@@ -18,12 +18,14 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import io
+import json
 import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.engine.adapters.keys import classify_key, kohya_name
+from app.engine.adapters.peft_lycoris import network_of, peft_to_lycoris
 from app.engine.adapters.sftfile import encode_header, serialize, write_atomic
 from app.engine.author import get_author
 from app.engine.errors import AdapterError
@@ -84,7 +86,7 @@ def peft_to_kohya(state_dict: dict[str, "Tensor"], component: str, *, sdxl: bool
         if role is None or role.layout != "peft" or role.part == "alpha":
             raise AdapterError(
                 f"Cannot save {component} weight {key!r}: expected PEFT LoRA keys (…lora_A.weight / …lora_B.weight).",
-                hint="DoRA, LoRA biases and embedding LoRA are not supported in saved adapters.",
+                hint="LoRA biases and embedding LoRA are not supported in saved adapters.",
             )
         path = key.removeprefix("base_model.model.").removeprefix(f"{component}.")
         path = re.sub(r"\.lora_[AB](?:\.[\w-]+)?\.weight$", "", path)
@@ -165,7 +167,8 @@ def save_adapter(
     Per module: ``<name>.lora_down.weight`` (= lora_A), ``<name>.lora_up.weight`` (= lora_B) and
     ``<name>.alpha`` = ``alpha``, so the effective scale alpha / (that module's rank) equals PEFT's.
     ``text_encoder_alpha`` (default: ``alpha``) is the text encoders' alpha when they were trained with
-    their own LoraConfig.
+    their own LoraConfig. PEFT DoRA (``lora_magnitude_vector``) and LoKr (``lokr_*``) state dicts are written
+    in LyCORIS' kohya layout instead (``peft_lycoris.py``), announced as ``ss_network_module = lycoris.kohya``.
     """
     family = normalise_family(family)
     sdxl = family == "sdxl"
@@ -174,18 +177,39 @@ def save_adapter(
     if rank <= 0 or alpha <= 0 or (text_encoder_alpha is not None and text_encoder_alpha <= 0):
         raise AdapterError(f"Rank and alpha must be positive (rank {rank}, alpha {alpha}).")
     te_alpha = alpha if text_encoder_alpha is None else text_encoder_alpha
-    modules: dict[str, tuple[Any, Any, float]] = {}
-    for component, sd in (("unet", unet), ("text_encoder", text_encoder), ("text_encoder_2", text_encoder_2)):
-        if sd:
+    parts = [(c, sd) for c, sd in (("unet", unet), ("text_encoder", text_encoder), ("text_encoder_2", text_encoder_2))
+             if sd]  # fmt: skip
+    network = next((n for n in (network_of(sd) for _c, sd in parts) if n != "lora"), "lora")
+    extra = dict(extra_metadata or {})
+    if network != "lora":  # DoRA / LoKr: LyCORIS' layout, announced as its kohya network module
+        tensors: dict[str, Any] = {}
+        for component, sd in parts:
             a = alpha if component == "unet" else te_alpha
-            modules.update({n: (d, u, a) for n, (d, u) in peft_to_kohya(sd, component, sdxl=sdxl).items()})
+            tensors.update(peft_to_lycoris(sd, component, sdxl=sdxl, rank=rank, alpha=a))
+        extra = {"ss_network_module": "lycoris.kohya", "ss_network_args": json.dumps(lycoris_args(network)), **extra}
+        meta = build_metadata(family=family, rank=rank, alpha=alpha, title=title, trigger_phrase=trigger_phrase,
+                              thumbnail=thumbnail, description=description, extra=extra)  # fmt: skip
+        return write_tensors(path, tensors, meta)
+    modules: dict[str, tuple[Any, Any, float]] = {}
+    for component, sd in parts:
+        a = alpha if component == "unet" else te_alpha
+        modules.update({n: (d, u, a) for n, (d, u) in peft_to_kohya(sd, component, sdxl=sdxl).items()})
     if not modules:
         raise AdapterError("Nothing to save: the adapter has no LoRA weights.")
     meta = build_metadata(
         family=family, rank=rank, alpha=alpha, title=title, trigger_phrase=trigger_phrase, thumbnail=thumbnail,
-        description=description, extra=dict(extra_metadata or {}),
+        description=description, extra=extra,
     )  # fmt: skip
     return write_kohya_modules(path, modules, meta)
+
+
+def lycoris_args(network: str, *, factor: int = -1) -> dict[str, str]:
+    """kohya's ``ss_network_args`` for a LyCORIS network (strings, as sd-scripts records command-line args)."""
+    if network == "dora":  # LyCORIS' LoRA/LoCon with weight decomposition on the output axis (PEFT's DoRA)
+        return {"algo": "lora", "dora_wd": "True", "wd_on_output": "True"}
+    if network == "lokr":
+        return {"algo": "lokr", "factor": str(factor)}
+    return {}
 
 
 def legacy_hash(tensors: dict[str, Any], meta: dict[str, str]) -> str:
@@ -211,6 +235,13 @@ def write_kohya_modules(path: str | os.PathLike[str], modules: dict[str, tuple[A
         tensors[f"{name}.lora_down.weight"] = down.detach().to("cpu", torch.float32).contiguous()
         tensors[f"{name}.lora_up.weight"] = up.detach().to("cpu", torch.float32).contiguous()
         tensors[f"{name}.alpha"] = torch.tensor(float(module_alpha), dtype=torch.float32)
+    return write_tensors(path, tensors, meta)
+
+
+def write_tensors(path: str | os.PathLike[str], tensors: dict[str, Any], meta: dict[str, str]) -> Path:
+    """Write fp32 CPU ``tensors`` with ``meta`` plus kohya's legacy hash and the tensor-data hash, atomically."""
+    if not tensors:
+        raise AdapterError("Nothing to save: the adapter has no weights.")
     meta = dict(meta)
     meta["sshs_legacy_hash"] = legacy_hash(tensors, meta)
     specs, data, digest = serialize(tensors)

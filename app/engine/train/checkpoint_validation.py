@@ -53,11 +53,13 @@ def validate_checkpoints(adapter: str | Path, *, on_event: EventCallback = ignor
     scheduler = DDPMScheduler.from_config(base.noise_scheduler.config, prediction_type=prediction)
     device = torch.device("cpu")
     vset = build_validation_set(base, val_items or items[:4], cfg, held_out=bool(val_items), device=device)
+    kind = {"network": cfg.network, "lokr_factor": cfg.lokr_factor}
     attach_lora(base.unet, rank=cfg.rank, alpha=cfg.resolved_alpha(), targets=UNET_TARGETS[cfg.lora_targets],
-                seed=cfg.seed)  # fmt: skip
+                seed=cfg.seed, **kind)  # fmt: skip
     if cfg.train_text_encoder:
         for i, te in enumerate(base.text_encoders):
-            attach_lora(te, rank=cfg.rank, alpha=cfg.resolved_alpha(), targets=TEXT_TARGETS, seed=cfg.seed + 1 + i)
+            attach_lora(te, rank=cfg.rank, alpha=cfg.resolved_alpha(), targets=TEXT_TARGETS, seed=cfg.seed + 1 + i,
+                        **kind)  # fmt: skip
     figures: dict[int, tuple[float, float]] = {}
     for done, folder in enumerate(kept, 1):
         if cancel.is_set():

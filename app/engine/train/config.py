@@ -19,6 +19,7 @@ SCHEDULES = ("constant", "cosine", "linear")
 OPTIMIZERS = ("adamw", "adafactor")
 PRECISIONS = ("auto", "no", "fp16", "bf16")
 PREDICTIONS = ("auto", "epsilon", "v_prediction")
+NETWORKS = ("lora", "dora", "lokr")  # adapter kinds (app.engine.train.lora builds them)
 
 
 @dataclass
@@ -51,6 +52,19 @@ class TrainConfig(Settings):
     alpha: float = setting(
         0.0, "Scales the adapter's update by alpha / rank. 0 = same as rank (scale 1). Half the rank is a common "
         "choice that makes training gentler", minimum=0, maximum=1024, advanced=True, same_on_resume=True,
+    )
+    network: str = setting(
+        "lora", "The kind of adapter. LoRA: the standard, read by every tool. DoRA: LoRA plus a learned strength "
+        "per output channel, often closer to full fine-tuning at the same rank; slower steps. LoKr (LyCORIS): a "
+        "Kronecker product, much smaller files; wants a higher learning rate (about 4×). DoRA and LoKr files use "
+        "LyCORIS' layout: ComfyUI and LyCORIS read both, AUTOMATIC1111 reads LoKr, plain diffusers neither",
+        choices=NETWORKS, advanced=True, same_on_resume=True,
+    )
+    lokr_factor: int = setting(
+        -1, "LoKr only: how each layer is split into the two Kronecker halves. -1 = as square as possible "
+        "(kohya/LyCORIS default); a number such as 4, 8 or 16 (as kohya recipes give) makes the small half that "
+        "size",
+        minimum=-1, maximum=1024, advanced=True, label="LoKr factor", same_on_resume=True,
     )
     seed: int = setting(42, "Random seed: the same seed and settings give the same adapter on a CPU. Change it "
                         "to try another run of the same settings", minimum=0, maximum=2**31 - 1, advanced=True, same_on_resume=True)
@@ -186,6 +200,8 @@ class TrainConfig(Settings):
         if self.random_crop and self.cache_latents:
             raise UserError("Random crop needs latent caching off (a cached latent has one fixed crop).",
                             hint="Turn off cache_latents or random_crop.")
+        if self.lokr_factor == 0:
+            raise UserError("lokr_factor 0 is not a factor.", hint="Use -1 (as square as possible) or 1 and up.")
         if self.resolution % 8:
             raise UserError(f"Resolution must be a multiple of 8 (got {self.resolution}).")
         if self.resolved_out().suffix != ".safetensors":

@@ -42,7 +42,7 @@ from app.engine.train.finish import (
     run_summary,
     write_run_adapter,
 )
-from app.engine.train.lora import lora_state_dict
+from app.engine.train.lora import lora_state_dict, without_magnitude_decay
 from app.engine.train.model import TrainingBase
 from app.engine.train.objective import denoising_loss, step_generator
 from app.engine.train.optimizers import make_optimizer
@@ -151,6 +151,7 @@ class _Run:
         cfg, acc, base = self.cfg, self.acc, setup.base
         groups = [{"params": setup.unet_params, "lr": cfg.learning_rate}]
         groups += [{"params": p, "lr": cfg.text_encoder_lr} for p in setup.te_params]
+        groups = without_magnitude_decay(groups, [base.unet, *(base.text_encoders if cfg.train_text_encoder else [])])
         optimizer = make_optimizer(cfg.optimizer, groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         schedule = {"constant": "constant_with_warmup", "cosine": "cosine", "linear": "linear"}[cfg.lr_schedule]
         lr_scheduler = get_scheduler(schedule, optimizer, num_warmup_steps=cfg.warmup_steps,
@@ -173,7 +174,8 @@ class _Run:
             te.train()
         plan = BatchPlan([s.bucket for s in setup.data.samples], cfg.batch_size, cfg.seed)
         params = setup.params
-        self.log(f"Training {sum(p.numel() for p in params):,} LoRA parameters for {cfg.steps} steps "
+        kind = {"lora": "LoRA", "dora": "DoRA", "lokr": "LoKr"}[cfg.network]
+        self.log(f"Training {sum(p.numel() for p in params):,} {kind} parameters for {cfg.steps} steps "
                  f"({plan.batches_per_epoch} batches per epoch, {self.world} process(es), {self.device.type})")
         tracker = RateTracker()
         losses = history  # a resumed run keeps the curve it had

@@ -1,12 +1,18 @@
-"""Attaching PEFT LoRA layers to the UNet (and optionally the text encoders), and reading them back.
+"""Attaching PEFT LoRA / DoRA / LoKr layers to the UNet (and optionally the text encoders), and reading them back.
 
-LoRA weights are always fp32, even when the frozen base runs in bf16/fp16: tiny low-rank updates
+Adapter weights are always fp32, even when the frozen base runs in bf16/fp16: tiny low-rank updates
 underflow in half precision.
+
+The three networks are PEFT's own layers: LoRA, LoRA with ``use_dora`` (a learned magnitude per output row),
+and LoKr (``LoKrConfig``: PEFT's port of LyCORIS' module, same factorisation and parameter names), so
+training, checkpoints and the on/off switch of samples and validation need no second code path.
 """
 
 from __future__ import annotations
 
 import torch
+
+from app.engine.train.config import NETWORKS
 
 UNET_TARGETS = {
     "attention": ["to_q", "to_k", "to_v", "to_out.0"],
@@ -18,16 +24,32 @@ UNET_TARGETS = {
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 
-def attach_lora(module, *, rank: int, alpha: float, targets: list[str], seed: int) -> list[torch.nn.Parameter]:
-    """Freeze ``module``, add a LoRA adapter named "default", return its (fp32) trainable parameters."""
-    from peft import LoraConfig
 
+def adapter_config(network: str, *, rank: int, alpha: float, targets: list[str], lokr_factor: int = -1):
+    """The PEFT config of one ``network``; "lora" is exactly the config every earlier run used."""
+    from peft import LoKrConfig, LoraConfig
+
+    if network == "lokr":
+        # init_weights=True starts lokr_w1 at zero (ΔW = 0, like LoRA's zero B); no Tucker core, as LyCORIS'
+        # default (use_tucker off), so conv halves stay plain matrices every reader knows.
+        return LoKrConfig(r=rank, alpha=alpha, target_modules=targets, decompose_factor=lokr_factor,
+                          init_weights=True, use_effective_conv2d=False)
+    if network not in ("lora", "dora"):
+        raise ValueError(f"unknown network {network!r}; choose one of {', '.join(NETWORKS)}")
+    extra = {"use_dora": True} if network == "dora" else {}
+    return LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=targets, **extra)
+
+
+def attach_lora(module, *, rank: int, alpha: float, targets: list[str], seed: int, network: str = "lora",
+                lokr_factor: int = -1) -> list[torch.nn.Parameter]:
+    """Freeze ``module``, add an adapter named "default" (LoRA, DoRA or LoKr), return its (fp32) trainable
+    parameters."""
     module.requires_grad_(False)
     # Same seed on every rank and every run: identical initial LoRA A matrices (resume and DDP rely on it).
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        config = LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=targets)
+        config = adapter_config(network, rank=rank, alpha=alpha, targets=targets, lokr_factor=lokr_factor)
         if hasattr(module, "add_adapter") and hasattr(module, "set_adapters"):
             module.add_adapter(config)  # diffusers models (UNet)
         else:
@@ -42,8 +64,27 @@ def attach_lora(module, *, rank: int, alpha: float, targets: list[str], seed: in
     return params
 
 
+def without_magnitude_decay(groups: list[dict], modules: list) -> list[dict]:
+    """Optimiser groups with DoRA's magnitudes moved into twins without weight decay.
+
+    A magnitude starts at the base layer's row norm ‖W‖, so decay toward 0 would shrink the layer instead of
+    pulling the adapter back toward "no change" as it does for the LoRA pair. Without DoRA the groups come
+    back as they were (LoRA and LoKr runs keep their optimiser layout)."""
+    magnitudes = {id(p) for m in modules for n, p in m.named_parameters() if "lora_magnitude_vector" in n}
+    if not magnitudes:
+        return groups
+    out = []
+    for group in groups:
+        out.append({**group, "params": [p for p in group["params"] if id(p) not in magnitudes]})
+        own = [p for p in group["params"] if id(p) in magnitudes]
+        if own:
+            out.append({**group, "params": own, "weight_decay": 0.0})
+    return out
+
+
 def lora_state_dict(module) -> dict[str, torch.Tensor]:
-    """The adapter's weights with PEFT names (``…to_q.lora_A.weight``), fp32, on CPU, contiguous."""
+    """The adapter's weights with PEFT names (``…to_q.lora_A.weight``, ``…lora_magnitude_vector``, ``…lokr_w1``),
+    fp32, on CPU, contiguous."""
     from peft.utils import get_peft_model_state_dict
 
     return {k: v.detach().float().cpu().contiguous() for k, v in get_peft_model_state_dict(module).items()}

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.engine.adapters.writer import num_text
+from app.engine.adapters.writer import lycoris_args, num_text
 from app.engine.events import TrainSummary
 from app.engine.train.config import TrainConfig
 
@@ -28,6 +28,7 @@ def adapter_metadata(cfg: TrainConfig, *, step: int, train_images: int, out: Pat
     """
     return {
         **(kohya_run_fields(cfg, run) if run is not None else {}),
+        **(network_fields(cfg) if cfg.network != "lora" else {}),  # a checkpoint export (no run) must say it too
         "ss_resolution": f"({cfg.resolution}, {cfg.resolution})",
         "ss_steps": str(step),
         "ss_learning_rate": str(cfg.learning_rate),
@@ -62,7 +63,6 @@ def kohya_run_fields(cfg: TrainConfig, run: RunFacts) -> dict[str, str]:
     size), in kohya's own encodings: Unix times, JSON for buckets and folders, strings for numbers."""
     counts = collections.Counter(run.buckets)
     buckets = {str(i): {"resolution": [w, h], "count": n} for i, ((w, h), n) in enumerate(sorted(counts.items()))}
-    conv = cfg.lora_targets.endswith("conv")
     return {
         "ss_session_id": str(run.session_id),
         "ss_training_started_at": repr(float(run.started_at)),
@@ -73,8 +73,7 @@ def kohya_run_fields(cfg: TrainConfig, run: RunFacts) -> dict[str, str]:
         "ss_bucket_info": json.dumps({"buckets": buckets, "mean_img_ar_error": 0.0}),
         "ss_dataset_dirs": json.dumps({name: {"n_repeats": 1, "img_count": n}
                                        for name, n in sorted(run.images_per_folder.items())}, ensure_ascii=False),
-        "ss_network_args": json.dumps({"conv_dim": str(cfg.rank), "conv_alpha": num_text(cfg.resolved_alpha())}
-                                      if conv else {}),
+        **network_fields(cfg),
         "ss_batch_size_per_device": str(cfg.batch_size),
         "ss_gradient_accumulation_steps": str(cfg.gradient_accumulation),
         "ss_max_train_steps": str(cfg.steps),
@@ -84,6 +83,17 @@ def kohya_run_fields(cfg: TrainConfig, run: RunFacts) -> dict[str, str]:
         "ss_network_dropout": "None",
         "ss_training_comment": cfg.description,
     }
+
+
+def network_fields(cfg: TrainConfig) -> dict[str, str]:
+    """kohya's ``ss_network_module`` / ``ss_network_args``: LoRA is sd-scripts' ``networks.lora`` (the module
+    name the writer sets), DoRA and LoKr are LyCORIS' ``lycoris.kohya`` with its ``algo`` and options."""
+    conv = cfg.lora_targets.endswith("conv")
+    args = {"conv_dim": str(cfg.rank), "conv_alpha": num_text(cfg.resolved_alpha())} if conv else {}
+    if cfg.network == "lora":
+        return {"ss_network_args": json.dumps(args)}
+    return {"ss_network_module": "lycoris.kohya",
+            "ss_network_args": json.dumps({**args, **lycoris_args(cfg.network, factor=cfg.lokr_factor)})}
 
 
 def images_per_folder(paths: list[Path], root: Path) -> dict[str, int]:

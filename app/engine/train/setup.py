@@ -72,13 +72,14 @@ def set_up(cfg: TrainConfig, acc, *, dtype: torch.dtype, emit: EventCallback, ca
     base.vae.to(device)
     for te in base.text_encoders:
         te.to(device)
+    kind = {"network": cfg.network, "lokr_factor": cfg.lokr_factor}
     unet_params = attach_lora(base.unet, rank=cfg.rank, alpha=cfg.resolved_alpha(),
-                              targets=UNET_TARGETS[cfg.lora_targets], seed=cfg.seed)
+                              targets=UNET_TARGETS[cfg.lora_targets], seed=cfg.seed, **kind)
     te_params = []
     if cfg.train_text_encoder:
         for i, te in enumerate(base.text_encoders):
             te_params.append(attach_lora(te, rank=cfg.rank, alpha=cfg.resolved_alpha(),
-                                         targets=TEXT_TARGETS, seed=cfg.seed + 1 + i))
+                                         targets=TEXT_TARGETS, seed=cfg.seed + 1 + i, **kind))
     if device.type == "cuda":
         _log_memory_estimate(cfg, base, unet_params + [p for g in te_params for p in g], dtype, device, log)
     started = time.monotonic()
