@@ -49,6 +49,9 @@ class GenerateViewModel(QObject):
         self.base_path = ""
         self.last_results: list[Any] = []
         self._run_params: GenerateConfig | None = None
+        # A batch restyle's images each came from another input picture, which ``_run_params`` does not name:
+        # their settings are read back from their PNGs (input found by hash), never taken from memory.
+        self._run_is_batch = False
         self._cancelled = False
         self._started_at = 0.0
         self.thread: WorkerThread | None = None  # started on the first base-model load
@@ -202,7 +205,7 @@ class GenerateViewModel(QObject):
         self.historyChanged.emit()
         self.save_session()
         run = dataclasses.replace(self.params, stack=self.shelf.stack_entries())
-        self._run_params = run
+        self._run_params, self._run_is_batch = run, False
         self._cancelled = False
         self._started_at = time.monotonic()
         self._set_state(GENERATING)
@@ -224,7 +227,7 @@ class GenerateViewModel(QObject):
             if ev.path:
                 self.previewReady.emit(ev.path)
         elif isinstance(ev, ImageReady):
-            params = dataclasses.replace(self._run_params or self.params, seed=ev.seed)
+            params = None if self._run_is_batch else dataclasses.replace(self._run_params or self.params, seed=ev.seed)
             self.gallery.add(GalleryImage(ev.path, ev.seed, params))
             self.imageReady.emit(ev.path)
         elif isinstance(ev, Finished):
