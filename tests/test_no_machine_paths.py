@@ -121,8 +121,11 @@ def test_grid_png_and_its_cells(machine, generator):
 
     home = machine[1]
     generate = _config(machine, init_image=str(home / "pictures" / "sketch.png"), strength=0.5)
-    result = run_grid(GridConfig(x="seed=1,2", out=str(home / "grids" / "cmp.png"), generate=generate),
-                      generator=generator)  # fmt: skip
+    _root, _home, _base, ink, wash = machine
+    # Styles typed as paths on the axes, as on the command line: the grid names them by file name.
+    grid = GridConfig(x=f"strength:{ink}=0,1", y=f"style={wash},none", out=str(home / "grids" / "cmp.png"),
+                      generate=generate)
+    result = run_grid(grid, generator=generator, find_style=lambda name: str(Path(name).resolve()))
     for path in [result.grid, *result.cells.values()]:
         assert_no_machine_path(path, machine[0])
 

@@ -149,9 +149,11 @@ def grid_metadata(
     config: GridConfig, plan: GridPlan, cells: dict[int, Path], layout: GridLayout, first: dict[str, str], out: Path
 ) -> tuple[str, dict[str, Any]]:
     """A1111 text (first cell + X/Y/Z fields) and our record (first cell's record + the whole comparison)."""
+    names = _typed_paths(plan)
     fields = []
     for letter, axis in plan.axes.items():
-        fields.append(f"{letter} Type: {_quote(axis.type_label)}, {letter} Values: {json.dumps(axis.raw)}")
+        fields.append(f"{letter} Type: {_quote(_scrub(axis.type_label, names))}, "
+                      f"{letter} Values: {json.dumps(_scrub(axis.raw, names))}")
     parameters = first.get(A1111_CHUNK, "").rstrip() + ", " + ", ".join(fields)
     try:
         record = json.loads(first.get(OUR_CHUNK, "{}"))
@@ -163,8 +165,10 @@ def grid_metadata(
         settings["seed"] = plan.cells[0].config.seed  # the one random seed every cell used: a rerun is the same
     record["grid"] = {
         "format": GRID_FORMAT,
-        "axes": {k: {"spec": a.spec, "type": a.type_label, "labels": plan.labels[k]} for k, a in plan.axes.items()},
-        "x": config.x, "y": config.y, "z": config.z, "min_cell": config.min_cell,
+        "axes": {k: {"spec": _scrub(a.spec, names), "type": _scrub(a.type_label, names),
+                     "labels": [_scrub(t, names) for t in plan.labels[k]]} for k, a in plan.axes.items()},
+        "x": _scrub(config.x, names), "y": _scrub(config.y, names), "z": _scrub(config.z, names),
+        "min_cell": config.min_cell,
         "generate": settings,
         "shape": list(plan.shape),
         "cells": [
@@ -177,6 +181,25 @@ def grid_metadata(
 
 
 _PER_RUN = ("out_dir", "file_stem", "batch_count", "preview_every")  # where and how this run wrote, not what
+
+
+def _typed_paths(plan: GridPlan) -> dict[str, str]:
+    """Styles typed on an axis as file paths (``strength:/home/ana/ink.safetensors=0,1``) → their file stem: the
+    name a shared grid may carry, and the one the shelf finds the style by when the grid is run again."""
+    names = {}
+    for axis in plan.axes.values():
+        texts = [axis.target, *(v for v in axis.values if isinstance(v, str) and axis.kind in ("style", "checkpoint"))]
+        for text in texts:
+            if text and any(sep and sep in text for sep in ("/", "\\", os.sep, os.altsep)):
+                name = re.split(r"[\\/]", text.rstrip("\\/"))[-1]
+                names[text] = name[: -len(".safetensors")] if name.lower().endswith(".safetensors") else name
+    return names
+
+
+def _scrub(text: str, names: dict[str, str]) -> str:
+    for path in sorted(names, key=len, reverse=True):  # a longer path first: never half-replaced by a shorter one
+        text = text.replace(path, names[path])
+    return text
 
 
 def _quote(text: str) -> str:
