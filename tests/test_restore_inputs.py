@@ -42,7 +42,8 @@ def test_inputs_are_found_again_in_the_folder_they_were_used_from_even_renamed(g
     init, mask = _pictures(tmp_path / "sketches")
     png = _made(generator, init, mask, tmp_path / "gallery")
     record = json.loads(read_png_text(png)[OUR_CHUNK])
-    assert record["inputs"]["init_image"] == {"name": "sketch.png", "sha256": file_sha256(init)}
+    assert record["inputs"]["init_image"] == {"name": "sketch.png", "sha256": file_sha256(init),
+                                              "bytes": init.stat().st_size}
     assert record["config"]["init_image"] == "sketch.png" and record["config"]["mask_image"] == "mask.png"
     restored, missing = facade.read_png_restore(str(png))
     assert (restored.init_image, restored.mask_image, missing) == (str(init), str(mask), [])

@@ -47,11 +47,20 @@ def image_input_record(config: Any, source: Any) -> dict[str, Any]:
         return {}
     inputs: dict[str, Any] = {
         "mode": config.mode,
-        "init_image": {"name": Path(config.init_image).name, "sha256": source.init_sha256},
+        "init_image": _picture_entry(config.init_image, source.init_sha256),
     }
     if config.mask_image:
-        inputs["mask"] = {"name": Path(config.mask_image).name, "sha256": source.mask_sha256}
+        inputs["mask"] = _picture_entry(config.mask_image, source.mask_sha256)
     return {"inputs": inputs}
+
+
+def _picture_entry(path: str, sha256: str) -> dict[str, Any]:
+    # The size lets a restore hash only the same-sized files of a folder when the name no longer matches.
+    try:
+        size: int | None = Path(path).stat().st_size
+    except OSError:
+        size = None
+    return {"name": Path(path).name, "sha256": sha256, **({"bytes": size} if size is not None else {})}
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -80,11 +89,7 @@ def restore_from_record(record: dict[str, Any], settings: dict[str, Any], png_fo
 
 def find_input(item: dict[str, Any], config_value: str, png_folder: Path | None) -> tuple[Path | None, str]:
     """(the picture a record's input entry names, None; or None, why not) — searched by SHA-256."""
-    from app.engine.generate.recent_inputs import (
-        find_picture,
-        picture_sha256,
-        search_folders,
-    )
+    from app.engine.generate.recent_inputs import find_picture, picture_sha256, search_folders
 
     sha256 = str(item.get("sha256") or "")
     old_path = str(item.get("path") or "")  # written by older versions only
@@ -96,13 +101,13 @@ def find_input(item: dict[str, Any], config_value: str, png_folder: Path | None)
                 return recorded, ""
         except OSError:
             pass
-    found, changed = find_picture(name, sha256, search_folders(png_folder))
+    size = item.get("bytes") if isinstance(item.get("bytes"), int) else None
+    found, changed = find_picture(name, sha256, search_folders(png_folder), size=size)
     if found is not None:
         return found, ""
     which = f"{name} (sha256 {sha256[:12]}…)" if sha256 else name
     if changed is not None or (recorded is not None and recorded.is_file()):
-        return None, (f"{which} has changed since this picture was made (the {name} found differs); "
-                      "drop the original on the preview.")  # fmt: skip
+        return None, f"{which} has changed since this picture was made; drop the original on the preview."
     return None, f"{which} not found — drop it on the preview."
 
 

@@ -75,10 +75,13 @@ def search_folders(png_folder: Path | None) -> list[Path]:
     return out
 
 
-def find_picture(name: str, sha256: str, folders: list[Path]) -> tuple[Path | None, Path | None]:
+def find_picture(
+    name: str, sha256: str, folders: list[Path], *, size: int | None = None
+) -> tuple[Path | None, Path | None]:
     """(the file with this content, else None; a same-named file with other content, else None).
 
-    The same name is tried first in every folder (one hash each), then every picture of each folder."""
+    The same name is tried first in every folder (one hash each), then the pictures of each folder (only those
+    of ``size`` bytes when it is known, so a gallery of thousands costs a directory listing, not hashing)."""
     changed = None
     for folder in folders:
         candidate = folder / name if name else None
@@ -93,10 +96,19 @@ def find_picture(name: str, sha256: str, folders: list[Path]) -> tuple[Path | No
             pictures = sorted(p for p in folder.iterdir() if p.suffix.lower() in PICTURE_SUFFIXES and p.name != name)
         except OSError:
             continue
+        if size is not None:
+            pictures = [p for p in pictures if _size(p) == size]
         for picture in pictures[:MAX_SCANNED]:
             if _same(picture, sha256):
                 return picture, None
     return None, changed
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
 
 
 def _same(path: Path, sha256: str) -> bool:
