@@ -71,8 +71,8 @@ def test_a_missing_or_changed_input_is_named_and_the_mode_still_comes_back(inpai
     try:
         restored, missing = facade.read_png_restore(str(image.path))
         assert restored.mode == "inpaint" and restored.strength == 0.55
-        assert missing == [f"Input image my sketch.png (sha256 {file_sha256(moved)[:12]}…) not found — drop it on the "
-                           "preview."]
+        expected = f"Input image my sketch.png (sha256 {file_sha256(moved)[:12]}…) not found — drop it on the preview."
+        assert missing == [expected]
         Image.new("RGB", (64, 64), (1, 2, 3)).save(init)  # another picture under the same name
         _restored, missing = facade.read_png_restore(str(image.path))
         assert "has changed" in missing[0]

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
-
 from helpers.tiny_lora import write_tiny_lora
+from PIL import Image, ImageDraw
 
 MARKER = "secret-home-XYZ"
 
@@ -32,7 +31,7 @@ def shared_text(path: Path) -> str:
             length = int.from_bytes(raw[pos:pos + 4], "big")
             kind, body = raw[pos + 4:pos + 8], raw[pos + 8:pos + 8 + length]
             if kind in (b"zTXt", b"iTXt"):
-                key, _, rest = body.partition(b"\0")
+                _key, _, rest = body.partition(b"\0")
                 if kind == b"zTXt":
                     parts.append(zlib.decompress(rest[1:]).decode("latin-1"))
                 else:  # compression flag, method, language\0, translated keyword\0, text
@@ -86,7 +85,8 @@ def _config(machine, **kw):
 
     _root, home, _base, ink, wash = machine
     stack = [StackEntry(str(ink), weight=0.8), StackEntry(str(wash), enabled=False)]
-    values = dict(prompt="a lighthouse", steps=2, seed=3, preview_every=0, stack=stack, out_dir=str(home / "out"))
+    values = {"prompt": "a lighthouse", "steps": 2, "seed": 3, "preview_every": 0, "stack": stack,
+              "out_dir": str(home / "out")}
     return GenerateConfig(**{**values, **kw})
 
 
@@ -154,9 +154,10 @@ def test_bake_edit_sidecar_and_stack_file(machine):
 
 
 def test_trained_adapter_samples_and_exported_checkpoints(machine):
+    from test_train_data import make_style_set
+
     from app.engine.train import TrainConfig, train
     from app.engine.train.checkpoint_export import export_all
-    from test_train_data import make_style_set
 
     root, home, base, _ink, _wash = machine
     data = make_style_set(home / "datasets" / "stripes", 4, seed=1)

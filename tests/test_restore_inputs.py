@@ -77,8 +77,9 @@ def record_hash(png):
 
 
 def test_an_old_png_with_absolute_paths_still_restores_its_inputs_and_stack(tmp_path):
-    from app.engine.generate import read_png_parameters
     from helpers.tiny_lora import write_tiny_lora
+
+    from app.engine.generate import read_png_parameters
 
     init, mask = _pictures(tmp_path / "old place")
     style = write_tiny_lora(tmp_path / "styles" / "ink.safetensors", seed=3)

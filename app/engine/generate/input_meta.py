@@ -89,7 +89,11 @@ def restore_from_record(record: dict[str, Any], settings: dict[str, Any], png_fo
 
 def find_input(item: dict[str, Any], config_value: str, png_folder: Path | None) -> tuple[Path | None, str]:
     """(the picture a record's input entry names, None; or None, why not) — searched by SHA-256."""
-    from app.engine.generate.recent_inputs import find_picture, picture_sha256, search_folders
+    from app.engine.generate.recent_inputs import (
+        find_picture,
+        picture_sha256,
+        search_folders,
+    )
 
     sha256 = str(item.get("sha256") or "")
     old_path = str(item.get("path") or "")  # written by older versions only

@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from app.engine.atomic import atomic_write_text
 from app.engine.paths import user_data_dir
