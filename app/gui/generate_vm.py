@@ -150,7 +150,9 @@ class GenerateViewModel(QObject):
         self.paramsChanged.emit()
         missing = self.shelf.apply_stack(stack)
         if missing:
-            self.errorRaised.emit(f"Not on the shelf, so left out: {', '.join(missing)}", "")
+            hashes = {e.name or Path(e.path).name: e.sha256 for e in stack}  # the hash tells which version to find
+            shown = [f"{name} (sha256 {hashes[name][:12]}…)" if hashes.get(name) else name for name in missing]
+            self.errorRaised.emit(f"Not on the shelf, so left out: {', '.join(shown)}", "")
         return missing
 
     def load_previous_images(self, limit: int = 200) -> int:
