@@ -59,6 +59,7 @@ def _ours(path, name="x"):
 CASES = {
     "loha-linear": dict(algo="loha", preset="attn-mlp"),
     "loha-conv-tucker": dict(algo="loha", preset="unet-convblock-only", use_tucker="True"),
+    "loha-conv": dict(algo="loha", preset="unet-convblock-only"),  # flat down factor [r, in·3·3]
     "lokr-linear-factor4": dict(algo="lokr", preset="attn-mlp", factor="4"),
     "lokr-conv-tucker-full-matrix": dict(algo="lokr", preset="unet-convblock-only", factor="4", use_tucker="True"),
     "lokr-decompose-both": dict(algo="lokr", preset="attn-mlp", factor="8", decompose_both="True"),
@@ -154,6 +155,54 @@ def test_loha_and_dora_on_the_shelf_weight_toggle_and_bake(tmp_path, tiny_sd15):
     np.testing.assert_allclose(render([StackEntry(path=str(baked), weight=1.0)]), full, atol=2e-5)
     with pytest.raises(AdapterError, match="DoRA adapter, whose effect depends on the base"):
         bake([StackEntry(path=str(dora), weight=1.0)], tmp_path / "no.safetensors")
+
+
+def test_non_tucker_conv_loha_bakes_to_kohya_locon_layout_equal_to_its_re_ranked_delta(tmp_path):
+    """A bake merges the LoHa's full delta and re-ranks it by SVD: on a 3×3 conv the file must hold kohya's LoCon
+    layout (lora_down [r, in, 3, 3], lora_up [out, r, 1, 1]) and the best rank-r delta, read alike by our loader
+    and by LyCORIS' own code."""
+    from safetensors.torch import load_file
+
+    from app.engine.models.tiny import build_tiny_pipeline
+    from app.engine.shelf.bake import bake
+    from app.engine.shelf.stack import StackEntry
+
+    path, merged = _lycoris_file(tmp_path / "loha-conv.safetensors", algo="loha", preset="unet-convblock-only")
+    raw = load_file(str(path))
+    assert raw["lora_unet_down_blocks_0_resnets_0_conv1.hada_w1_b"].dim() == 2  # the flat factor under test
+    _report, _ours_loha, bases = _ours(path)
+    rank = 3
+    baked = bake([StackEntry(path=str(path), weight=1.0)], tmp_path / "baked.safetensors", rank=rank)
+    sd = load_file(str(baked))
+    convs = [k for k, base in bases.items() if base.dim() == 4 and base.shape[-1] == 3]
+    assert len(convs) >= 8
+    report, ours, _ = _ours(baked, "baked")
+    assert report.ok and set(ours) == set(merged)
+
+    # LyCORIS' own loader on the baked file (kohya LoCon keys → its LoConModule), merged weights per layer.
+    pipe = build_tiny_pipeline("sd15", seed=0)
+    net, _sd = lycoris_kohya.create_network_from_weights(1.0, str(baked), None, pipe.text_encoder, pipe.unet,
+                                                          weights_sd=sd)
+    names = {id(m): ("unet", n) for n, m in pipe.unet.named_modules()}
+    theirs = {}
+    with torch.no_grad():
+        for m in net.unet_loras:
+            org = m.org_module[0]
+            theirs[names[id(org)]] = m.get_merged_weight(multiplier=1, shape=org.weight.shape)[0].float()
+    assert set(theirs) == set(merged)
+
+    for comp, layer in convs:
+        key = "lora_unet_" + layer.replace(".", "_")
+        down, up = sd[f"{key}.lora_down.weight"], sd[f"{key}.lora_up.weight"]
+        out, fin = bases[(comp, layer)].shape[:2]
+        assert tuple(down.shape) == (rank, fin, 3, 3) and tuple(up.shape) == (out, rank, 1, 1), key
+        delta = (merged[(comp, layer)] - bases[(comp, layer)]).reshape(out, -1).double()
+        u, s, vh = torch.linalg.svd(delta, full_matrices=False)
+        best = ((u[:, :rank] * s[:rank]) @ vh[:rank]).reshape(out, fin, 3, 3).float()  # Eckart–Young
+        scale = float(best.abs().max())
+        for got in (ours[(comp, layer)], theirs[(comp, layer)]):
+            assert float(((got - bases[(comp, layer)]) - best).abs().max()) < 1e-4 * scale, key
+    assert float((ours[convs[0]] - theirs[convs[0]]).abs().max()) < 1e-5
 
 
 @pytest.mark.parametrize("algo", ["loha", "lokr"])

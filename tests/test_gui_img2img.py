@@ -137,11 +137,18 @@ def test_drop_paint_generate_go_back_and_restore_from_png(qtbot, window, circle)
     restored = model.mask.convertToFormat(QImage.Format.Format_Grayscale8)
     assert restored.pixelColor(32, 32).red() == 255 and restored.pixelColor(2, 2).red() == 0
 
+    # Renamed in its folder: found again by its content (the PNG names it by file name and hash only).
+    renamed = circle.with_name("renamed.png")
+    shutil.move(circle, renamed)
+    drop_on(tab, [out])
+    assert vm.params.init_image == str(renamed) and model.missing == ""
+
     # The input gone: the mode still comes back, and the user is told which picture to bring back.
-    shutil.move(circle, circle.with_name("moved.png"))
+    (circle.parent / "elsewhere").mkdir()
+    shutil.move(renamed, circle.parent / "elsewhere" / "moved.png")
     with qtbot.waitSignal(vm.errorRaised, timeout=10_000) as err:
         drop_on(tab, [out])
-    assert "my circle.png is missing" in err.args[0]
+    assert "Input image my circle.png (sha256 " in err.args[0] and "not found — drop it on the preview" in err.args[0]
     assert vm.params.mode == "inpaint" and model.missing == "my circle.png"
 
 
@@ -168,6 +175,54 @@ def test_batch_restyle_of_a_folder_fills_the_gallery_and_cancel_stops_it(qtbot, 
     assert done.args[0] is True
     made = list((tmp_path / "cancelled").glob("*.png"))
     assert 1 <= len(made) < 4 and not list((tmp_path / "cancelled").glob(".*.tmp"))
+
+
+def test_use_these_settings_on_a_batch_result_restores_image_to_image_with_its_own_input(qtbot, window, tmp_path,
+                                                                                       monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i, colour in enumerate(("red", "yellow", "green")):
+        render(Scene("square", colour, "blue")).save(frames / f"frame-{i}.png")
+    tab, vm = window.generate_tab, window.generate_vm
+    panel = tab.input_panel
+    tab.steps.setValue(4)
+
+    # Settings as a person makes them: a picture dropped on the preview shows the image-to-image form ...
+    drop_on(tab.preview, [frames / "frame-0.png"])
+    qtbot.waitUntil(lambda: panel.back_button.isVisible() and panel.back_button.width() > 10)  # laid out
+    panel.strength.setFocus()
+    QTest.keyClick(panel.strength, Qt.Key.Key_Home)
+    for _ in range(4):
+        QTest.keyClick(panel.strength, Qt.Key.Key_PageUp)
+    panel.resize_mode.setFocus()
+    QTest.keyClick(panel.resize_mode, Qt.Key.Key_Down)  # "Crop and resize" -> "Just resize"
+    vm.inputs.set_setting("mask_blur", 9)  # what the inpainting form's spin box does
+    assert (vm.params.strength, vm.params.resize_mode) == (pytest.approx(0.4), "Just resize")
+    assert QApplication.activePopupWidget() is None
+    QTest.mouseClick(panel.back_button, Qt.MouseButton.LeftButton)
+    assert vm.params.mode == "txt2img" and panel.text_row.isVisible()
+
+    # ... then "Batch restyle…" with its two folder dialogs answered.
+    answers = iter([str(frames), str(tmp_path / "out")])
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: next(answers))
+    qtbot.waitUntil(lambda: panel.batch_button.isVisible() and panel.batch_button.width() > 10)
+    with qtbot.waitSignal(vm.finished, timeout=120_000) as done:
+        QTest.mouseClick(panel.batch_button, Qt.MouseButton.LeftButton)
+    assert done.args[0] is False and vm.gallery.rowCount() == 3
+    assert vm.params.mode == "txt2img"
+
+    # "Use these settings" on the result made from frame-1: image to image on frame-1, with the batch's settings.
+    row = next(r for r in range(3) if Path(vm.gallery.image(r).path).name == "frame-1.png")
+    tab._gallery_menu(tab.gallery.visualRect(vm.gallery.index(row)).center())
+    menu = QApplication.activePopupWidget()
+    next(a for a in menu.actions() if a.text() == "Use these settings").trigger()
+    menu.close()
+    assert vm.params.mode == "img2img" and vm.params.init_image == str(frames / "frame-1.png")
+    assert (vm.params.strength, vm.params.resize_mode, vm.params.mask_blur) == (pytest.approx(0.4), "Just resize", 9)
+    assert panel.isVisible() and panel.strength.value() == 40 and panel.resize_mode.currentText() == "Just resize"
+    assert "restyling frame-1.png" in panel.title.text() and not vm.inputs.picture.isNull()
 
 
 def test_paste_a_picture_with_ctrl_v_switches_to_image_to_image(qtbot, window):

@@ -165,6 +165,18 @@ def test_signal_emits_do_not_drain_true():
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-500:]
 
 
+def test_restoring_a_stack_names_each_missing_style_with_its_hash(qtbot, shelf):
+    from app.engine.facade import GenerateConfig, StackEntry
+    from app.gui.generate_vm import GenerateViewModel
+
+    vm_shelf, _panel = shelf
+    vm = GenerateViewModel(vm_shelf.model)
+    stack = [StackEntry(path="", name="Ink", weight=0.5), StackEntry(path="", name="Gone", sha256="ab" * 32)]
+    with qtbot.waitSignal(vm.errorRaised, timeout=2_000) as err:
+        vm.apply(GenerateConfig(prompt="a castle", stack=stack))
+    assert err.args[0] == "Not on the shelf, so left out: Gone (sha256 abababababab…)"
+
+
 def test_a1111_png_restores_prompt_settings_and_stack_by_name(qtbot, shelf, tmp_path):
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo

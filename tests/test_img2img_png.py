@@ -30,7 +30,7 @@ def inpainted(tmp_path_factory):
     gen = Generator(DEMO_MODEL_DIR)
     config = GenerateConfig(prompt="a yellow star on a blue background", init_image=str(init), mask_image=str(mask),
                             strength=0.55, mask_blur=3, inpaint_area="Only masked", inpaint_padding=6,
-                            masked_content="fill", seed=5, steps=6, out_dir=str(folder / "out"), preview_every=0)
+                            masked_content="fill", seed=5, steps=6, out_dir=str(folder), preview_every=0)
     (image,) = gen.generate(config)
     return gen, config, image, init, mask
 
@@ -71,7 +71,8 @@ def test_a_missing_or_changed_input_is_named_and_the_mode_still_comes_back(inpai
     try:
         restored, missing = facade.read_png_restore(str(image.path))
         assert restored.mode == "inpaint" and restored.strength == 0.55
-        assert len(missing) == 1 and "Input image my sketch.png is missing" in missing[0]
+        expected = f"Input image my sketch.png (sha256 {file_sha256(moved)[:12]}…) not found — drop it on the preview."
+        assert missing == [expected]
         Image.new("RGB", (64, 64), (1, 2, 3)).save(init)  # another picture under the same name
         _restored, missing = facade.read_png_restore(str(image.path))
         assert "has changed" in missing[0]

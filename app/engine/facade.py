@@ -578,8 +578,10 @@ class GenerationSession:
 
 
 def input_pictures_dir() -> Path:
-    """Pasted pictures and painted masks: kept (not a cache) because PNGs made from them name them."""
-    return paths.user_data_dir() / "inputs"
+    """Pasted pictures and painted masks: kept (not a cache) because PNGs made from them name them (by hash)."""
+    from app.engine.generate.recent_inputs import inputs_dir
+
+    return inputs_dir()
 
 
 def png_has_parameters(path: str) -> bool:

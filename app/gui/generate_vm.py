@@ -58,6 +58,9 @@ class GenerateViewModel(QObject):
         self.base_path = ""
         self.last_results: list[Any] = []
         self._run_params: GenerateConfig | None = None
+        # A batch restyle's images each came from another input picture, which ``_run_params`` does not name:
+        # their settings are read back from their PNGs (input found by hash), never taken from memory.
+        self._run_is_batch = False
         self._cancelled = False
         self._started_at = 0.0
         self.thread: WorkerThread | None = None  # started on the first base-model load
@@ -160,7 +163,9 @@ class GenerateViewModel(QObject):
         self.paramsChanged.emit()
         missing = self.shelf.apply_stack(stack)
         if missing:
-            self.errorRaised.emit(f"Not on the shelf, so left out: {', '.join(missing)}", "")
+            hashes = {e.name or Path(e.path).name: e.sha256 for e in stack}  # the hash tells which version to find
+            shown = [f"{name} (sha256 {hashes[name][:12]}…)" if hashes.get(name) else name for name in missing]
+            self.errorRaised.emit(f"Not on the shelf, so left out: {', '.join(shown)}", "")
         return missing
 
     def load_previous_images(self, limit: int = 200) -> int:
@@ -217,7 +222,7 @@ class GenerateViewModel(QObject):
         run = self.run_params(stack=self.shelf.stack_entries())
         if run is None:
             return
-        self._run_params = run
+        self._run_params, self._run_is_batch = run, False
         self._cancelled = False
         self._started_at = time.monotonic()
         self._set_state(GenerateState.GENERATING)
@@ -248,7 +253,7 @@ class GenerateViewModel(QObject):
             if ev.path:
                 self.previewReady.emit(ev.path)
         elif isinstance(ev, ImageReady):
-            params = dataclasses.replace(self._run_params or self.params, seed=ev.seed)
+            params = None if self._run_is_batch else dataclasses.replace(self._run_params or self.params, seed=ev.seed)
             self.gallery.add(GalleryImage(ev.path, ev.seed, params))
             self.imageReady.emit(ev.path)
         elif isinstance(ev, Finished):

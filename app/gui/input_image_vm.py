@@ -162,6 +162,7 @@ class InputImageModel(QObject):
         # The view model's own run bookkeeping, as its generate() does: results, progress and Cancel then
         # work for a batch exactly as for one picture.
         gvm._run_params, gvm._cancelled, gvm._started_at = run, False, time.monotonic()
+        gvm._run_is_batch = True  # each result restores its own input picture from its PNG
         gvm._set_state(GenerateState.GENERATING)
         gvm.message.emit(f"Restyling the pictures of {Path(in_dir).name} into {Path(out_dir).name}…")
         gvm._worker().request_batch(run, in_dir, out_dir)

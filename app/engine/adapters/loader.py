@@ -130,7 +130,7 @@ def lora_modules_from_bytes(
         modules[name] = LoraModule(down, up, alphas.get(name, float(down.shape[0])), extra.get("dora_scale"))
     for name, parts in lycoris.items():
         # Scale folded into the pair, so alpha = rank (scale 1) whatever the stored alpha was.
-        down, up = module_pair(parts, alphas.get(name))
+        down, up = module_pair(parts, alphas.get(name), name)
         modules[name] = LoraModule(down, up, float(down.shape[0]), parts.get("dora_scale"), algorithm(set(parts)),
                                    parts.get("diff_b"))
     return modules

@@ -143,7 +143,8 @@ def _pair_of(w: Any) -> tuple[Any, Any]:
 
 
 def loha_pair(p: dict[str, Any], alpha: float | None) -> tuple[Any, Any]:
-    """LoHa → (down, up). Non-Tucker conv LoHa stays flat [R, in·kh·kw]: the loader reshapes it to the layer."""
+    """LoHa → (down, up). Non-Tucker conv LoHa arrives flat [R, in·kh·kw] (its file has no kernel size):
+    ``with_conv_kernel`` gives it the layer's kernel where the module name tells it, else the loader does."""
     import torch
 
     scale = _scale(alpha, p["hada_w1_b"].shape[0])
@@ -208,13 +209,45 @@ def tucker_locon_down(down: Any, mid: Any) -> Any:
     return torch.einsum("m n k l, n j -> m j k l", mid, down.reshape(down.shape[0], -1)).contiguous()
 
 
-def module_pair(parts: dict[str, Any], alpha: float | None) -> tuple[Any, Any]:
+def module_pair(parts: dict[str, Any], alpha: float | None, module: str = "") -> tuple[Any, Any]:
+    """The exact LoRA pair of a LyCORIS module; ``module`` (its canonical name) lets a flat conv pair get its
+    kernel shape."""
     kind = algorithm(set(parts))
     if kind == "loha":
-        return loha_pair(parts, alpha)
-    if kind == "lokr":
-        return lokr_pair(parts, alpha)
-    return full_to_pair(parts["diff"].float())
+        down, up = loha_pair(parts, alpha)
+    elif kind == "lokr":
+        down, up = lokr_pair(parts, alpha)
+    else:
+        down, up = full_to_pair(parts["diff"].float())
+    return with_conv_kernel(module, down, up)
+
+
+# The UNet convolutions of every SD family, by their kohya/diffusers module name (SGM names are converted to
+# these first): resnet and resampler convs and conv_in/out are 3×3, resnet shortcuts 1×1. proj_in/proj_out are
+# 1×1 convs in SD1 but linear layers in SD2/SDXL, so their flat pairs stay flat (the loader places them).
+_CONV_3X3 = re.compile(r"^lora_unet_(?:.+_resnets_\d+_conv[12]|.+_(?:down|up)samplers_\d+_conv|conv_in|conv_out)$")
+_CONV_1X1 = re.compile(r"^lora_unet_.+_resnets_\d+_conv_shortcut$")
+
+
+def conv_kernel(module: str) -> tuple[int, int] | None:
+    if _CONV_3X3.match(module):
+        return (3, 3)
+    if _CONV_1X1.match(module):
+        return (1, 1)
+    return None
+
+
+def with_conv_kernel(module: str, down: Any, up: Any) -> tuple[Any, Any]:
+    """A flat pair ([r, in·kh·kw], [out, r]) of a known convolution in kohya's LoCon layout: down [r, in, kh, kw],
+    up [out, r, 1, 1]; the layout a bake writes and every reader (A1111, ComfyUI, LyCORIS) expects for a conv."""
+    kernel = conv_kernel(module)
+    if kernel is None or down.dim() != 2 or up.dim() != 2:
+        return down, up
+    cells = kernel[0] * kernel[1]
+    if down.shape[1] % cells:
+        return down, up  # not this kernel after all: the loader's shape check will say so
+    down = down.reshape(down.shape[0], down.shape[1] // cells, *kernel)
+    return down.contiguous(), up.reshape(*up.shape, 1, 1).contiguous()
 
 
 def dora_delta(weight: Any, delta: Any, magnitude: Any) -> Any:

@@ -44,7 +44,9 @@ from app.engine.generate.identity import AdapterIdentity, adapter_identity, base
 from app.engine.generate.input_meta import image_input_fields, image_input_record
 from app.engine.generate.pngmeta import FORMAT_VERSION, LoraUse, a1111_parameters, write_png
 from app.engine.generate.preview import write_preview
+from app.engine.generate.recent_inputs import remember_input_folders
 from app.engine.generate.samplers import make_scheduler
+from app.engine.generate.shareable import shareable_settings, shareable_stack
 from app.engine.generate.sanity import StackWatch
 from app.engine.generate.stack_check import usable_stack
 from app.engine.generate.stack_runner import StackRunner
@@ -185,7 +187,9 @@ class Generator:
             LoraUse(ident.a1111_name, float(e.weight), e.text_encoder_weight, ident.autov2)
             for e, ident in zip(active_entries, identities)
         ]
-        stack_record = self._stack_record(config.stack)
+        stack_record = shareable_stack(config.stack)  # names and hashes: the PNG may be shared
+        if source is not None:
+            remember_input_folders([config.init_image, config.mask_image])  # where a restore looks for them
         base_seed = config.seed if config.seed is not None else secrets.randbelow(2**32)
         out_dir = Path(config.out_dir) if config.out_dir else user_data_dir() / "images"
         preview_dir = self._fresh_preview_dir() if config.preview_every else None
@@ -210,7 +214,7 @@ class Generator:
                 "format": FORMAT_VERSION,
                 "app": "StyleShelf",
                 "config": {
-                    **{k: v for k, v in config.to_dict().items() if k not in ("stack", "out_dir", "file_stem")},
+                    **shareable_settings(config.to_dict()),
                     **{"seed": seed, "width": width, "height": height, "batch_count": 1},
                 },
                 "prompt_used": prompt,
@@ -297,20 +301,6 @@ class Generator:
             return None
         watch.check_image(output.images[0])
         return output.images[0]
-
-    def _stack_record(self, stack: list[StackEntry]) -> list[dict[str, Any]]:
-        """Every entry (disabled ones too) with its hashes, so reading the PNG back restores the whole stack."""
-        out = []
-        for entry in stack:
-            item = entry.to_dict()
-            try:
-                ident = adapter_identity(entry.path)
-            except UserError:
-                ident = None  # a disabled entry whose file is gone: keep what the stack knew
-            if ident is not None:
-                item.update(sha256=ident.tensor_sha256, autov2=ident.autov2, name=entry.name or ident.title)
-            out.append(item)
-        return out
 
     def _fresh_preview_dir(self) -> Path:
         folder = user_cache_dir() / "previews" / f"gen-{os.getpid()}-{id(self):x}"

@@ -15,7 +15,7 @@ grids) and our JSON record with the whole comparison, which ``read_grid`` turns 
 
 from __future__ import annotations
 
-import copy
+import os
 import dataclasses
 import json
 import re
@@ -30,9 +30,10 @@ from app.engine.events import ignore_event
 from app.engine.generate.config import GenerateConfig
 from app.engine.generate.grid_image import GridLayout, compose_grid
 from app.engine.generate.grid_plan import LETTERS, CheckpointFinder, GridConfig, GridPlan, StyleFinder, plan_grid
-from app.engine.generate.pngmeta import A1111_CHUNK, OUR_CHUNK, read_png_text, write_png
+from app.engine.generate.input_meta import find_input
+from app.engine.generate.pngmeta import A1111_CHUNK, OUR_CHUNK, read_png_text, record_stack, write_png
+from app.engine.generate.shareable import shareable_settings, shareable_stack
 from app.engine.paths import user_data_dir
-from app.engine.shelf.stack import StackEntry
 
 GRID_FORMAT = 1
 
@@ -148,22 +149,26 @@ def grid_metadata(
     config: GridConfig, plan: GridPlan, cells: dict[int, Path], layout: GridLayout, first: dict[str, str], out: Path
 ) -> tuple[str, dict[str, Any]]:
     """A1111 text (first cell + X/Y/Z fields) and our record (first cell's record + the whole comparison)."""
+    names = _typed_paths(plan)
     fields = []
     for letter, axis in plan.axes.items():
-        fields.append(f"{letter} Type: {_quote(axis.type_label)}, {letter} Values: {json.dumps(axis.raw)}")
+        fields.append(f"{letter} Type: {_quote(_scrub(axis.type_label, names))}, "
+                      f"{letter} Values: {json.dumps(_scrub(axis.raw, names))}")
     parameters = first.get(A1111_CHUNK, "").rstrip() + ", " + ", ".join(fields)
     try:
         record = json.loads(first.get(OUR_CHUNK, "{}"))
     except json.JSONDecodeError:
         record = {}
-    settings = {k: v for k, v in config.generate.to_dict().items() if k not in _PER_RUN}
-    settings["stack"] = [_with_hash(e).to_dict() for e in config.generate.stack]
+    settings = shareable_settings(config.generate.to_dict(), drop=(*_PER_RUN, "stack"))  # names, not paths
+    settings["stack"] = shareable_stack(config.generate.stack)
     if settings.get("seed") is None and all(a.kind != "seed" for a in plan.axes.values()):
         settings["seed"] = plan.cells[0].config.seed  # the one random seed every cell used: a rerun is the same
     record["grid"] = {
         "format": GRID_FORMAT,
-        "axes": {k: {"spec": a.spec, "type": a.type_label, "labels": plan.labels[k]} for k, a in plan.axes.items()},
-        "x": config.x, "y": config.y, "z": config.z, "min_cell": config.min_cell,
+        "axes": {k: {"spec": _scrub(a.spec, names), "type": _scrub(a.type_label, names),
+                     "labels": [_scrub(t, names) for t in plan.labels[k]]} for k, a in plan.axes.items()},
+        "x": _scrub(config.x, names), "y": _scrub(config.y, names), "z": _scrub(config.z, names),
+        "min_cell": config.min_cell,
         "generate": settings,
         "shape": list(plan.shape),
         "cells": [
@@ -178,26 +183,38 @@ def grid_metadata(
 _PER_RUN = ("out_dir", "file_stem", "batch_count", "preview_every")  # where and how this run wrote, not what
 
 
+def _typed_paths(plan: GridPlan) -> dict[str, str]:
+    """Styles typed on an axis as file paths (``strength:/home/ana/ink.safetensors=0,1``) → their file stem: the
+    name a shared grid may carry, and the one the shelf finds the style by when the grid is run again."""
+    names = {}
+    for axis in plan.axes.values():
+        texts = [axis.target, *(v for v in axis.values if isinstance(v, str) and axis.kind in ("style", "checkpoint"))]
+        for text in texts:
+            if text and any(sep and sep in text for sep in ("/", "\\", os.sep, os.altsep)):
+                name = re.split(r"[\\/]", text.rstrip("\\/"))[-1]
+                names[text] = name[: -len(".safetensors")] if name.lower().endswith(".safetensors") else name
+    return names
+
+
+def _scrub(text: str, names: dict[str, str]) -> str:
+    for path in sorted(names, key=len, reverse=True):  # a longer path first: never half-replaced by a shorter one
+        text = text.replace(path, names[path])
+    return text
+
+
 def _quote(text: str) -> str:
     return json.dumps(text) if any(c in text for c in ',:"') else text
 
 
-def _with_hash(entry: StackEntry) -> StackEntry:
-    from app.engine.generate.identity import adapter_identity
-
-    entry = copy.copy(entry)
-    try:
-        entry.sha256 = entry.sha256 or adapter_identity(entry.path).tensor_sha256
-    except UserError:
-        pass
-    return entry
-
-
 def _relative(path: Path, grid: Path) -> str:
+    """A cell's file relative to the grid (never absolute: the grid PNG may be shared)."""
     try:
         return str(Path(path).resolve().relative_to(grid.resolve().parent))
     except ValueError:
-        return str(path)
+        try:
+            return os.path.relpath(Path(path).resolve(), grid.resolve().parent)
+        except ValueError:  # another drive (Windows): the name is what is left
+            return Path(path).name
 
 
 # ------------------------------------------------------------------------------------------ reading back
@@ -224,12 +241,12 @@ def read_grid(path: str | Path, lookup: Any = None) -> GridRecord | None:
     if not isinstance(grid, dict) or grid.get("format") != GRID_FORMAT:
         return None
     settings = dict(grid["generate"])
-    stack = [StackEntry.from_dict(e) for e in settings.pop("stack", [])]
-    for entry in stack:
-        if lookup is not None and (not entry.path or not Path(entry.path).is_file()):
-            from app.engine.generate.pngmeta import LoraRef
-
-            entry.path = str(lookup(LoraRef(name=entry.name, sha256=entry.sha256)) or "")
+    stack = record_stack(settings.pop("stack", []), lookup)
+    inputs = json.loads(text.get(OUR_CHUNK, "{}")).get("inputs") or {}
+    for key, config_key in (("init_image", "init_image"), ("mask", "mask_image")):
+        if inputs.get(key) and settings.get(config_key):
+            found, _why = find_input(inputs[key], str(settings[config_key]), path.parent)
+            settings[config_key] = str(found) if found is not None else str(settings[config_key])
     known = {f.name for f in dataclasses.fields(GenerateConfig)}
     generate = GenerateConfig(**{k: v for k, v in settings.items() if k in known}, stack=stack)
     config = GridConfig(x=grid.get("x", ""), y=grid.get("y", ""), z=grid.get("z", ""),

@@ -2,9 +2,10 @@
 
 Written: AUTOMATIC1111's own keys (``Denoising strength``, ``Resize mode``, ``Mask blur``, ``Inpaint area``,
 ``Masked area padding``, ``Masked content``) in the ``parameters`` text, and in our JSON record the input
-image's and the mask's name, path and SHA-256. The pictures themselves are not embedded (they are the
-artist's, often large): reading a PNG back restores the mode and settings and says when an input is
-missing or has changed since (by hash).
+image's and the mask's file name and SHA-256, never their path (a shared PNG must not carry the folders of the
+machine that made it). The pictures themselves are not embedded (they are the artist's, often large): reading a
+PNG back restores the mode and settings, finds each picture by hash (``recent_inputs``) and names the ones it
+cannot find. Records of older versions also stored the absolute path; it is still tried first when read.
 """
 
 from __future__ import annotations
@@ -46,18 +47,26 @@ def image_input_record(config: Any, source: Any) -> dict[str, Any]:
         return {}
     inputs: dict[str, Any] = {
         "mode": config.mode,
-        "init_image": {"name": Path(config.init_image).name, "path": str(Path(config.init_image).resolve()),
-                       "sha256": source.init_sha256},
-    }  # fmt: skip
+        "init_image": _picture_entry(config.init_image, source.init_sha256),
+    }
     if config.mask_image:
-        inputs["mask"] = {"name": Path(config.mask_image).name, "path": str(Path(config.mask_image).resolve()),
-                          "sha256": source.mask_sha256}  # fmt: skip
+        inputs["mask"] = _picture_entry(config.mask_image, source.mask_sha256)
     return {"inputs": inputs}
 
 
+def _picture_entry(path: str, sha256: str) -> dict[str, Any]:
+    # The size lets a restore hash only the same-sized files of a folder when the name no longer matches.
+    try:
+        size: int | None = Path(path).stat().st_size
+    except OSError:
+        size = None
+    return {"name": Path(path).name, "sha256": sha256, **({"bytes": size} if size is not None else {})}
+
+
 # ---------------------------------------------------------------------------------------------- reading
-def restore_from_record(record: dict[str, Any], settings: dict[str, Any]) -> None:
-    """Copy the input settings of our record into ``settings``; note each input file that is not here."""
+def restore_from_record(record: dict[str, Any], settings: dict[str, Any], png_folder: Path | None = None) -> None:
+    """Copy the input settings of our record into ``settings``, each picture found again by its hash; note the
+    ones this machine lacks (the mode still comes back: the setting then holds the bare file name)."""
     config = record.get("config", {})
     inputs = record.get("inputs") or {}
     if not inputs:
@@ -68,24 +77,42 @@ def restore_from_record(record: dict[str, Any], settings: dict[str, Any]) -> Non
         item = inputs.get(key)
         if not item:
             continue
-        path = Path(item.get("path") or settings.get(config_key) or "")
-        settings[config_key] = str(path)  # the mode comes back even when the file does not
-        problem = _check_file(path, str(item.get("sha256", "")))
-        if problem:
-            missing.append(f"{label} {item.get('name') or path.name} {problem}; pick it again.")
+        found, note = find_input(item, str(settings.get(config_key) or ""), png_folder)
+        if found is not None:
+            settings[config_key] = str(found)
+        else:
+            settings[config_key] = str(item.get("name") or Path(str(item.get("path") or "")).name)
+            missing.append(f"{label} {note}")
     if missing:
         settings[MISSING_KEY] = missing
 
 
-def _check_file(path: Path, sha256: str) -> str:
-    if not path.is_file():
-        return f"is missing (it was {path})"
-    if sha256:
-        from app.engine.generate.img2img import file_sha256
+def find_input(item: dict[str, Any], config_value: str, png_folder: Path | None) -> tuple[Path | None, str]:
+    """(the picture a record's input entry names, None; or None, why not) — searched by SHA-256."""
+    from app.engine.generate.recent_inputs import (
+        find_picture,
+        picture_sha256,
+        search_folders,
+    )
 
-        if file_sha256(path) != sha256:
-            return f"has changed since this picture was made ({path})"
-    return ""
+    sha256 = str(item.get("sha256") or "")
+    old_path = str(item.get("path") or "")  # written by older versions only
+    name = str(item.get("name") or Path(old_path or config_value).name)
+    recorded = Path(old_path) if old_path else None
+    if recorded is not None and recorded.is_file():
+        try:
+            if not sha256 or picture_sha256(recorded) == sha256:
+                return recorded, ""
+        except OSError:
+            pass
+    size = item.get("bytes") if isinstance(item.get("bytes"), int) else None
+    found, changed = find_picture(name, sha256, search_folders(png_folder), size=size)
+    if found is not None:
+        return found, ""
+    which = f"{name} (sha256 {sha256[:12]}…)" if sha256 else name
+    if changed is not None or (recorded is not None and recorded.is_file()):
+        return None, f"{which} has changed since this picture was made; drop the original on the preview."
+    return None, f"{which} not found — drop it on the preview."
 
 
 def restore_from_a1111(fields: dict[str, str], settings: dict[str, Any]) -> None:

@@ -3,7 +3,9 @@
 The ``parameters`` chunk makes our images readable by A1111, Civitai and other tools (prompt with
 ``<lora:name:weight>`` tags, ``Negative prompt:``, then one ``Key: value, …`` line). The ``styleshelf``
 chunk keeps what that format loses: the exact config and each adapter's tensor hash, so a stack is
-restored by hash even after files were renamed. Plain A1111 PNGs (``parameters`` only) are read too.
+restored by hash even after files were renamed. Files are named by file name and hash, never by path
+(``shareable``); the absolute paths older versions wrote are still read. Plain A1111 PNGs (``parameters``
+only) are read too.
 """
 
 from __future__ import annotations
@@ -210,7 +212,7 @@ def read_png_parameters(
     if OUR_CHUNK in text:
         try:
             record = json.loads(text[OUR_CHUNK])
-            return _from_record(record, lookup)
+            return _from_record(record, lookup, Path(path).parent)
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
             pass  # damaged chunk: the A1111 text is still there
     if A1111_CHUNK in text:
@@ -221,18 +223,28 @@ def read_png_parameters(
 _CONFIG_KEYS = ("prompt", "negative", "seed", "steps", "guidance", "width", "height", "sampler", "insert_triggers")
 
 
-def _from_record(record: dict[str, Any], lookup: AdapterLookup | None) -> tuple[dict[str, Any], list[StackEntry]]:
+def _from_record(
+    record: dict[str, Any], lookup: AdapterLookup | None, png_folder: Path | None = None
+) -> tuple[dict[str, Any], list[StackEntry]]:
     config = record["config"]
     settings = {k: config[k] for k in _CONFIG_KEYS if k in config}
     settings["batch_count"] = 1  # the record describes this one image (its own seed)
-    restore_from_record(record, settings)
+    restore_from_record(record, settings, png_folder)
+    return settings, record_stack(record.get("stack", []), lookup)
+
+
+def record_stack(items: list[dict[str, Any]], lookup: AdapterLookup | None) -> list[StackEntry]:
+    """A record's stack entries, each found on the shelf by tensor hash, else by title, else by file name."""
     entries = []
-    for item in record.get("stack", []):
+    for item in items:
         ref = LoraRef(name=item.get("name", ""), sha256=item.get("sha256", ""), autov2=item.get("autov2", ""))
-        entry = StackEntry.from_dict(item)
-        entry.path = _resolve(ref, lookup, item.get("path", ""))
+        entry = StackEntry.from_dict({**item, "path": ""})
+        entry.path = _resolve(ref, lookup, item.get("path", ""))  # "path": records of older versions
+        stem = Path(str(item.get("file") or "")).stem
+        if not entry.path and stem and lookup is not None and stem != ref.name:
+            entry.path = _resolve(LoraRef(name=stem, sha256=ref.sha256, autov2=ref.autov2), lookup)
         entries.append(entry)
-    return settings, entries
+    return entries
 
 
 def _from_a1111(text: str, lookup: AdapterLookup | None) -> tuple[dict[str, Any], list[StackEntry]]:
