@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 from app.engine.adapters import load_into_pipeline, pipeline_family, read_adapter_info
 from app.engine.adapters.fit import adapter_fit, fit_problem
-from app.engine.adapters.sftfile import read_header, rewrite_metadata
+from app.engine.safetensors_file import read_header, rewrite_metadata
 from app.engine.errors import AdapterError
 from app.engine.models.detect import detect_family
 from app.engine.paths import DEMO_MODEL_DIR, REPO_ROOT

@@ -21,7 +21,7 @@ from test_adapters_support import (
 )
 
 from app.engine.adapters import save_adapter
-from app.engine.adapters.sftfile import data_sha256
+from app.engine.safetensors_file import data_sha256
 from app.engine.errors import AdapterError
 
 

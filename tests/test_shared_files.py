@@ -121,8 +121,8 @@ def test_a_read_during_a_same_size_rewrite_is_caught_by_the_recorded_hash(tmp_pa
     reads = iter([bytes(torn), good])
     real = info_module.read_file
 
-    def racing_read(p):
-        header, _, st = real(p)
+    def racing_read(p, **kwargs):
+        header, _, st = real(p, **kwargs)
         return header, next(reads), st
 
     monkeypatch.setattr(info_module, "read_file", racing_read)

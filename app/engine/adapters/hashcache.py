@@ -12,11 +12,10 @@ import re
 import threading
 from pathlib import Path
 
-from app.engine.adapters.sftfile import Header, data_sha256, file_sha256
 from app.engine.atomic import atomic_write_text
 from app.engine.errors import AdapterError
 from app.engine.paths import user_cache_dir
-from app.engine.safetensors_file import CHANGED_HINT
+from app.engine.safetensors_file import CHANGED_HINT, Header, data_sha256, file_sha256
 
 _LOCK = threading.Lock()
 _MAX_ENTRIES = 5000  # oldest entries dropped beyond this, so the file never grows without bound

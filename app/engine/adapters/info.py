@@ -21,10 +21,16 @@ from typing import Any
 from app.engine.adapters.hashcache import cached_hashes, file_hashes, remember_hashes
 from app.engine.adapters.keys import classify_key, component_of, is_unsupported_adapter_key
 from app.engine.adapters.lycoris import algorithm, classify_lycoris_key, header_shape, refused_format
-from app.engine.adapters.sftfile import Header, read_file, read_header
 from app.engine.errors import AdapterError
 from app.engine.models.families import DEMO_BLOCK_CHANNELS, DEMO_CROSS_ATTENTION, DEMO_REASON, FAMILIES
-from app.engine.safetensors_file import CHANGED_HINT, short_repr
+from app.engine.safetensors_file import (
+    CHANGED_HINT,
+    MAX_ADAPTER_HEADER_BYTES,
+    Header,
+    read_file,
+    read_header,
+    short_repr,
+)
 
 UNKNOWN = "unknown"
 
@@ -281,7 +287,7 @@ def read_adapter_info(path: str | os.PathLike[str], *, with_hashes: bool = True)
     Raises AdapterError with the reason for pickles, truncated or malformed files and non-LoRA weights.
     """
     path = Path(path)
-    header = read_header(path)
+    header = read_header(path, error=AdapterError, max_header_bytes=MAX_ADAPTER_HEADER_BYTES)
     keys = analyse_keys(header, path.name)
     # Without hashing, still show hashes computed earlier (the cache is keyed by size + mtime).
     hashes = file_hashes(path, header) if with_hashes else (cached_hashes(path) or ("", ""))
@@ -298,7 +304,7 @@ def read_adapter_snapshot(path: str | os.PathLike[str]) -> tuple[AdapterInfo, by
     reads differ it was changing.
     """
     path = Path(path)
-    header, blob, st = read_file(path)
+    header, blob, st = read_file(path, error=AdapterError, max_header_bytes=MAX_ADAPTER_HEADER_BYTES)
     keys = analyse_keys(header, path.name)
     # A write during the read moves mtime to "now": only a file already modified within the current mtime
     # tick can change unseen. Older files with hashes cached for this exact version skip hashing.
@@ -306,7 +312,7 @@ def read_adapter_snapshot(path: str | os.PathLike[str]) -> tuple[AdapterInfo, by
     if hashes is None:
         hashes = _hashes_of(blob, header)
         if _recorded_hash(header.metadata) not in ("", hashes[1]):
-            _, blob2, st = read_file(path)
+            _, blob2, st = read_file(path, error=AdapterError, max_header_bytes=MAX_ADAPTER_HEADER_BYTES)
             if blob2 != blob:
                 raise AdapterError(f"{path.name} changed while it was read; try again.", hint=CHANGED_HINT)
         remember_hashes(path, st, *hashes)
