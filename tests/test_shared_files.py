@@ -287,7 +287,7 @@ def test_temp_file_of_a_write_killed_with_sigkill_is_recognisable_and_removed_wh
 
 # --- smaller ones ---------------------------------------------------------------------------------------
 def test_a_damaged_hash_cache_entry_only_costs_rehashing(tmp_path, capsys):
-    from app.engine.adapters.hashcache import _cache_file, file_hashes
+    from app.engine.hashcache import _cache_file, file_hashes
     from app.engine.safetensors_file import data_sha256, file_sha256
 
     path = _adapter(tmp_path / "team" / "a.safetensors", 1)

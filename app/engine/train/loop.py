@@ -37,11 +37,12 @@ from app.engine.train.config import TrainConfig
 from app.engine.train.dataset import DatasetItem, hold_out, scan_dataset
 from app.engine.train.lora import TEXT_TARGETS, UNET_TARGETS, attach_lora, lora_state_dict, set_lora_enabled
 from app.engine.train.model import load_training_base
+from app.engine.rate import RateTracker
 from app.engine.train.preflight import (
     estimate_peak_bytes, is_out_of_memory, out_of_memory_error, preflight_warning,
 )
 from app.engine.train.output import (
-    RateTracker, RunFacts, adapter_metadata, images_per_folder, nothing_saved, run_summary, smoothed_loss,
+    RunFacts, adapter_metadata, images_per_folder, nothing_saved, run_summary, smoothed_loss,
     weights_checksum, write_adapter,
 )
 from app.engine.train.optimizers import make_optimizer
