@@ -122,7 +122,7 @@ def test_shapes_decide_the_fit_not_only_the_label(tmp_path, sd1_shaped):
 
 def test_training_on_the_demo_model_writes_the_demo_family(tmp_path):
     from app.engine.train import TrainConfig, train
-    from test_train_data import make_style_set
+    from tests.helpers.datasets import make_style_set
 
     data = make_style_set(tmp_path / "set", 4, seed=2)
     out = tmp_path / "mine.safetensors"

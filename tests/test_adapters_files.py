@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from test_adapters_support import load_pipe, unet_probe
+from tests.helpers.peft_probes import load_pipe, unet_probe
 
 from app.engine.adapters import (
     AdapterError,

@@ -11,7 +11,7 @@ import pytest
 
 from app.engine.safetensors_file import read_header
 from app.engine.train import TrainConfig, train
-from test_train_data import make_style_set
+from tests.helpers.datasets import make_style_set
 
 
 @pytest.fixture(scope="module")
