@@ -1,1 +1,1 @@
-"""Developer tools that are not shipped (pyproject.toml packages only app*): the demo model and example-style builders."""
+"""Developer tools, not shipped (pyproject.toml packages app* only): the demo model and example-style builders."""

@@ -2,10 +2,11 @@
 
 The one module for the format, used by base models, adapters and hashes: refusing pickles, reading and
 validating headers, reading whole files, serialising, rewriting metadata and hashing. Callers pass the
-error class they raise (``ModelLoadError``, ``AdapterError``) so the same check reads the same everywhere. Why not only ``safetensors.safe_open``: scanning a
-shelf or detecting a 7 GB checkpoint's family must read metadata without touching tensor bytes, with a
-bound on the header size (a hostile file can claim a multi-GB header), and a metadata edit must copy the
-tensor bytes verbatim so the tensor hash stays the same.
+error class they raise (``ModelLoadError``, ``AdapterError``) so the same check reads the same everywhere.
+
+Why not only ``safetensors.safe_open``: scanning a shelf or detecting a 7 GB checkpoint's family must read
+metadata without touching tensor bytes, with a bound on the header size (a hostile file can claim a
+multi-GB header), and a metadata edit must copy the tensor bytes verbatim so the tensor hash stays the same.
 
 Layout: 8-byte little-endian header length N, N bytes of JSON (``__metadata__`` plus one entry per
 tensor: dtype, shape, data_offsets relative to the data section), then the data section.
