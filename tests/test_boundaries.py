@@ -109,3 +109,18 @@ def test_wheel_ships_app_only():
 
     config = tomllib.loads((APP.parent / "pyproject.toml").read_text(encoding="utf-8"))
     assert config["tool"]["setuptools"]["packages"]["find"]["include"] == ["app*"]
+
+
+def test_models_and_shared_services_stand_alone():
+    # The bottom of the engine: base models and the small services (file format, hashes, atomic writes, paths,
+    # events, errors) are used by train/generate/adapters/shelf and must not reach back up into them.
+    engine = APP / "engine"
+    bottom = [*sorted((engine / "models").rglob("*.py"))]
+    bottom += [engine / f"{m}.py" for m in ("safetensors_file", "hashcache", "rate", "atomic", "paths", "errors")]
+    upper = ("app.engine.adapters", "app.engine.shelf", "app.engine.train", "app.engine.generate", "app.engine.facade")
+    offenders = []
+    for path in bottom:
+        bad = {m for m in _engine_imports(path) if m.startswith(upper)}
+        if bad:
+            offenders.append(f"{path.relative_to(APP.parent)}: {sorted(bad)}")
+    assert len(bottom) >= 10 and offenders == [], "; ".join(offenders)
