@@ -48,8 +48,8 @@ from app.engine.generate.samplers import make_scheduler
 from app.engine.generate.sanity import StackWatch
 from app.engine.generate.stack_check import usable_stack
 from app.engine.generate.stack_runner import StackRunner
-from app.engine.rate import RateTracker
 from app.engine.paths import user_cache_dir, user_data_dir
+from app.engine.rate import RateTracker
 from app.engine.shelf.stack import StackEntry
 
 DEFAULT_MAX_LOADED = 16  # beyond this, switching slows down and memory grows for little gain

@@ -29,6 +29,7 @@ from app.engine.events import (
     ignore_event,
     NEVER_CANCEL,
 )
+from app.engine.rate import RateTracker
 from app.engine.train.buckets import BatchPlan
 from app.engine.train.cache import Prepared, batch_inputs, plan_samples, prepare
 from app.engine.train.checkpoints import clear_checkpoints, restore, save_checkpoint
@@ -37,7 +38,6 @@ from app.engine.train.config import TrainConfig
 from app.engine.train.dataset import DatasetItem, hold_out, scan_dataset
 from app.engine.train.lora import TEXT_TARGETS, UNET_TARGETS, attach_lora, lora_state_dict, set_lora_enabled
 from app.engine.train.model import load_training_base
-from app.engine.rate import RateTracker
 from app.engine.train.preflight import (
     estimate_peak_bytes, is_out_of_memory, out_of_memory_error, preflight_warning,
 )
