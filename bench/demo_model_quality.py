@@ -24,8 +24,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from app.engine.demo.harness import draw, load_demo_pipeline, quality_scenes
-    from app.engine.demo.stats import scene_colours
+    from tools.demo.harness import draw, load_demo_pipeline, quality_scenes
+    from tools.demo.stats import scene_colours
     from app.engine.paths import DEMO_MODEL_DIR
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

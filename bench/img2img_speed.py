@@ -43,7 +43,7 @@ def main() -> None:
     import torch
     from PIL import Image, ImageDraw
 
-    from app.engine.demo.scenes import Scene, render
+    from tools.demo.scenes import Scene, render
     from app.engine.generate import GenerateConfig, Generator
     from app.engine.paths import DEMO_MODEL_DIR
     from app.engine.shelf.stack import StackEntry

@@ -64,7 +64,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="shelf-bench-"))
     os.environ["STYLESHELF_HOME"] = str(tmp / "home")
     from app.engine.adapters import read_adapter_info, read_lora_modules, save_adapter
-    from app.engine.adapters.hashcache import file_hashes
+    from app.engine.hashcache import file_hashes
     from app.engine.shelf.bake import bake
     from app.engine.shelf.library import Library
     from app.engine.shelf.stack import Stack, StackEntry

@@ -26,7 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def style_prompts(style_set, count: int, seed: int = 7) -> list[str]:
-    from app.engine.demo.scenes import random_scene
+    from tools.demo.scenes import random_scene
     from app.engine.train.dataset import with_trigger
 
     rng = random.Random(seed)
@@ -39,8 +39,8 @@ def measure_style(pipe, style_set, prompts: list[str], seeds: list[int], root=No
     from PIL import Image
 
     from app.engine.adapters import load_into_pipeline, unload_adapter
-    from app.engine.demo.harness import draw
-    from app.engine.demo.stats import style_score
+    from tools.demo.harness import draw
+    from tools.demo.stats import style_score
     from app.engine.paths import BUNDLED_STYLES_DIR
 
     before = draw(pipe, prompts, seeds, **draw_kw)
@@ -68,8 +68,8 @@ def yellow_star_check(pipe, style_set, adapter: Path, seeds: list[int], **draw_k
     weight 1; in how many pictures are a green background and a yellow shape still there (named by hue, which
     stripes and pastel keep), and the style's score."""
     from app.engine.adapters import load_into_pipeline, unload_adapter
-    from app.engine.demo.harness import draw
-    from app.engine.demo.stats import hue_layout, style_score
+    from tools.demo.harness import draw
+    from tools.demo.stats import hue_layout, style_score
     from app.engine.train.dataset import with_trigger
 
     before = draw(pipe, [STAR], seeds, **draw_kw)
@@ -85,8 +85,8 @@ def yellow_star_check(pipe, style_set, adapter: Path, seeds: list[int], **draw_k
 
 
 def main(argv: list[str] | None = None) -> int:
-    from app.engine.demo.harness import draw, load_demo_pipeline
-    from app.engine.demo.stylesets import STYLE_SETS
+    from tools.demo.harness import draw, load_demo_pipeline
+    from tools.demo.stylesets import STYLE_SETS
     from app.engine.paths import BUNDLED_STYLES_DIR, DEMO_MODEL_DIR
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -22,8 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from app.engine.atomic import atomic_path, atomic_write_text  # noqa: E402
-from app.engine.demo.scenes import random_scene, render  # noqa: E402
-from app.engine.demo.stylesets import STYLE_SETS, StyleSet  # noqa: E402
+from tools.demo.scenes import random_scene, render  # noqa: E402
+from tools.demo.stylesets import STYLE_SETS, StyleSet  # noqa: E402
 from app.engine.paths import BUNDLED_STYLES_DIR  # noqa: E402
 
 

@@ -39,8 +39,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from app.engine.demo.attributes import AttributeHeads, CaptionTable, pretrain_text  # noqa: E402
-from app.engine.demo.scenes import COLOURS, STYLES, Scene, image_to_tensor_array, random_scene, render  # noqa: E402
+from tools.demo.attributes import AttributeHeads, CaptionTable, pretrain_text  # noqa: E402
+from tools.demo.scenes import COLOURS, STYLES, Scene, image_to_tensor_array, random_scene, render  # noqa: E402
 from app.engine.models.te_layout import prefix_text_encoder_keys  # noqa: E402
 from app.engine.paths import DEMO_MODEL_DIR, TOKENIZER_DIR  # noqa: E402
 
@@ -252,7 +252,7 @@ def save_atomically(pipe, out: Path, card: str, facts: dict) -> None:
 def quick_check(pipe, seed: int, n: int) -> float:
     """Share of ``n`` random prompts whose picture shows the asked background and shape colours (the saved
     model's own sampler, DPM++ 2M, 20 steps, CFG 7.5)."""
-    from app.engine.demo.stats import scene_colours
+    from tools.demo.stats import scene_colours
 
     rng = random.Random(seed)
     hits = 0

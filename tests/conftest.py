@@ -1,4 +1,6 @@
-"""Shared fixtures: no network, offscreen Qt, a private STYLESHELF_HOME, and tiny models built once."""
+"""Shared fixtures: no network, offscreen Qt, a private STYLESHELF_HOME, tiny models and adapters built once.
+
+Helper functions (not fixtures) live in tests/helpers/; test modules never import each other."""
 
 from __future__ import annotations
 
@@ -76,11 +78,24 @@ def tiny_sd2v(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def sd15_loras(tiny_sd15, tmp_path_factory):
+    """Three SD1 adapters on the tiny model: a (trigger 'inkwash'), b, and c with a text-encoder part."""
+    from tests.helpers.loras import make_lora
+
+    folder = tmp_path_factory.mktemp("loras")
+    return {
+        "a": make_lora(tiny_sd15, folder / "style-a.safetensors", family="sd1", seed=1, trigger="inkwash"),
+        "b": make_lora(tiny_sd15, folder / "style-b.safetensors", family="sd1", seed=2),
+        "c": make_lora(tiny_sd15, folder / "style-c.safetensors", family="sd1", seed=3, text_encoder=True),
+    }
+
+
+@pytest.fixture(scope="session")
 def checkpoint_run(tiny_sd15, tmp_path_factory):
     """A finished 6-step run on the tiny model keeping checkpoints 2, 4 and 6, exported by `train` itself
     (``stripy.safetensors`` beside ``stripy.checkpoints/``, and the dataset it learned from)."""
     from app.cli import main
-    from test_train_data import make_style_set
+    from tests.helpers.datasets import make_style_set
 
     root = tmp_path_factory.mktemp("ckpt-run")
     data = make_style_set(root / "stripes", 8, seed=3)

@@ -8,8 +8,8 @@ import math
 
 import pytest
 import torch
-from hostile_files import Good, _alpha, _variant
-from test_generate_support import make_lora
+from tests.helpers.hostile_files import Good, _alpha, _variant
+from tests.helpers.loras import make_lora
 
 from app.cli import main as cli_main
 from app.engine.adapters.strength import judge, update_norm

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 from app.engine.adapters import load_into_pipeline, pipeline_family, read_adapter_info
 from app.engine.adapters.fit import adapter_fit, fit_problem
-from app.engine.adapters.sftfile import read_header, rewrite_metadata
+from app.engine.safetensors_file import read_header, rewrite_metadata
 from app.engine.errors import AdapterError
 from app.engine.models.detect import detect_family
 from app.engine.paths import DEMO_MODEL_DIR, REPO_ROOT
@@ -122,7 +122,7 @@ def test_shapes_decide_the_fit_not_only_the_label(tmp_path, sd1_shaped):
 
 def test_training_on_the_demo_model_writes_the_demo_family(tmp_path):
     from app.engine.train import TrainConfig, train
-    from test_train_data import make_style_set
+    from tests.helpers.datasets import make_style_set
 
     data = make_style_set(tmp_path / "set", 4, seed=2)
     out = tmp_path / "mine.safetensors"

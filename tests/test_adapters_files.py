@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from test_adapters_support import load_pipe, unet_probe
+from tests.helpers.peft_probes import load_pipe, unet_probe
 
 from app.engine.adapters import (
     AdapterError,
@@ -21,7 +21,7 @@ from app.engine.adapters import (
     read_lora_modules,
     save_adapter,
 )
-from app.engine.adapters.sftfile import read_header
+from app.engine.safetensors_file import read_header
 from app.engine.paths import user_cache_dir
 from tests.helpers.pickle_trap import trap_fires, write_trapped_pickle
 

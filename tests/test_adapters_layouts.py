@@ -11,7 +11,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import save_file
-from test_adapters_support import (
+from tests.helpers.peft_probes import (
     TE_TARGETS,
     UNET_TARGETS,
     add_random_lora,

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 from safetensors import safe_open
-from test_adapters_support import (
+from tests.helpers.peft_probes import (
     TE_TARGETS,
     UNET_TARGETS,
     add_random_lora,
@@ -21,7 +21,7 @@ from test_adapters_support import (
 )
 
 from app.engine.adapters import save_adapter
-from app.engine.adapters.sftfile import data_sha256
+from app.engine.safetensors_file import data_sha256
 from app.engine.errors import AdapterError
 
 

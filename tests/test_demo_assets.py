@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.engine.demo.scenes import COLOURS, STYLES, Scene, random_scene, render
-from app.engine.demo.stats import hue_layout, scene_colours, style_score
-from app.engine.demo.stylesets import STYLE_SETS
+from tools.demo.scenes import COLOURS, STYLES, Scene, random_scene, render
+from tools.demo.stats import hue_layout, scene_colours, style_score
+from tools.demo.stylesets import STYLE_SETS
 from app.engine.paths import DEMO_MODEL_DIR
 
 needs_model = pytest.mark.skipif(not (DEMO_MODEL_DIR / "model_index.json").exists(), reason="demo model not built")
@@ -62,7 +62,7 @@ def test_captions_name_content_only():
 def test_demo_caption_table_labels_masks_and_prefixes():
     from transformers import CLIPTokenizer
 
-    from app.engine.demo.attributes import FIELDS, IGNORE, AttributeHeads, CaptionTable, prefix_words
+    from tools.demo.attributes import FIELDS, IGNORE, AttributeHeads, CaptionTable, prefix_words
     from app.engine.paths import TOKENIZER_DIR
 
     tok = CLIPTokenizer.from_pretrained(str(TOKENIZER_DIR))
@@ -120,7 +120,7 @@ def test_style_folder_is_complete_and_reproducible(style_set, tmp_path):
 def demo_pipe():
     import torch
 
-    from app.engine.demo.harness import load_demo_pipeline
+    from tools.demo.harness import load_demo_pipeline
 
     torch.set_num_threads(2)
     return load_demo_pipeline()
@@ -140,7 +140,7 @@ def test_demo_model_fits_the_size_budget_and_loads_as_fp32(demo_pipe):
 @pytest.fixture(scope="module")
 def asked_colour_pictures(demo_pipe):
     """Eight prompts (every colour once as shape, once as background) × two seeds, as the app draws them."""
-    from app.engine.demo.harness import draw, quality_scenes
+    from tools.demo.harness import draw, quality_scenes
 
     scenes = quality_scenes()[::7]
     images = draw(demo_pipe, [s.caption() for s in scenes], [0, 1])
@@ -167,7 +167,7 @@ def test_demo_model_draws_the_asked_shape_colour(asked_colour_pictures):
 def test_demo_vae_round_trips_colours(demo_pipe):
     import torch
 
-    from app.engine.demo.scenes import image_to_tensor_array
+    from tools.demo.scenes import image_to_tensor_array
 
     scenes = [Scene("square", "orange", "purple"), Scene("circle", "white", "black", "large")]
     x = torch.from_numpy(np.stack([image_to_tensor_array(render(s)) for s in scenes]))
@@ -184,7 +184,7 @@ def test_demo_vae_round_trips_colours(demo_pipe):
 @pytest.mark.parametrize("style_set", STYLE_SETS, ids=lambda s: s.folder)
 def test_shipped_adapter_loads_cleanly_and_moves_toward_its_style(demo_pipe, style_set):
     from app.engine.adapters import load_into_pipeline, read_adapter_info, unload_adapter
-    from app.engine.demo.harness import draw
+    from tools.demo.harness import draw
     from app.engine.train.dataset import with_trigger
 
     path = style_set.adapter_path()
@@ -217,8 +217,8 @@ def test_yellow_star_on_green_with_and_without_the_stripes_adapter(demo_pipe):
     """The issue's check: the plain prompt draws the shape in its colours; with the stripes adapter the same
     scene comes out striped and still shows a yellow shape on green (by hue, which light stripes keep)."""
     from app.engine.adapters import load_into_pipeline, unload_adapter
-    from app.engine.demo.harness import draw
-    from app.engine.demo.stats import stripe_energy
+    from tools.demo.harness import draw
+    from tools.demo.stats import stripe_energy
     from app.engine.train.dataset import with_trigger
 
     stripes = next(s for s in STYLE_SETS if s.style == "stripes")

@@ -20,7 +20,7 @@ def _script(name: str):
 def test_quick_build_writes_a_loadable_demo_model(tmp_path):
     import torch
 
-    from app.engine.demo.harness import draw, load_demo_pipeline
+    from tools.demo.harness import draw, load_demo_pipeline
 
     out = tmp_path / "demo-model"
     out.mkdir()

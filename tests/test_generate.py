@@ -13,7 +13,7 @@ from app.engine.generate import SAMPLER_NAMES, GenerateConfig, Generator, LoraRe
 from app.engine.generate.identity import adapter_identity
 from app.engine.generate.pngmeta import read_png_text
 from app.engine.shelf.stack import StackEntry
-from test_generate_support import make_lora, sd15_loras  # noqa: F401  (fixture)
+from tests.helpers.loras import make_lora
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import sys
 
 from app.cli import main
 from app.engine.generate.pngmeta import read_png_text
-from test_generate_support import make_lora, sd15_loras  # noqa: F401  (fixture)
+from tests.helpers.loras import make_lora
 
 
 def small(tiny_sd15, out, *extra):

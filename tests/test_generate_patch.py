@@ -11,7 +11,7 @@ from app.engine.generate.identity import adapter_identity
 from app.engine.generate.stack_mode import StackCostModel
 from app.engine.generate.stack_runner import DEFAULT_MODE
 from app.engine.shelf.stack import StackEntry
-from test_generate_support import make_lora, sd15_loras  # noqa: F401  (fixture)
+from tests.helpers.loras import make_lora
 
 
 

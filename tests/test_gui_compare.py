@@ -10,7 +10,7 @@ import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
-from tests.gui_helpers import make_lora
+from tests.helpers.loras import make_lora
 
 pytestmark = [
     pytest.mark.qt_log_ignore("propagateSizeHints", "does not support raise"),
@@ -25,7 +25,7 @@ def window(qtbot, tiny_sd15, tmp_path_factory):
 
     shelf = facade.adapters_dir()
     shelf.mkdir(parents=True, exist_ok=True)
-    make_lora(tiny_sd15, shelf / "ink.safetensors", seed=1, title="Ink", trigger="inkstyle")
+    make_lora(tiny_sd15, shelf / "ink.safetensors", seed=1, title="Ink", trigger="inkstyle", thumbnail=True)
     win = MainWindow()
     qtbot.addWidget(win)
     win.resize(1280, 800)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.gui_helpers import open_main_window
+from tests.helpers.gui import open_main_window
 from PIL import Image
 from PySide6.QtCore import Qt
 

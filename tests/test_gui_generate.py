@@ -12,7 +12,7 @@ from PIL import Image
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
-from tests.gui_helpers import make_lora
+from tests.helpers.loras import make_lora
 
 pytestmark = [
     pytest.mark.qt_log_ignore("propagateSizeHints"),
@@ -26,8 +26,8 @@ pytestmark = [
 def loras(tiny_sd15, tmp_path_factory):
     folder = tmp_path_factory.mktemp("loras")
     return [
-        make_lora(tiny_sd15, folder / "ink.safetensors", seed=1, title="Ink", trigger="inkstyle"),
-        make_lora(tiny_sd15, folder / "pastel.safetensors", seed=2, title="Pastel"),
+        make_lora(tiny_sd15, folder / "ink.safetensors", seed=1, title="Ink", trigger="inkstyle", thumbnail=True),
+        make_lora(tiny_sd15, folder / "pastel.safetensors", seed=2, title="Pastel", thumbnail=True),
     ]
 
 

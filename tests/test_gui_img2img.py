@@ -15,7 +15,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
-from app.engine.demo.scenes import Scene, render
+from tools.demo.scenes import Scene, render
 from app.engine.generate.masks import blur_mask
 from app.engine.paths import DEMO_MODEL_DIR
 

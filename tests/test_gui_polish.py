@@ -8,7 +8,7 @@ import unicodedata
 
 import pytest
 
-from tests.gui_helpers import open_main_window
+from tests.helpers.gui import open_main_window
 from PySide6.QtCore import Qt
 
 pytestmark = [

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from test_generate_support import make_lora
+from tests.helpers.loras import make_lora
 
 pytestmark = [
     pytest.mark.qt_log_ignore("propagateSizeHints"),

@@ -9,7 +9,7 @@ import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
-from tests.gui_helpers import fake_trainer_argv, make_style_folder
+from tests.helpers.gui import fake_trainer_argv, make_style_folder
 
 pytestmark = [
     pytest.mark.qt_log_ignore("propagateSizeHints"),

@@ -16,7 +16,7 @@ from PIL import Image
 from PySide6.QtCore import QPoint, QRect, Qt
 from PySide6.QtTest import QTest
 
-from tests.gui_helpers import FAKE_CHILD_PRELUDE, make_style_folder
+from tests.helpers.gui import FAKE_CHILD_PRELUDE, make_style_folder
 
 pytestmark = [
     pytest.mark.qt_log_ignore("propagateSizeHints"),
@@ -355,7 +355,7 @@ def test_samples_are_labelled_with_step_and_prompt_and_one_can_become_the_shelf_
     from app.engine import facade
     from app.engine.adapters import read_adapter_info
     from app.gui.sample_strip import SampleStrip
-    from tests.gui_helpers import make_lora
+    from tests.helpers.loras import make_lora
 
     pair = Image.new("RGB", (130, 64), (20, 20, 20))
     pair.paste(Image.new("RGB", (64, 64), (250, 30, 30)), (66, 0))
@@ -368,7 +368,7 @@ def test_samples_are_labelled_with_step_and_prompt_and_one_can_become_the_shelf_
     assert "step 150" in tile.step_label.text() and tile.caption.text().startswith("a blue") is False
     assert tile.caption.text().startswith("zq, a blue")
     assert "a blue triangle on an orange background" in tile.toolTip() and "base model" in tile.toolTip()
-    adapter = make_lora(tiny_sd15, tmp_path / "style.safetensors", seed=1, title="s")
+    adapter = make_lora(tiny_sd15, tmp_path / "style.safetensors", seed=1, title="s", thumbnail=True)
     facade.use_sample_as_thumbnail(str(adapter), str(sample))
     thumb = read_adapter_info(adapter).thumbnail
     from io import BytesIO

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import Qt
 
-from tests.gui_helpers import open_main_window, type_into
+from tests.helpers.gui import open_main_window, type_into
 
 pytestmark = [
     pytest.mark.qt_log_ignore("propagateSizeHints"),

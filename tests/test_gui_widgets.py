@@ -311,7 +311,7 @@ def test_cycles_are_collected_on_the_ui_thread_never_in_a_worker(qtbot):
 def test_shelf_shows_the_summed_strength_and_a_quiet_hint_when_high(qtbot, shelf):
     from PySide6.QtCore import Qt
 
-    from tests.gui_helpers import type_into
+    from tests.helpers.gui import type_into
 
     vm, panel = shelf
     ink, pastel = panel.cards["/shelf/ink.safetensors"], panel.cards["/shelf/pastel.safetensors"]

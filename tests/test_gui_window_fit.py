@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.gui_helpers import open_main_window
+from tests.helpers.gui import open_main_window
 
 pytestmark = pytest.mark.usefixtures("isolated_settings", "ui_thread_gc")
 

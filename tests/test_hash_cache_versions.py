@@ -7,7 +7,7 @@ import os
 import time
 
 from app.engine.adapters import read_adapter_info
-from app.engine.adapters.hashcache import cached_hashes
+from app.engine.hashcache import cached_hashes
 from app.engine.generate.identity import adapter_identity
 from tests.helpers.tiny_lora import write_tiny_lora
 

@@ -1,4 +1,4 @@
-"""Every kind of hostile adapter file (tests/hostile_files.py) through inspect, import, the shelf scan and
+"""Every kind of hostile adapter file (tests/helpers/hostile_files.py) through inspect, import, the shelf scan and
 generate: no traceback anywhere, a one-line reason, and the good files beside it still listed and usable.
 
 The generator (tiny SD1 model) is built once for the module; refusals happen before sampling, and the
@@ -12,11 +12,11 @@ import re
 import shutil
 
 import pytest
-from test_generate_support import make_lora
+from tests.helpers.loras import make_lora
 
 from app.cli import main as cli_main
 from app.engine.errors import UserError
-from hostile_files import KINDS, Good, Kind
+from tests.helpers.hostile_files import KINDS, Good, Kind
 
 _STAGES = ("inspect", "import", "scan", "generate")
 

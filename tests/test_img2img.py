@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from app.engine.demo.scenes import Scene, render
-from app.engine.demo.stats import hue_layout, nearest_colour, stripe_energy
-from app.engine.demo.stylesets import STYLE_SETS
+from tools.demo.scenes import Scene, render
+from tools.demo.stats import hue_layout, nearest_colour, stripe_energy
+from tools.demo.stylesets import STYLE_SETS
 from app.engine.events import CancelToken, Log, Progress
 from app.engine.generate import GenerateConfig, Generator
 from app.engine.generate.img2img import prepare_source

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from app.cli import main
-from app.engine.demo.scenes import Scene, render
+from tools.demo.scenes import Scene, render
 from app.engine.generate import batch
 from app.engine.generate.pngmeta import read_png_text
 from app.engine.paths import DEMO_MODEL_DIR

@@ -12,7 +12,6 @@ from app.engine.generate import GenerateConfig, Generator
 from app.engine.models.detect import inspect_model
 from app.engine.paths import DEMO_MODEL_DIR
 from app.engine.shelf.stack import StackEntry
-from test_generate_support import make_lora, sd15_loras  # noqa: F401  (fixture)
 
 
 @pytest.fixture(scope="module")

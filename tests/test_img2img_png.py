@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from app.engine import facade
-from app.engine.demo.scenes import Scene, render
+from tools.demo.scenes import Scene, render
 from app.engine.generate import GenerateConfig, Generator, parse_a1111, read_png_parameters
 from app.engine.generate.img2img import file_sha256
 from app.engine.generate.input_meta import MISSING_KEY

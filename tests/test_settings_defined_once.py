@@ -130,7 +130,7 @@ def test_a_new_generate_setting_is_a_flag_without_a_cli_edit():
 def test_generate_tab_widgets_have_the_configs_ranges_and_help(qtbot):
     from app.gui.generate_vm import MAX_SEED
     from app.gui.input_image_panel import InputImagePanel
-    from tests.gui_helpers import open_main_window
+    from tests.helpers.gui import open_main_window
 
     window = open_main_window(qtbot)
     tab, vm = window.generate_tab, window.generate_vm

@@ -121,8 +121,8 @@ def test_a_read_during_a_same_size_rewrite_is_caught_by_the_recorded_hash(tmp_pa
     reads = iter([bytes(torn), good])
     real = info_module.read_file
 
-    def racing_read(p):
-        header, _, st = real(p)
+    def racing_read(p, **kwargs):
+        header, _, st = real(p, **kwargs)
         return header, next(reads), st
 
     monkeypatch.setattr(info_module, "read_file", racing_read)
@@ -287,7 +287,7 @@ def test_temp_file_of_a_write_killed_with_sigkill_is_recognisable_and_removed_wh
 
 # --- smaller ones ---------------------------------------------------------------------------------------
 def test_a_damaged_hash_cache_entry_only_costs_rehashing(tmp_path, capsys):
-    from app.engine.adapters.hashcache import _cache_file, file_hashes
+    from app.engine.hashcache import _cache_file, file_hashes
     from app.engine.safetensors_file import data_sha256, file_sha256
 
     path = _adapter(tmp_path / "team" / "a.safetensors", 1)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from test_adapters_support import (
+from tests.helpers.peft_probes import (
     TE_TARGETS,
     add_random_lora,
     load_pipe,

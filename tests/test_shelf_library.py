@@ -54,6 +54,19 @@ def test_safe_stem_defuses_path_tricks():
     assert len(safe_stem("x" * 500)) == 100
 
 
+def test_a_new_style_gets_the_same_safe_file_name_from_the_gui_and_the_cli():
+    from app.engine import facade
+    from app.engine.shelf.names import adapter_file_name
+    from app.engine.train.config import TrainConfig
+
+    assert adapter_file_name("Ink  test") == "Ink-test.safetensors"
+    assert adapter_file_name("../CON") == "_CON.safetensors" and adapter_file_name("..") == "style.safetensors"
+    assert adapter_file_name("水彩 v1.5") == "水彩-v1.5.safetensors"
+    gui = facade.new_adapter_path("Ink test")
+    cli = TrainConfig(dataset_dir="d", base="b", name="Ink test").resolved_out()
+    assert gui == cli and gui.parent.name == "adapters"
+
+
 def test_import_copies_validates_and_detects_duplicates(tmp_path, files):
     lib = _lib(tmp_path)
     info = lib.import_file(files["warm"])

@@ -17,7 +17,7 @@ from app.engine.generate.identity import adapter_identity
 from app.engine.shelf.library import Library
 from app.engine.shelf.stack import StackEntry
 from app.engine.shelf.stack_file import save_stack_file
-from test_generate_support import make_lora
+from tests.helpers.loras import make_lora
 
 
 def pixels(path):

@@ -1,6 +1,6 @@
 """Training data without a model: odd image files, captions, tag counts, buckets, settings, CLI input errors.
 
-``make_style_set`` (striped "style" images) is shared with the other training tests.
+``make_style_set`` (striped "style" images, shared with the other training tests) is in tests/helpers/datasets.py.
 """
 
 from __future__ import annotations
@@ -20,19 +20,7 @@ from app.engine.train import TRAIN_PRESETS, TrainConfig, load_toml, scan_dataset
 from app.engine.train.buckets import BatchPlan, choose_bucket, plan_crop
 from app.engine.train.dataset import clean_filename
 from app.engine.train.images import load_rgb
-
-
-def make_style_set(folder: Path, count: int, *, size: int = 64, seed: int = 0, prefix: str = "stripes") -> Path:
-    """Diagonal two-colour stripes at random period and phase: a consistent 'style' a LoRA can learn."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:size, 0:size]
-    for i in range(count):
-        period, phase = rng.uniform(6, 12), rng.uniform(0, 2 * np.pi)
-        on = np.sin((x + y) / period * 2 * np.pi + phase) > 0
-        img = np.where(on[..., None], np.array([220, 60, 40]), np.array([30, 40, 120])).astype(np.uint8)
-        Image.fromarray(img).save(folder / f"{prefix}_{i:02d}.png")
-    return folder
+from tests.helpers.datasets import make_style_set
 
 
 # ----------------------------------------------------------------------------------- odd files

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from app.engine.events import CancelToken, CheckpointSaved, Finished, Progress, TrainFinished, train_event_from_json
 from app.engine.train import TrainConfig, train
-from test_train_data import make_style_set
+from tests.helpers.datasets import make_style_set
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from app.engine.events import CancelToken, Progress
 from app.engine.train import TrainConfig, train
 from app.engine.train.optimizers import make_optimizer
-from test_train_data import make_style_set
+from tests.helpers.datasets import make_style_set
 
 
 def _config(data, base, out, **kw) -> TrainConfig:

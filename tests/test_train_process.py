@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from app.engine.train import checkpoints
 from app.engine.train.checkpoints import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
-from test_train_data import make_style_set
+from tests.helpers.datasets import make_style_set
 
 REPO = Path(__file__).resolve().parents[1]
 

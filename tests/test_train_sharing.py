@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.adapters.sftfile import read_header
+from app.engine.safetensors_file import read_header
 from app.engine.train import TrainConfig, train
-from test_train_data import make_style_set
+from tests.helpers.datasets import make_style_set
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def test_legacy_hash_is_kohyas(tmp_path):
 
 def test_export_writes_a1111_sidecar_and_import_reads_one(shared_run, tmp_path):
     from app.engine.adapters import read_adapter_info
-    from app.engine.adapters.sftfile import rewrite_metadata
+    from app.engine.safetensors_file import rewrite_metadata
     from app.engine.shelf.library import Library
 
     _home, _cfg, result = shared_run

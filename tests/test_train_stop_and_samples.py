@@ -15,7 +15,7 @@ from app.engine.events import CancelToken, Finished, Log, Progress, SampleReady
 from app.engine.train import TrainConfig, train
 from app.engine.train.run_state import checkpoint_history, list_checkpoints, resume_point
 from app.engine.train.sampling import GAP, adapter_half, best_sample, interest, sample_steps_of
-from test_train_data import make_style_set
+from tests.helpers.datasets import make_style_set
 
 
 @pytest.fixture(scope="module")

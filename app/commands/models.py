@@ -55,7 +55,8 @@ def run_info(args: argparse.Namespace) -> int:
 
     from app.engine.models.detect import inspect_model
     from app.engine.models.families import FAMILIES
-    from app.engine.models.safetensors_header import read_safetensors_header
+    from app.engine.errors import ModelLoadError
+    from app.engine.safetensors_file import read_header
 
     path = Path(args.path)
     det = inspect_model(path)
@@ -67,7 +68,7 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"prediction:  {FAMILIES[family].prediction_type if args.family else det.prediction_type}")
     print(f"pipeline:    {det.pipeline_class}")
     if det.single_file:
-        header = read_safetensors_header(path)
+        header = read_header(path, error=ModelLoadError, strict=False)
         print(f"tensors:     {len(header.tensors)} ({header.data_size / 1e9:.2f} GB of data)")
         print(f"complete:    {'yes' if header.is_complete else 'NO (truncated)'}")
     if args.load:

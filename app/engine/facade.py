@@ -37,6 +37,8 @@ from app.engine.events import (  # re-exported: the GUI sees events only through
     train_event_from_json,
 )
 from app.engine.generate.config import GenerateConfig  # light: what the Generate tab edits and a PNG restores
+from app.engine.generate.config import INPAINT_AREAS, MASKED_CONTENT, RESIZE_MODES  # the input panel's choices
+from app.engine.shelf.names import adapter_file_name
 from app.engine.shelf.stack import Stack, StackEntry  # light dataclasses shared with the GUI
 
 REPO_ROOT = paths.REPO_ROOT
@@ -181,8 +183,7 @@ def train_presets() -> dict[str, dict[str, Any]]:
 
 def new_adapter_path(name: str) -> Path:
     """Where a newly trained adapter goes: the user's shelf folder, so it appears on the shelf."""
-    safe = "".join(c if c.isalnum() or c in "-_ " else "_" for c in name).strip().replace(" ", "-") or "style"
-    return adapters_dir() / f"{safe}.safetensors"
+    return adapters_dir() / adapter_file_name(name)
 
 
 def adapters_dir() -> Path:

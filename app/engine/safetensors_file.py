@@ -1,9 +1,12 @@
 """The safetensors container, read by hand where we need more than the library offers.
 
-One reader for base models, adapters and hashes. Why not only ``safetensors.safe_open``: scanning a
-shelf or detecting a 7 GB checkpoint's family must read metadata without touching tensor bytes, with a
-bound on the header size (a hostile file can claim a multi-GB header), and a metadata edit must copy the
-tensor bytes verbatim so the tensor hash stays the same.
+The one module for the format, used by base models, adapters and hashes: refusing pickles, reading and
+validating headers, reading whole files, serialising, rewriting metadata and hashing. Callers pass the
+error class they raise (``ModelLoadError``, ``AdapterError``) so the same check reads the same everywhere.
+
+Why not only ``safetensors.safe_open``: scanning a shelf or detecting a 7 GB checkpoint's family must read
+metadata without touching tensor bytes, with a bound on the header size (a hostile file can claim a
+multi-GB header), and a metadata edit must copy the tensor bytes verbatim so the tensor hash stays the same.
 
 Layout: 8-byte little-endian header length N, N bytes of JSON (``__metadata__`` plus one entry per
 tensor: dtype, shape, data_offsets relative to the data section), then the data section.
@@ -15,13 +18,18 @@ import hashlib
 import json
 import math
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.engine.atomic import atomic_path
 from app.engine.errors import UserError
 
 # The safetensors format itself caps the header at 100 MB; anything larger is not a real header.
 MAX_HEADER_BYTES = 100_000_000
+# The largest real LoRA headers are a few hundred KB (thousands of tensors, a 256 px thumbnail, kohya's
+# tag counts); a header this big is junk, and parsing it on every shelf scan would cost seconds.
+MAX_ADAPTER_HEADER_BYTES = 8 * 1024 * 1024
 CHANGED_HINT = "Another program (or a teammate) was writing it."
 
 DTYPE_SIZES = {
@@ -68,6 +76,17 @@ def is_pickle_path(path: Path) -> bool:
     return path.suffix.lower() in PICKLE_SUFFIXES
 
 
+def refuse_pickle(path: str | os.PathLike[str], *, error: type[UserError] = UserError) -> None:
+    """Raise for a pickle-format file (by its name): StyleShelf never unpickles a file a user was sent."""
+    path = Path(path)
+    if is_pickle_path(path):
+        raise error(
+            f"{path.name} is a pickled checkpoint ({path.suffix}); StyleShelf never opens pickles because they "
+            "can run code when opened.",
+            hint="Ask for (or download) the .safetensors version, or convert it with a tool you trust.",
+        )
+
+
 def read_header(
     path: str | os.PathLike[str],
     *,
@@ -75,15 +94,17 @@ def read_header(
     strict: bool = True,
     max_header_bytes: int = MAX_HEADER_BYTES,
 ) -> Header:
-    """Parse and validate the header of ``path`` without reading tensor data.
+    """Parse and validate the header of ``path`` without reading tensor data; pickles are refused by name.
 
-    ``strict`` also refuses a file whose tensor data is cut short; without it a truncated file still
-    yields its header (family detection stays possible; the loader then refuses with ``is_complete``).
+    ``strict`` (the default) also refuses a file whose tensor data is cut short. Base-model detection
+    passes ``strict=False``: a truncated checkpoint still yields its header, so its family is known in
+    milliseconds, and ``require_complete`` refuses it before any load.
     ``max_header_bytes`` lets a caller that knows its files are small (adapters) refuse sooner.
     Problems raise ``error`` (ModelLoadError, AdapterError…) with a one-line reason.
     """
     path = Path(path)
     name = path.name
+    refuse_pickle(path, error=error)
     try:
         with open(path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
@@ -95,6 +116,17 @@ def read_header(
     if len(raw) < n:  # the size was checked above: the file shrank while we read it
         raise error(f"{name} changed while it was read; try again.", hint=CHANGED_HINT)
     return parse_header_bytes(raw, path, data_offset=8 + n, file_size=size, error=error, strict=strict)
+
+
+def require_complete(header: Header, *, error: type[UserError] = UserError) -> None:
+    """Raise when the file is shorter than its header says (an interrupted download or copy)."""
+    if not header.is_complete:
+        have = header.file_size - header.data_offset
+        raise error(
+            f"{header.path.name} is truncated: it holds {max(have, 0):,} of {header.data_size:,} bytes of "
+            "tensor data.",
+            hint="Download or copy it again.",
+        )
 
 
 def _open_error(path: Path, err: OSError, error: type[UserError]) -> UserError:
@@ -131,6 +163,16 @@ def read_whole_file(
     if len(stamps) != 1 or len(blob) != before.st_size:
         raise error(f"{path.name} changed while it was read; try again.", hint=CHANGED_HINT)
     return blob, now
+
+
+def read_file(
+    path: str | os.PathLike[str], *, error: type[UserError] = UserError, max_header_bytes: int = MAX_HEADER_BYTES
+) -> tuple[Header, bytes, os.stat_result]:
+    """The whole file in memory (see ``read_whole_file``) with its validated header; pickles are refused."""
+    path = Path(path)
+    refuse_pickle(path, error=error)
+    blob, st = read_whole_file(path, error=error)
+    return header_from_bytes(blob, path, error=error, max_header_bytes=max_header_bytes), blob, st
 
 
 def _stamp(st: os.stat_result) -> tuple[int, int, int, int]:
@@ -294,6 +336,38 @@ def encode_header(metadata: dict[str, str], tensors: dict[str, TensorSpec]) -> b
     raw = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     raw += b" " * (-len(raw) % 8)
     return len(raw).to_bytes(8, "little") + raw
+
+
+def serialize(tensors: dict) -> tuple[dict[str, TensorSpec], bytes, str]:
+    """Serialise torch tensors to (tensor header entries, data section bytes, sha256 of the data section).
+
+    The caller adds metadata with ``encode_header(metadata, specs) + data``: the data section does not
+    depend on the metadata, so the tensor hash can be stored in the very header it describes.
+    """
+    from safetensors.torch import save
+
+    blob = save({k: v.contiguous() for k, v in tensors.items()})
+    n = int.from_bytes(blob[:8], "little")
+    data = blob[8 + n :]
+    header = parse_header_bytes(blob[8 : 8 + n], Path("<new>"), data_offset=8 + n, file_size=len(blob))
+    return header.tensors, data, hashlib.sha256(data).hexdigest()
+
+
+def rewrite_metadata(
+    path: str | os.PathLike[str],
+    metadata: dict[str, str],
+    *,
+    error: type[UserError] = UserError,
+    max_header_bytes: int = MAX_HEADER_BYTES,
+) -> None:
+    """Replace the metadata of ``path`` atomically; tensor entries and bytes are copied unchanged."""
+    path = Path(path)
+    header = read_header(path, error=error, max_header_bytes=max_header_bytes)
+    with atomic_path(path) as tmp:
+        with open(path, "rb") as src, open(tmp, "wb") as dst:
+            dst.write(encode_header(metadata, header.tensors))
+            src.seek(header.data_offset)
+            shutil.copyfileobj(src, dst, 1 << 20)
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.engine.adapters.info import AdapterInfo, read_adapter_info
-from app.engine.adapters.sftfile import read_header, rewrite_metadata
 from app.engine.adapters.writer import thumbnail_data_uri
 from app.engine.author import stamp_edit
 from app.engine.errors import AdapterError
+from app.engine.safetensors_file import MAX_ADAPTER_HEADER_BYTES, read_header, rewrite_metadata
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL.Image import Image
@@ -33,7 +33,7 @@ def edit_metadata(
 ) -> AdapterInfo:
     """Change title / trigger phrase / description / thumbnail (``None`` thumbnail removes it)."""
     path = Path(path)
-    header = read_header(path)
+    header = read_header(path, error=AdapterError, max_header_bytes=MAX_ADAPTER_HEADER_BYTES)
     read_adapter_info(path, with_hashes=False)  # refuse non-adapters before touching the file
     meta = dict(header.metadata)
     for key, value in (("modelspec.title", title), ("modelspec.trigger_phrase", trigger_phrase),
@@ -53,5 +53,5 @@ def edit_metadata(
     if not os.access(path, os.W_OK):
         raise AdapterError(f"{path.name} is read-only; copy it to your shelf to edit it.")
     stamp_edit(meta)  # when and by whom (app.engine.author)
-    rewrite_metadata(path, meta)
+    rewrite_metadata(path, meta, error=AdapterError, max_header_bytes=MAX_ADAPTER_HEADER_BYTES)
     return read_adapter_info(path)

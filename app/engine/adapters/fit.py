@@ -14,9 +14,9 @@ from pathlib import Path
 
 from app.engine.adapters.info import analyse_keys, read_adapter_info
 from app.engine.adapters.keys import COMPONENT_PREFIX, SDXL_COMPONENT_PREFIX, classify_key, sgm_to_diffusers, te_path
-from app.engine.adapters.sftfile import read_header
-from app.engine.errors import UserError
+from app.engine.errors import AdapterError, UserError
 from app.engine.models.families import family_label
+from app.engine.safetensors_file import MAX_ADAPTER_HEADER_BYTES, read_header
 
 # diffusers folder component → the component name adapters use
 _FOLDERS = {"unet": "unet", "text_encoder": "text_encoder", "text_encoder_2": "text_encoder_2"}
@@ -41,7 +41,7 @@ def base_layer_shapes(base: str | os.PathLike[str]) -> dict[str, tuple[int, ...]
     shapes: dict[str, tuple[int, ...]] = {}
     for sub, component in _FOLDERS.items():
         for weights in sorted((folder / sub).glob("*.safetensors")):
-            for key, spec in read_header(weights).tensors.items():
+            for key, spec in read_header(weights, error=AdapterError, max_header_bytes=MAX_ADAPTER_HEADER_BYTES).tensors.items():
                 if not key.endswith(".weight") or len(spec.shape) not in (2, 4):
                     continue
                 path = key.removesuffix(".weight").replace(".", "_")
@@ -70,7 +70,7 @@ def adapter_fit(adapter: str | os.PathLike[str], base: str | os.PathLike[str]) -
     if not layers:
         return Fit(True, 0, "the base is not a diffusers folder: shapes are checked when the adapter loads")
     # Every format's (down, up) shapes as the header gives them (LoHa/LoKr/full: their equivalent pair's).
-    keys = analyse_keys(read_header(adapter), Path(adapter).name)
+    keys = analyse_keys(read_header(adapter, error=AdapterError, max_header_bytes=MAX_ADAPTER_HEADER_BYTES), Path(adapter).name)
     lpb = _layers_per_block(base)
     ins = {_diffusers_name(m, lpb): shape[1] for m, shape in keys["downs"].items()}
     outs = {_diffusers_name(m, lpb): shape[0] for m, shape in keys["ups"].items()}

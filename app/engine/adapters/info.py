@@ -18,30 +18,33 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.engine.adapters.hashcache import cached_hashes, file_hashes, remember_hashes
+from app.engine.hashcache import cached_hashes, file_hashes, remember_hashes
 from app.engine.adapters.keys import classify_key, component_of, is_unsupported_adapter_key
 from app.engine.adapters.lycoris import algorithm, classify_lycoris_key, header_shape, refused_format
-from app.engine.adapters.sftfile import Header, read_file, read_header
 from app.engine.errors import AdapterError
-from app.engine.models.families import DEMO_BLOCK_CHANNELS, DEMO_CROSS_ATTENTION, DEMO_REASON, FAMILIES
-from app.engine.safetensors_file import CHANGED_HINT, short_repr
+from app.engine.models.families import (
+    CROSS_ATTENTION_FAMILY,
+    DEMO_BLOCK_CHANNELS,
+    DEMO_CROSS_ATTENTION,
+    DEMO_REASON,
+    FAMILIES,
+    TEXT_ENCODER_FAMILY,
+    family_of_architecture,
+)
+from app.engine.safetensors_file import (
+    CHANGED_HINT,
+    MAX_ADAPTER_HEADER_BYTES,
+    Header,
+    read_file,
+    read_header,
+    short_repr,
+)
 
 UNKNOWN = "unknown"
 
-# Cross-attention input width of the full-size models (the text embedding width the UNet attends to).
-_CROSS_ATTN_WIDTH = {768: "sd1", 1024: "sd2", 2048: "sdxl", 1280: "sdxl"}
-# Text-encoder hidden width: CLIP ViT-L (SD1, SDXL te1) and OpenCLIP ViT-H (SD2).
-_TE_WIDTH = {768: "sd1", 1024: "sd2", 1280: "sdxl"}
 # LoRA weights are applied in floating point; integer or 8-bit-float "weights" are damage or another format.
 WEIGHT_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 _ALPHA_DTYPES = {"F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8"}  # a scalar: ints are meaningful
-_ARCH_PREFIX = {
-    "stable-diffusion-v1": "sd1",
-    "stable-diffusion-v2-512": "sd2",
-    "stable-diffusion-v2-768-v": "sd2-v",
-    "stable-diffusion-xl-v1-base": "sdxl",
-    "styleshelf-demo-v1": "demo",
-}
 
 
 @dataclass
@@ -96,9 +99,9 @@ class AdapterInfo:
 def family_from_metadata(meta: dict[str, str]) -> tuple[str, str] | None:
     arch = meta.get("modelspec.architecture", "")
     if arch:
-        base = arch.split("/")[0]
-        if base in _ARCH_PREFIX:
-            return _ARCH_PREFIX[base], f"modelspec.architecture = {arch}"
+        fam = family_of_architecture(arch)
+        if fam:
+            return fam, f"modelspec.architecture = {arch}"
     version = meta.get("ss_base_model_version", "")
     for fam, info in FAMILIES.items():
         if version == info.ss_base_model_version:
@@ -122,7 +125,7 @@ def family_from_shapes(shapes: dict[str, tuple[str, tuple[int, ...]]]) -> tuple[
     for module, (_part, shape) in shapes.items():
         if module.startswith("lora_unet_") and module.endswith(("attn2_to_k", "attn2_to_v")) and len(shape) >= 2:
             width = shape[1]
-            fam = _CROSS_ATTN_WIDTH.get(width)
+            fam = CROSS_ATTENTION_FAMILY.get(width)
             if fam:
                 return fam, f"cross-attention input width {width}"
             if width == DEMO_CROSS_ATTENTION and _mid_block_width(shapes) == DEMO_BLOCK_CHANNELS[-1]:
@@ -130,7 +133,7 @@ def family_from_shapes(shapes: dict[str, tuple[str, tuple[int, ...]]]) -> tuple[
             return UNKNOWN, f"cross-attention input width {width} matches no known family (a test or custom model?)"
     for module, (_part, shape) in shapes.items():
         if module.startswith(("lora_te_", "lora_te1_")) and module.endswith("q_proj") and len(shape) >= 2:
-            fam = _TE_WIDTH.get(shape[1])
+            fam = TEXT_ENCODER_FAMILY.get(shape[1])
             if fam:
                 return fam, f"text-encoder width {shape[1]}"
             return UNKNOWN, f"text-encoder width {shape[1]} matches no known family"
@@ -281,7 +284,7 @@ def read_adapter_info(path: str | os.PathLike[str], *, with_hashes: bool = True)
     Raises AdapterError with the reason for pickles, truncated or malformed files and non-LoRA weights.
     """
     path = Path(path)
-    header = read_header(path)
+    header = read_header(path, error=AdapterError, max_header_bytes=MAX_ADAPTER_HEADER_BYTES)
     keys = analyse_keys(header, path.name)
     # Without hashing, still show hashes computed earlier (the cache is keyed by size + mtime).
     hashes = file_hashes(path, header) if with_hashes else (cached_hashes(path) or ("", ""))
@@ -298,7 +301,7 @@ def read_adapter_snapshot(path: str | os.PathLike[str]) -> tuple[AdapterInfo, by
     reads differ it was changing.
     """
     path = Path(path)
-    header, blob, st = read_file(path)
+    header, blob, st = read_file(path, error=AdapterError, max_header_bytes=MAX_ADAPTER_HEADER_BYTES)
     keys = analyse_keys(header, path.name)
     # A write during the read moves mtime to "now": only a file already modified within the current mtime
     # tick can change unseen. Older files with hashes cached for this exact version skip hashing.
@@ -306,7 +309,7 @@ def read_adapter_snapshot(path: str | os.PathLike[str]) -> tuple[AdapterInfo, by
     if hashes is None:
         hashes = _hashes_of(blob, header)
         if _recorded_hash(header.metadata) not in ("", hashes[1]):
-            _, blob2, st = read_file(path)
+            _, blob2, st = read_file(path, error=AdapterError, max_header_bytes=MAX_ADAPTER_HEADER_BYTES)
             if blob2 != blob:
                 raise AdapterError(f"{path.name} changed while it was read; try again.", hint=CHANGED_HINT)
         remember_hashes(path, st, *hashes)

@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from app.engine.adapters.keys import classify_key, kohya_name
 from app.engine.adapters.peft_lycoris import network_of, peft_to_lycoris
-from app.engine.adapters.sftfile import encode_header, serialize, write_atomic
+from app.engine.atomic import atomic_write_bytes
 from app.engine.author import get_author
 from app.engine.errors import AdapterError
 from app.engine.models.families import FAMILIES, family_info
+from app.engine.safetensors_file import encode_header, serialize
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL.Image import Image
@@ -247,4 +248,5 @@ def write_tensors(path: str | os.PathLike[str], tensors: dict[str, Any], meta: d
     specs, data, digest = serialize(tensors)
     meta[HASH_KEY] = f"0x{digest}"
     meta["sshs_model_hash"] = digest  # kohya's / AUTOMATIC1111's name for the same tensor-data hash
-    return write_atomic(path, encode_header(meta, specs) + data)
+    atomic_write_bytes(path, encode_header(meta, specs) + data)
+    return Path(path)

@@ -51,6 +51,7 @@ from app.engine.generate.sanity import StackWatch
 from app.engine.generate.stack_check import usable_stack
 from app.engine.generate.stack_runner import StackRunner
 from app.engine.paths import user_cache_dir, user_data_dir
+from app.engine.rate import RateTracker
 from app.engine.shelf.stack import StackEntry
 
 DEFAULT_MAX_LOADED = 16  # beyond this, switching slows down and memory grows for little gain
@@ -257,7 +258,7 @@ class Generator:
         """One image (PIL), or None when cancelled mid-way. Progress counts steps over the whole batch."""
         import torch
 
-        step_times: list[float] = []
+        rates = RateTracker(window=None)  # over this image's steps so far
         sdxl = self.family == "sdxl"
 
         def on_step(pipe: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> dict:
@@ -267,11 +268,8 @@ class Generator:
             n = int(getattr(pipe, "num_timesteps", 0) or config.steps)  # Heun & co. take more than `steps`
             done, total = index * n + step + 1, config.batch_count * n
             watch.check_latents(tensors.get("latents"), step + 1)
-            step_times.append(time.perf_counter())
-            rate = None
-            if len(step_times) >= 2:
-                rate = (len(step_times) - 1) / max(step_times[-1] - step_times[0], 1e-9)
-            eta = (total - done) / rate if rate else None
+            rate = rates.tick()
+            eta = rates.eta(total - done, rate)
             on_event(Progress(step=done, total=total, it_per_s=rate, eta_s=eta, phase="generate"))
             if preview_dir is not None and (step + 1) % config.preview_every == 0 and "latents" in tensors:
                 target = write_preview(tensors["latents"], preview_dir / f"step-{done:05d}.png", sdxl=sdxl)

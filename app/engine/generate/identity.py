@@ -4,7 +4,8 @@ Adapters are named inside diffusers after their tensor hash, not their display n
 with the same title never collide and a renamed or re-titled file is not loaded twice. The shelf's
 ``read_adapter_info`` (app.engine.adapters) is the source of truth for adapters; base models get
 A1111's "Model hash" (AutoV2 of the file).
-Hashes are cached by path + size + mtime, so re-hashing only happens when a file changes.
+Hashes come from the one hash cache (``app.engine.hashcache``); identities are memoised per file version
+(path, size, mtime, inode, ctime), so neither is recomputed until a file changes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.engine.errors import AdapterError, UserError
-from app.engine.safetensors_file import file_sha256 as _full_file_sha256
+from app.engine.safetensors_file import file_sha256
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,6 @@ class AdapterIdentity:
 
 _lock = threading.Lock()
 _identity_cache: dict[tuple[str, int, int, int, int], AdapterIdentity] = {}
-_file_hash_cache: dict[tuple[str, int, int, int, int], str] = {}
 
 
 def _stat_key(path: Path) -> tuple[str, int, int, int, int]:
@@ -61,11 +61,6 @@ def _cached(cache: dict, path: Path, compute):
     return value
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Full-file SHA-256, cached by path + size + mtime."""
-    return _cached(_file_hash_cache, Path(path), _full_file_sha256)
-
-
 def base_model_hash(path: str | os.PathLike[str]) -> str:
     """A1111-style "Model hash" (10 hex): of the file, or of the UNet weights of a diffusers folder."""
     path = Path(path)
@@ -78,13 +73,13 @@ def base_model_hash(path: str | os.PathLike[str]) -> str:
     if not path.is_file():
         return ""
     if path.suffix.lower() == ".safetensors":
-        from app.engine.adapters.hashcache import file_hashes
+        from app.engine.hashcache import file_hashes
 
-        try:  # the shelf's persistent hash cache: a multi-GB UNet is hashed once, not once per process
+        try:  # the persistent hash cache: a multi-GB UNet is hashed once, not once per process
             return file_hashes(path)[0][:10]
         except (UserError, OSError, ValueError):
-            pass  # hashed below without the cache
-    return file_sha256(path)[:10]
+            pass  # a damaged header: hashed below without the cache (loading refuses such a file anyway)
+    return file_sha256(path)[:10]  # .bin weights: loading refuses them, so this is never a hot path
 
 
 def adapter_identity(path: str | os.PathLike[str]) -> AdapterIdentity:

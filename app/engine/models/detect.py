@@ -17,7 +17,7 @@ from pathlib import Path
 
 from app.engine.errors import ModelLoadError
 from app.engine.models.families import DEMO_REASON, FAMILIES, Family, is_demo_unet
-from app.engine.models.safetensors_header import SafetensorsHeader, read_safetensors_header, refuse_pickle
+from app.engine.safetensors_file import Header, read_header, refuse_pickle
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
@@ -51,12 +51,12 @@ def inspect_model(path: str | os.PathLike[str]) -> Detection:
         raise ModelLoadError(f"{path} does not exist.")
     if path.is_dir():
         return detect_folder(path)
-    refuse_pickle(path)
+    refuse_pickle(path, error=ModelLoadError)
     if path.suffix.lower() != ".safetensors":
         raise ModelLoadError(
             f"{path.name} is not a model StyleShelf can open: give a diffusers folder or a .safetensors checkpoint."
         )
-    return detect_header(read_safetensors_header(path))
+    return detect_header(read_header(path, error=ModelLoadError, strict=False))
 
 
 # ---------------------------------------------------------------------------------------------- folders
@@ -197,20 +197,20 @@ def v_prediction_hint(metadata: dict[str, str], name: str) -> tuple[bool | None,
     return None, ""
 
 
-def _cross_attention_width(header: SafetensorsHeader) -> int | None:
+def _cross_attention_width(header: Header) -> int | None:
     for key, info in header.tensors.items():
         if key.startswith(UNET_PREFIX) and key.endswith("attn2.to_k.weight") and len(info.shape) == 2:
             return info.shape[1]
     return None
 
 
-def unet_in_channels(header: SafetensorsHeader) -> int:
+def unet_in_channels(header: Header) -> int:
     """The UNet's input channels from conv_in's shape in the header (4 normal, 9 inpainting); 4 when absent."""
     conv_in = header.shape(UNET_PREFIX + "input_blocks.0.0.weight")
     return int(conv_in[1]) if conv_in is not None and len(conv_in) == 4 else 4
 
 
-def detect_header(header: SafetensorsHeader) -> Detection:
+def detect_header(header: Header) -> Detection:
     keys = list(header.tensors)
     name = header.path.name
     if not any(k.startswith(UNET_PREFIX) for k in keys):
@@ -261,7 +261,7 @@ def _detect_header_family(header: SafetensorsHeader, keys: list[str], name: str)
     return Detection(family, True, reason, prediction, cls, details)
 
 
-def missing_parts(header: SafetensorsHeader, family: str) -> list[str]:
+def missing_parts(header: Header, family: str) -> list[str]:
     """The components a full checkpoint of ``family`` must hold but this file lacks."""
     keys = header.tensors
     has = lambda prefix: any(k.startswith(prefix) for k in keys)  # noqa: E731

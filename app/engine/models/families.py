@@ -19,6 +19,11 @@ class FamilyInfo:
     config_folder: str  # assets/model-configs/<folder>, for offline single-file loading
     cross_attention_dim: int  # of the full-size model: 768 / 1024 / 2048 (32 for the demo model)
 
+    @property
+    def modelspec_base(self) -> str:
+        """ModelSpec's name of the base model itself ("stable-diffusion-v1"), what a checkpoint records."""
+        return self.modelspec_architecture.split("/")[0]
+
 
 FAMILIES: dict[str, FamilyInfo] = {
     "sd1": FamilyInfo("sd1", "SD 1.x", "sd_v1", "stable-diffusion-v1/lora", "epsilon", 512, "sd15", 768),
@@ -36,6 +41,23 @@ FAMILIES: dict[str, FamilyInfo] = {
         "demo", "StyleShelf demo", "styleshelf-demo", "styleshelf-demo-v1/lora", "epsilon", 64, "sd15", 32
     ),
 }
+
+# An adapter whose metadata names no family is told by its layer widths. Cross-attention input width (attn2
+# to_k/to_v): the families' own widths, first family wins (sd2 over sd2-v: the width cannot tell them apart);
+# 1280 is SDXL too (files made for its refiner-width blocks). Text-encoder width (q_proj input): CLIP ViT-L
+# 768, OpenCLIP ViT-H 1024, and 1280 (OpenCLIP bigG, SDXL's second encoder).
+CROSS_ATTENTION_FAMILY: dict[int, str] = {
+    **{info.cross_attention_dim: fam for fam, info in reversed(FAMILIES.items()) if fam != "demo"},
+    1280: "sdxl",
+}
+TEXT_ENCODER_FAMILY: dict[int, str] = {768: "sd1", 1024: "sd2", 1280: "sdxl"}
+
+
+def family_of_architecture(architecture: str) -> str | None:
+    """The family a ModelSpec ``modelspec.architecture`` names ("stable-diffusion-v1/lora" → "sd1"), or None."""
+    base = architecture.split("/")[0]
+    return next((fam for fam, info in FAMILIES.items() if info.modelspec_base == base), None)
+
 
 # What marks the demo model (scripts/train_demo_model.py): SD1 layout, cross-attention width 32, UNet channels
 # 32/64/128. The tiny test models share the width 32 but not the 128-channel third block.

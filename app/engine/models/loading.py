@@ -30,8 +30,8 @@ from app.engine.models.detect import (
     v_prediction_hint,
 )
 from app.engine.models.families import FAMILIES, Family
-from app.engine.models.safetensors_header import PICKLE_SUFFIXES, read_safetensors_header, require_complete
 from app.engine.paths import MODEL_CONFIGS_DIR
+from app.engine.safetensors_file import PICKLE_SUFFIXES, read_header, require_complete
 
 _DTYPE_NAMES = {"fp32": "float32", "float32": "float32", "fp16": "float16", "float16": "float16",
                 "half": "float16", "bf16": "bfloat16", "bfloat16": "bfloat16"}
@@ -102,12 +102,12 @@ def load_base(
         pipe = _guarded(path.name, fam, lambda: _load_folder(path, detection, dtype))
     else:
         if path.suffix.lower() in PICKLE_SUFFIXES or path.suffix.lower() == ".safetensors":
-            header = read_safetensors_header(path)  # refuses pickles and corrupt headers
+            header = read_header(path, error=ModelLoadError, strict=False)  # refuses pickles and corrupt headers
         else:
             raise ModelLoadError(
                 f"{path.name} is not a model StyleShelf can open: give a diffusers folder or a .safetensors file."
             )
-        require_complete(header)
+        require_complete(header, error=ModelLoadError)
         detection = detect_header(header)
         fam = _resolve_family(detection, family, path.name)
         missing = missing_parts(header, fam)

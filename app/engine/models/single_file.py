@@ -22,14 +22,6 @@ from app.engine.events import EventCallback, Log, ignore_event
 from app.engine.models.families import FAMILIES
 from app.engine.models.ldm_keys import clip_to_ldm, openclip_to_ldm, unet_to_ldm, vae_to_ldm
 
-_ARCHITECTURES = {
-    "sd1": "stable-diffusion-v1",
-    "sd2": "stable-diffusion-v2-512",
-    "sd2-v": "stable-diffusion-v2-768-v",
-    "sdxl": "stable-diffusion-xl-v1-base",
-    "demo": "styleshelf-demo-v1",
-}
-
 
 def to_ldm_state_dict(pipe: Any, family: str, dtype: Any = None) -> dict[str, Any]:
     """The pipeline's weights under original single-file key names (tensors are not copied unless cast)."""
@@ -56,7 +48,7 @@ def export_metadata(family: str, title: str) -> dict[str, str]:
     info = FAMILIES[family]
     return {
         "modelspec.sai_model_spec": "1.0.0",
-        "modelspec.architecture": _ARCHITECTURES[family],
+        "modelspec.architecture": FAMILIES[family].modelspec_base,
         # The key layout is the original Stability one (what A1111 / ComfyUI read), not diffusers'.
         "modelspec.implementation": "https://github.com/Stability-AI/generative-models",
         "modelspec.title": title,

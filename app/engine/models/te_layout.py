@@ -12,7 +12,8 @@ import os
 from pathlib import Path
 
 from app.engine.atomic import atomic_path, atomic_write_text
-from app.engine.models.safetensors_header import read_safetensors_header
+from app.engine.errors import ModelLoadError
+from app.engine.safetensors_file import read_header
 
 PREFIX = "text_model."
 _TOP_LEVEL = ("text_model.", "text_projection", "logit_scale")
@@ -30,7 +31,7 @@ def prefix_text_encoder_keys(folder: str | os.PathLike[str]) -> list[Path]:
     changed = []
     for sub in ("text_encoder", "text_encoder_2"):
         for path in sorted((Path(folder) / sub).glob("*.safetensors")):
-            header = read_safetensors_header(path)
+            header = read_header(path, error=ModelLoadError, strict=False)
             if not any(needs_prefix(k) for k in header.tensors):
                 continue
             tensors = {(PREFIX + k if needs_prefix(k) else k): v for k, v in load_file(str(path)).items()}

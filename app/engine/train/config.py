@@ -167,8 +167,9 @@ class TrainConfig(Settings):
         if self.out:
             return Path(self.out).expanduser()
         from app.engine.paths import user_data_dir
+        from app.engine.shelf.names import adapter_file_name
 
-        return user_data_dir() / "adapters" / f"{_safe_name(self.name)}.safetensors"
+        return user_data_dir() / "adapters" / adapter_file_name(self.name)
 
     def resolved_alpha(self) -> float:
         return float(self.alpha) if self.alpha > 0 else float(self.rank)
@@ -288,8 +289,3 @@ def load_toml(path: str | Path, *, preset: str | None = None, **overrides: Any) 
     if preset is not None and preset not in TRAIN_PRESETS:
         raise UserError(f"Unknown preset {preset!r} in {path.name}.", hint=f"Choose from: {', '.join(TRAIN_PRESETS)}.")
     return from_dict(TrainConfig, {**base, **data, **overrides})
-
-
-def _safe_name(name: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c in "-_ ." else "_" for c in name).strip(" .")
-    return cleaned or "adapter"

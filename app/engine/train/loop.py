@@ -32,6 +32,7 @@ from app.engine.events import (
     TrainSummary,
     ignore_event,
 )
+from app.engine.rate import RateTracker
 from app.engine.train.buckets import BatchPlan
 from app.engine.train.cache import batch_inputs
 from app.engine.train.checkpoints import clear_checkpoints, restore, save_checkpoint
@@ -46,7 +47,7 @@ from app.engine.train.lora import lora_state_dict, without_magnitude_decay
 from app.engine.train.model import TrainingBase
 from app.engine.train.objective import denoising_loss, step_generator
 from app.engine.train.optimizers import make_optimizer
-from app.engine.train.output import RateTracker, smoothed_loss
+from app.engine.train.output import smoothed_loss
 from app.engine.train.preflight import is_out_of_memory, out_of_memory_error
 from app.engine.train.run_state import latest_checkpoint
 from app.engine.train.sampling import (

@@ -6,7 +6,6 @@ import collections
 import hashlib
 import json
 import random
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,27 +141,3 @@ def weights_checksum(states: dict[str, dict]) -> str:
             digest.update(key.encode())
             digest.update(states[part][key].numpy().tobytes())
     return digest.hexdigest()[:16]
-
-
-class RateTracker:
-    """Steps per second over the last few steps (the first step includes warm-up and is not counted)."""
-
-    def __init__(self) -> None:
-        self.start = time.monotonic()
-        self.times: list[float] = []
-
-    def tick(self) -> float | None:
-        self.times.append(time.monotonic())
-        recent = self.times[-21:]
-        if len(recent) < 2:
-            return None
-        return (len(recent) - 1) / max(1e-9, recent[-1] - recent[0])
-
-    def overall(self) -> float | None:
-        if len(self.times) < 2:
-            return None
-        return (len(self.times) - 1) / max(1e-9, self.times[-1] - self.times[0])
-
-    def elapsed(self) -> float:
-        return (self.times[-1] if self.times else time.monotonic()) - self.start
-

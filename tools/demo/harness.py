@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from app.engine.demo.scenes import COLOURS, SHAPES, Scene
+from tools.demo.scenes import COLOURS, SHAPES, Scene
 from app.engine.paths import DEMO_MODEL_DIR
 
 DEFAULT_SAMPLER = "DPM++ 2M"

@@ -1,4 +1,4 @@
-"""Shared helpers (no tests here) for the adapter/shelf tests: real PEFT LoRAs on the tiny pipelines, probes."""
+"""Helpers for the adapter/shelf tests: real PEFT LoRAs injected into the tiny pipelines, and forward probes."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from app.engine.demo.scenes import COLOURS, SHAPES, SIZES, Scene
+from tools.demo.scenes import COLOURS, SHAPES, SIZES, Scene
 
 FIELDS: dict[str, tuple[str, ...]] = {
     "colour": tuple(COLOURS),

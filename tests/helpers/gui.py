@@ -1,4 +1,6 @@
-"""Shared helpers for the GUI tests (not a test module): settings isolation, images, a stand-in child."""
+"""Shared helpers for the GUI tests: a stand-in training child, style folders, typing, the main window.
+
+Test adapters come from ``tests.helpers.loras``."""
 
 from __future__ import annotations
 
@@ -79,28 +81,6 @@ def make_style_folder(folder: Path, good: int = 4) -> Path:
     (folder / "not_an_image.jpg").write_text("hello, I am text", encoding="utf-8")
     Image.new("RGB", (16, 16), (0, 0, 0)).save(folder / "too_small.png")
     return folder
-
-
-def make_lora(model_dir: Path, out: Path, *, seed: int, title: str, trigger: str = "", scale: float = 0.5) -> Path:
-    """A real PEFT LoRA on the tiny UNet with seeded random ``lora_B`` (so it visibly changes images),
-    saved through the engine's own writer, with a small thumbnail."""
-    import torch
-    from diffusers import UNet2DConditionModel
-    from peft import LoraConfig, inject_adapter_in_model
-    from peft.utils import get_peft_model_state_dict
-
-    from app.engine.adapters import save_adapter
-
-    unet = UNet2DConditionModel.from_pretrained(model_dir / "unet")
-    unet = inject_adapter_in_model(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"]), unet)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in unet.named_parameters():
-            if "lora_B" in name:
-                param.copy_(torch.randn(param.shape, generator=gen) * scale)
-    thumb = Image.new("RGB", (64, 64), ((seed * 70) % 255, 120, 200))
-    return save_adapter(out, unet=get_peft_model_state_dict(unet), rank=4, alpha=4, family="sd1", title=title,
-                        trigger_phrase=trigger, thumbnail=thumb)
 
 
 def type_into(qtbot, box, text: str, *, delay: int = 40) -> None:

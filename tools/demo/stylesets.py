@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.engine.demo.scenes import COLOURS
+from tools.demo.scenes import COLOURS
 from app.engine.paths import BUNDLED_STYLES_DIR
 
 
 @dataclass(frozen=True)
 class StyleSet:
     folder: str
-    style: str  # one of app.engine.demo.scenes.STYLES, also the key of stats.style_score
+    style: str  # one of tools.demo.scenes.STYLES, also the key of stats.style_score
     trigger: str
     title: str
     look: str

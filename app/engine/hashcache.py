@@ -1,7 +1,9 @@
-"""Hashes of adapter files, cached by path + size + mtime so a shelf scan hashes each file once.
+"""Hashes of .safetensors files (adapters and base models), cached per file version so each is hashed once.
 
-The cache is a JSON file under the user cache folder; losing or corrupting it (a whole file or one
-entry) only costs re-hashing.
+The one hash cache: a shelf scan, generation (adapter identities, the base model's A1111 "Model hash") and
+training metadata all read it. It is a JSON file under the user cache folder (named for its first use,
+adapters), kept across runs so a multi-GB UNet is hashed once, not once per process; losing or corrupting
+it (a whole file or one entry) only costs re-hashing.
 """
 
 from __future__ import annotations
@@ -12,11 +14,10 @@ import re
 import threading
 from pathlib import Path
 
-from app.engine.adapters.sftfile import Header, data_sha256, file_sha256
 from app.engine.atomic import atomic_write_text
 from app.engine.errors import AdapterError
 from app.engine.paths import user_cache_dir
-from app.engine.safetensors_file import CHANGED_HINT
+from app.engine.safetensors_file import CHANGED_HINT, Header, data_sha256, file_sha256
 
 _LOCK = threading.Lock()
 _MAX_ENTRIES = 5000  # oldest entries dropped beyond this, so the file never grows without bound

@@ -5,7 +5,7 @@ generate); ``tests/test_hostile_corpus.py`` runs every kind through every stage.
 Kinds derive from one good adapter for the tiny test model (``good``), so "header fine, tensors broken"
 cases differ from a working file in exactly one way. Run directly to write the corpus to a folder:
 
-    PYTHONPATH=. python tests/hostile_files.py GOOD.safetensors OUT_DIR
+    PYTHONPATH=. python -m tests.helpers.hostile_files GOOD.safetensors OUT_DIR
 """
 
 from __future__ import annotations

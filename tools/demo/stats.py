@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from app.engine.demo.scenes import COLOURS, STRIPE_PERIOD
+from tools.demo.scenes import COLOURS, STRIPE_PERIOD
 
 _NAMES = tuple(COLOURS)
 _PALETTE = np.array([COLOURS[n] for n in _NAMES], dtype=np.float32)
