@@ -154,9 +154,9 @@ def test_run_resumes_to_the_uninterrupted_weights_with_samples_and_validation(ca
     with pytest.raises(UserError, match="network changed"):
         train(_config(style_data, tiny_sd15, out, resume=True, **{**CASES[case], "network": "lora"}))
     resumed = train(_config(style_data, tiny_sd15, out, resume=True, sample_every=4, thumbnail=True, **CASES[case]))
-    assert resumed.summary["started_at_step"] == 2 and resumed.steps == 4
-    assert resumed.summary["validation_loss_adapter"] is not None
-    assert resumed.summary["validation_loss_adapter"] != resumed.summary["validation_loss_base"]
+    assert resumed.summary.started_at_step == 2 and resumed.steps == 4
+    assert resumed.summary.validation_loss_adapter is not None
+    assert resumed.summary.validation_loss_adapter != resumed.summary.validation_loss_base
     assert len(list((tmp_path / "b.samples").glob("step-000004-*.png"))) >= 1
     a, b = load_file(str(tmp_path / "a.safetensors")), load_file(str(out))
     assert a.keys() == b.keys()
