@@ -93,9 +93,8 @@ def test_a_save_that_dies_midway_leaves_the_previous_checkpoint_usable(tmp_path,
 
 
 def test_restore_returns_the_step_from_the_checkpoint_and_leaves_the_global_rng_to_the_caller(tmp_path):
-    from types import SimpleNamespace
-
     from app.engine.train.checkpoints import restore
+    from app.engine.train.config import TrainConfig
 
     folder = tmp_path / "run.checkpoints"
     param = torch.nn.Parameter(torch.ones(3))
@@ -108,7 +107,7 @@ def test_restore_returns_the_step_from_the_checkpoint_and_leaves_the_global_rng_
     path.rename(folder / "step-000099")  # the step comes from the checkpoint itself, not its folder's name
     torch.manual_seed(12)
     before = torch.random.get_rng_state()
-    config = SimpleNamespace(steps=10)
+    config = TrainConfig(steps=10)
     ckpt = restore(folder, config, modules={}, optimizer=opt, scheduler=sched)
     assert ckpt is not None and ckpt.step == 7 and ckpt.path.name == "step-000099"
     assert ckpt.loss_history == [0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.04]  # only the steps up to the checkpoint
