@@ -56,6 +56,7 @@ class GenerateViewModel(QObject):
         from app.gui.input_image_vm import InputImageModel  # here: it refers back to this module
 
         self.inputs = InputImageModel(self)  # the input picture and mask (image to image, inpainting)
+        shelf.stackChanged.connect(self._stack_changed)
         self.restore_session()
 
     def _worker(self):
@@ -209,6 +210,14 @@ class GenerateViewModel(QObject):
         out_dir = facade.gallery_dir()
         out_dir.mkdir(parents=True, exist_ok=True)
         self._worker().request_generate(run, str(out_dir))
+
+    def _stack_changed(self) -> None:
+        """A toggle, weight or order changed: let the loaded engine re-patch for the next image now, in the
+        background, so pressing Generate does not wait for it. Only a head start: errors are the run's to tell."""
+        worker = self.thread.worker if self.thread is not None else None
+        session = getattr(worker, "session", None)
+        if session is not None and self.state in (READY, GENERATING):
+            session.prepare_stack(self.shelf.stack_entries())
 
     def cancel(self) -> None:
         if self.state == GENERATING:
