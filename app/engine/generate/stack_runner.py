@@ -110,11 +110,11 @@ class StackRunner:
     def _prepare_loop(self) -> None:
         while True:
             with self._wake:
-                active, self._request = self._request, None
-                if active is None or self._halt:
-                    self._preparer = None
+                if self._request is None or self._halt:  # a request that came in while halting waits for
+                    self._preparer = None  # the run to be applied (``_halt_preparing`` starts it again)
                     self._wake.notify_all()
                     return
+                active, self._request = self._request, None
             try:
                 layers = self._plan_when_free(active)
                 if layers is not None:
@@ -143,6 +143,9 @@ class StackRunner:
             self._halt, self._request = True, None
             self._wake.wait_for(lambda: self._preparer is None)
             self._halt = False
+            if self._request is not None:  # a toggle made meanwhile: prepared once the caller releases the lock
+                self._preparer = threading.Thread(target=self._prepare_loop, name="stack-prepare", daemon=True)
+                self._preparer.start()
 
     # ------------------------------------------------------------------------------ applying
     def apply_side(self, active: list[ActiveAdapter]) -> RunApplication:

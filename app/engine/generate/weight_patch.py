@@ -168,6 +168,8 @@ class WeightPatcher:
         for layer, contributions in plan.items():
             if stop():
                 break
+            if any(c.delta.low_rank() is None for c in contributions):
+                continue  # a dense delta's ``make`` may set the adapter's side-path scale: only between runs
             with self._lock, torch.no_grad():
                 if self._applied.get(layer) == _signature(contributions) or self._staged_for(layer, contributions):
                     continue
