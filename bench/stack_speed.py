@@ -243,23 +243,30 @@ def sd15_section(args) -> None:
     # background thread and computes the rest itself; process CPU counts both threads) or a click later.
     firsts = {"steady": ([], []), "after toggle, at once": ([], []), "after toggle, a click later": ([], []),
               "after toggle, not prepared": ([], [])}  # fmt: skip
+    before = {label: [] for label in firsts}  # CPU from the toggle until sampling can start (both threads)
     for _ in range(args.rounds):
         for label in firsts:
             apply(three[:2], "patch")
             if label == "steady":
                 apply(three, "patch")
-            elif label != "after toggle, not prepared":
+            elif label == "after toggle, a click later":
                 gen.prepare_stack(entries(three))
-                if label == "after toggle, a click later":
-                    gen.stacks.wait_prepared()
-            w, c = timed(lambda: (apply(three, "patch"), sample()))
+                gen.stacks.wait_prepared()
+            c0 = time.process_time()
+            w, c = timed(lambda: (label == "after toggle, at once" and gen.prepare_stack(entries(three)),
+                                  apply(three, "patch"), before[label].append(time.process_time() - c0), sample()))  # fmt: skip
             firsts[label][0].append(w)
             firsts[label][1].append(c)
     steady = med(firsts["steady"][1])
     for label, (w, c) in firsts.items():
         row(f"{args.sd15_steps} calls, {label}", w, c, steady, "goal ≤ 1.1× steady" if label != "steady" else "")
-    print(f"  the same, scaled to 20 steps: at once {(20 * step + med(firsts['after toggle, at once'][1]) - steady) / (20 * step):.3f}×, "
-          f"not prepared {(20 * step + med(firsts['after toggle, not prepared'][1]) - steady) / (20 * step):.3f}×")  # fmt: skip
+    extra = {label: med(v) - med(before["steady"]) for label, v in before.items()}
+    print("  CPU from the toggle until sampling starts, over a steady run's: " + ", ".join(
+        f"{label.removeprefix('after toggle, ')} {v * 1000:+.0f} ms" for label, v in extra.items() if label != "steady"))
+    for steps in (args.sd15_steps, 20):
+        print(f"  first image after a toggle / steady at {steps} steps (from those): " + ", ".join(
+            f"{label.removeprefix('after toggle, ')} {(steps * step + v) / (steps * step):.3f}×"
+            for label, v in extra.items() if label != "steady"))  # fmt: skip
     for steps in (1, 2, 20):
         gen.stacks.mode = "auto"
         gen.stacks.restore()

@@ -303,18 +303,21 @@ def test_prepared_toggles_give_the_bits_of_a_patch_from_scratch_and_restore_the_
         [E(a, weight=0.8), E(b, enabled=False), E(partial_lora, weight=0.7)],  # toggle b off
         [E(c, text_encoder_weight=0.4), E(a, weight=0.8), E(partial_lora, weight=0.7)],
     ]
-    for _ in range(2):
-        for stack in sequence:
-            prepare(gen, stack)
-            prepared = render(gen, stack, "patch")
-            stats = gen.stacks.last.stats
-            assert stats.patched > 0 and stats.prepared == stats.patched, "every changed layer was computed ahead"
-            held = weights(gen)
-            gen.stacks.restore()  # the same stack patched from the original weights, nothing prepared
-            scratch = render(gen, stack, "patch")
-            assert gen.stacks.last.stats.prepared == 0
-            assert np.array_equal(prepared, scratch)
-            assert_same_weights(gen, held)
+    for previous, stack in zip([[], *sequence], sequence):  # 5 toggles/reweights, 3 ways each
+        prepare(gen, stack)
+        prepared = render(gen, stack, "patch")
+        stats = gen.stacks.last.stats
+        assert stats.patched > 0 and stats.prepared == stats.patched, "every changed layer was computed ahead"
+        held = weights(gen)
+        gen.stacks.restore()  # the same stack patched from the original weights, nothing prepared
+        scratch = render(gen, stack, "patch")
+        assert gen.stacks.last.stats.prepared == 0
+        assert np.array_equal(prepared, scratch)
+        assert_same_weights(gen, held)
+        render(gen, previous, "patch")  # and from the previous stack, re-patched at the run's start
+        assert np.array_equal(render(gen, stack, "patch"), scratch)
+        assert gen.stacks.last.stats.prepared == 0
+        assert_same_weights(gen, held)
     prepare(gen, [E(a, weight=0.0), E(b, enabled=False)])  # weight 0 / empty: the originals, handed back
     assert np.array_equal(render(gen, [E(a, weight=0.0), E(b, enabled=False)], "patch"), base)
     assert gen.stacks.patcher.patched_layers == 0

@@ -3,6 +3,7 @@
     gen = Generator("models/my-sd15")                     # loads the base once
     images = gen.generate(GenerateConfig(prompt="a lighthouse", stack=[StackEntry("ink.safetensors")]),
                           on_event=print, cancel=token)
+    gen.prepare_stack(new_stack)                          # a toggle: the next run's re-patch starts now
     gen.swap_base("models/other")                         # the GUI's base picker
 
 Applying a stack never reloads the base; adapters stay loaded in an LRU (``LoadedAdapters``) and a
