@@ -209,12 +209,14 @@ def sd15_section(args) -> None:
     # Toggle / reweight with 16 loaded. Not prepared: the next run re-patches the changed layers at its start.
     # Prepared (what the UI does on the click): prepare_stack returns at once, a background thread re-patches.
     apply(three, "patch")
-    entries = lambda active: [StackEntry(path=str(paths[names.index(a.name)]), weight=a.weight) for a in active]  # noqa: E731
+    def entries(active):
+        return [StackEntry(path=str(paths[names.index(a.name)]), weight=a.weight) for a in active]
+
     variants = [three[:2], three, [*three[:2], ActiveAdapter(names[2], 0.9, 0.9)], three]
     apply_sync, repatch, reweight, call, ready, swap, side_switch = [], [], [], [], [], [], []
     for i in range(args.rounds * 4):
         active = variants[i % 4]
-        apply_sync.append(timed(lambda: apply(active, "patch"))[1])
+        apply_sync.append(timed(lambda active=active: apply(active, "patch"))[1])
         repatch.append(gen.stacks.last.stats.seconds)  # CPU seconds (the runner's clock on CPU)
         if i % 4 == 2:
             reweight.append(gen.stacks.last.stats.seconds)  # one style reweighted: its layers only
@@ -228,7 +230,7 @@ def sd15_section(args) -> None:
         call.append(time.perf_counter() - t)
         gen.stacks.wait_prepared()
         ready.append(gen.stacks.prepared_at - t)
-        swap.append(timed(lambda: apply(active, "patch"))[1])
+        swap.append(timed(lambda active=active: apply(active, "patch"))[1])
         assert gen.stacks.last.stats.prepared == gen.stacks.last.stats.patched
     step = base / args.sd15_steps
     print(f"  toggle/reweight one style, 16 loaded: prepare_stack returns in {med(call) * 1000:.1f} ms wall "
@@ -253,8 +255,14 @@ def sd15_section(args) -> None:
                 gen.prepare_stack(entries(three))
                 gen.stacks.wait_prepared()
             c0 = time.process_time()
-            w, c = timed(lambda: (label == "after toggle, at once" and gen.prepare_stack(entries(three)),
-                                  apply(three, "patch"), before[label].append(time.process_time() - c0), sample()))  # fmt: skip
+            def run(label=label, c0=c0):
+                if label == "after toggle, at once":
+                    gen.prepare_stack(entries(three))  # Generate pressed right after the click
+                apply(three, "patch")
+                before[label].append(time.process_time() - c0)
+                sample()
+
+            w, c = timed(run)
             firsts[label][0].append(w)
             firsts[label][1].append(c)
     steady = med(firsts["steady"][1])
