@@ -11,7 +11,7 @@ Patched weights are left in place after a run, so the next run with the same sta
 toggle or reweight re-patches only the layers it touches; going to the side path, an empty stack, or a
 weight of 0 puts the original tensors back bit for bit.
 
-A toggle or reweight costs its re-patch (~0.24 s for one style on an SD1.5 UNet on CPU), too long to wait
+A toggle or reweight costs its re-patch (~0.2 s CPU for one style on an SD1.5 UNet), too long to wait
 for when the user clicks. ``prepare`` records the stack the next run will want and returns at once; a
 background thread computes the changed layers' new tensors from the originals (never touching a live
 weight, so a run in progress is unaffected) and the next run only swaps them in. A run that starts before
