@@ -5,7 +5,9 @@ ratios come from process CPU time (with one torch thread it does not count time 
 cores; wall time is printed beside it). Goals (issue 14): 3-style stack ≤ 1.05× no stack on the demo model
 and on the SD1.5-shaped UNet; patch + restore of 3 rank-16 styles on SD1.5 shape ≤ 0.5 s; toggle/reweight
 with 16 loaded ≤ 30 ms; first image after a toggle ≤ 1.1× a steady one; same seed + stack → same image
-bit for bit across alternating runs.
+bit for bit across alternating runs. A toggle is measured as the UI makes it: ``Generator.prepare_stack``
+(returns at once; a background thread re-patches the changed layers), then the next image either at once
+(it halts the thread and computes the rest itself) or a click later (it only swaps the tensors in).
 
     .venv/bin/python bench/stack_speed.py                       # demo model + SD1.5 shape, 1 thread
     .venv/bin/python bench/stack_speed.py --skip-sd15 --rounds 5
@@ -71,8 +73,9 @@ def demo_section(args) -> None:
         image(g, [], "auto")  # warm-up
     image(gen, three, "side")
     cases = {k: ([], []) for k in ("plain base", "no stack", "3 styles patched", "3 styles side path",
-                                   "first after toggle", "steady (same stack)")}  # fmt: skip
-    toggle_apply, toggle_patch = [], []
+                                   "steady (same stack)", "after toggle, not prepared", "after toggle, at once",
+                                   "after toggle, a click later")}  # fmt: skip
+    toggle_call, toggle_ready, toggle_patch = [], [], []
     for _ in range(args.rounds):
         for label, fn in (
             ("plain base", lambda: image(pristine, [], "auto")),
@@ -84,19 +87,30 @@ def demo_section(args) -> None:
             w, c = timed(fn)
             cases[label][0].append(w)
             cases[label][1].append(c)
-        image(gen, two, "patch")  # toggle the third style off ...
-        w, c = timed(lambda: image(gen, three, "patch"))  # ... and on: this image re-patches its layers
-        cases["first after toggle"][0].append(w)
-        cases["first after toggle"][1].append(c)
-        toggle_apply.append(gen.stacks.last.seconds)
-        toggle_patch.append(gen.stacks.last.stats.seconds)
+        for label in ("after toggle, not prepared", "after toggle, at once", "after toggle, a click later"):
+            image(gen, two, "patch")  # toggle the third style off ...
+            if label != "after toggle, not prepared":  # ... and on, as the UI does on the click
+                t0 = time.perf_counter()
+                gen.prepare_stack(three)
+                toggle_call.append(time.perf_counter() - t0)
+                if label == "after toggle, a click later":
+                    gen.stacks.wait_prepared()
+                    toggle_ready.append(gen.stacks.prepared_at - t0)
+            w, c = timed(lambda: image(gen, three, "patch"))  # CPU time counts the preparing thread too
+            cases[label][0].append(w)
+            cases[label][1].append(c)
+            if label == "after toggle, not prepared":
+                toggle_patch.append(gen.stacks.last.stats.seconds)
     base = med(cases["no stack"][1])
+    steady = med(cases["steady (same stack)"][1])
     for label, (w, c) in cases.items():
-        goal = {"3 styles patched": "goal ≤ 1.05×", "first after toggle": "goal ≤ 1.1× steady"}.get(label, "")
+        goal = {"3 styles patched": "goal ≤ 1.05×"}.get(label, "")
+        if label.startswith("after toggle"):
+            goal = f"{med(c) / steady:.3f}× steady (goal ≤ 1.1×)"
         row(label, w, c, base, goal)
-    print(f"  first after toggle / steady: {med(cases['first after toggle'][1]) / med(cases['steady (same stack)'][1]):.3f}×"
-          f"   toggle takes effect in {med(toggle_apply) * 1000:.1f} ms wall (re-patching its layers "
-          f"{med(toggle_patch) * 1000:.1f} ms cpu)   goal ≤ 30 ms")  # fmt: skip
+    print(f"  toggle, {len(gen.adapters.names())} loaded: prepare_stack returns in {med(toggle_call) * 1000:.1f} ms wall "
+          f"(goal ≤ 30 ms); weights ready {med(toggle_ready) * 1000:.1f} ms wall after the click; re-patch "
+          f"at run start when not prepared {med(toggle_patch) * 1000:.1f} ms cpu")  # fmt: skip
     print(f"  auto mode picks: {auto_choice(gen, lambda m: image(gen, three, m))}")
     determinism(gen, three, two, image, args.determinism)
     tmp.cleanup()
@@ -109,18 +123,24 @@ def auto_choice(gen, run) -> str:
 
 
 def determinism(gen, three, two, image, runs: int) -> None:
-    """Alternate stacks and modes for ``runs`` images (4 steps); each kind must repeat bit for bit."""
+    """Alternate stacks and modes for ``runs`` images (4 steps); each (stack, mode) must repeat bit for bit,
+    whether the stack was patched at the run's start (from other stacks, incrementally) or prepared ahead."""
     from PIL import Image
 
     seen: dict[tuple[str, str], set[str]] = {}
-    kinds = [("3 styles", three, "patch"), ("2 styles", two, "patch"), ("3 styles", three, "side"), ("none", [], "patch")]
+    kinds = [("3 styles", three, "patch", False), ("2 styles", two, "patch", True), ("3 styles", three, "side", False),
+             ("none", [], "patch", False), ("3 styles", three, "patch", True), ("2 styles", two, "patch", False)]  # fmt: skip
     for i in range(runs):
-        name, stack, mode = kinds[i % len(kinds)]
+        name, stack, mode, prepared = kinds[i % len(kinds)]
+        if prepared:
+            gen.stacks.mode = mode
+            gen.prepare_stack(stack)
+            gen.stacks.wait_prepared()
         with Image.open(image(gen, stack, mode, steps=4, seed=5)) as im:
             digest = hashlib.sha256(im.tobytes()).hexdigest()
         seen.setdefault((name, mode), set()).add(digest)
     same = all(len(d) == 1 for d in seen.values())
-    print(f"  determinism: {runs} alternating runs over {len(seen)} (stack, mode) kinds: "
+    print(f"  determinism: {runs} alternating runs (some prepared ahead) over {len(seen)} (stack, mode) kinds: "
           f"{'every kind bit-identical' if same else 'DIFFERENCES: ' + str({k: len(v) for k, v in seen.items()})}")
 
 
@@ -186,24 +206,75 @@ def sd15_section(args) -> None:
           f"{med(restore[0]) * 1000:.0f} ms); one UNet call {base / args.sd15_steps * 1000:.0f} ms cpu")  # fmt: skip
     print(f"  originals set aside while patched: {memory / 2**20:.0f} MiB ({layers} layers, once each)")
 
-    # Toggle / reweight with 16 loaded: what it takes until sampling can start.
+    # Toggle / reweight with 16 loaded. Not prepared: the next run re-patches the changed layers at its start.
+    # Prepared (what the UI does on the click): prepare_stack returns at once, a background thread re-patches.
     apply(three, "patch")
+    def entries(active):
+        return [StackEntry(path=str(paths[names.index(a.name)]), weight=a.weight) for a in active]
+
     variants = [three[:2], three, [*three[:2], ActiveAdapter(names[2], 0.9, 0.9)], three]
-    total, repatch, side_switch = [], [], []
+    apply_sync, repatch, reweight, call, ready, swap, side_switch = [], [], [], [], [], [], []
     for i in range(args.rounds * 4):
-        total.append(timed(lambda: apply(variants[i % 4], "patch"))[1])
+        active = variants[i % 4]
+        apply_sync.append(timed(lambda active=active: apply(active, "patch"))[1])
         repatch.append(gen.stacks.last.stats.seconds)  # CPU seconds (the runner's clock on CPU)
+        if i % 4 == 2:
+            reweight.append(gen.stacks.last.stats.seconds)  # one style reweighted: its layers only
         t = time.perf_counter()
-        gen.stacks.adapters.activate(variants[i % 4])  # the side path's switch alone, for comparison
+        gen.stacks.adapters.activate(active)  # the side path's switch alone, for comparison
         side_switch.append(time.perf_counter() - t)
         gen.stacks.adapters.activate([])
-    switch = [a - b for a, b in zip(total, repatch)]
+        apply(variants[(i + 3) % 4], "patch")  # back to the previous stack, then the same toggle, prepared
+        t = time.perf_counter()
+        gen.prepare_stack(entries(active))
+        call.append(time.perf_counter() - t)
+        gen.stacks.wait_prepared()
+        ready.append(gen.stacks.prepared_at - t)
+        swap.append(timed(lambda active=active: apply(active, "patch"))[1])
+        assert gen.stacks.last.stats.prepared == gen.stacks.last.stats.patched
     step = base / args.sd15_steps
-    print(f"  toggle/reweight one style, 16 loaded (cpu): switch {med(switch) * 1000:.1f} ms (goal ≤ 30 ms) + re-patch "
-          f"of its layers {med(repatch) * 1000:.0f} ms; side-path switch (wall) {med(side_switch) * 1000:.1f} ms")  # fmt: skip
-    for steps in (20, args.sd15_steps):
-        print(f"  first image after a toggle vs steady, {steps} steps: {(steps * step + med(repatch)) / (steps * step):.3f}× "
-              f"(from the medians above)")  # fmt: skip
+    print(f"  toggle/reweight one style, 16 loaded: prepare_stack returns in {med(call) * 1000:.1f} ms wall "
+          f"(goal ≤ 30 ms); weights ready {med(ready) * 1000:.0f} ms wall later (background); the run then "
+          f"swaps them in: {med(swap) * 1000:.1f} ms cpu")  # fmt: skip
+    print(f"  not prepared: {med(apply_sync) * 1000:.0f} ms cpu at the run's start, of which re-patch "
+          f"{med(repatch) * 1000:.0f} ms; one style reweighted {med(reweight) * 1000:.0f} ms vs full patch of 3 "
+          f"{med(patch[1]) * 1000:.0f} ms (every style here adapts all 128 attention layers); side-path switch "
+          f"(wall) {med(side_switch) * 1000:.1f} ms")  # fmt: skip
+
+    # First image after a toggle vs a steady one, measured: Generate pressed at once (the run halts the
+    # background thread and computes the rest itself; process CPU counts both threads) or a click later.
+    firsts = {"steady": ([], []), "after toggle, at once": ([], []), "after toggle, a click later": ([], []),
+              "after toggle, not prepared": ([], [])}  # fmt: skip
+    before = {label: [] for label in firsts}  # CPU from the toggle until sampling can start (both threads)
+    for _ in range(args.rounds):
+        for label in firsts:
+            apply(three[:2], "patch")
+            if label == "steady":
+                apply(three, "patch")
+            elif label == "after toggle, a click later":
+                gen.prepare_stack(entries(three))
+                gen.stacks.wait_prepared()
+            c0 = time.process_time()
+            def run(label=label, c0=c0):
+                if label == "after toggle, at once":
+                    gen.prepare_stack(entries(three))  # Generate pressed right after the click
+                apply(three, "patch")
+                before[label].append(time.process_time() - c0)
+                sample()
+
+            w, c = timed(run)
+            firsts[label][0].append(w)
+            firsts[label][1].append(c)
+    steady = med(firsts["steady"][1])
+    for label, (w, c) in firsts.items():
+        row(f"{args.sd15_steps} calls, {label}", w, c, steady, "goal ≤ 1.1× steady" if label != "steady" else "")
+    extra = {label: med(v) - med(before["steady"]) for label, v in before.items()}
+    print("  CPU from the toggle until sampling starts, over a steady run's: " + ", ".join(
+        f"{label.removeprefix('after toggle, ')} {v * 1000:+.0f} ms" for label, v in extra.items() if label != "steady"))
+    for steps in (args.sd15_steps, 20):
+        print(f"  first image after a toggle / steady at {steps} steps (from those): " + ", ".join(
+            f"{label.removeprefix('after toggle, ')} {(steps * step + v) / (steps * step):.3f}×"
+            for label, v in extra.items() if label != "steady"))  # fmt: skip
     for steps in (1, 2, 20):
         gen.stacks.mode = "auto"
         gen.stacks.restore()

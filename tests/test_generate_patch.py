@@ -273,3 +273,128 @@ def test_half_precision_and_offloaded_originals_restore_bit_for_bit(dtype, offlo
     assert patcher.original_bytes == original.numel() * original.element_size()
     patcher.restore_all()
     assert torch.equal(layer.weight.data, original) and patcher.original_bytes == 0
+
+
+# ------------------------------------------------------------------------------------------ toggles prepared ahead
+def prepare(gen, stack):
+    """A toggle in the UI: returns at once; then wait for the background re-patch (a click later)."""
+    assert gen.prepare_stack(stack)
+    assert gen.stacks.wait_prepared(timeout=60)
+
+
+def base_weights(gen):
+    """base layer -> (its tensor's storage address, a copy of its values) for every layer a PEFT tuner wraps."""
+    return {
+        layer.get_base_layer(): (layer.get_base_layer().weight.data_ptr(), layer.get_base_layer().weight.detach().clone())
+        for layers in gen.adapters.tuner_layers().values()
+        for layer in layers
+    }
+
+
+def test_prepared_toggles_give_the_bits_of_a_patch_from_scratch_and_restore_the_base(gen, sd15_loras, partial_lora):
+    a, b, c = (sd15_loras[k] for k in "abc")
+    gen.apply_stack([E(a), E(b), E(c), E(partial_lora)])  # a toggle prepares only adapters already loaded
+    base = render(gen, [], "side")
+    original = weights(gen)
+    sequence = [
+        [E(a, weight=0.8), E(b, weight=-0.5)],
+        [E(a, weight=0.8), E(b, weight=-0.5), E(partial_lora, weight=0.7)],  # toggle d on
+        [E(a, weight=0.8), E(b, weight=0.2), E(partial_lora, weight=0.7)],  # reweight b
+        [E(a, weight=0.8), E(b, enabled=False), E(partial_lora, weight=0.7)],  # toggle b off
+        [E(c, text_encoder_weight=0.4), E(a, weight=0.8), E(partial_lora, weight=0.7)],
+    ]
+    for previous, stack in zip([[], *sequence], sequence):  # 5 toggles/reweights, 3 ways each
+        prepare(gen, stack)
+        prepared = render(gen, stack, "patch")
+        stats = gen.stacks.last.stats
+        assert stats.patched > 0 and stats.prepared == stats.patched, "every changed layer was computed ahead"
+        held = weights(gen)
+        gen.stacks.restore()  # the same stack patched from the original weights, nothing prepared
+        scratch = render(gen, stack, "patch")
+        assert gen.stacks.last.stats.prepared == 0
+        assert np.array_equal(prepared, scratch)
+        assert_same_weights(gen, held)
+        render(gen, previous, "patch")  # and from the previous stack, re-patched at the run's start
+        assert np.array_equal(render(gen, stack, "patch"), scratch)
+        assert gen.stacks.last.stats.prepared == 0
+        assert_same_weights(gen, held)
+    prepare(gen, [E(a, weight=0.0), E(b, enabled=False)])  # weight 0 / empty: the originals, handed back
+    assert np.array_equal(render(gen, [E(a, weight=0.0), E(b, enabled=False)], "patch"), base)
+    assert gen.stacks.patcher.patched_layers == 0
+    assert_same_weights(gen, original)
+
+
+def test_a_prepared_reweight_computes_only_that_styles_layers_and_never_writes_a_live_weight(
+    gen, sd15_loras, partial_lora
+):
+    a = sd15_loras["a"]
+    d_name = adapter_identity(partial_lora).adapter_name
+    render(gen, [E(a), E(partial_lora)], "patch")
+    d_layers = {
+        layer.get_base_layer()
+        for layers in gen.adapters.tuner_layers().values()
+        for layer in layers
+        if d_name in (getattr(layer, "lora_A", None) or {})
+    }
+    before = base_weights(gen)
+    prepare(gen, [E(a), E(partial_lora, weight=0.4)])
+    assert gen.stacks.patcher.staged_layers == len(d_layers)
+    after_prepare = base_weights(gen)
+    for layer, (address, values) in before.items():  # a run may be sampling meanwhile: nothing it reads moved
+        assert after_prepare[layer][0] == address and torch_equal(after_prepare[layer][1], values)
+    render(gen, [E(a), E(partial_lora, weight=0.4)], "patch")
+    written = {
+        layer
+        for layer, (address, values) in base_weights(gen).items()
+        if address != before[layer][0] or not torch_equal(values, before[layer][1])
+    }
+    assert written == d_layers
+    assert gen.stacks.last.stats.prepared == gen.stacks.last.stats.patched == len(d_layers)
+
+
+def test_a_run_that_starts_mid_preparation_finishes_the_rest_itself_with_the_same_bits():
+    """The background thread stopped after some layers: ``sync`` swaps those in and computes the others."""
+    import torch
+
+    from app.engine.generate.weight_patch import Contribution, LowRankDelta, WeightPatcher
+
+    torch.manual_seed(0)
+    layers = [torch.nn.Linear(16, 8) for _ in range(6)]
+    deltas = [LowRankDelta(torch.randn(8, 4), torch.randn(4, 16), 0.5, (8, 16)) for _ in range(3)]
+    originals = [layer.weight.detach().clone() for layer in layers]
+
+    def plan(weights):
+        return {layer: [Contribution(f"s{i}", w, deltas[i]) for i, w in enumerate(weights)] for layer in layers}
+
+    scratch = WeightPatcher()
+    scratch.sync(plan([0.8, -0.3, 0.5]))
+    want = [layer.weight.data.clone() for layer in layers]
+    scratch.restore_all()
+    assert all(torch.equal(layer.weight.data, o) for layer, o in zip(layers, originals))
+
+    patcher = WeightPatcher()
+    patcher.sync(plan([0.8, 0.1, 0.5]))
+    asked = []
+    staged = patcher.stage(plan([0.8, -0.3, 0.5]), stop=lambda: len(asked.append(1) or asked) > 2)
+    assert staged == 2
+    stats = patcher.sync(plan([0.8, -0.3, 0.5]))
+    assert (stats.prepared, stats.patched) == (2, 6)
+    assert all(torch.equal(layer.weight.data, w) for layer, w in zip(layers, want))
+    # Staged for another stack: not used, and dropped.
+    patcher.stage(plan([0.8, 0.9, 0.5]))
+    stats = patcher.sync(plan([0.8, -0.3, 0.5]))
+    assert (stats.prepared, stats.kept, patcher.staged_layers) == (0, 6, 0)
+    patcher.restore_all()
+    assert all(torch.equal(layer.weight.data, o) for layer, o in zip(layers, originals))
+
+
+def test_prepare_needs_loaded_adapters_and_leaves_side_mode_alone(gen, tiny_sd15, sd15_loras, tmp_path):
+    fresh = make_lora(tiny_sd15, tmp_path / "never-loaded.safetensors", family="sd1", seed=9)
+    assert not gen.prepare_stack([E(fresh)])  # loading would change the model: left to the next run
+    assert not gen.prepare_stack([E(tmp_path / "gone.safetensors")])
+    gen.stacks.mode = "side"
+    try:
+        assert gen.prepare_stack([E(sd15_loras["a"], weight=0.3)])
+        assert gen.stacks.wait_prepared(timeout=5) and gen.stacks.patcher.staged_layers == 0
+    finally:
+        gen.stacks.mode = DEFAULT_MODE

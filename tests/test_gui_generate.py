@@ -102,7 +102,11 @@ def test_shelf_changes_next_image_weight_zero_is_base_and_png_restores(qtbot, wi
     assert np.array_equal(zero, base), "weight 0 must reproduce the base image bit for bit"
     card.slider.setValue(60)
     assert card.spin.value() == pytest.approx(0.6)
+    # The reweight already started re-patching in the engine (background); the next image only swaps it in.
+    stacks = vm.thread.worker.session._generator.stacks
+    assert stacks.wait_prepared(timeout=60) and stacks.patcher.staged_layers > 0
     generate(qtbot, window)
+    assert stacks.last.stats.prepared == stacks.last.stats.patched > 0
     assert vm.gallery.rowCount() == 4
     # Same seed everywhere: the tiles tell the pictures apart by what made them.
     tiles = [vm.gallery.index(r).data() for r in range(4)]

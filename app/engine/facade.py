@@ -567,6 +567,11 @@ class GenerationSession:
             self._generator.adapters.forget_path(path)
         return self._generator.generate(config, on_event=on_event, cancel=cancel)
 
+    def prepare_stack(self, stack: list[StackEntry]) -> bool:
+        """A toggle or reweight on the shelf: the next image's re-patch starts now, in the background.
+        Safe to call from the UI thread while an image is being made; returns at once."""
+        return self._generator.prepare_stack(list(stack))
+
     def restyle_folder(
         self, params: GenerateConfig, in_dir: str, out_dir: str, *, on_event: Callable[[Event], None],
         cancel: CancelToken,

@@ -68,6 +68,7 @@ class GenerateViewModel(QObject):
         from app.gui.input_image_vm import InputImageModel  # here: it refers back to this module
 
         self.inputs = InputImageModel(self)  # the input picture and mask (image to image, inpainting)
+        shelf.stackChanged.connect(self._stack_changed)
         self.restore_session()
 
     def _worker(self):
@@ -238,6 +239,14 @@ class GenerateViewModel(QObject):
         except facade.UserError as err:
             self.errorRaised.emit(str(err), "")
             return None
+
+    def _stack_changed(self) -> None:
+        """A toggle, weight or order changed: let the loaded engine re-patch for the next image now, in the
+        background, so pressing Generate does not wait for it. Only a head start: errors are the run's to tell."""
+        worker = self.thread.worker if self.thread is not None else None
+        session = getattr(worker, "session", None)
+        if session is not None and self.state in (GenerateState.READY, GenerateState.GENERATING):
+            session.prepare_stack(self.shelf.stack_entries())
 
     def cancel(self) -> None:
         if self.state == GenerateState.GENERATING:

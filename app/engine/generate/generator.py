@@ -3,6 +3,7 @@
     gen = Generator("models/my-sd15")                     # loads the base once
     images = gen.generate(GenerateConfig(prompt="a lighthouse", stack=[StackEntry("ink.safetensors")]),
                           on_event=print, cancel=token)
+    gen.prepare_stack(new_stack)                          # a toggle: the next run's re-patch starts now
     gen.swap_base("models/other")                         # the GUI's base picker
 
 Applying a stack never reloads the base; adapters stay loaded in an LRU (``LoadedAdapters``) and a
@@ -133,23 +134,30 @@ class Generator:
         Without ``run`` the stack goes on the side path (weights restored); with ``run`` = (UNet calls,
         UNet input elements) the stack runner may merge it into the weights for that run instead.
         """
-        with self._lock:
+        with self._lock, self.stacks.lock:  # the runner's preparing thread never plans mid-load
             active_entries = [e for e in stack if _is_active(e)]
             identities = [adapter_identity(e.path) for e in active_entries]
             self.adapters.ensure(identities, on_log=lambda msg, level: on_event(Log(message=msg, level=level)))
-            active = [
-                ActiveAdapter(
-                    ident.adapter_name,
-                    float(e.weight),
-                    float(e.weight if e.text_encoder_weight is None else e.text_encoder_weight),
-                )
-                for e, ident in zip(active_entries, identities)
-            ]
+            active = _active_adapters(active_entries, identities)
             if run is None:
                 self.stacks.apply_side(active)
             else:
                 self.stacks.apply_for_run(active, calls=run[0], size=run[1])
             return identities
+
+    def prepare_stack(self, stack: list[StackEntry]) -> bool:
+        """A toggle or reweight in the UI: start re-patching for the next run in the background; returns at
+        once (never waits for a run in progress). False when nothing was started: an adapter of the stack is
+        not loaded yet (the next run loads and patches it) or a file is gone."""
+        active_entries = [e for e in stack if _is_active(e)]
+        try:
+            identities = [adapter_identity(e.path) for e in active_entries]
+        except UserError:
+            return False  # the run reports it
+        if any(ident.adapter_name not in self.adapters for ident in identities):
+            return False
+        self.stacks.prepare(_active_adapters(active_entries, identities))
+        return True
 
     # ------------------------------------------------------------------------------ generation
     def generate(
@@ -305,6 +313,15 @@ class Generator:
         shutil.rmtree(folder, ignore_errors=True)  # only the current run's previews are worth keeping
         folder.mkdir(parents=True, exist_ok=True)
         return folder
+
+
+def _active_adapters(entries: list[StackEntry], identities: list[AdapterIdentity]) -> list[ActiveAdapter]:
+    return [
+        ActiveAdapter(
+            ident.adapter_name, float(e.weight), float(e.weight if e.text_encoder_weight is None else e.text_encoder_weight)
+        )
+        for e, ident in zip(entries, identities)
+    ]
 
 
 def _release_memory() -> None:

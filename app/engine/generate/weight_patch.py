@@ -16,11 +16,17 @@ What a format contributes is one delta per layer (``LayerDelta``): LoRA gives lo
 adapters on one layer merge into ONE matmul of the concatenated factors); LoHa/LoKr/full-difference
 adapters give a dense tensor (``DenseDelta``). ``peft_layer_delta`` reads them off loaded PEFT layers;
 a format loaded some other way only has to build ``LayerDelta`` objects for ``WeightPatcher.sync``.
+
+A toggle can be prepared ahead of its run (``stage``, on a background thread): the changed layers' new
+tensors are computed from the originals into fresh tensors, never into a live weight, and ``sync`` later
+hands them to their layers (a pointer swap) when their stack still matches. Staged or computed in ``sync``,
+a layer's new tensor comes from the same function on the same inputs: the same bits either way.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
@@ -87,6 +93,7 @@ class PatchStats:
     patched: int = 0  # layers (re)written with a new merged delta
     restored: int = 0  # layers put back to their originals
     kept: int = 0  # layers already holding exactly the wanted delta: untouched
+    prepared: int = 0  # of ``patched``, layers whose tensor was computed ahead by ``stage`` (only swapped in)
     seconds: float = 0.0
     work: float = 0.0  # the cost units of ``patch_work`` actually done
 
@@ -114,6 +121,9 @@ class WeightPatcher:
     clock: Callable[[], float] = time.perf_counter  # process_time on CPU: robust on a shared machine
     _originals: dict[Any, Any] = field(default_factory=dict)  # layer module -> original weight copy
     _applied: dict[Any, tuple] = field(default_factory=dict)  # layer module -> (adapter, strength) signature
+    _staged: dict[Any, tuple[list[Contribution], Any]] = field(default_factory=dict)  # layer -> (for, tensor)
+    # Held while layers are rewritten or staged: ``stage`` runs on another thread than ``sync``.
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def patched_layers(self) -> int:
@@ -127,13 +137,54 @@ class WeightPatcher:
         """What putting every patched layer back would cost, in ``patch_work`` units."""
         return sum(self._restore_work(layer) for layer in self._applied)
 
+    @property
+    def staged_layers(self) -> int:
+        return len(self._staged)
+
     def pending_work(self, plan: dict[Any, list[Contribution]]) -> float:
-        """What ``sync(plan)`` would cost, in ``patch_work`` units (0 when nothing changed)."""
+        """What ``sync(plan)`` would cost, in ``patch_work`` units (0 when nothing changed or all was staged)."""
         work = sum(self._restore_work(layer) for layer in self._applied if layer not in plan)
         for layer, contributions in plan.items():
-            if self._applied.get(layer) != _signature(contributions):
+            if self._applied.get(layer) != _signature(contributions) and not self._staged_for(layer, contributions):
                 work += patch_work(layer.weight, contributions)
         return work
+
+    def stage(self, plan: dict[Any, list[Contribution]], stop: Callable[[], bool] = lambda: False) -> int:
+        """Compute ahead, into fresh tensors, what ``sync(plan)`` would write; returns the layers staged.
+
+        Never writes a weight a run may be reading: each new tensor waits in ``_staged`` until ``sync`` swaps
+        it in. Staged tensors for another stack are dropped first (memory). ``stop()`` is asked between
+        layers (a newer toggle, or a run that is starting). Not for ``offload`` (a GPU patches in milliseconds
+        and a second copy of the layers would cost VRAM).
+        """
+        import torch
+
+        if self.offload:
+            return 0
+        with self._lock:
+            for layer in [lay for lay, (want, _t) in self._staged.items() if not _same(want, plan.get(lay))]:
+                del self._staged[layer]
+        staged = 0
+        for layer, contributions in plan.items():
+            if stop():
+                break
+            if any(c.delta.low_rank() is None for c in contributions):
+                continue  # a dense delta's ``make`` may set the adapter's side-path scale: only between runs
+            with self._lock, torch.no_grad():
+                if self._applied.get(layer) == _signature(contributions) or self._staged_for(layer, contributions):
+                    continue
+                original = self._originals.get(layer, layer.weight.data)  # unpatched: the live tensor is it
+                self._staged[layer] = (list(contributions), self._merge(layer, contributions, original, fresh=True))
+                staged += 1
+        return staged
+
+    def drop_staged(self) -> None:
+        with self._lock:
+            self._staged.clear()
+
+    def _staged_for(self, layer: Any, contributions: list[Contribution]) -> bool:
+        entry = self._staged.get(layer)
+        return entry is not None and _same(entry[0], contributions)
 
     def sync(self, plan: dict[Any, list[Contribution]]) -> PatchStats:
         """Make each layer in ``plan`` hold original + Σ strength·Δ, and every other patched layer its original."""
@@ -141,7 +192,7 @@ class WeightPatcher:
 
         stats = PatchStats()
         started = self.clock()
-        with torch.no_grad():
+        with self._lock, torch.no_grad():
             for layer in [lay for lay in self._applied if lay not in plan]:
                 stats.work += self._restore_work(layer)
                 self._restore(layer)
@@ -151,10 +202,17 @@ class WeightPatcher:
                 if self._applied.get(layer) == signature:
                     stats.kept += 1
                     continue
-                stats.work += patch_work(layer.weight, contributions)
-                self._patch(layer, contributions)
+                staged = self._staged.pop(layer, None)
+                if staged is not None and _same(staged[0], contributions):
+                    self._originals.setdefault(layer, layer.weight.data)
+                    layer.weight.data = staged[1]  # computed ahead from the original: only the swap is left
+                    stats.prepared += 1
+                else:
+                    stats.work += patch_work(layer.weight, contributions)
+                    self._patch(layer, contributions)
                 self._applied[layer] = signature
                 stats.patched += 1
+            self._staged.clear()  # anything left was staged for another stack
         stats.seconds = self.clock() - started
         return stats
 
@@ -173,13 +231,28 @@ class WeightPatcher:
         del self._applied[layer]
 
     def _patch(self, layer: Any, contributions: list[Contribution]) -> None:
-        import torch
-
         weight = layer.weight.data
         original = self._originals.get(layer)
         if original is None:
             original = weight.to(self.offload, copy=True) if self.offload else weight
             self._originals[layer] = original
+        merged = self._merge(layer, contributions, original, fresh=False)
+        if merged.data_ptr() == weight.data_ptr():
+            return
+        if self.offload:
+            weight.copy_(merged.view(weight.shape))
+        else:
+            layer.weight.data = merged
+
+    def _merge(self, layer: Any, contributions: list[Contribution], original: Any, *, fresh: bool) -> Any:
+        """original + Σ strength·Δ as the layer's new weight tensor (shape, dtype, device of the live one).
+
+        ``fresh``: always a new tensor (staging); otherwise a float32 layer that already holds a patched
+        tensor of its own is written in place. Both write through the same ``addmm(out=)``: the same bits.
+        """
+        import torch
+
+        weight = layer.weight.data
         ups, downs, denses = [], [], []
         for c in contributions:
             low = c.delta.low_rank()
@@ -194,7 +267,7 @@ class WeightPatcher:
         # float32 and rounded once, as PEFT's merge does on CPU.
         exact = weight.dtype == torch.float32
         start = original.to(weight.device, torch.float32).view(rows, -1)
-        if exact and weight.data_ptr() != original.data_ptr():
+        if exact and not fresh and weight.data_ptr() != original.data_ptr():
             merged = weight.view(rows, -1)  # already a patched tensor (or the offload case): write into it
         else:
             merged = torch.empty_like(start)
@@ -207,12 +280,9 @@ class WeightPatcher:
             merged.copy_(start)
         for strength, delta in denses:
             merged.add_(delta.dense().to(merged).reshape(merged.shape), alpha=strength)
-        if merged.data_ptr() == weight.data_ptr():
-            return
-        if self.offload:
-            weight.copy_(merged.view(weight.shape))
-        else:
-            layer.weight.data = merged.view(weight.shape).to(weight.dtype)
+        if merged.data_ptr() == weight.data_ptr() or self.offload:
+            return merged
+        return merged.view(weight.shape).to(weight.dtype)
 
 
 def _float32(tensor: Any) -> Any:
@@ -223,6 +293,14 @@ def _float32(tensor: Any) -> Any:
 
 def _signature(contributions: list[Contribution]) -> tuple:
     return tuple((c.adapter, c.strength) for c in contributions)
+
+
+def _same(staged: list[Contribution], wanted: list[Contribution] | None) -> bool:
+    """Whether a tensor staged for ``staged`` is what ``wanted`` asks for: same names, strengths and the
+    very same delta objects (an adapter reloaded under its old name brings new ones)."""
+    return wanted is not None and len(staged) == len(wanted) and all(
+        a.adapter == b.adapter and a.strength == b.strength and a.delta is b.delta for a, b in zip(staged, wanted)
+    )
 
 
 # ------------------------------------------------------------------------------ deltas from PEFT layers
