@@ -24,9 +24,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def main(argv: list[str] | None = None) -> int:
+    from app.engine.paths import DEMO_MODEL_DIR
     from tools.demo.harness import draw, load_demo_pipeline, quality_scenes
     from tools.demo.stats import scene_colours
-    from app.engine.paths import DEMO_MODEL_DIR
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=str(DEMO_MODEL_DIR))
@@ -65,13 +65,17 @@ def main(argv: list[str] | None = None) -> int:
                 misses[f"shape {scene.colour}→{got.shape}"] += 1
         per_prompt.append(hits / len(seeds))
     n = len(images)
-    print(f"demo model quality: {len(scenes)} prompts × {len(seeds)} seeds = {n} images "
-          f"({args.steps} steps {args.sampler}, CFG {args.guidance}, 64 px; {secs:.0f} s, {secs / n:.2f} s/image)")
+    print(
+        f"demo model quality: {len(scenes)} prompts × {len(seeds)} seeds = {n} images "
+        f"({args.steps} steps {args.sampler}, CFG {args.guidance}, 64 px; {secs:.0f} s, {secs / n:.2f} s/image)"
+    )
     print(f"  background colour right : {bg_ok / n:6.1%}")
     print(f"  shape colour right      : {shape_ok / n:6.1%}")
     print(f"  both right (the figure) : {both / n:6.1%}   goal ≥ 80 %")
-    print(f"  median per-prompt hit rate {statistics.median(per_prompt):.0%}; prompts never right: "
-          f"{sum(p == 0 for p in per_prompt)}")
+    print(
+        f"  median per-prompt hit rate {statistics.median(per_prompt):.0%}; prompts never right: "
+        f"{sum(p == 0 for p in per_prompt)}"
+    )
     if misses:
         print("  most common misses: " + ", ".join(f"{k} ×{v}" for k, v in misses.most_common(6)))
     if args.save:

@@ -70,8 +70,9 @@ print(laid_out, thumbs, scroll, model.thumbnails.loaded_count())
 
 def run(code: str, *args: str) -> list[float]:
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", STYLESHELF_HOME=tempfile.mkdtemp())
-    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, cwd=REPO,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, cwd=REPO, check=True
+    )
     return [float(x) for x in out.stdout.split()]
 
 
@@ -81,8 +82,10 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=500)
     args = parser.parse_args()
     shown = [run(_WINDOW)[0] for _ in range(args.runs)]
-    print(f"window shown (engine not loaded): median {statistics.median(shown) * 1000:.0f} ms "
-          f"(min {min(shown) * 1000:.0f}, max {max(shown) * 1000:.0f}, {args.runs} runs)")
+    print(
+        f"window shown (engine not loaded): median {statistics.median(shown) * 1000:.0f} ms "
+        f"(min {min(shown) * 1000:.0f}, max {max(shown) * 1000:.0f}, {args.runs} runs)"
+    )
     from PIL import Image
 
     folder = Path(tempfile.mkdtemp(prefix="grid-"))
@@ -90,9 +93,11 @@ def main() -> None:
         Image.new("RGB", (1024, 768), (i % 255, 100, 200)).save(folder / f"img_{i:04d}.jpg", quality=85)
     rows = [run(_GRID, str(folder)) for _ in range(args.runs)]
     med = [statistics.median(r[i] for r in rows) for i in range(4)]
-    print(f"dataset grid, {args.images} images of 1024x768: model+layout {med[0] * 1000:.0f} ms, "
-          f"first 12 thumbnails {med[1] * 1000:.0f} ms, scroll top→bottom {med[2] * 1000:.0f} ms "
-          f"({med[3]:.0f} thumbnails decoded, only what was visible)")
+    print(
+        f"dataset grid, {args.images} images of 1024x768: model+layout {med[0] * 1000:.0f} ms, "
+        f"first 12 thumbnails {med[1] * 1000:.0f} ms, scroll top→bottom {med[2] * 1000:.0f} ms "
+        f"({med[3]:.0f} thumbnails decoded, only what was visible)"
+    )
 
 
 if __name__ == "__main__":

@@ -36,17 +36,20 @@ def main() -> None:
     parser.add_argument("--strengths", type=float, nargs="+", default=[0.3, 0.6, 1.0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (set explicitly: shared machines)")
-    parser.add_argument("--style", default="styles/diagonal-stripes/diagonal-stripes.safetensors",
-                        help="An adapter stacked for every run ('' for none).")
+    parser.add_argument(
+        "--style",
+        default="styles/diagonal-stripes/diagonal-stripes.safetensors",
+        help="An adapter stacked for every run ('' for none).",
+    )
     args = parser.parse_args()
 
     import torch
     from PIL import Image, ImageDraw
 
-    from tools.demo.scenes import Scene, render
     from app.engine.generate import GenerateConfig, Generator
     from app.engine.paths import DEMO_MODEL_DIR
     from app.engine.shelf.stack import StackEntry
+    from tools.demo.scenes import Scene, render
 
     torch.set_num_threads(args.threads)
     gen = Generator(args.base or DEMO_MODEL_DIR)

@@ -20,7 +20,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from timing import median_seconds  # noqa: E402  (bench/timing.py)
 
 
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
@@ -39,16 +38,24 @@ def main() -> None:
         load_base(folder)  # warm imports
         single = export_single_file(folder, tmp / "tiny.safetensors")
         print(f"tiny sd15 folder load:       {median_seconds(lambda: load_base(folder), args.repeat):.3f} s (median)")
-        print(f"tiny sd15 single-file load:  "
-              f"{median_seconds(lambda: load_base(single, config=folder), args.repeat):.3f} s (median)")
-        print(f"tiny sd15 export:            "
-              f"{median_seconds(lambda: export_single_file(folder, tmp / 'x.safetensors'), args.repeat):.3f} s (median)")
+        print(
+            f"tiny sd15 single-file load:  "
+            f"{median_seconds(lambda: load_base(single, config=folder), args.repeat):.3f} s (median)"
+        )
+        print(
+            f"tiny sd15 export:            "
+            f"{median_seconds(lambda: export_single_file(folder, tmp / 'x.safetensors'), args.repeat):.3f} s (median)"
+        )
         full = write_skeleton_checkpoint("sd1", tmp / "v1-5-pruned-emaonly.safetensors")
-        print(f"full-size SD1.5 detect ({full.stat().st_size / 1e9:.1f} GB file): "
-              f"{median_seconds(lambda: detect_family(full), args.repeat) * 1e3:.2f} ms (median)")
+        print(
+            f"full-size SD1.5 detect ({full.stat().st_size / 1e9:.1f} GB file): "
+            f"{median_seconds(lambda: detect_family(full), args.repeat) * 1e3:.2f} ms (median)"
+        )
         if args.full:
-            print(f"full-size SD1.5 single-file load (bf16, CPU): "
-                  f"{median_seconds(lambda: load_base(full, dtype='bf16'), 1):.1f} s (1 run)")
+            print(
+                f"full-size SD1.5 single-file load (bf16, CPU): "
+                f"{median_seconds(lambda: load_base(full, dtype='bf16'), 1):.1f} s (1 run)"
+            )
 
 
 if __name__ == "__main__":

@@ -63,7 +63,9 @@ def write_adapters(unet, folder: Path, count: int, rank: int) -> list[Path]:
             sd[f"{name}.lora_A.weight"] = torch.randn(rank, fan_in, generator=gen) / fan_in**0.5
             sd[f"{name}.lora_B.weight"] = torch.randn(fan_out, rank, generator=gen) * 0.01
         paths.append(
-            save_adapter(folder / f"style-{i:02d}.safetensors", unet=sd, rank=rank, alpha=rank, family="sd1", title=f"s{i}")
+            save_adapter(
+                folder / f"style-{i:02d}.safetensors", unet=sd, rank=rank, alpha=rank, family="sd1", title=f"s{i}"
+            )
         )
     print(f"adapters: {count} × rank {rank} on {len(shapes)} attention projections, "
           f"{paths[0].stat().st_size / 1e6:.1f} MB each")  # fmt: skip
@@ -180,7 +182,9 @@ def main() -> None:
           f"ratio from {'wall' if cuda else 'CPU'} time)")  # fmt: skip
     for label, _, baked in cases:
         ratio = statistics.median(primary[label]) / base
-        goal = "" if label == "none" else ("goal ≤ 1.02×" if baked else ("goal ≤ 1.15×" if label.startswith("3") else ""))
+        goal = (
+            "" if label == "none" else ("goal ≤ 1.02×" if baked else ("goal ≤ 1.15×" if label.startswith("3") else ""))
+        )
         print(f"{label:10s} wall {ms(wall[label])}  cpu {ms(cpu[label])}   {ratio:5.3f}×   {goal}")
     tmp.cleanup()
 
@@ -210,7 +214,9 @@ def switch_times(gen, paths, n: int) -> dict[str, list[float]]:
             gen.adapters.activate(active)
             out[mode].append(time.perf_counter() - t)
         gen.adapters.fast_switch = True
-        stack = [StackEntry(path=str(p), weight=0.3 + 0.1 * (i % 3), enabled=(j + i) % 2 == 0) for j, p in enumerate(paths)]
+        stack = [
+            StackEntry(path=str(p), weight=0.3 + 0.1 * (i % 3), enabled=(j + i) % 2 == 0) for j, p in enumerate(paths)
+        ]
         t = time.perf_counter()
         gen.apply_stack(stack)
         out["apply"].append(time.perf_counter() - t)

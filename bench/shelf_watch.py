@@ -48,8 +48,10 @@ def main(n: int = 500) -> None:
             t = time.perf_counter()
             lib.scan(with_hashes=True)
             headers.append(time.perf_counter() - t)
-        print(f"{n} files in 10 folders: re-scan (stat only) median {statistics.median(scans) * 1000:.1f} ms; "
-              f"full library scan (headers, cached hashes) median {statistics.median(headers) * 1000:.1f} ms")
+        print(
+            f"{n} files in 10 folders: re-scan (stat only) median {statistics.median(scans) * 1000:.1f} ms; "
+            f"full library scan (headers, cached hashes) median {statistics.median(headers) * 1000:.1f} ms"
+        )
 
 
 if __name__ == "__main__":

@@ -140,8 +140,10 @@ def determinism(gen, three, two, image, runs: int) -> None:
             digest = hashlib.sha256(im.tobytes()).hexdigest()
         seen.setdefault((name, mode), set()).add(digest)
     same = all(len(d) == 1 for d in seen.values())
-    print(f"  determinism: {runs} alternating runs (some prepared ahead) over {len(seen)} (stack, mode) kinds: "
-          f"{'every kind bit-identical' if same else 'DIFFERENCES: ' + str({k: len(v) for k, v in seen.items()})}")
+    print(
+        f"  determinism: {runs} alternating runs (some prepared ahead) over {len(seen)} (stack, mode) kinds: "
+        f"{'every kind bit-identical' if same else 'DIFFERENCES: ' + str({k: len(v) for k, v in seen.items()})}"
+    )
 
 
 # ------------------------------------------------------------------------------ SD1.5-shaped UNet
@@ -209,6 +211,7 @@ def sd15_section(args) -> None:
     # Toggle / reweight with 16 loaded. Not prepared: the next run re-patches the changed layers at its start.
     # Prepared (what the UI does on the click): prepare_stack returns at once, a background thread re-patches.
     apply(three, "patch")
+
     def entries(active):
         return [StackEntry(path=str(paths[names.index(a.name)]), weight=a.weight) for a in active]
 
@@ -255,6 +258,7 @@ def sd15_section(args) -> None:
                 gen.prepare_stack(entries(three))
                 gen.stacks.wait_prepared()
             c0 = time.process_time()
+
             def run(label=label, c0=c0):
                 if label == "after toggle, at once":
                     gen.prepare_stack(entries(three))  # Generate pressed right after the click
@@ -269,8 +273,14 @@ def sd15_section(args) -> None:
     for label, (w, c) in firsts.items():
         row(f"{args.sd15_steps} calls, {label}", w, c, steady, "goal ≤ 1.1× steady" if label != "steady" else "")
     extra = {label: med(v) - med(before["steady"]) for label, v in before.items()}
-    print("  CPU from the toggle until sampling starts, over a steady run's: " + ", ".join(
-        f"{label.removeprefix('after toggle, ')} {v * 1000:+.0f} ms" for label, v in extra.items() if label != "steady"))
+    print(
+        "  CPU from the toggle until sampling starts, over a steady run's: "
+        + ", ".join(
+            f"{label.removeprefix('after toggle, ')} {v * 1000:+.0f} ms"
+            for label, v in extra.items()
+            if label != "steady"
+        )
+    )
     for steps in (args.sd15_steps, 20):
         print(f"  first image after a toggle / steady at {steps} steps (from those): " + ", ".join(
             f"{label.removeprefix('after toggle, ')} {(steps * step + v) / (steps * step):.3f}×"

@@ -48,8 +48,13 @@ def build_pipe(kind: str):
     vae = AutoencoderKL.from_config(AutoencoderKL.load_config(cfg / "vae"))
     text = CLIPTextModel(CLIPTextConfig.from_pretrained(cfg / "text_encoder"))
     return StableDiffusionPipeline(
-        vae=vae, text_encoder=text, tokenizer=CLIPTokenizer.from_pretrained(str(TOKENIZER_DIR)), unet=unet,
-        scheduler=DDPMScheduler.from_pretrained(cfg / "scheduler"), safety_checker=None, feature_extractor=None,
+        vae=vae,
+        text_encoder=text,
+        tokenizer=CLIPTokenizer.from_pretrained(str(TOKENIZER_DIR)),
+        unet=unet,
+        scheduler=DDPMScheduler.from_pretrained(cfg / "scheduler"),
+        safety_checker=None,
+        feature_extractor=None,
         requires_safety_checker=False,
     )
 
@@ -102,14 +107,14 @@ def run_case(kind: str, cache: bool, resolution: int, steps: int, batch: int, ra
     y, x = np.mgrid[0:resolution, 0:resolution]
     for i in range(8):
         on = np.sin((x + y) / rng.uniform(6, 12) * 2 * np.pi + rng.uniform(0, 6)) > 0
-        Image.fromarray(np.where(on[..., None], [220, 60, 40], [30, 40, 120]).astype(np.uint8)).save(
-            data / f"s{i}.png")
+        Image.fromarray(np.where(on[..., None], [220, 60, 40], [30, 40, 120]).astype(np.uint8)).save(data / f"s{i}.png")
     pipe = build_pipe(kind)
     unet_params = sum(p.numel() for p in pipe.unet.parameters())
     timer = Timer()
     timer.wrap(pipe.unet, "forward", "unet_forward")
     timer.wrap(pipe.vae, "encode", "vae_encode")
     timer.wrap(pipe.text_encoder, "forward", "text_encode")
+
     def in_memory_base(_path, *, dtype, device):  # what train() loads: our random model, as it asks for it
         return TrainingBase(pipe.to(device=device, dtype=dtype), "sd1", data)
 
@@ -120,8 +125,11 @@ def run_case(kind: str, cache: bool, resolution: int, steps: int, batch: int, ra
         opt = original_adamw(*args, **kwargs)
         began = [0.0]  # hooks, not a wrapper: the LR scheduler needs optimizer.step to stay a bound method
         opt.register_step_pre_hook(lambda *_: began.__setitem__(0, timer.clock()))
-        opt.register_step_post_hook(lambda *_: timer.current.__setitem__(
-            "optimizer", timer.current.get("optimizer", 0.0) + timer.clock() - began[0]))
+        opt.register_step_post_hook(
+            lambda *_: timer.current.__setitem__(
+                "optimizer", timer.current.get("optimizer", 0.0) + timer.clock() - began[0]
+            )
+        )
         return opt
 
     torch.optim.AdamW = timed_adamw
@@ -141,25 +149,49 @@ def run_case(kind: str, cache: bool, resolution: int, steps: int, batch: int, ra
             timer.current = {}
             last[0], last[1] = timer.clock(), time.perf_counter()
 
-    cfg = TrainConfig(dataset_dir=str(data), base=str(data), out=str(work / "a.safetensors"), steps=steps, rank=rank,
-                      resolution=resolution, batch_size=batch, cache_latents=cache, checkpoint_every=0,
-                      thumbnail=False, validation_images=0, min_snr_gamma=5.0, cpu_threads=threads)
+    cfg = TrainConfig(
+        dataset_dir=str(data),
+        base=str(data),
+        out=str(work / "a.safetensors"),
+        steps=steps,
+        rank=rank,
+        resolution=resolution,
+        batch_size=batch,
+        cache_latents=cache,
+        checkpoint_every=0,
+        thumbnail=False,
+        validation_images=0,
+        min_snr_gamma=5.0,
+        cpu_threads=threads,
+    )
     started = time.perf_counter()
     result = loop.train(cfg, on_event=on_event)
     wall = time.perf_counter() - started
     measured = steps_log[WARMUP - 1 :]  # the first logged interval is step 1→2; drop warm-up
-    med = {k: statistics.median(s.get(k, 0.0) for s in measured) for k in
-           ("total", "wall", "unet_forward", "vae_encode", "text_encode", "optimizer")}
+    med = {
+        k: statistics.median(s.get(k, 0.0) for s in measured)
+        for k in ("total", "wall", "unet_forward", "vae_encode", "text_encode", "optimizer")
+    }
     floor = bare_unet_floor(pipe, resolution, batch, rank, result)
     peak = {"peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
     if torch.cuda.is_available():
         peak["peak_vram_gb"] = torch.cuda.max_memory_allocated() / 2**30
     return {
-        "model": kind, "unet_params_m": round(unet_params / 1e6), "cache": cache, "resolution": resolution,
-        "batch": batch, "threads": threads, "clock": "wall" if torch.cuda.is_available() else "cpu",
-        "steps_per_s": 1 / med["total"], "samples_per_s": batch / med["total"], "wall_steps_per_s": 1 / med["wall"],
-        "step_s": med["total"], "split_s": {k: v for k, v in med.items() if k not in ("total", "wall")},
-        "bare_unet_step_s": floor, "wall_s": wall, **peak,
+        "model": kind,
+        "unet_params_m": round(unet_params / 1e6),
+        "cache": cache,
+        "resolution": resolution,
+        "batch": batch,
+        "threads": threads,
+        "clock": "wall" if torch.cuda.is_available() else "cpu",
+        "steps_per_s": 1 / med["total"],
+        "samples_per_s": batch / med["total"],
+        "wall_steps_per_s": 1 / med["wall"],
+        "step_s": med["total"],
+        "split_s": {k: v for k, v in med.items() if k not in ("total", "wall")},
+        "bare_unet_step_s": floor,
+        "wall_s": wall,
+        **peak,
     }
 
 
@@ -213,9 +245,22 @@ def main() -> None:
     rows = []
     for kind in args.models:
         for cache in args.cache:
-            cmd = [sys.executable, __file__, "--one", f"{kind}:{cache}", "--batch", str(args.batch), "--rank",
-                   str(args.rank), "--threads", str(threads), "--resolution", str(args.resolution), "--steps",
-                   str(args.steps)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--one",
+                f"{kind}:{cache}",
+                "--batch",
+                str(args.batch),
+                "--rank",
+                str(args.rank),
+                "--threads",
+                str(threads),
+                "--resolution",
+                str(args.resolution),
+                "--steps",
+                str(args.steps),
+            ]
             out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
             if out.returncode != 0:
                 print(f"{kind} cache {cache}: FAILED\n{out.stderr[-2000:]}")
@@ -224,20 +269,25 @@ def main() -> None:
             r = rows[-1]
             s = r["split_s"]
             other = r["step_s"] - sum(s.values())
-            print(f"{kind:5s} ({r['unet_params_m']} M UNet) {r['resolution']} px batch {r['batch']} cache {cache:3s} "
-                  f"({r['clock']} time, {r['threads']} thread(s)): "
-                  f"{r['steps_per_s']:.3f} steps/s, {r['samples_per_s']:.3f} samples/s, step {r['step_s']:.3f} s "
-                  f"[UNet fwd {s['unet_forward']:.3f}, VAE {s['vae_encode']:.3f}, text {s['text_encode']:.3f}, "
-                  f"AdamW {s['optimizer']:.3f}, backward+rest {other:.3f}]; bare UNet fwd/bwd+AdamW "
-                  f"{r['bare_unet_step_s']:.3f} s; wall {r['wall_steps_per_s']:.3f} steps/s on this machine; "
-                  f"peak RSS {r['peak_rss_gb']:.2f} GB"
-                  + (f", peak VRAM {r['peak_vram_gb']:.2f} GB" if "peak_vram_gb" in r else ""), flush=True)
+            print(
+                f"{kind:5s} ({r['unet_params_m']} M UNet) {r['resolution']} px batch {r['batch']} cache {cache:3s} "
+                f"({r['clock']} time, {r['threads']} thread(s)): "
+                f"{r['steps_per_s']:.3f} steps/s, {r['samples_per_s']:.3f} samples/s, step {r['step_s']:.3f} s "
+                f"[UNet fwd {s['unet_forward']:.3f}, VAE {s['vae_encode']:.3f}, text {s['text_encode']:.3f}, "
+                f"AdamW {s['optimizer']:.3f}, backward+rest {other:.3f}]; bare UNet fwd/bwd+AdamW "
+                f"{r['bare_unet_step_s']:.3f} s; wall {r['wall_steps_per_s']:.3f} steps/s on this machine; "
+                f"peak RSS {r['peak_rss_gb']:.2f} GB"
+                + (f", peak VRAM {r['peak_vram_gb']:.2f} GB" if "peak_vram_gb" in r else ""),
+                flush=True,
+            )
     for kind in args.models:
         on = [r for r in rows if r["model"] == kind and r["cache"]]
         off = [r for r in rows if r["model"] == kind and not r["cache"]]
         if on and off:
-            print(f"{kind}: caching on is {on[0]['steps_per_s'] / off[0]['steps_per_s']:.2f}x caching off; "
-                  f"cached step is {on[0]['step_s'] / on[0]['bare_unet_step_s']:.2f}x the bare UNet+AdamW step")
+            print(
+                f"{kind}: caching on is {on[0]['steps_per_s'] / off[0]['steps_per_s']:.2f}x caching off; "
+                f"cached step is {on[0]['step_s'] / on[0]['bare_unet_step_s']:.2f}x the bare UNet+AdamW step"
+            )
 
 
 if __name__ == "__main__":

@@ -11,10 +11,10 @@ The adapters themselves are trained by the same command users run (see each READ
 from __future__ import annotations
 
 import argparse
+import random
 import shlex
 import shutil
 import subprocess
-import random
 import sys
 from pathlib import Path
 
@@ -22,22 +22,50 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from app.engine.atomic import atomic_path, atomic_write_text  # noqa: E402
+from app.engine.paths import BUNDLED_STYLES_DIR  # noqa: E402
 from tools.demo.scenes import random_scene, render  # noqa: E402
 from tools.demo.stylesets import STYLE_SETS, StyleSet  # noqa: E402
-from app.engine.paths import BUNDLED_STYLES_DIR  # noqa: E402
-
 
 # LoRA on the convolutions too: stripes and outlines are spatial patterns that attention alone barely draws.
-ADAPTER_SETTINGS = ["--resolution", "64", "--steps", "600", "--rank", "8", "--lr", "1e-3", "--batch-size", "4",
-                    "--set", "lora_targets=attention+ff+conv", "--set", "cpu_threads=1", "--set", "checkpoint_every=0"]
+ADAPTER_SETTINGS = [
+    "--resolution",
+    "64",
+    "--steps",
+    "600",
+    "--rank",
+    "8",
+    "--lr",
+    "1e-3",
+    "--batch-size",
+    "4",
+    "--set",
+    "lora_targets=attention+ff+conv",
+    "--set",
+    "cpu_threads=1",
+    "--set",
+    "checkpoint_every=0",
+]
 
 
 def train_args(s: StyleSet) -> list[str]:
     """The `styleshelf train` arguments that made the shipped adapter (run from the repo root)."""
-    return ["train", f"styles/{s.folder}", "--base", "assets/demo-model", "--out",
-            f"styles/{s.folder}/{s.folder}.safetensors", "--trigger", s.trigger, "--name", s.title,
-            "--sample-prompt", f"{s.trigger}, a yellow star on a green background", *ADAPTER_SETTINGS,
-            "--set", f"caption_dropout={s.caption_dropout}"]
+    return [
+        "train",
+        f"styles/{s.folder}",
+        "--base",
+        "assets/demo-model",
+        "--out",
+        f"styles/{s.folder}/{s.folder}.safetensors",
+        "--trigger",
+        s.trigger,
+        "--name",
+        s.title,
+        "--sample-prompt",
+        f"{s.trigger}, a yellow star on a green background",
+        *ADAPTER_SETTINGS,
+        "--set",
+        f"caption_dropout={s.caption_dropout}",
+    ]
 
 
 def train_command(s: StyleSet) -> str:
@@ -81,8 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(BUNDLED_STYLES_DIR))
     ap.add_argument("--count", type=int, default=60, help="images per style (20 taught the adapters the scenes too)")
-    ap.add_argument("--train", action="store_true",
-                    help="then train each adapter on assets/demo-model with `styleshelf train` (all three at once)")
+    ap.add_argument(
+        "--train",
+        action="store_true",
+        help="then train each adapter on assets/demo-model with `styleshelf train` (all three at once)",
+    )
     args = ap.parse_args(argv)
     for s in STYLE_SETS:
         write_set(s, Path(args.out), args.count)
@@ -95,7 +126,10 @@ def main(argv: list[str] | None = None) -> int:
             # Training leaves resumable checkpoints (LoRA files themselves) and sample images beside the adapter;
             # in a bundled style folder the shelf would list those checkpoints as adapters, so they go.
             adapter = REPO / "styles" / s.folder / f"{s.folder}.safetensors"
-            for extra in (adapter.with_name(adapter.stem + ".checkpoints"), adapter.with_name(adapter.stem + ".samples")):
+            for extra in (
+                adapter.with_name(adapter.stem + ".checkpoints"),
+                adapter.with_name(adapter.stem + ".samples"),
+            ):
                 shutil.rmtree(extra, ignore_errors=True)
         if any(codes):
             print(f"training failed: exit codes {codes}", file=sys.stderr)

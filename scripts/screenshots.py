@@ -122,8 +122,16 @@ def main() -> int:
         vm.runEnded.connect(lambda cancelled: done.append(cancelled))
         vm.start()
         _wait(app, lambda: bool(done), 1200, "the training run")
-    _wait(app, lambda: all(win.train_vm.dataset.thumbnails.is_loaded(e.path)
-                           for e in win.train_vm.dataset.entries()[:12] if not e.skipped_reason), 60, "thumbnails")
+    _wait(
+        app,
+        lambda: all(
+            win.train_vm.dataset.thumbnails.is_loaded(e.path)
+            for e in win.train_vm.dataset.entries()[:12]
+            if not e.skipped_reason
+        ),
+        60,
+        "thumbnails",
+    )
     win.tabs.setCurrentIndex(0)
     _settle(app)
     win.grab().save(str(DOCS / "train-tab.png"))

@@ -39,10 +39,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from tools.demo.attributes import AttributeHeads, CaptionTable, pretrain_text  # noqa: E402
-from tools.demo.scenes import COLOURS, STYLES, Scene, image_to_tensor_array, random_scene, render  # noqa: E402
 from app.engine.models.te_layout import prefix_text_encoder_keys  # noqa: E402
 from app.engine.paths import DEMO_MODEL_DIR, TOKENIZER_DIR  # noqa: E402
+from tools.demo.attributes import AttributeHeads, CaptionTable, pretrain_text  # noqa: E402
+from tools.demo.scenes import COLOURS, STYLES, Scene, image_to_tensor_array, random_scene, render  # noqa: E402
 
 SCHEDULE = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000)
 TEXT_WIDTH = 32  # the 49,408-row token table dominates the size: 32 wide = 6.3 MB in fp32
@@ -116,7 +116,9 @@ def vae_training_image(rng: random.Random) -> np.ndarray:
 def train_vae(vae, steps: int, batch: int, seed: int, log) -> float:
     rng = random.Random(seed)
     opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * s / steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * s / steps))
+    )
     vae.train()
     for step in range(steps):
         x = torch.from_numpy(np.stack([vae_training_image(rng) for _ in range(batch)]))
@@ -155,15 +157,32 @@ def encode_latents(vae, images: np.ndarray, batch: int = 128) -> torch.Tensor:
     return torch.cat(out)
 
 
-def train_unet(unet, text_encoder, heads: AttributeHeads, latents, table: CaptionTable, *, steps, batch, seed, log,
-               unet_lr: float, text_lr: float, attribute_weight: float, on_milestone=None, every: int = 0) -> None:
+def train_unet(
+    unet,
+    text_encoder,
+    heads: AttributeHeads,
+    latents,
+    table: CaptionTable,
+    *,
+    steps,
+    batch,
+    seed,
+    log,
+    unet_lr: float,
+    text_lr: float,
+    attribute_weight: float,
+    on_milestone=None,
+    every: int = 0,
+) -> None:
     from diffusers import DDPMScheduler
 
     noise_sched = DDPMScheduler(**SCHEDULE)
     alphas = noise_sched.alphas_cumprod
     snr = alphas / (1 - alphas)
-    params = [{"params": unet.parameters(), "lr": unet_lr},
-              {"params": list(text_encoder.parameters()) + list(heads.parameters()), "lr": text_lr}]
+    params = [
+        {"params": unet.parameters(), "lr": unet_lr},
+        {"params": list(text_encoder.parameters()) + list(heads.parameters()), "lr": text_lr},
+    ]
     opt = torch.optim.AdamW(params, weight_decay=1e-2)
     warm = max(1, min(100, steps // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -197,7 +216,9 @@ def train_unet(unet, text_encoder, heads: AttributeHeads, latents, table: Captio
         smooth = loss.item() if smooth is None else 0.98 * smooth + 0.02 * loss.item()
         if step % 50 == 0 or step == steps - 1:
             rate = (step + 1) / (time.time() - t0)
-            log(f"unet step {step + 1}/{steps} loss {smooth:.4f} ({rate:.2f} it/s, eta {(steps - step - 1) / rate / 60:.1f} min)")
+            log(
+                f"unet step {step + 1}/{steps} loss {smooth:.4f} ({rate:.2f} it/s, eta {(steps - step - 1) / rate / 60:.1f} min)"
+            )
         if on_milestone is not None and every and (step + 1) % every == 0 and step + 1 < steps:
             unet.eval()
             text_encoder.eval()
@@ -273,20 +294,36 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--unet-steps", type=int, default=4000)
     ap.add_argument("--save-every", type=int, default=300, help="also write the model every N UNet steps (0: never)")
     ap.add_argument("--check", type=int, default=0, help="after training, try N random prompts and print the hit rate")
-    ap.add_argument("--text-steps", type=int, default=400,
-                    help="attribute pre-training steps for the text encoder before the UNet stage")
-    ap.add_argument("--attribute-weight", type=float, default=0.1,
-                    help="weight of the text encoder's attribute read-out loss during the UNet stage (0: off)")
-    ap.add_argument("--prefixed-share", type=float, default=0.25,
-                    help="share of training captions that start with random words (so trigger words do not derail it)")
+    ap.add_argument(
+        "--text-steps",
+        type=int,
+        default=400,
+        help="attribute pre-training steps for the text encoder before the UNet stage",
+    )
+    ap.add_argument(
+        "--attribute-weight",
+        type=float,
+        default=0.1,
+        help="weight of the text encoder's attribute read-out loss during the UNet stage (0: off)",
+    )
+    ap.add_argument(
+        "--prefixed-share",
+        type=float,
+        default=0.25,
+        help="share of training captions that start with random words (so trigger words do not derail it)",
+    )
     ap.add_argument("--unet-lr", type=float, default=5e-4)
     ap.add_argument("--text-lr", type=float, default=5e-4)
     ap.add_argument("--images", type=int, default=4000, help="distinct training scenes for the UNet")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--quick", action="store_true", help="a few steps of every stage (smoke test)")
-    ap.add_argument("--resume-from", default="", metavar="MODEL_DIR",
-                    help="continue training the UNet and text encoder of an earlier build (its VAE and latent scale "
-                         "are kept; --vae-steps is ignored)")
+    ap.add_argument(
+        "--resume-from",
+        default="",
+        metavar="MODEL_DIR",
+        help="continue training the UNet and text encoder of an earlier build (its VAE and latent scale "
+        "are kept; --vae-steps is ignored)",
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.vae_steps, args.unet_steps, args.images, args.batch, args.save_every = 3, 4, 64, 4, 2
@@ -315,8 +352,10 @@ def main(argv: list[str] | None = None) -> int:
         log(f"resuming from {src}")
     else:
         vae, unet, text_encoder = build_models(args.seed)
-    log(f"params: unet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M, vae "
-        f"{sum(p.numel() for p in vae.parameters()) / 1e6:.2f} M, text {sum(p.numel() for p in text_encoder.parameters()) / 1e6:.2f} M")
+    log(
+        f"params: unet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M, vae "
+        f"{sum(p.numel() for p in vae.parameters()) / 1e6:.2f} M, text {sum(p.numel() for p in text_encoder.parameters()) / 1e6:.2f} M"
+    )
 
     if args.resume_from:
         vae.eval()
@@ -335,15 +374,33 @@ def main(argv: list[str] | None = None) -> int:
     log(f"cached {len(latents)} latents {tuple(latents.shape[1:])}, scaling factor {scale:.4f}")
 
     scheduler = demo_scheduler()
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.set_progress_bar_config(disable=True)
-    facts = dict(seed=args.seed, vae_steps=args.vae_steps, text_steps=args.text_steps, unet_steps=args.unet_steps,
-                 unet_lr=args.unet_lr, text_lr=args.text_lr, attribute_weight=args.attribute_weight,
-                 prefixed_share=args.prefixed_share, images=args.images,
-                 batch=args.batch, threads=args.threads, vae_mean_abs_error_255=round(vae_err, 2),
-                 colours=list(COLOURS), torch=torch.__version__)
+    facts = dict(
+        seed=args.seed,
+        vae_steps=args.vae_steps,
+        text_steps=args.text_steps,
+        unet_steps=args.unet_steps,
+        unet_lr=args.unet_lr,
+        text_lr=args.text_lr,
+        attribute_weight=args.attribute_weight,
+        prefixed_share=args.prefixed_share,
+        images=args.images,
+        batch=args.batch,
+        threads=args.threads,
+        vae_mean_abs_error_255=round(vae_err, 2),
+        colours=list(COLOURS),
+        torch=torch.__version__,
+    )
     if previous:
         facts["continues"] = previous
 
@@ -356,12 +413,27 @@ def main(argv: list[str] | None = None) -> int:
     table = CaptionTable.build(tokenizer, scenes, seed=args.seed + 5, prefixed_share=args.prefixed_share)
     heads = AttributeHeads(text_encoder.config.hidden_size)
     pretrain_text(text_encoder, heads, table, steps=args.text_steps, seed=args.seed + 4, log=log)
-    train_unet(unet, text_encoder, heads, latents, table, steps=args.unet_steps, batch=args.batch,
-               seed=args.seed + 2 + (1000 if args.resume_from else 0), log=log, unet_lr=args.unet_lr,
-               text_lr=args.text_lr, attribute_weight=args.attribute_weight, on_milestone=milestone,
-               every=args.save_every)
-    facts.update(minutes_vae=round(t_vae / 60, 1), minutes_unet=round((time.time() - start - t_vae) / 60, 1),
-                 minutes_total=round((time.time() - start) / 60, 1))
+    train_unet(
+        unet,
+        text_encoder,
+        heads,
+        latents,
+        table,
+        steps=args.unet_steps,
+        batch=args.batch,
+        seed=args.seed + 2 + (1000 if args.resume_from else 0),
+        log=log,
+        unet_lr=args.unet_lr,
+        text_lr=args.text_lr,
+        attribute_weight=args.attribute_weight,
+        on_milestone=milestone,
+        every=args.save_every,
+    )
+    facts.update(
+        minutes_vae=round(t_vae / 60, 1),
+        minutes_unet=round((time.time() - start - t_vae) / 60, 1),
+        minutes_total=round((time.time() - start) / 60, 1),
+    )
     if args.check:
         facts["check_hit_rate"] = quick_check(pipe, args.seed + 3, args.check)
         log(f"check: {facts['check_hit_rate']:.0%} of {args.check} prompts show both asked colours")

@@ -8,13 +8,13 @@ import math
 
 import pytest
 import torch
-from tests.helpers.hostile_files import Good, _alpha, _variant
-from tests.helpers.loras import make_lora
 
 from app.cli import main as cli_main
 from app.engine.adapters.strength import judge, update_norm
 from app.engine.errors import UserError
 from app.engine.generate.sanity import StackWatch
+from tests.helpers.hostile_files import Good, _alpha, _variant
+from tests.helpers.loras import make_lora
 
 
 @pytest.mark.parametrize("shape", [((4, 24), (40, 4)), ((3, 8, 3, 3), (16, 3, 1, 1))])

@@ -11,10 +11,10 @@ from safetensors.torch import save_file
 
 from app.engine.adapters import load_into_pipeline, pipeline_family, read_adapter_info
 from app.engine.adapters.fit import adapter_fit, fit_problem
-from app.engine.safetensors_file import read_header, rewrite_metadata
 from app.engine.errors import AdapterError
 from app.engine.models.detect import detect_family
 from app.engine.paths import DEMO_MODEL_DIR, REPO_ROOT
+from app.engine.safetensors_file import read_header, rewrite_metadata
 
 BUNDLED = sorted(glob.glob(str(REPO_ROOT / "styles" / "*" / "*.safetensors")))
 ATTN = "lora_unet_mid_block_attentions_0_transformer_blocks_0"
@@ -32,9 +32,16 @@ def sd1_shaped(tmp_path_factory):
     config.update(cross_attention_dim=768, block_out_channels=(64, 128, 256))
     torch.manual_seed(0)
     unet = UNet2DConditionModel.from_config(config)
-    pipe = StableDiffusionPipeline(vae=demo.vae, text_encoder=demo.text_encoder, tokenizer=demo.tokenizer, unet=unet,
-                                   scheduler=demo.scheduler, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+    pipe = StableDiffusionPipeline(
+        vae=demo.vae,
+        text_encoder=demo.text_encoder,
+        tokenizer=demo.tokenizer,
+        unet=unet,
+        scheduler=demo.scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     folder = tmp_path_factory.mktemp("bases") / "sd1-shaped"
     pipe.save_pretrained(folder)
     return folder, pipe
@@ -113,7 +120,10 @@ def test_shapes_decide_the_fit_not_only_the_label(tmp_path, sd1_shaped):
     sd15_width = _sd1_adapter(tmp_path / "sd15.safetensors")  # SD 1.5's 1280-wide mid block: not this base's 256
     fit = adapter_fit(sd15_width, folder)
     assert not fit.fits and fit.checked == 2 and "1280×1280, base layer 256×256" in fit.reason
-    sd = {f"{ATTN}_attn2_to_k.lora_down.weight": torch.randn(2, 768), f"{ATTN}_attn2_to_k.lora_up.weight": torch.randn(256, 2)}
+    sd = {
+        f"{ATTN}_attn2_to_k.lora_down.weight": torch.randn(2, 768),
+        f"{ATTN}_attn2_to_k.lora_up.weight": torch.randn(256, 2),
+    }
     fitting = tmp_path / "fits.safetensors"
     save_file(sd, str(fitting), metadata={"ss_base_model_version": "sd_v1"})
     assert adapter_fit(fitting, folder).fits
@@ -126,10 +136,26 @@ def test_training_on_the_demo_model_writes_the_demo_family(tmp_path):
 
     data = make_style_set(tmp_path / "set", 4, seed=2)
     out = tmp_path / "mine.safetensors"
-    train(TrainConfig(dataset_dir=str(data), base=str(DEMO_MODEL_DIR), out=str(out), steps=1, rank=2, resolution=64,
-                      batch_size=2, checkpoint_every=0, validation_images=0, thumbnail=False, cpu_threads=1))
+    train(
+        TrainConfig(
+            dataset_dir=str(data),
+            base=str(DEMO_MODEL_DIR),
+            out=str(out),
+            steps=1,
+            rank=2,
+            resolution=64,
+            batch_size=2,
+            checkpoint_every=0,
+            validation_images=0,
+            thumbnail=False,
+            cpu_threads=1,
+        )
+    )
     meta = read_header(out).metadata
-    assert (meta["ss_base_model_version"], meta["modelspec.architecture"]) == ("styleshelf-demo", "styleshelf-demo-v1/lora")
+    assert (meta["ss_base_model_version"], meta["modelspec.architecture"]) == (
+        "styleshelf-demo",
+        "styleshelf-demo-v1/lora",
+    )
     assert meta["modelspec.resolution"] == "64x64" and read_adapter_info(out).family == "demo"
 
 
@@ -138,8 +164,12 @@ def test_fit_reads_lycoris_and_sgm_named_files(tmp_path, tiny_sdxl):
     from app.engine.adapters.keys import diffusers_to_sgm
 
     mod = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k"
-    loha = {f"{mod}.hada_w1_a": torch.randn(64, 2), f"{mod}.hada_w1_b": torch.randn(2, 64),
-            f"{mod}.hada_w2_a": torch.randn(64, 2), f"{mod}.hada_w2_b": torch.randn(2, 64)}
+    loha = {
+        f"{mod}.hada_w1_a": torch.randn(64, 2),
+        f"{mod}.hada_w1_b": torch.randn(2, 64),
+        f"{mod}.hada_w2_a": torch.randn(64, 2),
+        f"{mod}.hada_w2_b": torch.randn(2, 64),
+    }
     save_file(loha, str(tmp_path / "loha.safetensors"))
     fit = adapter_fit(tmp_path / "loha.safetensors", tiny_sdxl)
     assert fit.checked == 1 and fit.fits  # tiny SDXL: cross-attention 64 wide, 64 channels in block 1
@@ -150,8 +180,10 @@ def test_fit_reads_lycoris_and_sgm_named_files(tmp_path, tiny_sdxl):
     assert not adapter_fit(tmp_path / "narrow.safetensors", tiny_sdxl).fits
     sgm = diffusers_to_sgm(mod, 2)
     assert sgm != mod
-    save_file({f"{sgm}.lora_down.weight": torch.randn(2, 64), f"{sgm}.lora_up.weight": torch.randn(64, 2)},
-              str(tmp_path / "sgm.safetensors"))
+    save_file(
+        {f"{sgm}.lora_down.weight": torch.randn(2, 64), f"{sgm}.lora_up.weight": torch.randn(64, 2)},
+        str(tmp_path / "sgm.safetensors"),
+    )
     fit = adapter_fit(tmp_path / "sgm.safetensors", tiny_sdxl)
     assert fit.fits and fit.checked == 1
 

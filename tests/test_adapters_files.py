@@ -10,7 +10,6 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from tests.helpers.peft_probes import load_pipe, unet_probe
 
 from app.engine.adapters import (
     AdapterError,
@@ -21,8 +20,9 @@ from app.engine.adapters import (
     read_lora_modules,
     save_adapter,
 )
-from app.engine.safetensors_file import read_header
 from app.engine.paths import user_cache_dir
+from app.engine.safetensors_file import read_header
+from tests.helpers.peft_probes import load_pipe, unet_probe
 from tests.helpers.pickle_trap import trap_fires, write_trapped_pickle
 
 ATTN = "down_blocks.1.attentions.0.transformer_blocks.0"
@@ -104,9 +104,7 @@ def test_hash_cache_is_used_and_invalidated_by_changes(tmp_path):
     assert read_adapter_info(path).sha256 == first.sha256
 
 
-@pytest.mark.parametrize(
-    "width,family", [(768, "sd1"), (1024, "sd2"), (2048, "sdxl"), (32, "unknown")]
-)
+@pytest.mark.parametrize("width,family", [(768, "sd1"), (1024, "sd2"), (2048, "sdxl"), (32, "unknown")])
 def test_family_from_cross_attention_width_when_no_metadata(tmp_path, width, family):
     path = _kohya_raw(tmp_path / "x.safetensors", {f"lora_unet_{ATTN.replace('.', '_')}_attn2_to_k": (2, width, 64)})
     info = read_adapter_info(path)

@@ -11,6 +11,9 @@ import json
 import pytest
 import torch
 from safetensors.torch import save_file
+
+from app.engine.adapters import load_into_pipeline, read_adapter_info, save_adapter
+from app.engine.adapters.keys import diffusers_to_sgm, sgm_to_diffusers
 from tests.helpers.peft_probes import (
     TE_TARGETS,
     UNET_TARGETS,
@@ -21,9 +24,6 @@ from tests.helpers.peft_probes import (
     te_probe,
     unet_probe,
 )
-
-from app.engine.adapters import load_into_pipeline, read_adapter_info, save_adapter
-from app.engine.adapters.keys import diffusers_to_sgm, sgm_to_diffusers
 
 RANK, ALPHA = 4, 8.0  # scale 2: a power of two, so folding it into lora_up is exact
 

@@ -18,8 +18,19 @@ def _lycoris_file(path, *, algo: str, preset: str, dim=4, alpha=4, seed=0, **kwa
     from app.engine.models.tiny import build_tiny_pipeline
 
     pipe = build_tiny_pipeline("sd15", seed=0)
-    net = lycoris_kohya.create_network(1.0, dim, alpha, None, pipe.text_encoder, pipe.unet, preset=preset,
-                                       algo=algo, conv_dim=str(dim), conv_alpha=str(alpha), **kwargs)
+    net = lycoris_kohya.create_network(
+        1.0,
+        dim,
+        alpha,
+        None,
+        pipe.text_encoder,
+        pipe.unet,
+        preset=preset,
+        algo=algo,
+        conv_dim=str(dim),
+        conv_alpha=str(alpha),
+        **kwargs,
+    )
     net.apply_to(pipe.text_encoder, pipe.unet, True, True)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -29,8 +40,11 @@ def _lycoris_file(path, *, algo: str, preset: str, dim=4, alpha=4, seed=0, **kwa
             else:
                 p.add_(torch.randn(p.shape, generator=gen) * 0.1)
     net.save_weights(str(path), torch.float32, {"ss_network_module": "lycoris.kohya"})
-    names = {id(m): (comp, n) for comp, model in (("unet", pipe.unet), ("text_encoder", pipe.text_encoder))
-             for n, m in model.named_modules()}
+    names = {
+        id(m): (comp, n)
+        for comp, model in (("unet", pipe.unet), ("text_encoder", pipe.text_encoder))
+        for n, m in model.named_modules()
+    }
     merged = {}
     with torch.no_grad():
         for m in net.unet_loras + net.text_encoder_loras:
@@ -136,8 +150,14 @@ def test_loha_and_dora_on_the_shelf_weight_toggle_and_bake(tmp_path, tiny_sd15):
 
     def render(stack):
         gen.apply_stack(stack)
-        out = gen.pipe("a lighthouse", num_inference_steps=2, width=64, height=64, output_type="np",
-                       generator=torch.Generator().manual_seed(5))
+        out = gen.pipe(
+            "a lighthouse",
+            num_inference_steps=2,
+            width=64,
+            height=64,
+            output_type="np",
+            generator=torch.Generator().manual_seed(5),
+        )
         return out.images[0]
 
     base = render([])
@@ -148,8 +168,9 @@ def test_loha_and_dora_on_the_shelf_weight_toggle_and_bake(tmp_path, tiny_sd15):
     assert not np.array_equal(half, full) and not np.array_equal(half, base)
     both = render([StackEntry(path=str(loha), weight=1.0), StackEntry(path=str(dora), weight=1.0)])
     assert np.abs(both - full).max() > 1e-3
-    assert np.array_equal(render([StackEntry(path=str(loha), weight=1.0),
-                                  StackEntry(path=str(dora), weight=1.0, enabled=False)]), full)
+    assert np.array_equal(
+        render([StackEntry(path=str(loha), weight=1.0), StackEntry(path=str(dora), weight=1.0, enabled=False)]), full
+    )
 
     baked = bake([StackEntry(path=str(loha), weight=1.0)], tmp_path / "baked.safetensors")  # concat: exact
     np.testing.assert_allclose(render([StackEntry(path=str(baked), weight=1.0)]), full, atol=2e-5)
@@ -181,8 +202,9 @@ def test_non_tucker_conv_loha_bakes_to_kohya_locon_layout_equal_to_its_re_ranked
 
     # LyCORIS' own loader on the baked file (kohya LoCon keys → its LoConModule), merged weights per layer.
     pipe = build_tiny_pipeline("sd15", seed=0)
-    net, _sd = lycoris_kohya.create_network_from_weights(1.0, str(baked), None, pipe.text_encoder, pipe.unet,
-                                                          weights_sd=sd)
+    net, _sd = lycoris_kohya.create_network_from_weights(
+        1.0, str(baked), None, pipe.text_encoder, pipe.unet, weights_sd=sd
+    )
     names = {id(m): ("unet", n) for n, m in pipe.unet.named_modules()}
     theirs = {}
     with torch.no_grad():
@@ -215,8 +237,9 @@ def test_alpha_below_rank_scales_as_lycoris_trains(algo, tmp_path):
     from app.engine.models.tiny import build_tiny_pipeline
 
     pipe = build_tiny_pipeline("sd15", seed=0)
-    net = lycoris_kohya.create_network(1.0, 4, 2, None, pipe.text_encoder, pipe.unet, preset="attn-mlp", algo=algo,
-                                       factor="4")
+    net = lycoris_kohya.create_network(
+        1.0, 4, 2, None, pipe.text_encoder, pipe.unet, preset="attn-mlp", algo=algo, factor="4"
+    )
     net.apply_to(pipe.text_encoder, pipe.unet, True, True)
     gen = torch.Generator().manual_seed(4)
     with torch.no_grad():

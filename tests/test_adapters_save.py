@@ -9,6 +9,10 @@ import json
 import pytest
 import torch
 from safetensors import safe_open
+
+from app.engine.adapters import save_adapter
+from app.engine.errors import AdapterError
+from app.engine.safetensors_file import data_sha256
 from tests.helpers.peft_probes import (
     TE_TARGETS,
     UNET_TARGETS,
@@ -19,10 +23,6 @@ from tests.helpers.peft_probes import (
     te_probe,
     unet_probe,
 )
-
-from app.engine.adapters import save_adapter
-from app.engine.safetensors_file import data_sha256
-from app.engine.errors import AdapterError
 
 
 def _file_modules(path):
@@ -44,7 +44,9 @@ def test_sd15_kohya_file_loads_in_diffusers_with_every_key_matched_and_identical
     keys, meta = _file_modules(out)
     modules = {k.rsplit(".", 2)[0] if k.endswith(".weight") else k.rsplit(".", 1)[0] for k in keys}
     assert all(k.startswith("lora_unet_") for k in keys)
-    assert all(f"{m}.alpha" in keys and f"{m}.lora_down.weight" in keys and f"{m}.lora_up.weight" in keys for m in modules)
+    assert all(
+        f"{m}.alpha" in keys and f"{m}.lora_down.weight" in keys and f"{m}.lora_up.weight" in keys for m in modules
+    )
     assert "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_out_0" in modules
     with safe_open(str(out), "pt") as f:
         assert f.get_tensor(next(k for k in keys if k.endswith(".alpha"))).item() == 8.0
@@ -126,11 +128,15 @@ def test_bad_state_dicts_are_refused(tmp_path):
     with pytest.raises(AdapterError, match="family"):
         save_adapter(tmp_path / "x.safetensors", unet=good, rank=2, alpha=2, family="sd9", title="x")
     with pytest.raises(AdapterError, match="PEFT LoRA keys"):
-        save_adapter(tmp_path / "x.safetensors", unet={"a.weight": torch.zeros(2)}, rank=2, alpha=2, family="sd1", title="x")
+        save_adapter(
+            tmp_path / "x.safetensors", unet={"a.weight": torch.zeros(2)}, rank=2, alpha=2, family="sd1", title="x"
+        )
     with pytest.raises(AdapterError, match="pairs missing"):
         save_adapter(tmp_path / "x.safetensors", unet={"a.lora_A.weight": torch.zeros(2, 4)}, rank=2, alpha=2,
                      family="sd1", title="x")  # fmt: skip
     with pytest.raises(AdapterError, match="second text encoder"):
-        save_adapter(tmp_path / "x.safetensors", unet=good, text_encoder_2=good, rank=2, alpha=2, family="sd1", title="x")
+        save_adapter(
+            tmp_path / "x.safetensors", unet=good, text_encoder_2=good, rank=2, alpha=2, family="sd1", title="x"
+        )
     assert not (tmp_path / "x.safetensors").exists()
     assert list(tmp_path.iterdir()) == []  # no temp file left behind

@@ -10,15 +10,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from app.engine.paths import DEMO_MODEL_DIR
 from tools.demo.scenes import COLOURS, STYLES, Scene, random_scene, render
 from tools.demo.stats import hue_layout, scene_colours, style_score
 from tools.demo.stylesets import STYLE_SETS
-from app.engine.paths import DEMO_MODEL_DIR
 
 needs_model = pytest.mark.skipif(not (DEMO_MODEL_DIR / "model_index.json").exists(), reason="demo model not built")
 
 
 # --- the pixel statistics the benches rely on, checked on drawn scenes with known answers -------------------
+
 
 def test_scene_colours_names_drawn_scenes():
     rng = random.Random(5)
@@ -62,8 +63,8 @@ def test_captions_name_content_only():
 def test_demo_caption_table_labels_masks_and_prefixes():
     from transformers import CLIPTokenizer
 
-    from tools.demo.attributes import FIELDS, IGNORE, AttributeHeads, CaptionTable, prefix_words
     from app.engine.paths import TOKENIZER_DIR
+    from tools.demo.attributes import FIELDS, IGNORE, AttributeHeads, CaptionTable, prefix_words
 
     tok = CLIPTokenizer.from_pretrained(str(TOKENIZER_DIR))
     rng = random.Random(2)
@@ -90,6 +91,7 @@ def test_demo_caption_table_labels_masks_and_prefixes():
 
 # --- the shipped style sets ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("style_set", STYLE_SETS, ids=lambda s: s.folder)
 def test_style_folder_is_complete_and_reproducible(style_set, tmp_path):
     import importlib.util
@@ -115,6 +117,7 @@ def test_style_folder_is_complete_and_reproducible(style_set, tmp_path):
 
 
 # --- the shipped model --------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def demo_pipe():
@@ -184,16 +187,18 @@ def test_demo_vae_round_trips_colours(demo_pipe):
 @pytest.mark.parametrize("style_set", STYLE_SETS, ids=lambda s: s.folder)
 def test_shipped_adapter_loads_cleanly_and_moves_toward_its_style(demo_pipe, style_set):
     from app.engine.adapters import load_into_pipeline, read_adapter_info, unload_adapter
-    from tools.demo.harness import draw
     from app.engine.train.dataset import with_trigger
+    from tools.demo.harness import draw
 
     path = style_set.adapter_path()
     if not path.exists():
         pytest.skip(f"adapter not trained yet: {path.name}")
     info = read_adapter_info(path)
     assert info.thumbnail, "the shelf shows the adapter's embedded thumbnail"
-    prompts = [with_trigger(p, style_set.trigger) for p in
-               ("a red circle on a blue background", "a yellow star on a green background")]
+    prompts = [
+        with_trigger(p, style_set.trigger)
+        for p in ("a red circle on a blue background", "a yellow star on a green background")
+    ]
     seeds = [0, 1]
     before = [style_score(style_set.style, im) for im in draw(demo_pipe, prompts, seeds)]
     report = load_into_pipeline(demo_pipe, path, "under_test")
@@ -203,8 +208,9 @@ def test_shipped_adapter_loads_cleanly_and_moves_toward_its_style(demo_pipe, sty
         after = [style_score(style_set.style, im) for im in draw(demo_pipe, prompts, seeds)]
     finally:
         unload_adapter(demo_pipe, "under_test")
-    target = statistics.median(style_score(style_set.style, Image.open(p))
-                               for p in sorted(style_set.folder_path().glob("*.png")))
+    target = statistics.median(
+        style_score(style_set.style, Image.open(p)) for p in sorted(style_set.folder_path().glob("*.png"))
+    )
     b, a = statistics.median(before), statistics.median(after)
     # Toward the style set's own statistic in most pictures, and clearly so in the median. (How far it moves is
     # what bench/style_strength.py reports: pastel ~50 %, outlines ~20 %, stripes ~4 % of the way.)
@@ -217,9 +223,9 @@ def test_yellow_star_on_green_with_and_without_the_stripes_adapter(demo_pipe):
     """The issue's check: the plain prompt draws the shape in its colours; with the stripes adapter the same
     scene comes out striped and still shows a yellow shape on green (by hue, which light stripes keep)."""
     from app.engine.adapters import load_into_pipeline, unload_adapter
+    from app.engine.train.dataset import with_trigger
     from tools.demo.harness import draw
     from tools.demo.stats import stripe_energy
-    from app.engine.train.dataset import with_trigger
 
     stripes = next(s for s in STYLE_SETS if s.style == "stripes")
     prompt, seeds = "a yellow star on a green background", [0, 1, 2, 3]
@@ -235,4 +241,3 @@ def test_yellow_star_on_green_with_and_without_the_stripes_adapter(demo_pipe):
     assert max(map(stripe_energy, plain)) < 0.1 * target
     assert sum(hue_layout(im) == ("green", "yellow") for im in striped) >= 3, [hue_layout(im) for im in striped]
     assert min(map(stripe_energy, striped)) > 0.3 * target, [stripe_energy(im) for im in striped]
-

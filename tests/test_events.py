@@ -23,10 +23,29 @@ from app.engine.events import (
 
 # The summary keys the GUI, the CLI and saved adapters have always read (the wire contract).
 SUMMARY_KEYS = {
-    "steps", "total_steps", "started_at_step", "cancelled", "train_images", "skipped_images", "validation_images",
-    "validation_held_out", "validation_loss_base", "validation_loss_adapter", "validation_change", "final_loss",
-    "mean_loss_last_10", "it_per_s", "seconds", "processes", "rank_checksums", "ranks_in_sync", "family",
-    "checkpoint", "thumbnail_sample", "saved", "killed_after_s",
+    "steps",
+    "total_steps",
+    "started_at_step",
+    "cancelled",
+    "train_images",
+    "skipped_images",
+    "validation_images",
+    "validation_held_out",
+    "validation_loss_base",
+    "validation_loss_adapter",
+    "validation_change",
+    "final_loss",
+    "mean_loss_last_10",
+    "it_per_s",
+    "seconds",
+    "processes",
+    "rank_checksums",
+    "ranks_in_sync",
+    "family",
+    "checkpoint",
+    "thumbnail_sample",
+    "saved",
+    "killed_after_s",
 }
 
 
@@ -41,8 +60,15 @@ def test_enums_are_the_old_strings_on_the_wire():
 
 
 def test_train_summary_goes_out_as_the_same_keys_and_comes_back_typed():
-    summary = TrainSummary(steps=7, total_steps=10, cancelled=True, validation_loss_base=0.5,
-                           rank_checksums=["ab", "ab"], saved=["adapter", "checkpoint"], checkpoint="/c/step-000007")
+    summary = TrainSummary(
+        steps=7,
+        total_steps=10,
+        cancelled=True,
+        validation_loss_base=0.5,
+        rank_checksums=["ab", "ab"],
+        saved=["adapter", "checkpoint"],
+        checkpoint="/c/step-000007",
+    )
     line = TrainFinished(output="/a/style.safetensors", cancelled=True, summary=summary).to_json()
     wire = json.loads(line)
     assert wire["event"] == "finished" and set(wire["summary"]) == SUMMARY_KEYS
@@ -55,8 +81,13 @@ def test_train_summary_goes_out_as_the_same_keys_and_comes_back_typed():
 
 
 def test_a_newer_or_broken_child_line():
-    newer = {"event": "finished", "output": "x", "cancelled": False, "extra": 1,
-             "summary": {"steps": 3, "a_field_from_the_future": True}}
+    newer = {
+        "event": "finished",
+        "output": "x",
+        "cancelled": False,
+        "extra": 1,
+        "summary": {"steps": 3, "a_field_from_the_future": True},
+    }
     back = train_event_from_json(json.dumps(newer))
     assert isinstance(back, TrainFinished) and back.summary.steps == 3 and back.summary.total_steps == 0
     assert isinstance(train_event_from_json('{"event": "telemetry", "x": 1}'), Log)

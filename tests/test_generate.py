@@ -215,8 +215,15 @@ def test_every_sampler_runs(gen, tmp_path):
 def test_ddim_never_clips_latents_whatever_the_models_scheduler_config():
     from app.engine.generate.samplers import make_scheduler
 
-    pndm_config = {"_class_name": "PNDMScheduler", "beta_schedule": "scaled_linear", "beta_start": 0.00085,
-                   "beta_end": 0.012, "num_train_timesteps": 1000, "skip_prk_steps": True, "steps_offset": 1}
+    pndm_config = {
+        "_class_name": "PNDMScheduler",
+        "beta_schedule": "scaled_linear",
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        "num_train_timesteps": 1000,
+        "skip_prk_steps": True,
+        "steps_offset": 1,
+    }
     assert make_scheduler("DDIM", pndm_config).config.clip_sample is False  # diffusers' default would clip
 
 

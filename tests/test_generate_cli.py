@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 
-
 from app.cli import main
 from app.engine.generate.pngmeta import read_png_text
 from tests.helpers.loras import make_lora

@@ -14,7 +14,6 @@ from app.engine.shelf.stack import StackEntry
 from tests.helpers.loras import make_lora
 
 
-
 def run_shape(gen):
     """(UNet calls, UNet input elements) of a 3-step 64 px run with CFG, as ``Generator.generate`` passes it."""
     return 3, 2 * (64 // gen.pipe.vae_scale_factor) ** 2
@@ -240,7 +239,9 @@ def test_every_peft_format_patches_to_what_its_side_path_computes(kind):
         for layer in layers:
             layer.enable_adapters(False)  # the side path off, as the runner does
         patcher = WeightPatcher()
-        stats = patcher.sync({layer.get_base_layer(): [Contribution("s", strength, d)] for layer, d in zip(layers, deltas)})
+        stats = patcher.sync(
+            {layer.get_base_layer(): [Contribution("s", strength, d)] for layer, d in zip(layers, deltas)}
+        )
         patched = net[1](net[0](x).permute(0, 3, 1, 2))
         assert stats.patched == 2
         assert torch.allclose(patched, side, atol=1e-5), float((patched - side).abs().max())
@@ -285,7 +286,10 @@ def prepare(gen, stack):
 def base_weights(gen):
     """base layer -> (its tensor's storage address, a copy of its values) for every layer a PEFT tuner wraps."""
     return {
-        layer.get_base_layer(): (layer.get_base_layer().weight.data_ptr(), layer.get_base_layer().weight.detach().clone())
+        layer.get_base_layer(): (
+            layer.get_base_layer().weight.data_ptr(),
+            layer.get_base_layer().weight.detach().clone(),
+        )
         for layers in gen.adapters.tuner_layers().values()
         for layer in layers
     }

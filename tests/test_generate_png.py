@@ -17,7 +17,7 @@ A1111_TEXT = (
     "a second prompt line\n"
     "Negative prompt: blurry, lowres\n"
     "text, watermark\n"
-    'Steps: 28, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 6.5, Seed: 3141592653, Size: 512x768, '
+    "Steps: 28, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 6.5, Seed: 3141592653, Size: 512x768, "
     'Model hash: 6ce0161689, Model: "v1-5, pruned", VAE hash: 735e4c3a44, '
     'Lora hashes: "inkWash_v2: 0123456789, paperTexture: abcdef0123", Version: v1.10.1'
 )
@@ -80,13 +80,16 @@ def test_our_text_round_trips_through_the_a1111_reader(tmp_path):
     assert text.splitlines()[0] == "harbour <lora:ink:0.8> <lora:paper, v2:0.25:0.5>"
     assert "Negative prompt" not in text  # A1111 leaves the line out when empty
     assert text.splitlines()[1] == (
-        'Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512, Model hash: 6ce0161689, Model: sd15, '
+        "Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512, Model hash: 6ce0161689, Model: sd15, "
         'Lora hashes: "ink: 0123456789, paper, v2: abcdef0123"'
     )
     png = write_png(tmp_path / "x.png", Image.new("RGB", (8, 8)), text, {"not": "ours"})
     settings, entries = read_png_parameters(png)  # our chunk is not a valid record: the A1111 text is used
     assert settings["prompt"] == "harbour" and settings["sampler"] == "Euler a" and settings["guidance"] == 7.0
-    assert [(e.name, e.weight, e.text_encoder_weight) for e in entries] == [("ink", 0.8, None), ("paper, v2", 0.5, 0.25)]
+    assert [(e.name, e.weight, e.text_encoder_weight) for e in entries] == [
+        ("ink", 0.8, None),
+        ("paper, v2", 0.5, 0.25),
+    ]
 
 
 def test_damaged_record_falls_back_to_parameters(tmp_path):

@@ -89,7 +89,9 @@ def test_grid_streams_cells_reuses_loaded_adapters_and_cancels(demo_generator, t
     counts = [e.step for e in events if isinstance(e, Progress) and e.phase == "grid"]
     steps = [e.step for e in events if isinstance(e, Progress) and e.phase == "generate"]
     assert [e.index for e in images] == list(range(6)) and counts == list(range(1, 7))
-    assert steps == list(range(1, 13)) and {e.total for e in events if isinstance(e, Progress) and e.phase == "generate"} == {12}
+    assert steps == list(range(1, 13)) and {
+        e.total for e in events if isinstance(e, Progress) and e.phase == "generate"
+    } == {12}
     # Each cell is announced as soon as it exists, before the next one starts sampling.
     first = events.index(images[0])
     assert all(isinstance(e, Progress) and e.step <= 2 for e in events[:first] if isinstance(e, Progress))

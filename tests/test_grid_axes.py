@@ -76,7 +76,9 @@ def _finder(tmp_path):
 def _plan(tmp_path, stack=(), **axes):
     find, files = _finder(tmp_path)
     config = GridConfig(**axes, generate=GenerateConfig(prompt="a cat on a mat", seed=5, stack=list(stack)))
-    return plan_grid(config, find_style=find, find_checkpoints=lambda path, value: [(f"step {value}", path + value)]), files
+    return plan_grid(
+        config, find_style=find, find_checkpoints=lambda path, value: [(f"step {value}", path + value)]
+    ), files
 
 
 def _active(cell):
@@ -112,7 +114,9 @@ def test_style_axis_each_alone_or_swapped_in_the_stack(tmp_path):
 def test_prompt_sr_sampler_steps_cfg_and_checkpoint_axes(tmp_path):
     plan, _ = _plan(tmp_path, x="prompt_sr=cat,dog,fox", y="cfg=3,9", z="sampler=Euler,DDIM")
     assert [c.config.prompt for c in plan.cells[:3]] == ["a cat on a mat", "a dog on a mat", "a fox on a mat"]
-    assert {(c.config.guidance, c.config.sampler) for c in plan.cells} == {(g, s) for g in (3, 9) for s in ("Euler", "DDIM")}
+    assert {(c.config.guidance, c.config.sampler) for c in plan.cells} == {
+        (g, s) for g in (3, 9) for s in ("Euler", "DDIM")
+    }
     assert {c.config.seed for c in plan.cells} == {5}
     with pytest.raises(UserError, match="'bird' is not in the prompt"):
         _plan(tmp_path, x="prompt_sr=bird,dog")

@@ -105,8 +105,9 @@ def test_keep_this_one_makes_a_checkpoint_the_style_on_the_shelf(run, tmp_path):
     assert all(np.array_equal(kept[k], step2[k]) for k in step2)
     [entry] = Library(user_folder=copy.parent, bundled_folder=None).scan(with_hashes=False)
     assert entry.path == copy and entry.info.metadata["ss_steps"] == "2" and entry.title == "my-style"
-    x, y = facade.checkpoint_axes(str(copy), ["stripes one", "stripy, stripes two", "stripes one", "a, b"], "",
-                                   prompts=3)  # the trigger comes from the file; captions are distinct
+    x, y = facade.checkpoint_axes(
+        str(copy), ["stripes one", "stripy, stripes two", "stripes one", "a, b"], "", prompts=3
+    )  # the trigger comes from the file; captions are distinct
     assert parse_axis(x).values == ("base", "all")
     assert parse_axis(y).values == ("stripy, stripes one", "stripy, stripes two", "stripy, a, b")
 

@@ -66,8 +66,20 @@ def test_compare_streams_cells_uses_one_and_a_dropped_grid_restores_it(qtbot, wi
     qtbot.keyClicks(dialog.axis_edits["Y"], "seed=11,12")
 
     arrivals = []  # (cells shown in the table when a cell arrives, progress count)
-    vm.cellReady.connect(lambda x, y, z, p: arrivals.append((x, y, sum(
-        1 for r in range(2) for c in range(2) if dialog.table.item(r, c) and dialog.table.item(r, c).data(256)))))
+    vm.cellReady.connect(
+        lambda x, y, z, p: arrivals.append(
+            (
+                x,
+                y,
+                sum(
+                    1
+                    for r in range(2)
+                    for c in range(2)
+                    if dialog.table.item(r, c) and dialog.table.item(r, c).data(256)
+                ),
+            )
+        )
+    )
     with qtbot.waitSignal(vm.finished, timeout=120_000) as done:
         qtbot.mouseClick(dialog.run_button, Qt.MouseButton.LeftButton)
         assert not dialog.run_button.isEnabled() and dialog.cancel_button.isEnabled()

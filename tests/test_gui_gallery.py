@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from tests.helpers.gui import open_main_window
 from PIL import Image
 from PySide6.QtCore import Qt
+
+from tests.helpers.gui import open_main_window
 
 pytestmark = [
     pytest.mark.qt_log_ignore("propagateSizeHints"),
@@ -31,8 +31,7 @@ def add_picture(win, tmp_path, name: str, stack, *, seed: int = 987492339, size=
 
     path = tmp_path / f"{name}.png"
     Image.new("RGB", size, (30 * len(name) % 255, 120, 180)).save(path)
-    params = GenerateConfig(prompt="a lighthouse", sampler="Euler a", steps=12, guidance=6.5, seed=seed,
-                            stack=stack)
+    params = GenerateConfig(prompt="a lighthouse", sampler="Euler a", steps=12, guidance=6.5, seed=seed, stack=stack)
     win.generate_vm.gallery.add(GalleryImage(str(path), seed, params))
     return path
 
@@ -62,8 +61,14 @@ def test_locked_seed_pictures_can_be_told_apart_and_their_settings_come_back_in_
 
     click_tile(qtbot, gallery, 0)
     shown = tab.details.text.text()
-    for line in ("Prompt: a lighthouse", f"Styles: {b.title} 0.6 + {a.title} −0.3", "Seed: 987492339",
-                 "Sampler: Euler a", "Steps: 12", "Guidance (CFG): 6.5"):
+    for line in (
+        "Prompt: a lighthouse",
+        f"Styles: {b.title} 0.6 + {a.title} −0.3",
+        "Seed: 987492339",
+        "Sampler: Euler a",
+        "Steps: 12",
+        "Guidance (CFG): 6.5",
+    ):
         assert line in shown
     assert tab.preview.path.endswith("styled.png")
 
@@ -104,9 +109,12 @@ def test_preview_keeps_the_shape_and_enlarges_small_pictures_pixel_sharp(qtbot, 
     room = preview.size()
     assert abs(rect.width() / rect.height() - size[0] / size[1]) < 0.02, "the picture keeps its shape"
     shot = preview.grab().toImage().convertToFormat(preview.grab().toImage().Format.Format_RGB888)
-    drawn = np.frombuffer(shot.constBits(), np.uint8).reshape(shot.height(), shot.bytesPerLine())[
-        :, : shot.width() * 3].reshape(shot.height(), shot.width(), 3)
-    drawn = drawn[rect.top():rect.bottom() + 1, rect.left():rect.right() + 1]
+    drawn = (
+        np.frombuffer(shot.constBits(), np.uint8)
+        .reshape(shot.height(), shot.bytesPerLine())[:, : shot.width() * 3]
+        .reshape(shot.height(), shot.width(), 3)
+    )
+    drawn = drawn[rect.top() : rect.bottom() + 1, rect.left() : rect.right() + 1]
     if size[0] < room.width() and size[1] < room.height():
         factor = rect.width() // size[0]
         assert factor >= 2 and rect.width() == size[0] * factor and rect.height() == size[1] * factor

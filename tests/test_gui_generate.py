@@ -20,8 +20,6 @@ pytestmark = [
 ]
 
 
-
-
 @pytest.fixture(scope="module")
 def loras(tiny_sd15, tmp_path_factory):
     folder = tmp_path_factory.mktemp("loras")
@@ -52,8 +50,11 @@ def window(qtbot, tiny_sd15, loras):
 def drop(widget, paths) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
-    widget.dropEvent(QDropEvent(QPointF(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
-                                Qt.KeyboardModifier.NoModifier))
+    widget.dropEvent(
+        QDropEvent(
+            QPointF(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier
+        )
+    )
 
 
 def generate(qtbot, win) -> np.ndarray:

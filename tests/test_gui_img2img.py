@@ -15,9 +15,9 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
-from tools.demo.scenes import Scene, render
 from app.engine.generate.masks import blur_mask
 from app.engine.paths import DEMO_MODEL_DIR
+from tools.demo.scenes import Scene, render
 
 pytestmark = [
     # The offscreen platform cannot raise a popup menu or grab the keyboard for it: harmless here.
@@ -168,8 +168,12 @@ def test_batch_restyle_of_a_folder_fills_the_gallery_and_cancel_stops_it(qtbot, 
 
     # Cancel after the first picture: the rest is not made, nothing half-written is left.
     first = []
-    vm.imageReady.connect(lambda path: first.append(path) or (len(first) == 1 and QTest.mouseClick(
-        window.generate_tab.cancel_button, Qt.MouseButton.LeftButton)))
+    vm.imageReady.connect(
+        lambda path: (
+            first.append(path)
+            or (len(first) == 1 and QTest.mouseClick(window.generate_tab.cancel_button, Qt.MouseButton.LeftButton))
+        )
+    )
     with qtbot.waitSignal(vm.finished, timeout=120_000) as done:
         model.restyle_folder(str(frames), str(tmp_path / "cancelled"))
     assert done.args[0] is True
@@ -177,8 +181,9 @@ def test_batch_restyle_of_a_folder_fills_the_gallery_and_cancel_stops_it(qtbot, 
     assert 1 <= len(made) < 4 and not list((tmp_path / "cancelled").glob(".*.tmp"))
 
 
-def test_use_these_settings_on_a_batch_result_restores_image_to_image_with_its_own_input(qtbot, window, tmp_path,
-                                                                                       monkeypatch):
+def test_use_these_settings_on_a_batch_result_restores_image_to_image_with_its_own_input(
+    qtbot, window, tmp_path, monkeypatch
+):
     from PySide6.QtWidgets import QFileDialog
 
     frames = tmp_path / "frames"

@@ -7,9 +7,9 @@ from __future__ import annotations
 import unicodedata
 
 import pytest
+from PySide6.QtCore import Qt
 
 from tests.helpers.gui import open_main_window
-from PySide6.QtCore import Qt
 
 pytestmark = [
     pytest.mark.qt_log_ignore("propagateSizeHints"),
@@ -24,8 +24,9 @@ def window(qtbot):
 
 def symbol_glyphs(text: str) -> set[str]:
     """Pictographs and dingbats ("⏳", "✓", "⚄", "⚠", "✕"): many common fonts draw them as empty boxes."""
-    return {ch for ch in text if unicodedata.category(ch) == "So" and (0x2300 <= ord(ch) <= 0x27BF
-                                                                       or ord(ch) >= 0x1F000)}
+    return {
+        ch for ch in text if unicodedata.category(ch) == "So" and (0x2300 <= ord(ch) <= 0x27BF or ord(ch) >= 0x1F000)
+    }
 
 
 def test_status_and_buttons_use_theme_icons_not_emoji(qtbot, window):
@@ -137,7 +138,17 @@ def test_refusal_leads_with_what_to_do_and_keeps_the_figures_in_details(qtbot, w
 
 def test_generate_form_tooltips_say_what_and_when(window):
     tab = window.generate_tab
-    for box in (tab.prompt, tab.negative, tab.seed, tab.lock, tab.steps, tab.guidance, tab.width_box, tab.sampler,
-                tab.batch, tab.triggers):
+    for box in (
+        tab.prompt,
+        tab.negative,
+        tab.seed,
+        tab.lock,
+        tab.steps,
+        tab.guidance,
+        tab.width_box,
+        tab.sampler,
+        tab.batch,
+        tab.triggers,
+    ):
         tip = box.toolTip()
         assert len(tip) > 60 and (". " in tip or ": " in tip), f"{type(box).__name__}: {tip!r}"

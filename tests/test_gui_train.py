@@ -17,8 +17,6 @@ pytestmark = [
 ]
 
 
-
-
 @pytest.fixture
 def train_tab(qtbot):
     from app.gui.train_tab import TrainTab
@@ -33,8 +31,9 @@ def train_tab(qtbot):
 def drop_urls(widget, paths: list[Path]) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
-    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
-                       Qt.KeyboardModifier.NoModifier)
+    event = QDropEvent(
+        QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier
+    )
     widget.dropEvent(event)
 
 
@@ -191,14 +190,24 @@ def _window_with_dataset(qtbot, base, folder, *, open_in_tab: bool, **settings):
 def test_real_training_in_child_process_lands_on_shelf(qtbot, tmp_path, tiny_sd15):
     """The real CLI trains the tiny model for a few steps in a child process; the window puts the new
     adapter on the shelf with the progress and validation signals seen on the way."""
-    win = _window_with_dataset(qtbot, tiny_sd15, tmp_path / "ink style", open_in_tab=True,
-                               name="Ink test", steps=4, batch_size=2, learning_rate=1e-3)
+    win = _window_with_dataset(
+        qtbot,
+        tiny_sd15,
+        tmp_path / "ink style",
+        open_in_tab=True,
+        name="Ink test",
+        steps=4,
+        batch_size=2,
+        learning_rate=1e-3,
+    )
     vm = win.train_vm
     assert win.train_tab.start_button.isEnabled()
     progress = []
     vm.progressChanged.connect(lambda s, t, r, e: progress.append((s, t)))
-    with qtbot.waitSignal(win.shelf_vm.imported, timeout=300_000) as landed, \
-            qtbot.waitSignal(vm.validationReady, timeout=300_000) as validation:
+    with (
+        qtbot.waitSignal(win.shelf_vm.imported, timeout=300_000) as landed,
+        qtbot.waitSignal(vm.validationReady, timeout=300_000) as validation,
+    ):
         win.train_tab.start_button.click()
     assert (4, 4) in progress
     (path,) = landed.args[0]
@@ -214,8 +223,9 @@ def test_real_training_in_child_process_lands_on_shelf(qtbot, tmp_path, tiny_sd1
 @pytest.mark.slow
 def test_real_training_cancel_then_resume(qtbot, tmp_path, tiny_sd15):
     """Cancel a real run (SIGTERM → the CLI saves a checkpoint), then Resume finishes it onto the shelf."""
-    win = _window_with_dataset(qtbot, tiny_sd15, tmp_path / "style", open_in_tab=False,
-                               name="resumable", steps=400, batch_size=1)
+    win = _window_with_dataset(
+        qtbot, tiny_sd15, tmp_path / "style", open_in_tab=False, name="resumable", steps=400, batch_size=1
+    )
     vm = win.train_vm
     steps = []
     vm.lossPoint.connect(lambda s, loss, sm: steps.append(s))

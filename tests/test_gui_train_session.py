@@ -95,8 +95,10 @@ def test_cancel_says_the_adapter_is_on_the_shelf_and_a_checkpoint_was_kept(qtbot
     vm.adapterReady.connect(shelf.append)
     assert _run_and_cancel(qtbot, vm, child_argv(tmp_path, "ok")) is True
     step = vm.summary.steps
-    assert messages[-1] == (f"Stopped at step {step} of 600: the adapter so far is on the shelf and a checkpoint "
-                            "was kept — Resume continues.")
+    assert messages[-1] == (
+        f"Stopped at step {step} of 600: the adapter so far is on the shelf and a checkpoint "
+        "was kept — Resume continues."
+    )
     assert shelf == [str(tmp_path / "style.safetensors")] and vm.can_resume()
 
 
@@ -168,8 +170,9 @@ def _fake_checkpoint(out: Path, step: int, total: int) -> list[float]:
         Image.new("RGB", (130, 64), "gray").save(samples / f"step-{at:06d}-0.png", pnginfo=info)
     folder = out.with_name(out.stem + ".checkpoints") / f"step-{step:06d}"
     folder.mkdir(parents=True)
-    (folder / "state.json").write_text(json.dumps({"format": 1, "step": step, "total_steps": total,
-                                                   "loss_history": losses}), encoding="utf-8")
+    (folder / "state.json").write_text(
+        json.dumps({"format": 1, "step": step, "total_steps": total, "loss_history": losses}), encoding="utf-8"
+    )
     return losses
 
 
@@ -296,8 +299,15 @@ def test_the_whole_common_form_is_visible_without_scrolling(qtbot, tmp_path, tin
     qtbot.wait(50)
     common = [e for name, e in tab.form.editors.items() if not _is_advanced(tab, name)]
     assert len(common) >= 7
-    for widget in [tab.preset_combo, *common, tab.form.advanced_button, tab.start_button, tab.cancel_button,
-                   tab.resume_button, tab.progress]:
+    for widget in [
+        tab.preset_combo,
+        *common,
+        tab.form.advanced_button,
+        tab.start_button,
+        tab.cancel_button,
+        tab.resume_button,
+        tab.progress,
+    ]:
         assert _fully_visible(widget, win), (widget.objectName() or type(widget).__name__, size)
     assert tab.form_scroll.verticalScrollBar().maximum() == 0  # nothing to scroll to
     # The plot and samples get the room that is left.
@@ -341,8 +351,14 @@ def test_caption_editor_stays_inside_its_own_cell(qtbot, tmp_path):
     qtbot.waitUntil(lambda: grid.state() == grid.State.EditingState, timeout=5_000)
     (editor,) = [w for w in grid.viewport().children() if w.isWidgetType() and w.isVisible()]
     geometry = editor.geometry()
-    below = next((grid.visualRect(model.index(r, 0)) for r in range(row + 1, model.rowCount())
-                  if grid.visualRect(model.index(r, 0)).top() > cell.top()), QRect())
+    below = next(
+        (
+            grid.visualRect(model.index(r, 0))
+            for r in range(row + 1, model.rowCount())
+            if grid.visualRect(model.index(r, 0)).top() > cell.top()
+        ),
+        QRect(),
+    )
     assert cell.contains(geometry), (geometry, cell)
     assert not geometry.intersects(neighbour) and not geometry.intersects(below), (geometry, neighbour, below)
 
@@ -350,8 +366,7 @@ def test_caption_editor_stays_inside_its_own_cell(qtbot, tmp_path):
 # -------------------------------------------------------------------------------- samples, tips
 
 
-def test_samples_are_labelled_with_step_and_prompt_and_one_can_become_the_shelf_picture(qtbot, tmp_path,
-                                                                                        tiny_sd15):
+def test_samples_are_labelled_with_step_and_prompt_and_one_can_become_the_shelf_picture(qtbot, tmp_path, tiny_sd15):
     from app.engine import facade
     from app.engine.adapters import read_adapter_info
     from app.gui.sample_strip import SampleStrip
@@ -393,8 +408,9 @@ def test_every_preset_samples_a_few_times(qtbot):
     from app.gui.train_vm import TrainViewModel
 
     for name, preset in TRAIN_PRESETS.items():
-        rounds = sample_steps_of(preset["steps"], every=preset.get("sample_every", 0),
-                                 count=preset.get("sample_count", 0))
+        rounds = sample_steps_of(
+            preset["steps"], every=preset.get("sample_every", 0), count=preset.get("sample_count", 0)
+        )
         assert 3 <= len(rounds) <= 6, name
     assert TrainViewModel().value("sample_count") >= 3  # the app's own "Custom" form too
 

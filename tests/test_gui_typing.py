@@ -18,6 +18,7 @@ pytestmark = [
 @pytest.fixture
 def window(qtbot):
     from app.engine.facade import AdapterCard
+
     win = open_main_window(qtbot)
     te = AdapterCard(path="/shelf/te.safetensors", title="Te", sha256="te" * 8, has_text_encoder=True)
     win.shelf_vm.model.set_cards([te])
@@ -51,8 +52,13 @@ def test_generate_form_number_boxes_keep_every_key(qtbot, window):
     type_into(qtbot, tab.width_box, "512")
     type_into(qtbot, tab.batch, "3")
     type_into(qtbot, tab.seed, "123456789")
-    assert (params.guidance, params.steps, params.width, params.batch_count, params.seed) == (4.5, 35, 512, 3,
-                                                                                              123456789)
+    assert (params.guidance, params.steps, params.width, params.batch_count, params.seed) == (
+        4.5,
+        35,
+        512,
+        3,
+        123456789,
+    )
     # Typing inside the seed: the echo of the first key used to throw the cursor to the end.
     type_into(qtbot, tab.seed, "4242")
     tab.seed.setFocus()

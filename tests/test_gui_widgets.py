@@ -17,8 +17,13 @@ pytestmark = [
 def card(name: str, family: str = "sd1", sha: str = ""):
     from app.engine.facade import AdapterCard
 
-    return AdapterCard(path=f"/shelf/{name}.safetensors", title=name.capitalize(), trigger=f"{name}style",
-                       family=family, sha256=sha or name * 4)
+    return AdapterCard(
+        path=f"/shelf/{name}.safetensors",
+        title=name.capitalize(),
+        trigger=f"{name}style",
+        family=family,
+        sha256=sha or name * 4,
+    )
 
 
 @pytest.fixture
@@ -85,11 +90,13 @@ def test_apply_stack_matches_by_hash_then_name_and_reports_missing(shelf):
 
     vm, _panel = shelf
     before = titles(vm.model)
-    missing = vm.model.apply_stack([
-        StackEntry(path="", sha256="pastel" * 4, weight=0.7, name="renamed"),
-        StackEntry(path="", name="Ink", weight=1.2),
-        StackEntry(path="", name="Gone", sha256="f" * 64),
-    ])
+    missing = vm.model.apply_stack(
+        [
+            StackEntry(path="", sha256="pastel" * 4, weight=0.7, name="renamed"),
+            StackEntry(path="", name="Ink", weight=1.2),
+            StackEntry(path="", name="Gone", sha256="f" * 64),
+        ]
+    )
     assert missing == ["Gone"]
     # Restoring a stack never rearranges the artist's shelf: the stack is taken in shelf order.
     assert titles(vm.model) == before
@@ -139,8 +146,13 @@ def test_window_comes_up_without_the_engine():
         "assert w.tabs.count() == 2 and w.isVisible()\n"
         "print(','.join(m for m in ('torch', 'diffusers', 'transformers', 'peft') if m in sys.modules))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", f"showing the window imported {out.stdout.strip()}"
 
@@ -160,8 +172,9 @@ _EMITS = (
 def test_signal_emits_do_not_drain_true():
     """PySide6 6.12 + CPython 3.11 steals a reference to True per emit; app.gui guards against it, so
     a long session (tens of thousands of emits) neither aborts at exit nor in garbage collection."""
-    out = subprocess.run([sys.executable, "-c", "import app.gui\n" + _EMITS], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", "import app.gui\n" + _EMITS], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-500:]
 
 
@@ -186,15 +199,26 @@ def test_a1111_png_restores_prompt_settings_and_stack_by_name(qtbot, shelf, tmp_
     vm_shelf, _panel = shelf
     vm = GenerateViewModel(vm_shelf.model)
     info = PngInfo()
-    info.add_text("parameters", "a castle at dusk <lora:ink:0.7>\nNegative prompt: fog\n"
-                                "Steps: 23, Sampler: Euler a, CFG scale: 6.5, Seed: 3000000000, Size: 512x768, "
-                                'Lora hashes: "ink: 0123456789"')
+    info.add_text(
+        "parameters",
+        "a castle at dusk <lora:ink:0.7>\nNegative prompt: fog\n"
+        "Steps: 23, Sampler: Euler a, CFG scale: 6.5, Seed: 3000000000, Size: 512x768, "
+        'Lora hashes: "ink: 0123456789"',
+    )
     png = tmp_path / "a1111.png"
     Image.new("RGB", (8, 8)).save(png, pnginfo=info)
     vm.restore_from_png(str(png))
     p = vm.params
     assert (p.prompt, p.negative, p.steps, p.sampler, p.guidance, p.seed, p.width, p.height) == (
-        "a castle at dusk", "fog", 23, "Euler a", 6.5, 3_000_000_000, 512, 768)
+        "a castle at dusk",
+        "fog",
+        23,
+        "Euler a",
+        6.5,
+        3_000_000_000,
+        512,
+        768,
+    )
     assert vm.seed_locked
     assert [(e.name, e.weight) for e in vm_shelf.model.stack_entries()] == [("Ink", 0.7)]
     # A PNG without parameters is a clear one-line error, not a crash.
@@ -251,7 +275,6 @@ def test_text_encoder_weight_is_offered_only_where_it_exists_and_follows_until_s
     assert model.stack_entries()[0].text_encoder_weight == -1.0 and te_card.text_spin.value() == -1.0
 
 
-
 def test_selected_gallery_picture_is_drawn_untinted(qtbot, tmp_path):
     from PIL import Image
     from PySide6.QtCore import Qt
@@ -274,8 +297,11 @@ def test_selected_gallery_picture_is_drawn_untinted(qtbot, tmp_path):
         selected = icon.pixmap(64, 64, QIcon.Mode.Selected).toImage().pixelColor(32, 32)
     finally:
         apply_theme(QApplication.instance(), "system")
-    assert (selected.red(), selected.green(), selected.blue()) == (normal.red(), normal.green(), normal.blue()) == (
-        35, 160, 60)
+    assert (
+        (selected.red(), selected.green(), selected.blue())
+        == (normal.red(), normal.green(), normal.blue())
+        == (35, 160, 60)
+    )
 
 
 def test_cycles_are_collected_on_the_ui_thread_never_in_a_worker(qtbot):
@@ -305,7 +331,6 @@ def test_cycles_are_collected_on_the_ui_thread_never_in_a_worker(qtbot):
     live = [{} for _ in range(2 * gc.get_threshold()[0])]
     qtbot.waitUntil(lambda: len(freed_in) == 5, timeout=5_000)
     assert set(freed_in) == {"MainThread"} and live
-
 
 
 def test_shelf_shows_the_summed_strength_and_a_quiet_hint_when_high(qtbot, shelf):

@@ -7,8 +7,8 @@ import os
 import time
 
 from app.engine.adapters import read_adapter_info
-from app.engine.hashcache import cached_hashes
 from app.engine.generate.identity import adapter_identity
+from app.engine.hashcache import cached_hashes
 from tests.helpers.tiny_lora import write_tiny_lora
 
 

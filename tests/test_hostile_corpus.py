@@ -12,11 +12,11 @@ import re
 import shutil
 
 import pytest
-from tests.helpers.loras import make_lora
 
 from app.cli import main as cli_main
 from app.engine.errors import UserError
 from tests.helpers.hostile_files import KINDS, Good, Kind
+from tests.helpers.loras import make_lora
 
 _STAGES = ("inspect", "import", "scan", "generate")
 
@@ -99,7 +99,11 @@ def test_hostile_file_gets_a_reason_and_hides_nothing(kind: Kind, tmp_path, good
     listed = {e.path.name for e in report.entries}
     assert {"good-1.safetensors", "good-2.safetensors"} <= listed
     skipped = {s.path.name: s.reason for s in report.skipped}
-    where = {"skipped": path.name in skipped, "listed": path.name in listed, "absent": path.name not in {*skipped, *listed}}
+    where = {
+        "skipped": path.name in skipped,
+        "listed": path.name in listed,
+        "absent": path.name not in {*skipped, *listed},
+    }
     assert where[kind.expect["scan"]], (kind.expect["scan"], listed, skipped)
     for reason in skipped.values():
         _one_line(reason)

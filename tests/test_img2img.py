@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from tools.demo.scenes import Scene, render
-from tools.demo.stats import hue_layout, nearest_colour, stripe_energy
-from tools.demo.stylesets import STYLE_SETS
 from app.engine.events import CancelToken, Log, Progress
 from app.engine.generate import GenerateConfig, Generator
 from app.engine.generate.img2img import prepare_source
 from app.engine.generate.masks import blur_mask
 from app.engine.paths import DEMO_MODEL_DIR
 from app.engine.shelf.stack import StackEntry
+from tools.demo.scenes import Scene, render
+from tools.demo.stats import hue_layout, nearest_colour, stripe_energy
+from tools.demo.stylesets import STYLE_SETS
 
 STRIPES = next(s for s in STYLE_SETS if s.style == "stripes")
 
@@ -53,8 +53,14 @@ def vae_round_trip(gen: Generator, image: Image.Image) -> np.ndarray:
 
 
 def run(gen, tmp_path, picture, **kw):
-    base = dict(prompt="a large red circle on a blue background", init_image=str(picture), seed=3, steps=20,
-                out_dir=str(tmp_path), preview_every=0)
+    base = dict(
+        prompt="a large red circle on a blue background",
+        init_image=str(picture),
+        seed=3,
+        steps=20,
+        out_dir=str(tmp_path),
+        preview_every=0,
+    )
     base.update(kw)
     return gen.generate(GenerateConfig(**base))[0]
 
@@ -117,11 +123,29 @@ def test_cancel_mid_img2img_writes_nothing_and_next_run_works(demo, pictures, tm
             token.cancel()
 
     out = tmp_path / "cancel"
-    images = demo.generate(GenerateConfig(prompt="x", init_image=str(pictures["circle"]), strength=0.8, steps=20,
-                                          out_dir=str(out), preview_every=0), on_event=on_event, cancel=token)
+    images = demo.generate(
+        GenerateConfig(
+            prompt="x", init_image=str(pictures["circle"]), strength=0.8, steps=20, out_dir=str(out), preview_every=0
+        ),
+        on_event=on_event,
+        cancel=token,
+    )
     assert images == [] and not any(out.glob("*.png"))
-    assert len(demo.generate(GenerateConfig(prompt="x", init_image=str(pictures["circle"]), strength=0.5, steps=4,
-                                            out_dir=str(out), preview_every=0))) == 1
+    assert (
+        len(
+            demo.generate(
+                GenerateConfig(
+                    prompt="x",
+                    init_image=str(pictures["circle"]),
+                    strength=0.5,
+                    steps=4,
+                    out_dir=str(out),
+                    preview_every=0,
+                )
+            )
+        )
+        == 1
+    )
 
 
 def test_missing_or_broken_init_image_and_empty_mask_are_user_errors(demo, pictures, tmp_path):
@@ -142,9 +166,19 @@ def test_inpainting_a_yellow_star_over_the_circle_keeps_the_rest(demo, pictures,
     source = pixels(pictures["circle"])
     mask = np.asarray(Image.open(pictures["mask"])) > 127
     events = []
-    out = demo.generate(GenerateConfig(prompt="a yellow star on a blue background", init_image=str(pictures["circle"]),
-                                       mask_image=str(pictures["mask"]), strength=0.9, seed=1, steps=20,
-                                       out_dir=str(tmp_path), preview_every=0), on_event=events.append)[0]
+    out = demo.generate(
+        GenerateConfig(
+            prompt="a yellow star on a blue background",
+            init_image=str(pictures["circle"]),
+            mask_image=str(pictures["mask"]),
+            strength=0.9,
+            seed=1,
+            steps=20,
+            out_dir=str(tmp_path),
+            preview_every=0,
+        ),
+        on_event=events.append,
+    )[0]
     arr = pixels(out.path)
     assert any(isinstance(e, Log) and "normal model" in e.message for e in events), "the base kind is said"
     # Outside the blurred mask the picture is the input itself (A1111 pastes the original back over it).
@@ -159,14 +193,25 @@ def test_inpainting_a_yellow_star_over_the_circle_keeps_the_rest(demo, pictures,
 def test_normal_base_blends_known_latents_back_every_step(demo, pictures, tmp_path):
     """Without the final paste, diffusers' 4-channel inpainting alone keeps the unmasked area to the autoencoder's
     round trip: the known latents are put back after each step (the A1111 way for normal models)."""
-    config = GenerateConfig(prompt="a yellow star on a blue background", init_image=str(pictures["circle"]),
-                            mask_image=str(pictures["mask"]), strength=1.0, mask_blur=0)
+    config = GenerateConfig(
+        prompt="a yellow star on a blue background",
+        init_image=str(pictures["circle"]),
+        mask_image=str(pictures["mask"]),
+        strength=1.0,
+        mask_blur=0,
+    )
     source = prepare_source(config, demo.pipe, demo.native_size())
     source.overlay = None  # look at what the sampler made, before the original is pasted back
     import torch
 
-    raw = source.bind(demo.pipe)(prompt=config.prompt, num_inference_steps=12, guidance_scale=7.0, width=64,
-                                 height=64, generator=torch.Generator().manual_seed(1)).images[0]
+    raw = source.bind(demo.pipe)(
+        prompt=config.prompt,
+        num_inference_steps=12,
+        guidance_scale=7.0,
+        width=64,
+        height=64,
+        generator=torch.Generator().manual_seed(1),
+    ).images[0]
     far = np.asarray(Image.open(pictures["mask"]).filter(ImageFilter.MaxFilter(13))) == 0  # away from the edge
     round_trip = vae_round_trip(demo, Image.open(pictures["circle"]).convert("RGB"))
     vae_error = np.abs(round_trip - pixels(pictures["circle"]))[far]
@@ -183,8 +228,17 @@ def test_only_masked_repaints_a_corner_at_full_resolution(demo, tmp_path):
     mask = Image.new("L", (128, 128), 0)
     ImageDraw.Draw(mask).rectangle((8, 8, 40, 40), fill=255)
     mask.save(tmp_path / "corner.png")
-    out = run(demo, tmp_path, big, prompt="a yellow star on a blue background", mask_image=str(tmp_path / "corner.png"),
-              inpaint_area="Only masked", inpaint_padding=8, strength=1.0, mask_blur=2)
+    out = run(
+        demo,
+        tmp_path,
+        big,
+        prompt="a yellow star on a blue background",
+        mask_image=str(tmp_path / "corner.png"),
+        inpaint_area="Only masked",
+        inpaint_padding=8,
+        strength=1.0,
+        mask_blur=2,
+    )
     arr = pixels(out.path)
     assert arr.shape == (128, 128, 3), "the picture keeps its own size"
     assert "Size: 64x64" in out.parameters and "Inpaint area: Only masked, Masked area padding: 8" in out.parameters

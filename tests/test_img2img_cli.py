@@ -8,13 +8,13 @@ import signal
 
 import pytest
 from PIL import Image, ImageDraw
+from test_generate_cli import one_error_line
 
 from app.cli import main
-from tools.demo.scenes import Scene, render
 from app.engine.generate import batch
 from app.engine.generate.pngmeta import read_png_text
 from app.engine.paths import DEMO_MODEL_DIR
-from test_generate_cli import one_error_line
+from tools.demo.scenes import Scene, render
 
 
 def cli(*extra):

@@ -77,8 +77,19 @@ def test_without_force_upcast_the_vae_keeps_its_precision(half_sdxl, picture, tm
     """The decision follows the VAE's config (this also shows the hook above would catch an fp16 encode)."""
     encoder, handle = _record_input_dtypes(half_sdxl.pipe.vae.encoder)
     try:
-        half_sdxl.generate(GenerateConfig(prompt="a star", seed=1, steps=4, width=64, height=64, strength=0.5,
-                                          init_image=str(picture[0]), out_dir=str(tmp_path), preview_every=0))
+        half_sdxl.generate(
+            GenerateConfig(
+                prompt="a star",
+                seed=1,
+                steps=4,
+                width=64,
+                height=64,
+                strength=0.5,
+                init_image=str(picture[0]),
+                out_dir=str(tmp_path),
+                preview_every=0,
+            )
+        )
     finally:
         handle.remove()
     assert encoder == [torch.float16]

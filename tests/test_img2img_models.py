@@ -50,8 +50,9 @@ def test_nine_channel_unet_is_detected_and_used_as_an_inpainting_model(tiny_inpa
     events = []
     init, mask = picture
     common = dict(prompt="a star", seed=1, steps=3, out_dir=str(tmp_path), preview_every=0)
-    inpainted = gen.generate(GenerateConfig(init_image=str(init), mask_image=str(mask), strength=1.0, **common),
-                             on_event=events.append)[0]
+    inpainted = gen.generate(
+        GenerateConfig(init_image=str(init), mask_image=str(mask), strength=1.0, **common), on_event=events.append
+    )[0]
     assert any(isinstance(e, Log) and "inpainting model (9-channel UNet)" in e.message for e in events)
     assert seen and set(seen) == {9}, "latents + mask + masked-picture latents reach the UNet"
     out = np.asarray(Image.open(inpainted.path).convert("RGB"), dtype=np.int16)
@@ -101,8 +102,18 @@ def test_single_file_inpainting_checkpoint_loads_and_inpaints_like_its_folder(
         assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a), component
 
     init, mask = picture
-    config = GenerateConfig(prompt="a star", seed=1, steps=3, width=64, height=64, init_image=str(init),
-                            mask_image=str(mask), strength=1.0, out_dir=str(tmp_path / "out"), preview_every=0)
+    config = GenerateConfig(
+        prompt="a star",
+        seed=1,
+        steps=3,
+        width=64,
+        height=64,
+        init_image=str(init),
+        mask_image=str(mask),
+        strength=1.0,
+        out_dir=str(tmp_path / "out"),
+        preview_every=0,
+    )
     pictures = []
     for base in (from_folder, from_file):
         gen = Generator(base)
@@ -176,12 +187,22 @@ def test_modes_and_style_toggles_never_load_the_base_again(picture, tmp_path, mo
 
     gen = Generator(DEMO_MODEL_DIR)
     loads: list[str] = []
-    for owner, name in ((ModelMixin, "from_pretrained"), (diffusers.DiffusionPipeline, "from_pretrained"),
-                        (diffusers.StableDiffusionPipeline, "from_single_file")):
+    for owner, name in (
+        (ModelMixin, "from_pretrained"),
+        (diffusers.DiffusionPipeline, "from_pretrained"),
+        (diffusers.StableDiffusionPipeline, "from_single_file"),
+    ):
         original = getattr(owner, name)
-        monkeypatch.setattr(owner, name, classmethod(
-            lambda cls, *a, _o=original, _n=name, **k: (loads.append(f"{cls.__name__}.{_n}"), _o.__func__(cls, *a, **k))[1]
-        ))
+        monkeypatch.setattr(
+            owner,
+            name,
+            classmethod(
+                lambda cls, *a, _o=original, _n=name, **k: (
+                    loads.append(f"{cls.__name__}.{_n}"),
+                    _o.__func__(cls, *a, **k),
+                )[1]
+            ),
+        )
     modules = (gen.pipe.unet, gen.pipe.vae, gen.pipe.text_encoder)
     init, mask = picture
     stripes = StackEntry("styles/diagonal-stripes/diagonal-stripes.safetensors")

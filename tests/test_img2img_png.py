@@ -8,15 +8,15 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from test_generate_png import a1111_png
 
 from app.engine import facade
-from tools.demo.scenes import Scene, render
 from app.engine.generate import GenerateConfig, Generator, parse_a1111, read_png_parameters
 from app.engine.generate.img2img import file_sha256
 from app.engine.generate.input_meta import MISSING_KEY
 from app.engine.generate.pngmeta import read_png_text
 from app.engine.paths import DEMO_MODEL_DIR
-from test_generate_png import a1111_png
+from tools.demo.scenes import Scene, render
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +28,20 @@ def inpainted(tmp_path_factory):
     ImageDraw.Draw(m).ellipse((10, 10, 54, 54), fill=255)
     m.save(mask)
     gen = Generator(DEMO_MODEL_DIR)
-    config = GenerateConfig(prompt="a yellow star on a blue background", init_image=str(init), mask_image=str(mask),
-                            strength=0.55, mask_blur=3, inpaint_area="Only masked", inpaint_padding=6,
-                            masked_content="fill", seed=5, steps=6, out_dir=str(folder), preview_every=0)
+    config = GenerateConfig(
+        prompt="a yellow star on a blue background",
+        init_image=str(init),
+        mask_image=str(mask),
+        strength=0.55,
+        mask_blur=3,
+        inpaint_area="Only masked",
+        inpaint_padding=6,
+        masked_content="fill",
+        seed=5,
+        steps=6,
+        out_dir=str(folder),
+        preview_every=0,
+    )
     (image,) = gen.generate(config)
     return gen, config, image, init, mask
 
@@ -82,15 +93,19 @@ def test_a_missing_or_changed_input_is_named_and_the_mode_still_comes_back(inpai
 
 
 def test_a1111_img2img_png_restores_strength_and_inpaint_settings(tmp_path):
-    text = ("a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512, Model hash: abc, "
-            "Denoising strength: 0.45, Mask blur: 6, Inpaint area: Only masked, Masked area padding: 40, "
-            "Masked content: latent noise, Version: v1.10.1")
+    text = (
+        "a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512, Model hash: abc, "
+        "Denoising strength: 0.45, Mask blur: 6, Inpaint area: Only masked, Masked area padding: 40, "
+        "Masked content: latent noise, Version: v1.10.1"
+    )
     settings, _ = read_png_parameters(a1111_png(tmp_path / "a.png", text))
     assert settings["strength"] == 0.45 and settings["mask_blur"] == 6 and settings["inpaint_padding"] == 40
     assert settings["inpaint_area"] == "Only masked" and settings["masked_content"] == "latent noise"
     assert "input image and a mask" in settings[MISSING_KEY][0]
-    hires = ("a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512, "
-             "Denoising strength: 0.7, Hires upscale: 2, Hires upscaler: Latent")
+    hires = (
+        "a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512, "
+        "Denoising strength: 0.7, Hires upscale: 2, Hires upscaler: Latent"
+    )
     settings, _ = read_png_parameters(a1111_png(tmp_path / "b.png", hires))
     assert "strength" not in settings and MISSING_KEY not in settings, "a hires-fix pass is not image to image"
 

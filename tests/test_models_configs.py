@@ -72,8 +72,12 @@ def test_each_family_has_a_consistent_config_folder(family):
 
 @pytest.mark.parametrize(
     "folder, sub, pad",
-    [("sd15", "tokenizer", "<|endoftext|>"), ("sd21-v", "tokenizer", "!"), ("sdxl-base", "tokenizer", "<|endoftext|>"),
-     ("sdxl-base", "tokenizer_2", "!")],
+    [
+        ("sd15", "tokenizer", "<|endoftext|>"),
+        ("sd21-v", "tokenizer", "!"),
+        ("sdxl-base", "tokenizer", "<|endoftext|>"),
+        ("sdxl-base", "tokenizer_2", "!"),
+    ],
 )
 def test_tokenizers_are_the_real_clip_bpe_with_the_right_pad(folder, sub, pad):
     from transformers import CLIPTokenizer

@@ -85,8 +85,11 @@ def test_family_override_only_where_weights_cannot_tell(tiny_sd2v, tiny_sd15):
 def test_fp16_variant_only_folder_loads(tiny_sd15, tmp_path):
     """Hub folders often hold only diffusion_pytorch_model.fp16.safetensors."""
     folder = shutil.copytree(tiny_sd15, tmp_path / "variant")
-    for sub, stem in (("unet", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model"),
-                      ("text_encoder", "model")):
+    for sub, stem in (
+        ("unet", "diffusion_pytorch_model"),
+        ("vae", "diffusion_pytorch_model"),
+        ("text_encoder", "model"),
+    ):
         (folder / sub / f"{stem}.safetensors").rename(folder / sub / f"{stem}.fp16.safetensors")
     base = load_base(folder)
     assert base.family == "sd1"
@@ -130,8 +133,9 @@ def test_folder_family_from_real_configs(tmp_path):
     """The shipped skeletons are diffusers folders too: detection by cross-attention width and scheduler."""
     from app.engine.paths import MODEL_CONFIGS_DIR
 
-    found = {name: inspect_model(MODEL_CONFIGS_DIR / name).family for name in ("sd15", "sd21-base", "sd21-v",
-                                                                              "sdxl-base")}
+    found = {
+        name: inspect_model(MODEL_CONFIGS_DIR / name).family for name in ("sd15", "sd21-base", "sd21-v", "sdxl-base")
+    }
     assert found == {"sd15": "sd1", "sd21-base": "sd2", "sd21-v": "sd2-v", "sdxl-base": "sdxl"}
     # An SDXL refiner (no first text encoder) is refused by name.
     refiner = shutil.copytree(MODEL_CONFIGS_DIR / "sdxl-base", tmp_path / "refiner")

@@ -81,11 +81,22 @@ def test_truncated_tensor_data(tmp_path):
 @pytest.mark.parametrize(
     "tensors, what",
     [
-        ({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": (4, 320),
-          "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": (320, 4)}, "LoRA adapter"),
+        (
+            {
+                "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": (4, 320),
+                "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": (320, 4),
+            },
+            "LoRA adapter",
+        ),
         ({"unet.down_blocks.0.attentions.0.proj_in.lora_A.weight": (4, 32)}, "LoRA adapter"),
-        ({"encoder.conv_in.weight": (128, 3, 3, 3), "decoder.conv_out.weight": (3, 128, 3, 3),
-          "quant_conv.weight": (8, 8, 1, 1)}, "VAE alone"),
+        (
+            {
+                "encoder.conv_in.weight": (128, 3, 3, 3),
+                "decoder.conv_out.weight": (3, 128, 3, 3),
+                "quant_conv.weight": (8, 8, 1, 1),
+            },
+            "VAE alone",
+        ),
         ({"first_stage_model.encoder.conv_in.weight": (128, 3, 3, 3)}, "VAE alone"),
         ({"emb_params": (2, 768)}, "textual-inversion embedding"),
         ({"clip_l": (2, 768), "clip_g": (2, 1280)}, "textual-inversion embedding"),
@@ -104,10 +115,13 @@ def test_safetensors_that_are_not_checkpoints_say_what_they_look_like(tmp_path, 
 
 
 def test_unet_only_checkpoint_names_the_missing_parts(tmp_path):
-    path = _write(tmp_path / "unet-only.safetensors", {
-        "model.diffusion_model.input_blocks.0.0.weight": (320, 4, 3, 3),
-        "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 768),
-    })
+    path = _write(
+        tmp_path / "unet-only.safetensors",
+        {
+            "model.diffusion_model.input_blocks.0.0.weight": (320, 4, 3, 3),
+            "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 768),
+        },
+    )
     assert detect_family(path) == "sd1"
     message = _refused(path, "no VAE")
     assert "text encoder" in message
@@ -116,10 +130,13 @@ def test_unet_only_checkpoint_names_the_missing_parts(tmp_path):
 def test_inpainting_checkpoint_is_detected_then_checked_like_any_other(tmp_path):
     """A 9-channel UNet is an inpainting base (it loads: test_img2img_models.py); a file holding only its UNet
     is refused for what it lacks, like a normal one."""
-    path = _write(tmp_path / "inpaint.safetensors", {
-        "model.diffusion_model.input_blocks.0.0.weight": (320, 9, 3, 3),
-        "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 768),
-    })
+    path = _write(
+        tmp_path / "inpaint.safetensors",
+        {
+            "model.diffusion_model.input_blocks.0.0.weight": (320, 9, 3, 3),
+            "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 768),
+        },
+    )
     from app.engine.models.detect import inspect_model
 
     detection = inspect_model(path)
@@ -129,24 +146,31 @@ def test_inpainting_checkpoint_is_detected_then_checked_like_any_other(tmp_path)
 
 @pytest.mark.parametrize("channels, kind", [(8, "instruct-pix2pix"), (5, "depth-to-image"), (7, "7 input channels")])
 def test_other_conditioned_unets_are_refused(tmp_path, channels, kind):
-    path = _write(tmp_path / "other.safetensors",
-                  {"model.diffusion_model.input_blocks.0.0.weight": (320, channels, 3, 3)})
+    path = _write(
+        tmp_path / "other.safetensors", {"model.diffusion_model.input_blocks.0.0.weight": (320, channels, 3, 3)}
+    )
     assert kind in _refused(path, "text-to-image base model")
 
 
 def test_sdxl_refiner_checkpoint_is_refused(tmp_path):
-    path = _write(tmp_path / "refiner.safetensors", {
-        "model.diffusion_model.label_emb.0.0.weight": (1536, 2560),
-        "conditioner.embedders.0.model.positional_embedding": (77, 1280),
-    })
+    path = _write(
+        tmp_path / "refiner.safetensors",
+        {
+            "model.diffusion_model.label_emb.0.0.weight": (1536, 2560),
+            "conditioner.embedders.0.model.positional_embedding": (77, 1280),
+        },
+    )
     _refused(path, "refiner")
 
 
 def test_sd2_unclip_checkpoint_is_refused(tmp_path):
-    path = _write(tmp_path / "unclip.safetensors", {
-        "model.diffusion_model.label_emb.0.0.weight": (1280, 2048),
-        "cond_stage_model.model.token_embedding.weight": (49408, 1024),
-    })
+    path = _write(
+        tmp_path / "unclip.safetensors",
+        {
+            "model.diffusion_model.label_emb.0.0.weight": (1280, 2048),
+            "cond_stage_model.model.token_embedding.weight": (49408, 1024),
+        },
+    )
     _refused(path, "unCLIP")
 
 

@@ -15,16 +15,20 @@ from app.engine.paths import MODEL_CONFIGS_DIR
 @pytest.fixture(scope="module")
 def folders(tiny_sd15, tiny_sd2v, tiny_sdxl):
     """Each tiny diffusers folder loaded once: {family: (folder, BaseModel)}."""
-    return {fam: (path, load_base(path, device="cpu"))
-            for fam, path in (("sd1", tiny_sd15), ("sd2-v", tiny_sd2v), ("sdxl", tiny_sdxl))}
+    return {
+        fam: (path, load_base(path, device="cpu"))
+        for fam, path in (("sd1", tiny_sd15), ("sd2-v", tiny_sd2v), ("sdxl", tiny_sdxl))
+    }
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, folders):
     """Each tiny model exported once as a single file: {family: (folder, file)}."""
     out = tmp_path_factory.mktemp("single")
-    return {fam: (path, export_single_file(base.pipe, out / f"tiny-{fam}.safetensors"))
-            for fam, (path, base) in folders.items()}
+    return {
+        fam: (path, export_single_file(base.pipe, out / f"tiny-{fam}.safetensors"))
+        for fam, (path, base) in folders.items()
+    }
 
 
 def _assert_same_weights(a, b):
@@ -52,8 +56,10 @@ def test_single_file_round_trip_gives_the_same_model(folders, exported, family):
     extra = {}
     if family == "sdxl":
         pooled = a.pipe.text_encoder_2.config.projection_dim
-        extra["added_cond_kwargs"] = {"text_embeds": torch.randn(1, pooled, generator=gen),
-                                      "time_ids": torch.tensor([[64.0, 64, 0, 0, 64, 64]])}
+        extra["added_cond_kwargs"] = {
+            "text_embeds": torch.randn(1, pooled, generator=gen),
+            "time_ids": torch.tensor([[64.0, 64, 0, 0, 64, 64]]),
+        }
     with torch.no_grad():
         ya = a.pipe.unet(latents, torch.tensor([500]), context, **extra).sample
         yb = b.pipe.unet(latents, torch.tensor([500]), context, **extra).sample
@@ -65,8 +71,14 @@ def test_single_file_round_trip_gives_the_same_model(folders, exported, family):
     torch.testing.assert_close(ta, tb, rtol=0, atol=0)
     assert ya.abs().mean() > 1e-3  # a real output, not zeros from unloaded weights
     if family == "sd1":  # the whole single-file pipeline (tokenizer, scheduler from the config folder) runs
-        image = b.pipe("a red circle", num_inference_steps=2, height=64, width=64, output_type="np",
-                       generator=torch.Generator().manual_seed(0)).images
+        image = b.pipe(
+            "a red circle",
+            num_inference_steps=2,
+            height=64,
+            width=64,
+            output_type="np",
+            generator=torch.Generator().manual_seed(0),
+        ).images
         assert image.shape == (1, 64, 64, 3)
 
 

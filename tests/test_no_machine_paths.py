@@ -28,8 +28,8 @@ def shared_text(path: Path) -> str:
     if raw[:8] == b"\x89PNG\r\n\x1a\n":
         pos = 8
         while pos + 8 <= len(raw):
-            length = int.from_bytes(raw[pos:pos + 4], "big")
-            kind, body = raw[pos + 4:pos + 8], raw[pos + 8:pos + 8 + length]
+            length = int.from_bytes(raw[pos : pos + 4], "big")
+            kind, body = raw[pos + 4 : pos + 8], raw[pos + 8 : pos + 8 + length]
             if kind in (b"zTXt", b"iTXt"):
                 _key, _, rest = body.partition(b"\0")
                 if kind == b"zTXt":
@@ -41,7 +41,7 @@ def shared_text(path: Path) -> str:
             pos += 12 + length
     elif path.suffix == ".safetensors":
         size = int.from_bytes(raw[:8], "little")
-        parts.append(raw[8:8 + size].decode("utf-8"))
+        parts.append(raw[8 : 8 + size].decode("utf-8"))
     return "\n".join(parts)
 
 
@@ -85,8 +85,14 @@ def _config(machine, **kw):
 
     _root, home, _base, ink, wash = machine
     stack = [StackEntry(str(ink), weight=0.8), StackEntry(str(wash), enabled=False)]
-    values = {"prompt": "a lighthouse", "steps": 2, "seed": 3, "preview_every": 0, "stack": stack,
-              "out_dir": str(home / "out")}
+    values = {
+        "prompt": "a lighthouse",
+        "steps": 2,
+        "seed": 3,
+        "preview_every": 0,
+        "stack": stack,
+        "out_dir": str(home / "out"),
+    }
     return GenerateConfig(**{**values, **kw})
 
 
@@ -123,8 +129,9 @@ def test_grid_png_and_its_cells(machine, generator):
     generate = _config(machine, init_image=str(home / "pictures" / "sketch.png"), strength=0.5)
     _root, _home, _base, ink, wash = machine
     # Styles typed as paths on the axes, as on the command line: the grid names them by file name.
-    grid = GridConfig(x=f"strength:{ink}=0,1", y=f"style={wash},none", out=str(home / "grids" / "cmp.png"),
-                      generate=generate)
+    grid = GridConfig(
+        x=f"strength:{ink}=0,1", y=f"style={wash},none", out=str(home / "grids" / "cmp.png"), generate=generate
+    )
     result = run_grid(grid, generator=generator, find_style=lambda name: str(Path(name).resolve()))
     for path in [result.grid, *result.cells.values()]:
         assert_no_machine_path(path, machine[0])
@@ -162,9 +169,23 @@ def test_trained_adapter_samples_and_exported_checkpoints(machine):
     root, home, base, _ink, _wash = machine
     data = make_style_set(home / "datasets" / "stripes", 4, seed=1)
     out = home / "adapters" / "stripy.safetensors"
-    cfg = TrainConfig(dataset_dir=str(data.resolve()), base=str(base), out=str(out.resolve()), steps=2, rank=2,
-                      learning_rate=1e-3, resolution=64, batch_size=2, checkpoint_every=1, keep_checkpoints=2,
-                      sample_steps=2, min_snr_gamma=0.0, trigger="stripy", validation_images=2, cpu_threads=1)
+    cfg = TrainConfig(
+        dataset_dir=str(data.resolve()),
+        base=str(base),
+        out=str(out.resolve()),
+        steps=2,
+        rank=2,
+        learning_rate=1e-3,
+        resolution=64,
+        batch_size=2,
+        checkpoint_every=1,
+        keep_checkpoints=2,
+        sample_steps=2,
+        min_snr_gamma=0.0,
+        trigger="stripy",
+        validation_images=2,
+        cpu_threads=1,
+    )
     result = train(cfg)
     exported = export_all(result.adapter, into=home / "exports")
     samples = sorted(out.with_name(out.stem + ".samples").glob("*.png"))

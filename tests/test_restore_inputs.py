@@ -42,8 +42,11 @@ def test_inputs_are_found_again_in_the_folder_they_were_used_from_even_renamed(g
     init, mask = _pictures(tmp_path / "sketches")
     png = _made(generator, init, mask, tmp_path / "gallery")
     record = json.loads(read_png_text(png)[OUR_CHUNK])
-    assert record["inputs"]["init_image"] == {"name": "sketch.png", "sha256": file_sha256(init),
-                                              "bytes": init.stat().st_size}
+    assert record["inputs"]["init_image"] == {
+        "name": "sketch.png",
+        "sha256": file_sha256(init),
+        "bytes": init.stat().st_size,
+    }
     assert record["config"]["init_image"] == "sketch.png" and record["config"]["mask_image"] == "mask.png"
     restored, missing = facade.read_png_restore(str(png))
     assert (restored.init_image, restored.mask_image, missing) == (str(init), str(mask), [])
@@ -97,7 +100,9 @@ def test_an_old_png_with_absolute_paths_still_restores_its_inputs_and_stack(tmp_
     }  # fmt: skip
     old = tmp_path / "elsewhere" / "old.png"
     old.parent.mkdir()
-    old.write_bytes(png_bytes(Image.new("RGB", (8, 8)), "a hill\nSteps: 3, Sampler: Euler, CFG scale: 7, Seed: 1", record))
+    old.write_bytes(
+        png_bytes(Image.new("RGB", (8, 8)), "a hill\nSteps: 3, Sampler: Euler, CFG scale: 7, Seed: 1", record)
+    )
     settings, entries = read_png_parameters(old)
     assert settings["init_image"] == str(init) and settings["mask_image"] == str(mask)
     assert "missing_inputs" not in settings and settings["strength"] == 0.4

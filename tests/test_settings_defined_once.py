@@ -87,7 +87,7 @@ def test_a_new_setting_is_a_train_form_widget_that_reaches_the_training_run(tile
     # The Train tab hands its values to the training child as a TOML file; the child's CLI reads it back.
     argv = facade.train_child_argv("data", "base", str(tmp_path / "a.safetensors"), vm.values, run_dir=tmp_path / "run")
     assert "tile_size = 112" in (tmp_path / "run" / "run.toml").read_text(encoding="utf-8")
-    assert build_config(_train_args(*argv[argv.index("train") + 1:])).tile_size == 112
+    assert build_config(_train_args(*argv[argv.index("train") + 1 :])).tile_size == 112
 
 
 def test_generate_flags_come_from_generate_config():

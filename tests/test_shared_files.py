@@ -268,7 +268,11 @@ def test_temp_file_of_a_write_killed_with_sigkill_is_recognisable_and_removed_wh
     proc = subprocess.run([sys.executable, "-c", killed, str(shelf / "style.safetensors")], env=env, timeout=60)
     assert proc.returncode == -signal.SIGKILL
     [left] = [p for p in shelf.iterdir() if p.name.startswith(".")]
-    assert is_temp_file_name(left.name) and left.name.startswith(".style.safetensors.") and left.stat().st_size == 1_000_000
+    assert (
+        is_temp_file_name(left.name)
+        and left.name.startswith(".style.safetensors.")
+        and left.stat().st_size == 1_000_000
+    )
 
     # Not stale: a live writer's temp file (this process), and an old-style temp file touched a minute ago.
     with atomic_path(shelf / "live.safetensors") as live:

@@ -6,6 +6,11 @@ import json
 
 import pytest
 import torch
+
+from app.engine.adapters import read_adapter_info, read_lora_modules, save_adapter
+from app.engine.errors import AdapterError, UserError
+from app.engine.shelf.bake import bake
+from app.engine.shelf.stack import Stack, StackEntry
 from tests.helpers.peft_probes import (
     TE_TARGETS,
     add_random_lora,
@@ -14,11 +19,6 @@ from tests.helpers.peft_probes import (
     te_probe,
     unet_probe,
 )
-
-from app.engine.adapters import read_adapter_info, read_lora_modules, save_adapter
-from app.engine.errors import AdapterError, UserError
-from app.engine.shelf.bake import bake
-from app.engine.shelf.stack import Stack, StackEntry
 
 WA, WB = 0.7, -0.4
 
@@ -80,7 +80,10 @@ def test_svd_bake_is_the_best_low_rank_approximation(sources, tiny_sd15):
     _, mods_b = read_lora_modules(sources["b"])
     _, mods_low = read_lora_modules(low)
     name = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q"
-    target = WA * mods_a[name].scale * mods_a[name].up @ mods_a[name].down + WB * mods_b[name].scale * mods_b[name].up @ mods_b[name].down
+    target = (
+        WA * mods_a[name].scale * mods_a[name].up @ mods_a[name].down
+        + WB * mods_b[name].scale * mods_b[name].up @ mods_b[name].down
+    )
     got = mods_low[name].scale * mods_low[name].up @ mods_low[name].down
     sv = torch.linalg.svdvals(target.double())
     assert float((target - got).norm()) == pytest.approx(float(sv[3:].norm()), rel=1e-3)

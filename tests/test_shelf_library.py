@@ -24,7 +24,10 @@ ATTN = "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k"
 
 def _adapter(path, seed, title, trigger="", family="sd1"):
     gen = torch.Generator().manual_seed(seed)
-    sd = {f"{ATTN}.lora_A.weight": torch.randn(2, 32, generator=gen), f"{ATTN}.lora_B.weight": torch.randn(64, 2, generator=gen)}
+    sd = {
+        f"{ATTN}.lora_A.weight": torch.randn(2, 32, generator=gen),
+        f"{ATTN}.lora_B.weight": torch.randn(64, 2, generator=gen),
+    }
     return save_adapter(path, unet=sd, rank=2, alpha=1, family=family, title=title, trigger_phrase=trigger)
 
 
@@ -222,6 +225,8 @@ def test_cli_bad_input_exits_nonzero_with_one_line(argv, reason, capsys):
 def test_cli_refuses_a_pickle_in_a_subprocess(tmp_path):
     marker = tmp_path / "executed"
     evil = write_trapped_pickle(tmp_path / "style.ckpt", marker)
-    run = subprocess.run([sys.executable, "-m", "app.cli", "shelf", "inspect", str(evil)], capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "app.cli", "shelf", "inspect", str(evil)], capture_output=True, text=True
+    )
     assert run.returncode == 2 and "pickled" in run.stderr and not marker.exists()
     assert trap_fires(tmp_path)  # the marker's absence means something: unpickling the file would create it

@@ -21,7 +21,10 @@ ATTN = "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k"
 
 def make_adapter(path, seed, title, trigger=""):
     gen = torch.Generator().manual_seed(seed)
-    sd = {f"{ATTN}.lora_A.weight": torch.randn(2, 32, generator=gen), f"{ATTN}.lora_B.weight": torch.randn(64, 2, generator=gen)}
+    sd = {
+        f"{ATTN}.lora_A.weight": torch.randn(2, 32, generator=gen),
+        f"{ATTN}.lora_B.weight": torch.randn(64, 2, generator=gen),
+    }
     return save_adapter(path, unet=sd, rank=2, alpha=1, family="sd1", title=title, trigger_phrase=trigger)
 
 
@@ -54,7 +57,9 @@ def test_stack_file_round_trips_and_is_listed_beside_adapters(team):
     back = read_stack_file(path)
     assert (back.title, back.author, back.description) == ("Ink house / night", "Ana Lima", "our look")
     assert [(e.name, e.sha256, e.weight, e.text_encoder_weight, e.enabled) for e in back.entries] == [
-        ("ink-house", entries[0].sha256, 0.8, 0.5, True), ("paper", entries[1].sha256, -0.25, None, False)]
+        ("ink-house", entries[0].sha256, 0.8, 0.5, True),
+        ("paper", entries[1].sha256, -0.25, None, False),
+    ]
     assert back.titles == {0: "Ink house", 1: "Paper"}
     assert [p.name for _k, p in lib.stack_files()] == [path.name]
     with pytest.raises(UserError, match="already exists"):
@@ -126,8 +131,10 @@ def test_damaged_or_newer_stack_files_are_refused_with_a_reason(tmp_path):
     bad.write_text(json.dumps({"format": "styleshelf-stack-file", "version": 9, "entries": []}), encoding="utf-8")
     with pytest.raises(UserError, match="newer StyleShelf"):
         read_stack_file(bad)
-    bad.write_text(json.dumps({"format": "styleshelf-stack-file", "version": 1,
-                               "entries": [{"name": "a", "strength": "loud"}]}), encoding="utf-8")
+    bad.write_text(
+        json.dumps({"format": "styleshelf-stack-file", "version": 1, "entries": [{"name": "a", "strength": "loud"}]}),
+        encoding="utf-8",
+    )
     with pytest.raises(UserError, match="strength is not a number"):
         read_stack_file(bad)
     bad.write_text(json.dumps({"format": "other"}), encoding="utf-8")
@@ -166,7 +173,10 @@ def test_cli_stack_save_show_and_author(team, capsys, monkeypatch):
     path = team["share"] / "ink-house.stack.json"
     assert f"saved {path} (2 adapters)" in out
     doc = json.loads(path.read_text(encoding="utf-8"))
-    assert doc["author"] == "Ana" and [(e["name"], e["strength"]) for e in doc["entries"]] == [("ink-house", 0.8), ("paper", 1.0)]
+    assert doc["author"] == "Ana" and [(e["name"], e["strength"]) for e in doc["entries"]] == [
+        ("ink-house", 0.8),
+        ("paper", 1.0),
+    ]
     team["paper"].unlink()
     assert cli_main(["shelf", "stack", "show", str(path), "--folder", share]) == 0
     out = capsys.readouterr().out

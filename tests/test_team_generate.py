@@ -108,7 +108,10 @@ def test_generate_with_a_stack_file_skips_what_is_missing(tiny_sd15, tmp_path, c
     a = make_lora(tiny_sd15, share / "a.safetensors", family="sd1", seed=1)
     b = make_lora(tiny_sd15, share / "b.safetensors", family="sd1", seed=2)
     lib = Library([share], bundled_folder=None)
-    entries = [StackEntry(str(p), weight=w, name=p.stem, sha256=lib.find(str(p)).tensor_sha256) for p, w in ((a, 0.6), (b, 0.9))]
+    entries = [
+        StackEntry(str(p), weight=w, name=p.stem, sha256=lib.find(str(p)).tensor_sha256)
+        for p, w in ((a, 0.6), (b, 0.9))
+    ]
     stack_path = save_stack_file(share, "house", entries)
     b.unlink()
     base = ["generate", "--base", str(tiny_sd15), "--prompt", "a red boat", "--steps", "2", "--width", "64",

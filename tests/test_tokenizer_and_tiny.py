@@ -40,7 +40,11 @@ def test_make_tiny_sd15_is_a_loadable_diffusers_folder(tiny_sd15):
     assert size_mb < 40
     pipe = StableDiffusionPipeline.from_pretrained(tiny_sd15)
     out = pipe(
-        "a red circle", num_inference_steps=2, height=64, width=64, generator=torch.Generator().manual_seed(0),
+        "a red circle",
+        num_inference_steps=2,
+        height=64,
+        width=64,
+        generator=torch.Generator().manual_seed(0),
         output_type="np",
     ).images
     assert out.shape == (1, 64, 64, 3)
@@ -52,8 +56,14 @@ def test_make_tiny_sdxl_loads(tiny_sdxl):
 
     pipe = StableDiffusionXLPipeline.from_pretrained(tiny_sdxl)
     assert pipe.unet.config.addition_embed_type == "text_time"
-    out = pipe("a star", num_inference_steps=2, height=64, width=64, generator=torch.Generator().manual_seed(0),
-               output_type="np").images
+    out = pipe(
+        "a star",
+        num_inference_steps=2,
+        height=64,
+        width=64,
+        generator=torch.Generator().manual_seed(0),
+        output_type="np",
+    ).images
     assert out.shape == (1, 64, 64, 3)
 
 

@@ -22,7 +22,6 @@ from app.engine.train.dataset import clean_filename
 from app.engine.train.images import load_rgb
 from tests.helpers.datasets import make_style_set
 
-
 # ----------------------------------------------------------------------------------- odd files
 
 
@@ -77,8 +76,15 @@ def odd_folder(tmp_path: Path) -> Path:
 def test_every_bad_file_is_skipped_with_its_reason(odd_folder):
     report = scan_dataset(odd_folder, min_side=48, max_pixels=200_000)
     reasons = {s.path.name: s.reason for s in report.skipped}
-    assert set(reasons) == {"empty.png", "notes.jpg", "truncated.jpg", "truncated.png", "garbage.webp",
-                            "tiny.png", "bomb.png"}
+    assert set(reasons) == {
+        "empty.png",
+        "notes.jpg",
+        "truncated.jpg",
+        "truncated.png",
+        "garbage.webp",
+        "tiny.png",
+        "bomb.png",
+    }
     assert "0 bytes" in reasons["empty.png"]
     assert "not an image" in reasons["notes.jpg"]
     assert "truncated" in reasons["truncated.jpg"]
@@ -86,8 +92,7 @@ def test_every_bad_file_is_skipped_with_its_reason(odd_folder):
     assert "too small" in reasons["tiny.png"] and "40×40" in reasons["tiny.png"]
     assert "decompression-bomb" in reasons["bomb.png"] and "1000×1000" in reasons["bomb.png"]
     usable = {i.path.name for i in report.items}
-    assert usable == {"cmyk.jpg", "grey16.png", "palette.png", "greyalpha.png", "rgba.png", "rotated.jpg",
-                      "anim.gif"}
+    assert usable == {"cmyk.jpg", "grey16.png", "palette.png", "greyalpha.png", "rgba.png", "rotated.jpg", "anim.gif"}
     assert "skipped truncated.jpg" in report.summary()
 
 
@@ -238,8 +243,15 @@ def test_memory_estimate_follows_the_settings_a_user_can_lower():
     from app.engine.train.preflight import estimate_peak_bytes, preflight_warning
 
     def est(**kw):
-        args = dict(unet_params=860_000_000, other_params_on_device=0, lora_params=3_000_000, weight_bytes=2,
-                    batch_size=1, resolution=512, gradient_checkpointing=False)
+        args = dict(
+            unet_params=860_000_000,
+            other_params_on_device=0,
+            lora_params=3_000_000,
+            weight_bytes=2,
+            batch_size=1,
+            resolution=512,
+            gradient_checkpointing=False,
+        )
         return estimate_peak_bytes(**{**args, **kw})
 
     base = est()

@@ -24,9 +24,22 @@ def style_data(tmp_path_factory) -> Path:
 
 
 def _config(data: Path, base: Path, out: Path, **kw) -> TrainConfig:
-    settings = dict(dataset_dir=str(data), base=str(base), out=str(out), steps=6, rank=4, learning_rate=1e-3,
-                    resolution=64, batch_size=2, checkpoint_every=0, sample_steps=2, min_snr_gamma=0.0,
-                    trigger="stripy", validation_images=4, cpu_threads=1)
+    settings = dict(
+        dataset_dir=str(data),
+        base=str(base),
+        out=str(out),
+        steps=6,
+        rank=4,
+        learning_rate=1e-3,
+        resolution=64,
+        batch_size=2,
+        checkpoint_every=0,
+        sample_steps=2,
+        min_snr_gamma=0.0,
+        trigger="stripy",
+        validation_images=4,
+        cpu_threads=1,
+    )
     settings.update(kw)
     return TrainConfig(**settings)
 
@@ -42,8 +55,17 @@ def test_learning_is_real_on_held_out_images(style_data, tiny_sd15, tmp_path):
     # LoRA on the convolutions too: on a random tiny base, attention-only LoRA barely moves (−3 % measured),
     # because what is learnable there is mostly how the noise passes through the conv path.
     events, on_event = _collect()
-    result = train(_config(style_data, tiny_sd15, tmp_path / "style.safetensors", steps=100, thumbnail=False,
-                           lora_targets="attention+ff+conv"), on_event=on_event)
+    result = train(
+        _config(
+            style_data,
+            tiny_sd15,
+            tmp_path / "style.safetensors",
+            steps=100,
+            thumbnail=False,
+            lora_targets="attention+ff+conv",
+        ),
+        on_event=on_event,
+    )
     s = result.summary
     assert s.validation_held_out and s.validation_images == 4 and s.train_images == 16
     assert s.validation_loss_adapter < 0.85 * s.validation_loss_base, s
@@ -98,30 +120,60 @@ def test_adapter_round_trips_through_diffusers_kohya_loader(style_data, tiny_sd1
     from app.engine.train.model import load_training_base
 
     out = tmp_path / "rt.safetensors"
-    cfg = _config(style_data, tiny_sd15, out, steps=4, sample_steps=2, sample_every=4, trigger="zq style",
-                  lora_targets="attention+ff+conv")
+    cfg = _config(
+        style_data,
+        tiny_sd15,
+        out,
+        steps=4,
+        sample_steps=2,
+        sample_every=4,
+        trigger="zq style",
+        lora_targets="attention+ff+conv",
+    )
     result = train(cfg)
     with safe_open(str(out), "pt") as f:
         meta, keys = f.metadata(), list(f.keys())
     assert keys and all(k.startswith("lora_unet_") for k in keys)
-    for name in ("ss_network_module", "ss_network_dim", "ss_network_alpha", "ss_base_model_version",
-                 "ss_resolution", "ss_steps", "ss_learning_rate", "ss_num_train_images", "ss_tag_frequency",
-                 "ss_output_name", "modelspec.sai_model_spec", "modelspec.architecture", "modelspec.title",
-                 "modelspec.trigger_phrase", "modelspec.date", "modelspec.thumbnail", "modelspec.hash_sha256"):
+    for name in (
+        "ss_network_module",
+        "ss_network_dim",
+        "ss_network_alpha",
+        "ss_base_model_version",
+        "ss_resolution",
+        "ss_steps",
+        "ss_learning_rate",
+        "ss_num_train_images",
+        "ss_tag_frequency",
+        "ss_output_name",
+        "modelspec.sai_model_spec",
+        "modelspec.architecture",
+        "modelspec.title",
+        "modelspec.trigger_phrase",
+        "modelspec.date",
+        "modelspec.thumbnail",
+        "modelspec.hash_sha256",
+    ):
         assert meta.get(name), name
     assert meta["ss_base_model_version"] == "sd_v1" and meta["modelspec.trigger_phrase"] == "zq style"
     assert meta["ss_num_train_images"] == "16" and meta["ss_steps"] == "4"
     assert json.loads(meta["ss_tag_frequency"])["stripes"]["zq style"] == 20
     assert tomllib.loads(meta["styleshelf.train_config"])["rank"] == 4
     assert meta["modelspec.thumbnail"].startswith("data:image/")
-    assert len(list((tmp_path / "rt.samples").glob("step-000004-*.png"))) == 1  # every caption is "zq style, stripes": one distinct prompt
+    assert (
+        len(list((tmp_path / "rt.samples").glob("step-000004-*.png"))) == 1
+    )  # every caption is "zq style, stripes": one distinct prompt
 
     # Diffusers only *warns* about keys it cannot place: capture its log and demand silence.
     pipe = StableDiffusionPipeline.from_pretrained(str(tiny_sd15), safety_checker=None)
     with caplog.at_level(logging.WARNING):
         pipe.load_lora_weights(str(out), adapter_name="style")
-    assert not [r for r in caplog.records if "unexpected" in r.getMessage().lower() or
-                "not" in r.getMessage().lower() and "lora" in r.getMessage().lower()]
+    assert not [
+        r
+        for r in caplog.records
+        if "unexpected" in r.getMessage().lower()
+        or "not" in r.getMessage().lower()
+        and "lora" in r.getMessage().lower()
+    ]
     from peft.tuners.lora import LoraLayer
 
     loaded = [m for m in pipe.unet.modules() if isinstance(m, LoraLayer) and "style" in m.lora_A]
@@ -148,9 +200,21 @@ def test_adapter_round_trips_through_diffusers_kohya_loader(style_data, tiny_sd1
 def test_sdxl_trains_unet_and_both_text_encoders(style_data, tiny_sdxl, tmp_path, caplog):
     out = tmp_path / "xl.safetensors"
     # Also exercises mirrored samples, a cosine schedule with warm-up and gradient checkpointing.
-    result = train(_config(style_data, tiny_sdxl, out, steps=2, train_text_encoder=True, validation_images=0,
-                           thumbnail=False, flip=True, lr_schedule="cosine", warmup_steps=1,
-                           gradient_checkpointing=True))
+    result = train(
+        _config(
+            style_data,
+            tiny_sdxl,
+            out,
+            steps=2,
+            train_text_encoder=True,
+            validation_images=0,
+            thumbnail=False,
+            flip=True,
+            lr_schedule="cosine",
+            warmup_steps=1,
+            gradient_checkpointing=True,
+        )
+    )
     assert result.summary.family == "sdxl"
     with safe_open(str(out), "pt") as f:
         keys, meta = list(f.keys()), f.metadata()
@@ -168,15 +232,30 @@ def test_sdxl_trains_unet_and_both_text_encoders(style_data, tiny_sdxl, tmp_path
     with caplog.at_level(logging.WARNING):
         pipe.load_lora_weights(str(out), adapter_name="xl")
     assert not [r for r in caplog.records if "unexpected" in r.getMessage().lower()]
-    placed = sum(1 for part in (pipe.unet, pipe.text_encoder, pipe.text_encoder_2) for m in part.modules()
-                 if isinstance(m, LoraLayer) and "xl" in m.lora_A)
+    placed = sum(
+        1
+        for part in (pipe.unet, pipe.text_encoder, pipe.text_encoder_2)
+        for m in part.modules()
+        if isinstance(m, LoraLayer) and "xl" in m.lora_A
+    )
     assert placed * 3 == len(keys)
 
 
 def test_v_prediction_model_trains_and_validates(style_data, tiny_sd2v, tmp_path):
-    result = train(_config(style_data, tiny_sd2v, tmp_path / "v.safetensors", steps=2, thumbnail=False,
-                           min_snr_gamma=5.0, noise_offset=0.05, cache_latents=False, random_crop=True,
-                           gradient_accumulation=2))
+    result = train(
+        _config(
+            style_data,
+            tiny_sd2v,
+            tmp_path / "v.safetensors",
+            steps=2,
+            thumbnail=False,
+            min_snr_gamma=5.0,
+            noise_offset=0.05,
+            cache_latents=False,
+            random_crop=True,
+            gradient_accumulation=2,
+        )
+    )
     assert result.summary.family == "sd2-v" and result.summary.validation_loss_adapter > 0
     with safe_open(str(tmp_path / "v.safetensors"), "pt") as f:
         assert f.metadata()["ss_base_model_version"] == "sd_v2_v"
@@ -186,9 +265,33 @@ def test_cli_json_events_are_the_only_stdout(style_data, tiny_sd15, tmp_path, ca
     from app.cli import main
 
     out = tmp_path / "cli.safetensors"
-    code = main(["train", str(style_data), "--base", str(tiny_sd15), "--out", str(out), "--steps", "2",
-                 "--rank", "2", "--resolution", "64", "--batch-size", "1", "--seed", "3", "--json-events",
-                 "--set", "thumbnail=false", "--set", "validation_images=2", "--set", "cpu_threads=1"])
+    code = main(
+        [
+            "train",
+            str(style_data),
+            "--base",
+            str(tiny_sd15),
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+            "--rank",
+            "2",
+            "--resolution",
+            "64",
+            "--batch-size",
+            "1",
+            "--seed",
+            "3",
+            "--json-events",
+            "--set",
+            "thumbnail=false",
+            "--set",
+            "validation_images=2",
+            "--set",
+            "cpu_threads=1",
+        ]
+    )
     assert code == 0
     lines = capsys.readouterr().out.strip().splitlines()
     events = [train_event_from_json(line) for line in lines]  # every line parses

@@ -23,9 +23,23 @@ def style_data(tmp_path_factory) -> Path:
 
 
 def _config(data: Path, base: Path, out: Path, **kw) -> TrainConfig:
-    settings = dict(dataset_dir=str(data), base=str(base), out=str(out), steps=4, rank=4, learning_rate=1e-2,
-                    resolution=64, batch_size=2, checkpoint_every=0, sample_steps=2, min_snr_gamma=0.0,
-                    validation_images=0, cpu_threads=1, thumbnail=False, lora_targets="attention+ff+conv")
+    settings = dict(
+        dataset_dir=str(data),
+        base=str(base),
+        out=str(out),
+        steps=4,
+        rank=4,
+        learning_rate=1e-2,
+        resolution=64,
+        batch_size=2,
+        checkpoint_every=0,
+        sample_steps=2,
+        min_snr_gamma=0.0,
+        validation_images=0,
+        cpu_threads=1,
+        thumbnail=False,
+        lora_targets="attention+ff+conv",
+    )
     settings.update(kw)
     return TrainConfig(**settings)
 
@@ -36,8 +50,15 @@ def _trained_unet(base: Path, cfg: TrainConfig, checkpoint: Path):
     from app.engine.train.model import load_training_base
 
     unet = load_training_base(base).unet
-    attach_lora(unet, rank=cfg.rank, alpha=cfg.resolved_alpha(), targets=UNET_TARGETS[cfg.lora_targets], seed=0,
-                network=cfg.network, lokr_factor=cfg.lokr_factor)
+    attach_lora(
+        unet,
+        rank=cfg.rank,
+        alpha=cfg.resolved_alpha(),
+        targets=UNET_TARGETS[cfg.lora_targets],
+        seed=0,
+        network=cfg.network,
+        lokr_factor=cfg.lokr_factor,
+    )
     state = load_file(str(checkpoint / "lora.safetensors"))
     load_lora_state_dict(unet, {k.split(".", 1)[1]: v for k, v in state.items()})
     return unet
@@ -197,13 +218,20 @@ def test_network_setting_reaches_config_cli_and_checks():
 def test_lokr_scale_is_folded_only_where_readers_assume_scale_one():
     from app.engine.adapters.peft_lycoris import network_of, peft_to_lycoris
 
-    lora = {"down_blocks.0.attentions.0.proj_in.lora_A.weight": torch.ones(2, 8),
-            "down_blocks.0.attentions.0.proj_in.lora_B.weight": torch.ones(8, 2)}
+    lora = {
+        "down_blocks.0.attentions.0.proj_in.lora_A.weight": torch.ones(2, 8),
+        "down_blocks.0.attentions.0.proj_in.lora_B.weight": torch.ones(8, 2),
+    }
     assert network_of(lora) == "lora"
-    full = {"mid_block.attentions.0.proj_in.lokr_w1": torch.ones(2, 2), "mid_block.attentions.0.proj_in.lokr_w2": torch.ones(4, 4)}
-    split = {"mid_block.attentions.0.proj_out.lokr_w1": torch.ones(2, 2),
-             "mid_block.attentions.0.proj_out.lokr_w2_a": torch.ones(4, 1),
-             "mid_block.attentions.0.proj_out.lokr_w2_b": torch.ones(1, 4)}
+    full = {
+        "mid_block.attentions.0.proj_in.lokr_w1": torch.ones(2, 2),
+        "mid_block.attentions.0.proj_in.lokr_w2": torch.ones(4, 4),
+    }
+    split = {
+        "mid_block.attentions.0.proj_out.lokr_w1": torch.ones(2, 2),
+        "mid_block.attentions.0.proj_out.lokr_w2_a": torch.ones(4, 1),
+        "mid_block.attentions.0.proj_out.lokr_w2_b": torch.ones(1, 4),
+    }
     out = peft_to_lycoris({**full, **split}, "unet", sdxl=False, rank=4, alpha=2.0)
     assert network_of(full) == "lokr"
     assert float(out["lora_unet_mid_block_attentions_0_proj_in.lokr_w1"][0, 0]) == 0.5  # PEFT's alpha/r, folded

@@ -13,9 +13,21 @@ from tests.helpers.datasets import make_style_set
 
 
 def _config(data, base, out, **kw) -> TrainConfig:
-    settings = dict(dataset_dir=str(data), base=str(base), out=str(out), steps=4, rank=4, learning_rate=1e-3,
-                    resolution=64, batch_size=2, checkpoint_every=0, validation_images=0, cpu_threads=1,
-                    thumbnail=False, optimizer="adafactor")
+    settings = dict(
+        dataset_dir=str(data),
+        base=str(base),
+        out=str(out),
+        steps=4,
+        rank=4,
+        learning_rate=1e-3,
+        resolution=64,
+        batch_size=2,
+        checkpoint_every=0,
+        validation_images=0,
+        cpu_threads=1,
+        thumbnail=False,
+        optimizer="adafactor",
+    )
     settings.update(kw)
     return TrainConfig(**settings)
 
@@ -67,7 +79,9 @@ def test_cli_trains_at_the_base_models_own_size_unless_told(tiny_sd15, tmp_path)
     train_cmd.register(parser.add_subparsers())
 
     def resolution(*argv: str) -> int:
-        return train_cmd.build_config(parser.parse_args(["train", str(tmp_path), "--out", "x.safetensors", *argv])).resolution
+        return train_cmd.build_config(
+            parser.parse_args(["train", str(tmp_path), "--out", "x.safetensors", *argv])
+        ).resolution
 
     assert resolution("--base", str(tiny_sd15)) == 64  # 32×32 latents, one VAE downsampler
     assert resolution("--base", str(DEMO_MODEL_DIR)) == 64
@@ -82,14 +96,27 @@ def test_caption_dropout_swaps_in_the_empty_caption_replayably():
 
     captions = ["stripy, a red circle", "stripy, a blue square", ""]
     samples = [Sample(item=i, flip=False, crop=None, caption=i % 2, original_size=(64, 64)) for i in range(400)]
-    data = Prepared(samples, captions, latents=[torch.zeros(4, 8, 8)] * 400,
-                    text_hidden=torch.arange(3.0)[:, None, None].expand(3, 77, 8).clone(), empty_caption=2)
+    data = Prepared(
+        samples,
+        captions,
+        latents=[torch.zeros(4, 8, 8)] * 400,
+        text_hidden=torch.arange(3.0)[:, None, None].expand(3, 77, 8).clone(),
+        empty_caption=2,
+    )
     base = SimpleNamespace(is_sdxl=False)
 
     def rows(p: float, seed: int = 0) -> list[int]:
-        _, hidden, _, _ = batch_inputs(base, data, list(range(400)), torch.Generator().manual_seed(seed),
-                                       random_crop=False, text_encoders=[], device="cpu", dtype=torch.float32,
-                                       caption_dropout=p)
+        _, hidden, _, _ = batch_inputs(
+            base,
+            data,
+            list(range(400)),
+            torch.Generator().manual_seed(seed),
+            random_crop=False,
+            text_encoders=[],
+            device="cpu",
+            dtype=torch.float32,
+            caption_dropout=p,
+        )
         return hidden[:, 0, 0].long().tolist()
 
     assert rows(0.0) == [i % 2 for i in range(400)]

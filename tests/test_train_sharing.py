@@ -22,10 +22,24 @@ def shared_run(tmp_path_factory, tiny_sd15):
     base = home / "models" / "tiny-base"
     shutil.copytree(tiny_sd15, base)
     out = home / "adapters" / "inky.safetensors"
-    cfg = TrainConfig(dataset_dir=str(data.resolve()), base=str(base.resolve()), out=str(out.resolve()), steps=2,
-                      rank=4, learning_rate=1e-3, resolution=64, batch_size=2, checkpoint_every=0, sample_steps=2,
-                      min_snr_gamma=0.0, trigger="inky", validation_images=2, cpu_threads=1,
-                      lora_targets="attention+ff+conv", description="made at home")
+    cfg = TrainConfig(
+        dataset_dir=str(data.resolve()),
+        base=str(base.resolve()),
+        out=str(out.resolve()),
+        steps=2,
+        rank=4,
+        learning_rate=1e-3,
+        resolution=64,
+        batch_size=2,
+        checkpoint_every=0,
+        sample_steps=2,
+        min_snr_gamma=0.0,
+        trigger="inky",
+        validation_images=2,
+        cpu_threads=1,
+        lora_targets="attention+ff+conv",
+        description="made at home",
+    )
     result = train(cfg)
     return home, cfg, result
 
@@ -33,7 +47,7 @@ def shared_run(tmp_path_factory, tiny_sd15):
 def test_no_path_of_the_training_machine_in_the_header(shared_run):
     home, cfg, result = shared_run
     raw = Path(result.adapter).read_bytes()
-    header = raw[8:8 + int.from_bytes(raw[:8], "little")].decode("utf-8")
+    header = raw[8 : 8 + int.from_bytes(raw[:8], "little")].decode("utf-8")
     for secret in (str(home), cfg.dataset_dir, cfg.base, cfg.out, str(Path(cfg.base).parent)):
         assert secret not in header, secret
     assert "alice" not in header  # not even the user's name as a folder component
@@ -56,13 +70,18 @@ def a1111_metadata_panel(path) -> dict[str, object]:
     for k, v in read_header(path).metadata.items():
         meta[k] = json.loads(v) if v.startswith("{") else v
     table: dict[str, object] = {}
-    for key, label in (("ss_output_name", "Output name"), ("ss_sd_model_name", "Model"),
-                       ("ss_clip_skip", "Clip skip"), ("ss_network_module", "Kohya module")):
+    for key, label in (
+        ("ss_output_name", "Output name"),
+        ("ss_sd_model_name", "Model"),
+        ("ss_clip_skip", "Clip skip"),
+        ("ss_network_module", "Kohya module"),
+    ):
         if meta.get(key) is not None and str(meta[key]) != "None":
             table[label] = meta[key]
     if meta.get("ss_training_started_at"):
         table["Date trained"] = datetime.datetime.fromtimestamp(
-            float(meta["ss_training_started_at"]), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+            float(meta["ss_training_started_at"]), datetime.timezone.utc
+        ).strftime("%Y-%m-%d %H:%M")
     buckets = meta.get("ss_bucket_info")
     if isinstance(buckets, dict) and "buckets" in buckets:
         resolutions: dict[str, int] = {}
@@ -85,8 +104,9 @@ def test_a1111_metadata_panel_finds_every_field(shared_run):
     panel = a1111_metadata_panel(result.adapter)
     assert panel["Output name"] == "inky" and panel["Model"] == "tiny-base" and panel["Clip skip"] == "1"
     assert panel["Kohya module"] == "networks.lora"
-    assert panel["Date trained"] == time.strftime("%Y-%m-%d %H:%M", time.gmtime(
-        float(read_header(result.adapter).metadata["ss_training_started_at"])))
+    assert panel["Date trained"] == time.strftime(
+        "%Y-%m-%d %H:%M", time.gmtime(float(read_header(result.adapter).metadata["ss_training_started_at"]))
+    )
     assert panel["Resolution"] == "64x64" and panel["Dataset size"] == 6  # 8 images, 2 held out for validation
     assert "inky" in panel["Tags"]
     meta = read_header(result.adapter).metadata
@@ -109,10 +129,19 @@ def test_legacy_hash_is_kohyas(tmp_path):
     from app.engine.adapters import save_adapter
 
     gen = torch.Generator().manual_seed(0)
-    big = {"down_blocks.0.attn1.to_q.lora_A.weight": torch.randn(8, 20000, generator=gen),
-           "down_blocks.0.attn1.to_q.lora_B.weight": torch.randn(20000, 8, generator=gen)}
-    path = save_adapter(tmp_path / "big.safetensors", unet=big, rank=8, alpha=8, family="sd1", title="big",
-                        extra_metadata={"ss_seed": "1"})
+    big = {
+        "down_blocks.0.attn1.to_q.lora_A.weight": torch.randn(8, 20000, generator=gen),
+        "down_blocks.0.attn1.to_q.lora_B.weight": torch.randn(20000, 8, generator=gen),
+    }
+    path = save_adapter(
+        tmp_path / "big.safetensors",
+        unet=big,
+        rank=8,
+        alpha=8,
+        family="sd1",
+        title="big",
+        extra_metadata={"ss_seed": "1"},
+    )
     meta = read_header(path).metadata
     blob = save(load_file(str(path)), {k: v for k, v in meta.items() if k.startswith("ss_")})
     assert len(blob) > 0x110000
@@ -140,8 +169,9 @@ def test_export_writes_a1111_sidecar_and_import_reads_one(shared_run, tmp_path):
     meta = dict(read_header(bare).metadata)
     meta.update({"modelspec.trigger_phrase": "", "modelspec.description": "", "ss_seed": "7"})
     rewrite_metadata(bare, meta)
-    (tmp_path / "theirs.json").write_text(json.dumps({"activation text": "zqx style", "description": "from A1111",
-                                                      "sd version": "SD1"}), encoding="utf-8")
+    (tmp_path / "theirs.json").write_text(
+        json.dumps({"activation text": "zqx style", "description": "from A1111", "sd version": "SD1"}), encoding="utf-8"
+    )
     lib.remove(imported.path)
     got = lib.import_file(bare)
     assert (got.trigger_phrase, got.description) == ("zqx style", "from A1111")

@@ -27,9 +27,23 @@ def style_data(tmp_path_factory) -> Path:
 
 
 def _config(data: Path, base: Path, out: Path, **kw) -> TrainConfig:
-    settings = dict(dataset_dir=str(data), base=str(base), out=str(out), steps=6, rank=4, learning_rate=1e-3,
-                    resolution=64, batch_size=2, checkpoint_every=0, sample_steps=2, min_snr_gamma=0.0,
-                    trigger="zq", validation_images=0, cpu_threads=1, thumbnail=False)
+    settings = dict(
+        dataset_dir=str(data),
+        base=str(base),
+        out=str(out),
+        steps=6,
+        rank=4,
+        learning_rate=1e-3,
+        resolution=64,
+        batch_size=2,
+        checkpoint_every=0,
+        sample_steps=2,
+        min_snr_gamma=0.0,
+        trigger="zq",
+        validation_images=0,
+        cpu_threads=1,
+        thumbnail=False,
+    )
     settings.update(kw)
     return TrainConfig(**settings)
 

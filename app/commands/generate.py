@@ -7,16 +7,16 @@ import sys
 import warnings
 from pathlib import Path
 
-from app.commands.shelf import parse_weighted
-from app.commands.setting_flags import add_setting_flags, setting_values
-from app.engine.errors import UserError
-from app.engine.generate.config import GenerateConfig
 from app.commands.generate_inputs import (
     add_image_input_arguments,
     cancel_on_ctrl_c,
     check_image_input_arguments,
     restyle_folder_command,
 )
+from app.commands.setting_flags import add_setting_flags, setting_values
+from app.commands.shelf import parse_weighted
+from app.engine.errors import UserError
+from app.engine.generate.config import GenerateConfig
 
 # The settings of one picture: their flags come from GenerateConfig (help, defaults and ranges included).
 PICTURE_SETTINGS = ("prompt", "negative", "seed", "steps", "guidance", "width", "height", "sampler", "insert_triggers")
@@ -95,7 +95,11 @@ def generation_config(args: argparse.Namespace, *, out_dir: str, file_stem: str,
     # Built from the flags given (GenerateConfig's defaults for the rest) and checked as it is built: a typo
     # or an out-of-range value costs nothing, before the model loads.
     return GenerateConfig(
-        **setting_values(GenerateConfig, args), out_dir=out_dir, file_stem=file_stem, preview_every=0, stack=stack,
+        **setting_values(GenerateConfig, args),
+        out_dir=out_dir,
+        file_stem=file_stem,
+        preview_every=0,
+        stack=stack,
         **more,
     )
 

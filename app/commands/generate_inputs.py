@@ -1,8 +1,8 @@
 """`styleshelf generate` options for image to image, inpainting and batch restyle of a folder.
 
-    styleshelf generate --base M --prompt P --init-image sketch.png --strength 0.6 --out out.png
-    styleshelf generate --base M --prompt P --init-image photo.png --mask mask.png --mask-blur 4 --out out.png
-    styleshelf generate --base M --prompt P --init-dir frames/ --out-dir restyled/ --strength 0.5 --seed 7
+styleshelf generate --base M --prompt P --init-image sketch.png --strength 0.6 --out out.png
+styleshelf generate --base M --prompt P --init-image photo.png --mask mask.png --mask-blur 4 --out out.png
+styleshelf generate --base M --prompt P --init-dir frames/ --out-dir restyled/ --strength 0.5 --seed 7
 """
 
 from __future__ import annotations
@@ -26,8 +26,12 @@ def add_image_input_arguments(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("image to image and inpainting (AUTOMATIC1111's settings)")
     add_setting_flags(g, GenerateConfig, only=IMAGE_INPUT_SETTINGS)
-    g.add_argument("--init-dir", metavar="DIR", default="",
-                   help="Batch restyle: every picture of DIR, each output named after its input (needs --out-dir).")
+    g.add_argument(
+        "--init-dir",
+        metavar="DIR",
+        default="",
+        help="Batch restyle: every picture of DIR, each output named after its input (needs --out-dir).",
+    )
     g.add_argument("--mask-dir", metavar="DIR", default="", help="Batch: masks named like the pictures (optional).")
     g.add_argument("--out-dir", metavar="DIR", default="", help="Batch: where the restyled pictures go.")
 

@@ -19,8 +19,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     tiny.add_argument("out_dir", metavar="OUT_DIR")
     tiny.add_argument("--family", choices=FAMILY_CHOICES, default="sd15")
     tiny.add_argument("--seed", type=int, default=0)
-    tiny.add_argument("--inpainting", action="store_true",
-                      help="give it a 9-channel inpainting UNet (latents + mask + masked-picture latents)")
+    tiny.add_argument(
+        "--inpainting",
+        action="store_true",
+        help="give it a 9-channel inpainting UNet (latents + mask + masked-picture latents)",
+    )
     tiny.set_defaults(func=run_make_tiny)
 
     info = models_sub.add_parser(
@@ -53,9 +56,9 @@ def run_make_tiny(args: argparse.Namespace) -> int:
 def run_info(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from app.engine.errors import ModelLoadError
     from app.engine.models.detect import inspect_model
     from app.engine.models.families import FAMILIES
-    from app.engine.errors import ModelLoadError
     from app.engine.safetensors_file import read_header
 
     path = Path(args.path)
@@ -76,8 +79,10 @@ def run_info(args: argparse.Namespace) -> int:
 
         base = load_base(path, family=args.family, config=args.config)
         params = sum(p.numel() for p in base.pipe.unet.parameters())
-        print(f"loaded:      yes, on {base.device} in {str(base.dtype).removeprefix('torch.')}; "
-              f"UNet {params / 1e6:.1f} M parameters")
+        print(
+            f"loaded:      yes, on {base.device} in {str(base.dtype).removeprefix('torch.')}; "
+            f"UNet {params / 1e6:.1f} M parameters"
+        )
     return 0
 
 
@@ -89,6 +94,7 @@ def run_to_single_file(args: argparse.Namespace) -> int:
         import torch
 
         dtype = torch.float16
-    export_single_file(args.folder, args.out, family=args.family, dtype=dtype,
-                       on_event=lambda e: print(getattr(e, "message", "")))
+    export_single_file(
+        args.folder, args.out, family=args.family, dtype=dtype, on_event=lambda e: print(getattr(e, "message", ""))
+    )
     return 0

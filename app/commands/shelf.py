@@ -1,14 +1,14 @@
 """`styleshelf shelf …` — list, inspect, import, export, remove, edit and bake adapters.
 
-    styleshelf shelf list [--json] [--hashes] [--skipped]   (every action also takes --folder DIR, repeatable)
-    styleshelf shelf inspect FILE [--json] [--base MODEL]
-    styleshelf shelf import FILE…
-    styleshelf shelf export NAME DEST [--force]
-    styleshelf shelf remove NAME
-    styleshelf shelf edit FILE [--title T] [--trigger T] [--description D] [--thumbnail IMG | --no-thumbnail]
-    styleshelf shelf bake --out FILE NAME[:WEIGHT]… [--mode concat|svd] [--rank R] [--title T]
-    styleshelf shelf from-checkpoint RUN_DIR STEP --out FILE [--title T]
-    styleshelf shelf stack save|show …, styleshelf shelf author NAME  (app/commands/shelf_team.py)
+styleshelf shelf list [--json] [--hashes] [--skipped]   (every action also takes --folder DIR, repeatable)
+styleshelf shelf inspect FILE [--json] [--base MODEL]
+styleshelf shelf import FILE…
+styleshelf shelf export NAME DEST [--force]
+styleshelf shelf remove NAME
+styleshelf shelf edit FILE [--title T] [--trigger T] [--description D] [--thumbnail IMG | --no-thumbnail]
+styleshelf shelf bake --out FILE NAME[:WEIGHT]… [--mode concat|svd] [--rank R] [--title T]
+styleshelf shelf from-checkpoint RUN_DIR STEP --out FILE [--title T]
+styleshelf shelf stack save|show …, styleshelf shelf author NAME  (app/commands/shelf_team.py)
 """
 
 from __future__ import annotations
@@ -164,8 +164,12 @@ def run_inspect(args: argparse.Namespace) -> int:
         from app.engine.adapters.fit import adapter_fit
 
         fit = adapter_fit(info.path, args.base)
-        report["fits_base"] = {"base": Path(args.base).name, "fits": fit.fits, "layers_checked": fit.checked,
-                               "reason": fit.reason}
+        report["fits_base"] = {
+            "base": Path(args.base).name,
+            "fits": fit.fits,
+            "layers_checked": fit.checked,
+            "reason": fit.reason,
+        }
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
         return 0

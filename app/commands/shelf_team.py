@@ -1,9 +1,9 @@
 """`styleshelf shelf stack …` and `shelf author` — house-style stack files and the author name.
 
-    styleshelf shelf stack save NAME ENTRY[:WEIGHT]… --folder DIR [--description D] [--author A] [--force]
-    styleshelf shelf stack show FILE [--json]
-    styleshelf shelf author [NAME | --clear]
-    styleshelf generate … --stack FILE              (see app/commands/generate.py)
+styleshelf shelf stack save NAME ENTRY[:WEIGHT]… --folder DIR [--description D] [--author A] [--force]
+styleshelf shelf stack show FILE [--json]
+styleshelf shelf author [NAME | --clear]
+styleshelf generate … --stack FILE              (see app/commands/generate.py)
 """
 
 from __future__ import annotations

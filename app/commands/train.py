@@ -18,21 +18,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     # No torch: the settings' dataclass only (read here, not at import, so a test can swap in a subclass).
     from app.engine.train import config as train_config
 
-    p = sub.add_parser("train", help="Train a LoRA style adapter on a folder of images.",
-                       description="Train a LoRA style adapter on a folder of images. Every setting is a flag "
-                                   "(from the training settings; --set KEY=VALUE and a --config file take them too).")
+    p = sub.add_parser(
+        "train",
+        help="Train a LoRA style adapter on a folder of images.",
+        description="Train a LoRA style adapter on a folder of images. Every setting is a flag "
+        "(from the training settings; --set KEY=VALUE and a --config file take them too).",
+    )
     p.add_argument("dataset_dir", metavar="DATASET_DIR", nargs="?", help="folder of images (+ .txt captions)")
     p.add_argument("--config", metavar="RUN.toml", help="settings file (flags given here override it)")
-    p.add_argument("--preset", metavar="NAME",
-                   help=f"start from a preset: {', '.join(repr(n) for n in train_config.TRAIN_PRESETS)}")
+    p.add_argument(
+        "--preset",
+        metavar="NAME",
+        help=f"start from a preset: {', '.join(repr(n) for n in train_config.TRAIN_PRESETS)}",
+    )
     add_setting_flags(p, train_config.TrainConfig, advanced_title="advanced settings")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any setting by its name, e.g. --set lr_schedule=cosine (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any setting by its name, e.g. --set lr_schedule=cosine (repeatable)",
+    )
     p.add_argument("--scan-only", action="store_true", help="only check the dataset and print the report")
     p.add_argument("--json-events", action="store_true", help="one JSON event per line on stdout (for the GUI)")
-    p.add_argument("--export-checkpoints", action="store_true",
-                   help="also write every kept checkpoint as an adapter file (<name>-step-N.safetensors, in the "
-                        "run's .checkpoints folder)")
+    p.add_argument(
+        "--export-checkpoints",
+        action="store_true",
+        help="also write every kept checkpoint as an adapter file (<name>-step-N.safetensors, in the "
+        "run's .checkpoints folder)",
+    )
     p.set_defaults(func=run)
 
 
@@ -51,8 +65,9 @@ def build_config(args: argparse.Namespace):
         key, sep, raw = item.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or key not in settings:
-            raise UserError(f"--set {item!r}: expected KEY=VALUE with a known setting name.",
-                            hint=f"Known: {', '.join(settings)}.")
+            raise UserError(
+                f"--set {item!r}: expected KEY=VALUE with a known setting name.", hint=f"Known: {', '.join(settings)}."
+            )
         overrides[key] = parse_value(raw, settings[key], where=f"--set {key}")
     if args.config:
         return train_config.load_toml(args.config, preset=args.preset, **overrides)
@@ -108,8 +123,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.json_events and result.adapter is not None:
         s = result.summary
         # A cancelled run skipped validation: no losses to show.
-        losses = (f"; validation loss {s.validation_loss_base:.4f} → {s.validation_loss_adapter:.4f}"
-                  if s.validation_loss_base is not None and s.validation_loss_adapter is not None else "")
+        losses = (
+            f"; validation loss {s.validation_loss_base:.4f} → {s.validation_loss_adapter:.4f}"
+            if s.validation_loss_base is not None and s.validation_loss_adapter is not None
+            else ""
+        )
         print(f"wrote {result.adapter} ({result.steps} steps{', cancelled' if result.cancelled else ''}{losses})")
     if args.export_checkpoints and result.adapter is not None:
         from app.engine.train.checkpoint_export import report_exports
@@ -137,8 +155,13 @@ class _TerminalPrinter:
             if self.bar is None or self.phase != event.phase:
                 self.close()
                 self.phase = event.phase
-                self.bar = tqdm(total=event.total, desc=event.phase, unit="step" if event.phase == "train" else "img",
-                                file=sys.stderr, dynamic_ncols=True)
+                self.bar = tqdm(
+                    total=event.total,
+                    desc=event.phase,
+                    unit="step" if event.phase == "train" else "img",
+                    file=sys.stderr,
+                    dynamic_ncols=True,
+                )
                 self.bar.n = 0
             self.bar.n = event.step
             if event.loss is not None:
@@ -174,15 +197,33 @@ def _scan_only(config, as_json: bool) -> int:
         from app.engine.errors import UserError
 
         raise UserError("No dataset folder given.", hint="Pass DATASET_DIR.")
-    report = scan_dataset(config.dataset_dir, trigger=config.trigger, min_side=config.min_image_side,
-                          max_pixels=config.max_image_pixels, filename_captions=config.filename_captions)
+    report = scan_dataset(
+        config.dataset_dir,
+        trigger=config.trigger,
+        min_side=config.min_image_side,
+        max_pixels=config.max_image_pixels,
+        filename_captions=config.filename_captions,
+    )
     if as_json:
-        print(json.dumps({
-            "items": [{"path": str(i.path), "caption": i.caption, "caption_source": i.caption_source,
-                       "width": i.width, "height": i.height, "mode": i.mode} for i in report.items],
-            "skipped": [{"path": str(s.path), "reason": s.reason} for s in report.skipped],
-            "tag_frequency": report.tag_frequency,
-        }))
+        print(
+            json.dumps(
+                {
+                    "items": [
+                        {
+                            "path": str(i.path),
+                            "caption": i.caption,
+                            "caption_source": i.caption_source,
+                            "width": i.width,
+                            "height": i.height,
+                            "mode": i.mode,
+                        }
+                        for i in report.items
+                    ],
+                    "skipped": [{"path": str(s.path), "reason": s.reason} for s in report.skipped],
+                    "tag_frequency": report.tag_frequency,
+                }
+            )
+        )
     else:
         print(report.summary())
     report.require_usable()

@@ -36,17 +36,39 @@ from app.engine.events import (  # re-exported: the GUI sees events only through
     event_from_json,
     train_event_from_json,
 )
-from app.engine.generate.config import GenerateConfig  # light: what the Generate tab edits and a PNG restores
-from app.engine.generate.config import INPAINT_AREAS, MASKED_CONTENT, RESIZE_MODES  # the input panel's choices
+from app.engine.generate.config import (  # the input panel's choices
+    INPAINT_AREAS,
+    MASKED_CONTENT,
+    RESIZE_MODES,
+    GenerateConfig,  # light: what the Generate tab edits and a PNG restores
+)
 from app.engine.shelf.names import adapter_file_name
 from app.engine.shelf.stack import Stack, StackEntry  # light dataclasses shared with the GUI
 
 REPO_ROOT = paths.REPO_ROOT
 
 __all__ = [
-    "CancelToken", "CheckpointSaved", "Error", "Event", "Finished", "ImageReady", "Log", "Preview", "Progress",
-    "SampleReady", "Stack", "StackEntry", "GenerateConfig", "UserError", "event_from_json", "REPO_ROOT",
-    "Level", "Phase", "TrainFinished", "TrainSummary", "train_event_from_json",
+    "CancelToken",
+    "CheckpointSaved",
+    "Error",
+    "Event",
+    "Finished",
+    "ImageReady",
+    "Log",
+    "Preview",
+    "Progress",
+    "SampleReady",
+    "Stack",
+    "StackEntry",
+    "GenerateConfig",
+    "UserError",
+    "event_from_json",
+    "REPO_ROOT",
+    "Level",
+    "Phase",
+    "TrainFinished",
+    "TrainSummary",
+    "train_event_from_json",
 ]
 
 # --------------------------------------------------------------------------------------------- base model
@@ -251,7 +273,7 @@ class AdapterCard:
 
     @property
     def byline(self) -> str:
-        """"by Ana · changed 2026-12-01 by Ben · team-share": one line for the card."""
+        """ "by Ana · changed 2026-12-01 by Ben · team-share": one line for the card."""
         parts = [f"by {self.author}"] if self.author else []
         if self.changed:
             who = f" by {self.changed_by}" if self.changed_by and self.changed_by != self.author else ""
@@ -323,8 +345,10 @@ def _card(info: Any) -> AdapterCard:
         sha256=str(getattr(info, "tensor_sha256", "") or ""),
         autov2=str(getattr(info, "autov2", "") or ""),
         problem=str(getattr(info, "problem", "") or "; ".join(map(str, warnings))),
-        has_text_encoder=any(part.startswith("text_encoder") and count
-                             for part, count in (getattr(info, "components", None) or {}).items()),
+        has_text_encoder=any(
+            part.startswith("text_encoder") and count
+            for part, count in (getattr(info, "components", None) or {}).items()
+        ),
         **_team_fields(info),
     )
 
@@ -474,14 +498,20 @@ def adapter_cards(paths: list[str]) -> list[AdapterCard]:
         try:
             cards.append(_card(read_adapter_info(Path(path))))
         except (UserError, OSError) as err:
-            cards.append(AdapterCard(path=str(path), title=Path(path).stem, problem=str(err), folder=str(Path(path).parent)))
+            cards.append(
+                AdapterCard(path=str(path), title=Path(path).stem, problem=str(err), folder=str(Path(path).parent))
+            )
     return cards
 
 
 def missing_card(card: AdapterCard) -> AdapterCard:
     """The card of a file that vanished: it stays on the shelf (and in a stack) saying so."""
-    return dataclasses.replace(card, missing=True, problem=f"The file is gone from {card.folder or 'its folder'} "
-                                                           "(deleted, renamed or not synced); left out of images.")
+    return dataclasses.replace(
+        card,
+        missing=True,
+        problem=f"The file is gone from {card.folder or 'its folder'} "
+        "(deleted, renamed or not synced); left out of images.",
+    )
 
 
 def get_author_name() -> str:
@@ -573,7 +603,12 @@ class GenerationSession:
         return self._generator.prepare_stack(list(stack))
 
     def restyle_folder(
-        self, params: GenerateConfig, in_dir: str, out_dir: str, *, on_event: Callable[[Event], None],
+        self,
+        params: GenerateConfig,
+        in_dir: str,
+        out_dir: str,
+        *,
+        on_event: Callable[[Event], None],
         cancel: CancelToken,
     ) -> list[Any]:
         """Batch restyle: every picture of ``in_dir`` with the same stack, strength and seed into ``out_dir``."""

@@ -123,8 +123,7 @@ def require_complete(header: Header, *, error: type[UserError] = UserError) -> N
     if not header.is_complete:
         have = header.file_size - header.data_offset
         raise error(
-            f"{header.path.name} is truncated: it holds {max(have, 0):,} of {header.data_size:,} bytes of "
-            "tensor data.",
+            f"{header.path.name} is truncated: it holds {max(have, 0):,} of {header.data_size:,} bytes of tensor data.",
             hint="Download or copy it again.",
         )
 
@@ -293,7 +292,8 @@ def parse_header_bytes(
             raise error(f"{name} is corrupt: tensor {short_repr(key)} has a size that does not match its shape.")
         if strict and end > data_len:
             raise error(
-                f"{name} is truncated: tensor {short_repr(key)} runs past the end of the file.", hint="Download or copy it again."
+                f"{name} is truncated: tensor {short_repr(key)} runs past the end of the file.",
+                hint="Download or copy it again.",
             )
         tensors[key] = TensorSpec(dtype, shape, begin, end)
     _check_packed(tensors, name, data_len if strict else None, error)

@@ -91,12 +91,16 @@ class MainWindow(QMainWindow):
 
         # Status messages belong to a tab: "Done in 22.3 s" from generating must not sit under the Train tab.
         self.tab_status: dict[QWidget, str] = {self.train_tab: "", self.generate_tab: ""}
-        for vm, tab in ((self.shelf_vm, self.generate_tab), (self.train_vm, self.train_tab),
-                        (self.generate_vm, self.generate_tab)):
+        for vm, tab in (
+            (self.shelf_vm, self.generate_tab),
+            (self.train_vm, self.train_tab),
+            (self.generate_vm, self.generate_tab),
+        ):
             vm.errorRaised.connect(self.show_error)
             vm.message.connect(lambda text, t=tab: self.show_status(text, t))
-        self.tabs.currentChanged.connect(lambda _i: self.status_line.setText(self.tab_status.get(
-            self.tabs.currentWidget(), "")))
+        self.tabs.currentChanged.connect(
+            lambda _i: self.status_line.setText(self.tab_status.get(self.tabs.currentWidget(), ""))
+        )
         self.train_vm.adapterReady.connect(lambda path: self.shelf_vm.add_adapter(path, enabled=False))
         self.train_tab.compareCheckpointsRequested.connect(self._compare_checkpoints)
         self.generate_vm.stateChanged.connect(self._generate_state)
@@ -201,9 +205,12 @@ class MainWindow(QMainWindow):
         self.shortcuts_dialog.show()
 
     def _about(self) -> None:
-        QMessageBox.about(self, "About StyleShelf",
-                          "StyleShelf: train small style adapters (LoRA) from a folder of pictures,\n"
-                          "then paint with a shelf of styles you can switch and mix.")
+        QMessageBox.about(
+            self,
+            "About StyleShelf",
+            "StyleShelf: train small style adapters (LoRA) from a folder of pictures,\n"
+            "then paint with a shelf of styles you can switch and mix.",
+        )
 
     # ------------------------------------------------------------------ base model
     def choose_base_folder(self) -> None:
@@ -265,8 +272,10 @@ class MainWindow(QMainWindow):
     def _generate_state(self, state: str) -> None:
         if state == GenerateState.GENERATING:
             self.shelf_vm.save_session()  # the stack that made the picture survives even a crash
-        icon = {GenerateState.LOADING: QStyle.StandardPixmap.SP_BrowserReload,
-                GenerateState.READY: QStyle.StandardPixmap.SP_DialogApplyButton}
+        icon = {
+            GenerateState.LOADING: QStyle.StandardPixmap.SP_BrowserReload,
+            GenerateState.READY: QStyle.StandardPixmap.SP_DialogApplyButton,
+        }
         if state in icon:
             self.base_icon.setPixmap(self.style().standardIcon(icon[state]).pixmap(16, 16))
             self.base_icon.show()
@@ -286,7 +295,8 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.train_vm.state == TrainState.RUNNING:
             answer = QMessageBox.question(
-                self, "Training is running",
+                self,
+                "Training is running",
                 "Stop training and quit? A checkpoint is saved so you can resume later.",
             )
             if answer != QMessageBox.StandardButton.Yes:
@@ -298,5 +308,3 @@ class MainWindow(QMainWindow):
         self.shelf_vm.save_session()
         self.generate_vm.shutdown()
         event.accept()
-
-

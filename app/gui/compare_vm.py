@@ -210,7 +210,7 @@ class CompareViewModel(QObject):
         return int(labels[x].split()[1])
 
     def keep(self, x: int, y: int = 0, z: int = 0) -> str:
-        """"Keep this one": column ``x``'s checkpoint becomes the style's adapter file; returns its path."""
+        """ "Keep this one": column ``x``'s checkpoint becomes the style's adapter file; returns its path."""
         step = self.checkpoint_step(x)
         if step is None:
             return ""

@@ -142,9 +142,13 @@ class AdapterFoldersDialog(QDialog):
         row.addWidget(remove)
         row.addStretch(1)
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("Besides your own styles and the bundled examples, the shelf lists the adapters in "
-                                "these folders\n(a team share, or another tool's LoRA folder such as ComfyUI's "
-                                "models/loras). Files there are never moved or deleted."))
+        layout.addWidget(
+            QLabel(
+                "Besides your own styles and the bundled examples, the shelf lists the adapters in "
+                "these folders\n(a team share, or another tool's LoRA folder such as ComfyUI's "
+                "models/loras). Files there are never moved or deleted."
+            )
+        )
         layout.addWidget(self.list)
         layout.addLayout(row)
         layout.addWidget(buttons)

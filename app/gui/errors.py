@@ -33,8 +33,10 @@ def describe_exception(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, UserError):
         # The message says what to do; technical figures (sizes, offsets, stderr) wait under "Details".
         return str(exc), (f"{exc.details}\n\n{trace}" if exc.details else trace)
-    return (f"Something went wrong that StyleShelf did not expect ({type(exc).__name__}). Try again; if it "
-            "happens again, copy the Details into a bug report."), f"{type(exc).__name__}: {exc}\n\n{trace}"
+    return (
+        f"Something went wrong that StyleShelf did not expect ({type(exc).__name__}). Try again; if it "
+        "happens again, copy the Details into a bug report."
+    ), f"{type(exc).__name__}: {exc}\n\n{trace}"
 
 
 class ErrorBanner(QFrame):

@@ -81,8 +81,10 @@ class GalleryModel(QAbstractListModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return tile_text(self.params_of(img), img.seed)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return (f"{full_text(self.params_of(img), img.seed, Path(img.path).name)}\n"
-                    "Double-click to enlarge, right-click for more")
+            return (
+                f"{full_text(self.params_of(img), img.seed, Path(img.path).name)}\n"
+                "Double-click to enlarge, right-click for more"
+            )
         if role == ImageRole:
             return img
         return None
@@ -121,8 +123,11 @@ class ImageViewer(QDialog):
         pix = QPixmap(path)
         # Tiny models make 64 px images: show them big with crisp pixels, not a postage stamp.
         if not pix.isNull() and pix.width() < 384:
-            pix = pix.scaled(pix.size() * (512 // max(pix.width(), 1)), Qt.AspectRatioMode.KeepAspectRatio,
-                             Qt.TransformationMode.FastTransformation)
+            pix = pix.scaled(
+                pix.size() * (512 // max(pix.width(), 1)),
+                Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.FastTransformation,
+            )
         label.setPixmap(pix)
         label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         scroll = QScrollArea()

@@ -32,9 +32,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.engine import facade
+from app.gui.file_dialogs import ask_save_path
 from app.gui.gallery import GalleryView, ImageRole, ImageViewer
 from app.gui.generate_vm import MAX_SEED, GenerateState, GenerateViewModel
-from app.gui.file_dialogs import ask_save_path
 from app.gui.image_info import full_text
 from app.gui.input_image_panel import attach_input_panel
 from app.gui.number_box import fit_to_setting, show_value
@@ -95,13 +95,16 @@ class GenerateTab(QWidget):
         self.seed.setToolTip(settings["seed"].help)
         self.seed.textEdited.connect(lambda t: self._set("seed", min(int(t), MAX_SEED)) if t.isdigit() else None)
         dice = QToolButton()
-        dice.setIcon(QIcon.fromTheme("media-playlist-shuffle",
-                                     self.style().standardIcon(QStyle.StandardPixmap.SP_BrowserReload)))
+        dice.setIcon(
+            QIcon.fromTheme("media-playlist-shuffle", self.style().standardIcon(QStyle.StandardPixmap.SP_BrowserReload))
+        )
         dice.setToolTip("New random seed")
         dice.clicked.connect(vm.roll_seed)
         self.lock = QCheckBox("Lock")
-        self.lock.setToolTip("Keep this seed for the next images. Lock it when comparing styles; unlock it to "
-                             "explore (a new random seed each time)")
+        self.lock.setToolTip(
+            "Keep this seed for the next images. Lock it when comparing styles; unlock it to "
+            "explore (a new random seed each time)"
+        )
         self.lock.toggled.connect(vm.set_seed_locked)
         seed_row = QHBoxLayout()
         seed_row.addWidget(self.seed, 1)
@@ -343,8 +346,9 @@ class GenerateTab(QWidget):
         card = self.shelf_vm.model.item(row).card
         dialog = EditAdapterDialog(card.title, card.trigger, self.selected_gallery_image(), self)
         if dialog.exec():
-            self.shelf_vm.edit(path, title=dialog.title(), trigger=dialog.trigger(),
-                               thumbnail_image=dialog.thumbnail() or None)
+            self.shelf_vm.edit(
+                path, title=dialog.title(), trigger=dialog.trigger(), thumbnail_image=dialog.thumbnail() or None
+            )
 
     def thumbnail_from_gallery(self, path: str) -> None:
         image = self.selected_gallery_image()

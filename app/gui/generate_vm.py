@@ -275,8 +275,9 @@ class GenerateViewModel(QObject):
         self.last_results = results
         self._set_state(GenerateState.READY)
         took = time.monotonic() - self._started_at
-        self.message.emit("Cancelled." if self._cancelled
-                          else f"Done in {took:.1f} s · saved in {facade.gallery_dir()}")
+        self.message.emit(
+            "Cancelled." if self._cancelled else f"Done in {took:.1f} s · saved in {facade.gallery_dir()}"
+        )
         self.finished.emit(self._cancelled)
 
     @Slot(str, str)

@@ -12,7 +12,7 @@ def _number(value: float) -> str:
 
 
 def styles_text(params: Any, *, empty: str = "no style") -> str:
-    """"Ink 0.6 + Pastel −0.3": the enabled adapters with their strengths, in stack order."""
+    """ "Ink 0.6 + Pastel −0.3": the enabled adapters with their strengths, in stack order."""
     parts = []
     for entry in getattr(params, "stack", None) or []:
         if not getattr(entry, "enabled", True):
@@ -27,7 +27,7 @@ def styles_text(params: Any, *, empty: str = "no style") -> str:
 
 
 def run_text(params: Any, seed: int) -> str:
-    """"seed 42 · 20 steps · Euler a" (the sampler last: it is the part a narrow tile cuts off)."""
+    """ "seed 42 · 20 steps · Euler a" (the sampler last: it is the part a narrow tile cuts off)."""
     if params is None:
         return f"seed {seed}"
     return f"seed {seed} · {params.steps} steps · {params.sampler}"

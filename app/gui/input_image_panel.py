@@ -14,7 +14,6 @@ from pathlib import Path
 from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QStyle,
     QCheckBox,
     QComboBox,
     QFileDialog,
@@ -25,6 +24,7 @@ from PySide6.QtWidgets import (
     QSlider,
     QSpinBox,
     QSplitter,
+    QStyle,
     QVBoxLayout,
     QWidget,
 )
@@ -42,8 +42,11 @@ class InputImagePanel(QWidget):
         self._updating = False
 
         # ---- text-to-image row
-        self.pick_button = _button("Restyle a picture…", self.pick_picture,
-                                   "Image to image: start from your own picture (or drop / paste one on the preview)")
+        self.pick_button = _button(
+            "Restyle a picture…",
+            self.pick_picture,
+            "Image to image: start from your own picture (or drop / paste one on the preview)",
+        )
         self.batch_button = _button("Batch restyle…", self.pick_batch,
                                     "Restyle a whole folder: every picture with the same styles, prompt and strength; "
                                     "each output is named after its input")  # fmt: skip
@@ -64,8 +67,9 @@ class InputImagePanel(QWidget):
         # ---- image-to-image view
         self.title = QLabel()
         self.title.setObjectName("Heading")
-        self.back_button = _button("Text to image", model.back_to_text,
-                                   "Stop using the input picture: generate from the prompt alone")
+        self.back_button = _button(
+            "Text to image", model.back_to_text, "Stop using the input picture: generate from the prompt alone"
+        )
         # A theme icon, not a "✕" glyph: many common fonts draw dingbats as empty boxes.
         self.back_button.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_DialogCloseButton))
         head = QHBoxLayout()
@@ -96,9 +100,14 @@ class InputImagePanel(QWidget):
         self.erase.setToolTip("Paint to keep instead of to redraw (right-drag always erases)")
         self.erase.toggled.connect(lambda on: setattr(self.canvas, "erase", bool(on)))
         tools = QHBoxLayout()
-        for widget in (QLabel("Brush"), self.brush, self.erase, None,
-                       _button("Clear", model.clear_mask, "Remove the mask: restyle the whole picture"),
-                       _button("Invert", model.invert_mask, "Redraw everything except what is painted")):
+        for widget in (
+            QLabel("Brush"),
+            self.brush,
+            self.erase,
+            None,
+            _button("Clear", model.clear_mask, "Remove the mask: restyle the whole picture"),
+            _button("Invert", model.invert_mask, "Redraw everything except what is painted"),
+        ):
             tools.addWidget(widget) if widget is not None else tools.addStretch(1)
 
         self.mask_blur = QSpinBox()

@@ -181,4 +181,3 @@ def _any_painted(grey: QImage) -> bool:
 
     rows = np.frombuffer(grey.constBits(), dtype=np.uint8, count=grey.sizeInBytes())
     return bool(rows.reshape(grey.height(), grey.bytesPerLine())[:, : grey.width()].any())  # rows are padded
-

@@ -19,8 +19,12 @@ def tile_pixmap(path: str, height: int = TILE_HEIGHT) -> QPixmap:
         return pix
     if pix.height() < height:
         factor = max(1, height // pix.height())
-        return pix.scaled(pix.width() * factor, pix.height() * factor, Qt.AspectRatioMode.KeepAspectRatio,
-                          Qt.TransformationMode.FastTransformation)
+        return pix.scaled(
+            pix.width() * factor,
+            pix.height() * factor,
+            Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.FastTransformation,
+        )
     return pix.scaledToHeight(height, Qt.TransformationMode.SmoothTransformation)
 
 
@@ -43,8 +47,10 @@ class SampleTile(QFrame):
         layout.addWidget(self.image)
         layout.addWidget(self.step_label)
         layout.addWidget(self.caption)
-        self.setToolTip(f"Step {step}\n“{prompt}”\nLeft: the base model · right: with the adapter (same seed)\n"
-                        "Right-click to make it the style's shelf picture")
+        self.setToolTip(
+            f"Step {step}\n“{prompt}”\nLeft: the base model · right: with the adapter (same seed)\n"
+            "Right-click to make it the style's shelf picture"
+        )
 
 
 class SampleStrip(QScrollArea):

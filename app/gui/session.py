@@ -21,8 +21,17 @@ HISTORY_LIMIT = 20
 # preview_every: those are not on the form).
 _NUMBER, _WHOLE, _SIZE = (int, float), (int,), (int, type(None))
 GENERATE_FIELDS: dict[str, tuple[type, ...]] = {
-    "prompt": (str,), "negative": (str,), "seed": _SIZE, "steps": _WHOLE, "guidance": _NUMBER, "width": _SIZE,
-    "height": _SIZE, "sampler": (str,), "batch_count": _WHOLE, "insert_triggers": (bool,), "seed_locked": (bool,),
+    "prompt": (str,),
+    "negative": (str,),
+    "seed": _SIZE,
+    "steps": _WHOLE,
+    "guidance": _NUMBER,
+    "width": _SIZE,
+    "height": _SIZE,
+    "sampler": (str,),
+    "batch_count": _WHOLE,
+    "insert_triggers": (bool,),
+    "seed_locked": (bool,),
 }
 
 

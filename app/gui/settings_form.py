@@ -90,8 +90,10 @@ class SettingsForm(QWidget):
             return check
         if tp is int and not optional:
             spin = QSpinBox()
-            spin.setRange(int(s.minimum) if s.minimum is not None else -INT_LIMIT,
-                          int(s.maximum) if s.maximum is not None else INT_LIMIT)
+            spin.setRange(
+                int(s.minimum) if s.minimum is not None else -INT_LIMIT,
+                int(s.maximum) if s.maximum is not None else INT_LIMIT,
+            )
             if s.step:
                 spin.setSingleStep(int(s.step))
             spin.setAccelerated(True)
@@ -102,8 +104,9 @@ class SettingsForm(QWidget):
             small = s.default not in (None, 0) and abs(float(s.default)) < 0.01
             # Learning rates live around 1e-4: show enough decimals and step by a fraction of the default.
             spin.setDecimals(7 if small else 3)
-            spin.setRange(float(s.minimum) if s.minimum is not None else -1e9,
-                          float(s.maximum) if s.maximum is not None else 1e9)
+            spin.setRange(
+                float(s.minimum) if s.minimum is not None else -1e9, float(s.maximum) if s.maximum is not None else 1e9
+            )
             spin.setSingleStep(s.step or (10 ** math.floor(math.log10(abs(float(s.default)))) if small else 0.05))
             spin.valueChanged.connect(lambda v: self._changed(name, float(v)))
             return spin

@@ -97,8 +97,9 @@ class ShelfCard(QFrame):
         # "strength_clip". It follows the weight until the user sets it.
         self.text_label = QLabel("text encoder")
         self.text_label.setObjectName("Muted")
-        self.text_spin = _strength_box("Strength of the adapter's text-encoder part (follows the strength until you "
-                                       "set it)")
+        self.text_spin = _strength_box(
+            "Strength of the adapter's text-encoder part (follows the strength until you set it)"
+        )
         self.text_spin.valueChanged.connect(lambda v: self._emit_text_weight(float(v)))
 
         top = QHBoxLayout()
@@ -135,8 +136,9 @@ class ShelfCard(QFrame):
         self.trigger.setText(f"trigger: {card.trigger}" if card.trigger else "no trigger word")
         pix = QPixmap()
         if card.thumbnail_png and pix.loadFromData(card.thumbnail_png):
-            self.thumb.setPixmap(pix.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
-                                            Qt.TransformationMode.SmoothTransformation))
+            self.thumb.setPixmap(
+                pix.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+            )
         else:
             self.thumb.setPixmap(_placeholder(card.title))
         self.badge.setText(FAMILY_LABELS.get(card.family, card.family or "?"))

@@ -53,8 +53,9 @@ class LiveShelf(QObject):
         if gone:
             self.vm.message.emit(f"Gone from the shelf folder: {', '.join(Path(p).name for p in gone)}")
         if adapters:
-            run_in_background(lambda: facade.adapter_cards(adapters), lambda cards: self._cards(cards, changed),
-                              lambda exc: None)  # fmt: skip  (a file that cannot be read gets a card with the reason)
+            run_in_background(
+                lambda: facade.adapter_cards(adapters), lambda cards: self._cards(cards, changed), lambda exc: None
+            )  # fmt: skip  (a file that cannot be read gets a card with the reason)
 
     def _cards(self, cards: list, changed: list[str]) -> None:
         new, updated = [], []

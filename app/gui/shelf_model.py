@@ -57,8 +57,12 @@ class ShelfModel(QAbstractListModel):
         """Replace the cards, keeping toggles/weights/order of adapters already on the shelf."""
         old = {item.card.path: item for item in self._items}
         order = {item.card.path: i for i, item in enumerate(self._items)}
-        items = [ShelfItem(c, old[c.path].enabled, old[c.path].weight, old[c.path].text_encoder_weight)
-                 if c.path in old else ShelfItem(c) for c in cards]
+        items = [
+            ShelfItem(c, old[c.path].enabled, old[c.path].weight, old[c.path].text_encoder_weight)
+            if c.path in old
+            else ShelfItem(c)
+            for c in cards
+        ]
         items.sort(key=lambda it: (order.get(it.card.path, len(order)), it.card.title.lower()))
         self.beginResetModel()
         self._items = items
@@ -117,8 +121,14 @@ class ShelfModel(QAbstractListModel):
     def stack_entries(self) -> list:
         """The stack in shelf order (every adapter, enabled or not; disabled ones change nothing)."""
         return [
-            StackEntry(path=it.card.path, enabled=it.enabled, weight=it.weight, name=it.card.title,
-                       sha256=it.card.sha256, text_encoder_weight=it.text_encoder_weight)
+            StackEntry(
+                path=it.card.path,
+                enabled=it.enabled,
+                weight=it.weight,
+                name=it.card.title,
+                sha256=it.card.sha256,
+                text_encoder_weight=it.text_encoder_weight,
+            )
             for it in self._items
             if it.enabled
         ]
@@ -157,8 +167,17 @@ class ShelfModel(QAbstractListModel):
 
     def state(self) -> list[StackEntry]:
         """Every card in shelf order with its toggle and strengths (what a restart brings back)."""
-        return [StackEntry(path=it.card.path, enabled=it.enabled, weight=it.weight, name=it.card.title,
-                           sha256=it.card.sha256, text_encoder_weight=it.text_encoder_weight) for it in self._items]
+        return [
+            StackEntry(
+                path=it.card.path,
+                enabled=it.enabled,
+                weight=it.weight,
+                name=it.card.title,
+                sha256=it.card.sha256,
+                text_encoder_weight=it.text_encoder_weight,
+            )
+            for it in self._items
+        ]
 
     def restore_state(self, entries: list) -> None:
         """Bring back a saved ``state()``: toggles, strengths and the order of the cards still on the shelf;

@@ -75,7 +75,8 @@ class ShelfPanel(QWidget):
         self.total_label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         self.total_label.setToolTip(
             "The sum of the enabled styles' strengths. Stacked styles add up: with a sum well above 1 they tend "
-            "to wipe out the subject. Lower the strengths so they sum to about 1, then adjust to taste.")
+            "to wipe out the subject. Lower the strengths so they sum to about 1, then adjust to taste."
+        )
 
         self.list_holder = QWidget()
         self.list_layout = QVBoxLayout(self.list_holder)
@@ -136,8 +137,9 @@ class ShelfPanel(QWidget):
             card = self.cards.get(self.model.item(row).card.path)
             if card is not None:
                 card.set_card(idx.data(CardRole))
-                card.set_state(idx.data(EnabledRole), idx.data(WeightRole), idx.data(MismatchRole),
-                               idx.data(TextWeightRole))
+                card.set_state(
+                    idx.data(EnabledRole), idx.data(WeightRole), idx.data(MismatchRole), idx.data(TextWeightRole)
+                )
 
     def update_total(self) -> None:
         on = sum(1 for it in self.model.items() if it.enabled)
@@ -195,8 +197,11 @@ class ShelfPanel(QWidget):
 
     def _remove(self, path: str) -> None:
         answer = QMessageBox.question(
-            self, "Remove style", f"Delete {Path(path).name} from your shelf folder? This cannot be undone.",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Cancel,
+            self,
+            "Remove style",
+            f"Delete {Path(path).name} from your shelf folder? This cannot be undone.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
         )
         if answer == QMessageBox.StandardButton.Yes:
             self.vm.remove(path)

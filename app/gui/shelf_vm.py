@@ -121,8 +121,9 @@ class ShelfViewModel(QObject):
             self.message.emit(f"Removed {Path(path).name}")
 
     def edit(self, path: str, *, title: str, trigger: str, thumbnail_image: str | None = None) -> None:
-        card = self._guard(facade.edit_adapter_metadata, path, title=title, trigger=trigger,
-                           thumbnail_image=thumbnail_image)
+        card = self._guard(
+            facade.edit_adapter_metadata, path, title=title, trigger=trigger, thumbnail_image=thumbnail_image
+        )
         if card is not None:
             self.model.add_card(card)
 

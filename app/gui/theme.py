@@ -55,8 +55,12 @@ QCheckBox::indicator:disabled { border-color: palette(mid); }
 
 
 def style_sheet(dark: bool) -> str:
-    return _STYLE % {"accent": ACCENT, "warning": WARNING, "warning_text": WARNING_TEXT[dark],
-                     "check": (ICONS / "check.svg").as_posix()}
+    return _STYLE % {
+        "accent": ACCENT,
+        "warning": WARNING,
+        "warning_text": WARNING_TEXT[dark],
+        "check": (ICONS / "check.svg").as_posix(),
+    }
 
 
 def system_prefers_dark() -> bool:

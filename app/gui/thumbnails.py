@@ -60,7 +60,6 @@ class ThumbnailCache(QObject):
         self._pixmaps.clear()
         self._pending.clear()
 
-
     # A decorated slot on a UI-thread QObject: the pool thread's signal is queued to the UI thread.
     # (A lambda or plain function here would run in the pool thread, and PySide6 then corrupts
     # refcounts: "bool_dealloc" at exit.)

@@ -151,7 +151,9 @@ class TrainRunner(QObject):
 
     def _on_error(self, error: QProcess.ProcessError) -> None:
         if error == QProcess.ProcessError.FailedToStart:
-            self.failed.emit("Could not start the training process.", self._process.errorString() if self._process else "")
+            self.failed.emit(
+                "Could not start the training process.", self._process.errorString() if self._process else ""
+            )
 
     def _on_finished(self, exit_code: int, exit_status: QProcess.ExitStatus) -> None:
         if self._buffer.strip():

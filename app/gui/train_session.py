@@ -79,8 +79,11 @@ def show_earlier_samples(vm: TrainViewModel, adapter_out: str, up_to_step: int) 
 
 
 def _storable(value: Any) -> bool:
-    return value is None or isinstance(value, (bool, int, float, str)) or (
-        isinstance(value, list) and all(isinstance(v, str) for v in value))
+    return (
+        value is None
+        or isinstance(value, (bool, int, float, str))
+        or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+    )
 
 
 def _same_kind(value: Any, default: Any) -> bool:

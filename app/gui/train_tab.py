@@ -31,8 +31,10 @@ from app.gui.sample_strip import SampleStrip
 from app.gui.settings_form import SettingsForm
 from app.gui.train_vm import TrainState, TrainViewModel
 
-_DROP_HINT = ("Drop a folder (or images) here\n\nCaptions come from .txt files beside the images\n"
-              "and can be edited by double-clicking them.")
+_DROP_HINT = (
+    "Drop a folder (or images) here\n\nCaptions come from .txt files beside the images\n"
+    "and can be edited by double-clicking them."
+)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
 
@@ -99,8 +101,10 @@ class TrainTab(QWidget):
         self.preset_combo.addItem("Custom", "")
         for name in vm.presets:
             self.preset_combo.addItem(name.capitalize(), name)
-        self.preset_combo.setToolTip("Fast style: a quick first look. Quality style: longer, bigger, smoother. "
-                                     "Demo model: what trained the bundled styles on the demo model.")
+        self.preset_combo.setToolTip(
+            "Fast style: a quick first look. Quality style: longer, bigger, smoother. "
+            "Demo model: what trained the bundled styles on the demo model."
+        )
         self.preset_combo.activated.connect(self._preset_chosen)
         vm.presetSuggested.connect(lambda name: self.preset_combo.setCurrentIndex(self.preset_combo.findData(name)))
         preset_row = QHBoxLayout()
@@ -124,8 +128,10 @@ class TrainTab(QWidget):
         self.start_button.setToolTip("Train the adapter in the background (Ctrl+Return)")
         self.start_button.clicked.connect(lambda: vm.start())
         self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop after the current step: the adapter so far goes on the shelf and a "
-                                      "checkpoint is kept, so Resume can continue")
+        self.cancel_button.setToolTip(
+            "Stop after the current step: the adapter so far goes on the shelf and a "
+            "checkpoint is kept, so Resume can continue"
+        )
         self.cancel_button.clicked.connect(vm.cancel)
         self.resume_button = QPushButton("Resume")
         self.resume_button.setToolTip("Continue the stopped run from its checkpoint (the loss curve goes on)")
@@ -263,9 +269,11 @@ class TrainTab(QWidget):
         adapter = self.vm.output_path
         if not adapter:
             return
-        run_in_background(lambda: facade.use_sample_as_thumbnail(adapter, sample),
-                          lambda _card: self.vm.adapterReady.emit(adapter),
-                          lambda exc: self.vm.errorRaised.emit(*describe_exception(exc)))
+        run_in_background(
+            lambda: facade.use_sample_as_thumbnail(adapter, sample),
+            lambda _card: self.vm.adapterReady.emit(adapter),
+            lambda exc: self.vm.errorRaised.emit(*describe_exception(exc)),
+        )
 
     def _value_changed(self, name: str) -> None:
         self.form.refresh(name or None)
@@ -281,10 +289,14 @@ class TrainTab(QWidget):
         self.grid.setVisible(has and not empty)
         advice, level = self.vm.dataset_advice()
         self.advice_label.setText(advice)
-        self.advice_label.setVisible(bool(advice) and level == facade.Level.WARNING and not empty)  # else the hint says it
+        self.advice_label.setVisible(
+            bool(advice) and level == facade.Level.WARNING and not empty
+        )  # else the hint says it
         if has:
             self.folder_label.setText(Path(self.vm.dataset.folder).name)
-            self.counts_label.setText(f"{usable} usable · {skipped} skipped" + ("  (hover a red badge for why)" if skipped else ""))
+            self.counts_label.setText(
+                f"{usable} usable · {skipped} skipped" + ("  (hover a red badge for why)" if skipped else "")
+            )
         self.drop_hint.setText(advice if empty else _DROP_HINT)
         self._refresh_buttons()
 
@@ -292,7 +304,9 @@ class TrainTab(QWidget):
         self.progress.setMaximum(max(total, 1))
         self.progress.setValue(step)
         if isinstance(it_s, (int, float)):
-            self.rate_label.setText(f"{it_s:.2f} steps/s · {format_eta(eta if isinstance(eta, (int, float)) else None)}")
+            self.rate_label.setText(
+                f"{it_s:.2f} steps/s · {format_eta(eta if isinstance(eta, (int, float)) else None)}"
+            )
         self._update_title()
 
     def _update_title(self) -> None:

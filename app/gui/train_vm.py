@@ -16,10 +16,18 @@ from PySide6.QtCore import QObject, Signal
 
 from app.engine import facade
 from app.engine.facade import (
-    CheckpointSaved, Error, Level, Log, Phase, Progress, SampleReady, TrainFinished, TrainSummary,
+    CheckpointSaved,
+    Error,
+    Level,
+    Log,
+    Phase,
+    Progress,
+    SampleReady,
+    TrainFinished,
+    TrainSummary,
 )
-from app.gui.background import run_in_background
 from app.gui import train_session
+from app.gui.background import run_in_background
 from app.gui.dataset_model import DatasetModel
 from app.gui.errors import describe_exception
 from app.gui.train_runner import TrainRunner, child_cwd
@@ -32,8 +40,7 @@ class TrainState(StrEnum):
     CANCELLING = "cancelling"  # Cancel asked; the child is saving
 
 
-_PHASES = {Phase.CACHE: "Preparing images", Phase.SAMPLE: "Drawing samples",
-           Phase.VALIDATE: "Checking what it learned"}
+_PHASES = {Phase.CACHE: "Preparing images", Phase.SAMPLE: "Drawing samples", Phase.VALIDATE: "Checking what it learned"}
 MIN_IMAGES = 5  # below this a style adapter mostly copies its few pictures
 # Where the app's form starts other than the engine's (CLI) defaults: the app always shows a few samples.
 _GUI_DEFAULTS = {"sample_count": 4}
@@ -183,13 +190,19 @@ class TrainViewModel(QObject):
             return "", None
         usable, skipped = self.dataset.usable_count(), self.dataset.skipped_count()
         if usable == 0 and skipped == 0:
-            return ("This folder has no pictures. Put 10–30 images of the style in it (PNG, JPEG or WebP; "
-                    "sub-folders count too), or choose another folder.", Level.WARNING)
+            return (
+                "This folder has no pictures. Put 10–30 images of the style in it (PNG, JPEG or WebP; "
+                "sub-folders count too), or choose another folder.",
+                Level.WARNING,
+            )
         if usable == 0:
             return (f"None of the {skipped} files can be used: hover a red badge to see why.", Level.WARNING)
         if usable < MIN_IMAGES:
-            return (f"Only {usable} usable image{'s' if usable != 1 else ''}: a style needs at least {MIN_IMAGES} "
-                    "(10–30 is better), or the adapter just copies these pictures.", Level.WARNING)
+            return (
+                f"Only {usable} usable image{'s' if usable != 1 else ''}: a style needs at least {MIN_IMAGES} "
+                "(10–30 is better), or the adapter just copies these pictures.",
+                Level.WARNING,
+            )
         return "", None
 
     def _scan_failed(self, exc: BaseException) -> None:
@@ -214,7 +227,11 @@ class TrainViewModel(QObject):
         if not ok:
             self.errorRaised.emit(why, "")
             return
-        out = self.output_path if resume and self.output_path else str(_unused(facade.new_adapter_path(self.adapter_name())))
+        out = (
+            self.output_path
+            if resume and self.output_path
+            else str(_unused(facade.new_adapter_path(self.adapter_name())))
+        )
         self.output_path = out
         if not resume:
             self.last_checkpoint = ""  # a fresh run starts its own checkpoint history
@@ -271,8 +288,9 @@ class TrainViewModel(QObject):
                 self.message.emit(f"{_PHASES.get(ev.phase, ev.phase.capitalize())}: {ev.step}/{ev.total}")
         elif isinstance(ev, SampleReady):
             self.samples.extend(ev.paths)
-            self.samplesReady.emit(ev.step, [(p, ev.prompts[i] if i < len(ev.prompts) else "")
-                                             for i, p in enumerate(ev.paths)])
+            self.samplesReady.emit(
+                ev.step, [(p, ev.prompts[i] if i < len(ev.prompts) else "") for i, p in enumerate(ev.paths)]
+            )
         elif isinstance(ev, CheckpointSaved):
             self.last_checkpoint = ev.path
             self.save_session()  # if the app dies now, the run can still be resumed after a restart
@@ -309,18 +327,24 @@ class TrainViewModel(QObject):
         steps = self.summary.steps or self.last_step
         total = self.summary.total_steps or self.total_steps
         killed = self.summary.killed_after_s
-        lead = (f"Training did not stop within {max(1, round(killed))} s of Cancel and was ended"
-                if killed is not None else "")
+        lead = (
+            f"Training did not stop within {max(1, round(killed))} s of Cancel and was ended"
+            if killed is not None
+            else ""
+        )
         where = f"step {steps} of {total}" if total else f"step {steps}"
         if saved_adapter:
             kept = "the adapter so far is on the shelf" + (
-                " and a checkpoint was kept — Resume continues" if self.last_checkpoint else "")
+                " and a checkpoint was kept — Resume continues" if self.last_checkpoint else ""
+            )
             return f"{lead or 'Stopped'} at {where}: {kept}."
         if self.last_checkpoint:
             checkpoint_step = _step_of(self.last_checkpoint)
             at = f"step {checkpoint_step}" if checkpoint_step is not None else "its last checkpoint"
-            return (f"{lead or 'Stopped'}: nothing new was saved; the checkpoint at {at} was kept — Resume "
-                    "continues from there.")
+            return (
+                f"{lead or 'Stopped'}: nothing new was saved; the checkpoint at {at} was kept — Resume "
+                "continues from there."
+            )
         if lead:
             return f"{lead}: nothing was saved."
         return "Stopped before the first step: nothing was saved."

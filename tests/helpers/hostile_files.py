@@ -180,7 +180,9 @@ def _loha(path: Path, good: Good) -> Path:
 def _vae(path: Path, good: Good) -> Path:
     import torch
 
-    return _save(path, {"encoder.conv_in.weight": torch.zeros(8, 3, 3, 3), "decoder.conv_out.weight": torch.zeros(3, 8, 3, 3)})
+    return _save(
+        path, {"encoder.conv_in.weight": torch.zeros(8, 3, 3, 3), "decoder.conv_out.weight": torch.zeros(3, 8, 3, 3)}
+    )
 
 
 def _mixed(t, good):
@@ -273,11 +275,24 @@ KINDS: list[Kind] = [
     # --- the container: not a safetensors file, or a damaged one -----------------------------------------
     Kind("empty", _text(b""), REFUSED_EVERYWHERE, "empty or truncated"),
     Kind("five-bytes", _text(b"\x05\x00\x00\x00\x00"), REFUSED_EVERYWHERE, "empty or truncated"),
-    Kind("header-longer-than-file", _bytes(lambda g: (4096).to_bytes(8, "little") + b"{}"),
-         REFUSED_EVERYWHERE, "ends inside its header"),  # fmt: skip
-    Kind("header-length-2^40", _bytes(lambda g: (2**40).to_bytes(8, "little") + b"{}"),
-         REFUSED_EVERYWHERE, "damaged or not a safetensors file"),  # fmt: skip
-    Kind("header-length-zero", _bytes(lambda g: bytes(8) + b"{}"), REFUSED_EVERYWHERE, "damaged or not a safetensors file"),
+    Kind(
+        "header-longer-than-file",
+        _bytes(lambda g: (4096).to_bytes(8, "little") + b"{}"),
+        REFUSED_EVERYWHERE,
+        "ends inside its header",
+    ),  # fmt: skip
+    Kind(
+        "header-length-2^40",
+        _bytes(lambda g: (2**40).to_bytes(8, "little") + b"{}"),
+        REFUSED_EVERYWHERE,
+        "damaged or not a safetensors file",
+    ),  # fmt: skip
+    Kind(
+        "header-length-zero",
+        _bytes(lambda g: bytes(8) + b"{}"),
+        REFUSED_EVERYWHERE,
+        "damaged or not a safetensors file",
+    ),
     Kind("cut-inside-header", _bytes(lambda g: g.blob[:200]), REFUSED_EVERYWHERE, "truncated"),
     Kind("cut-inside-tensors", _bytes(lambda g: g.blob[:-100]), REFUSED_EVERYWHERE, "truncated"),
     Kind("nested-json-2kb", _nested_array, REFUSED_EVERYWHERE, "nested too deeply"),
@@ -287,34 +302,78 @@ KINDS: list[Kind] = [
     Kind("header-is-a-list", _header(b"[1, 2, 3]"), REFUSED_EVERYWHERE, "not a JSON object"),
     Kind("metadata-is-a-list", _header(_json({"__metadata__": [1, 2]})), REFUSED_EVERYWHERE, "metadata"),
     Kind("metadata-not-strings", _header(_json({"__metadata__": {"a": {"b": 1}}})), REFUSED_EVERYWHERE, "metadata"),
-    Kind("entry-without-dtype", _header(_json({"lora_unet_x.lora_down.weight": {"shape": [1], "data_offsets": [0, 4]}}), _F4),
-         REFUSED_EVERYWHERE, "malformed header entry"),  # fmt: skip
+    Kind(
+        "entry-without-dtype",
+        _header(_json({"lora_unet_x.lora_down.weight": {"shape": [1], "data_offsets": [0, 4]}}), _F4),
+        REFUSED_EVERYWHERE,
+        "malformed header entry",
+    ),  # fmt: skip
     Kind("unknown-dtype", _header(_lora_header(dtype="F128"), _F4), REFUSED_EVERYWHERE, "malformed header entry"),
     Kind("negative-shape", _header(_lora_header(shape=[-1]), _F4), REFUSED_EVERYWHERE, "malformed header entry"),
     Kind("size-not-shape", _header(_lora_header(shape=[2]), _F4), REFUSED_EVERYWHERE, "does not match its shape"),
     Kind("offsets-reversed", _header(_lora_header(offsets=[4, 0]), _F4), REFUSED_EVERYWHERE, "malformed header entry"),
     Kind("float-shape", _header(_lora_header(shape=[1.5]), _F4), REFUSED_EVERYWHERE, "malformed header entry"),
-    Kind("5000-digit-number", _header(b'{"lora_unet_x.lora_down.weight": {"dtype": "F32", "shape": [' + b"9" * 5000 + b"]}}"),
-         REFUSED_EVERYWHERE, "malformed"),  # fmt: skip
-    Kind("offset-1e400", _header(b'{"lora_unet_x.lora_down.weight": {"dtype": "F32", "shape": [1], "data_offsets": [0, 1e400]}}', _F4),
-         REFUSED_EVERYWHERE, "malformed header entry"),  # fmt: skip
-    Kind("overlapping-tensors", _header(_json({"lora_unet_x.lora_down.weight": _entry(shape=[2, 1], offsets=[0, 8]),
-                                               "lora_unet_x.lora_up.weight": _entry(shape=[1, 2], offsets=[4, 12])}), _F4 * 3),
-         REFUSED_EVERYWHERE, "overlaps"),  # fmt: skip
-    Kind("hole-between-tensors", _header(_json({"lora_unet_x.lora_down.weight": _entry(offsets=[4, 8])}), _F4 * 2),
-         REFUSED_EVERYWHERE, "hole"),  # fmt: skip
-    Kind("bytes-after-tensors", _bytes(lambda g: g.blob + b"PK\x03\x04 a second file hides here"),
-         REFUSED_EVERYWHERE, "unexplained bytes"),  # fmt: skip
+    Kind(
+        "5000-digit-number",
+        _header(b'{"lora_unet_x.lora_down.weight": {"dtype": "F32", "shape": [' + b"9" * 5000 + b"]}}"),
+        REFUSED_EVERYWHERE,
+        "malformed",
+    ),  # fmt: skip
+    Kind(
+        "offset-1e400",
+        _header(b'{"lora_unet_x.lora_down.weight": {"dtype": "F32", "shape": [1], "data_offsets": [0, 1e400]}}', _F4),
+        REFUSED_EVERYWHERE,
+        "malformed header entry",
+    ),  # fmt: skip
+    Kind(
+        "overlapping-tensors",
+        _header(
+            _json(
+                {
+                    "lora_unet_x.lora_down.weight": _entry(shape=[2, 1], offsets=[0, 8]),
+                    "lora_unet_x.lora_up.weight": _entry(shape=[1, 2], offsets=[4, 12]),
+                }
+            ),
+            _F4 * 3,
+        ),
+        REFUSED_EVERYWHERE,
+        "overlaps",
+    ),  # fmt: skip
+    Kind(
+        "hole-between-tensors",
+        _header(_json({"lora_unet_x.lora_down.weight": _entry(offsets=[4, 8])}), _F4 * 2),
+        REFUSED_EVERYWHERE,
+        "hole",
+    ),  # fmt: skip
+    Kind(
+        "bytes-after-tensors",
+        _bytes(lambda g: g.blob + b"PK\x03\x04 a second file hides here"),
+        REFUSED_EVERYWHERE,
+        "unexplained bytes",
+    ),  # fmt: skip
     Kind("header-of-20mb", _huge_header, REFUSED_EVERYWHERE, "far beyond any real file"),
     Kind("pickle-renamed", _pickle, REFUSED_EVERYWHERE, "is a Python pickle"),
     Kind("torch-zip-renamed", _zip, REFUSED_EVERYWHERE, "is a zip archive"),
-    Kind("html-error-page", _text(b"<!DOCTYPE html><html><body>403 Forbidden</body></html>"), REFUSED_EVERYWHERE, "web page"),
-    Kind("git-lfs-pointer", _text(b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n"),
-         REFUSED_EVERYWHERE, "Git LFS pointer"),  # fmt: skip
+    Kind(
+        "html-error-page",
+        _text(b"<!DOCTYPE html><html><body>403 Forbidden</body></html>"),
+        REFUSED_EVERYWHERE,
+        "web page",
+    ),
+    Kind(
+        "git-lfs-pointer",
+        _text(b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n"),
+        REFUSED_EVERYWHERE,
+        "Git LFS pointer",
+    ),  # fmt: skip
     # Not there as a file: generation leaves it out with a warning, like a style that vanished from a team share
     # (the team-shelf rule: a missing file never breaks generation); everything else refuses it.
-    Kind("folder-named-safetensors", _folder, {**REFUSED_EVERYWHERE, "scan": "absent", "generate": "image"},
-         "is a folder"),  # fmt: skip
+    Kind(
+        "folder-named-safetensors",
+        _folder,
+        {**REFUSED_EVERYWHERE, "scan": "absent", "generate": "image"},
+        "is a folder",
+    ),  # fmt: skip
     Kind("broken-symlink", _broken_link, {**REFUSED_EVERYWHERE, "generate": "image"}, "broken link|does not exist"),
     # --- a valid container, but not a LoRA we can apply --------------------------------------------------
     Kind("int32-weights", _variant(_set_dtype("int32")), REFUSED_EVERYWHERE, r"is I32; LoRA weights must be float32"),
@@ -332,15 +391,36 @@ KINDS: list[Kind] = [
     Kind("nan-in-weights", _variant(_nan), _NOT_ADAPTER, "NaN or Inf"),
     Kind("inf-alpha", _variant(_alpha(math.inf)), _NOT_ADAPTER, "NaN or Inf"),
     Kind("peft-metadata-not-json", _peft_bad_metadata, _NOT_ADAPTER, "not valid JSON"),
-    Kind("alpha-3e38", _variant(_alpha(3e38)), {"inspect": "warn", "import": "refused", "scan": "listed", "generate": "refused"},
-         "absurd scale"),  # fmt: skip
-    Kind("alpha-zero", _variant(_alpha(0.0)), {"inspect": "warn", "import": "imported", "scan": "listed", "generate": "image"},
-         "changes nothing"),  # fmt: skip
-    Kind("rank-wider-than-layer", _variant(_wide_rank), {"inspect": "warn", "import": "imported", "scan": "listed", "generate": "image"},
-         "rank wider than their layer"),  # fmt: skip
-    Kind("for-another-model", _variant(_other_model), {"inspect": "ok", "import": "imported", "scan": "listed", "generate": "refused"},
-         ""),  # fmt: skip
-    Kind("shape-misfit", _variant(_misfit), {"inspect": "ok", "import": "imported", "scan": "listed", "generate": "refused"}, ""),
+    Kind(
+        "alpha-3e38",
+        _variant(_alpha(3e38)),
+        {"inspect": "warn", "import": "refused", "scan": "listed", "generate": "refused"},
+        "absurd scale",
+    ),  # fmt: skip
+    Kind(
+        "alpha-zero",
+        _variant(_alpha(0.0)),
+        {"inspect": "warn", "import": "imported", "scan": "listed", "generate": "image"},
+        "changes nothing",
+    ),  # fmt: skip
+    Kind(
+        "rank-wider-than-layer",
+        _variant(_wide_rank),
+        {"inspect": "warn", "import": "imported", "scan": "listed", "generate": "image"},
+        "rank wider than their layer",
+    ),  # fmt: skip
+    Kind(
+        "for-another-model",
+        _variant(_other_model),
+        {"inspect": "ok", "import": "imported", "scan": "listed", "generate": "refused"},
+        "",
+    ),  # fmt: skip
+    Kind(
+        "shape-misfit",
+        _variant(_misfit),
+        {"inspect": "ok", "import": "imported", "scan": "listed", "generate": "refused"},
+        "",
+    ),
 ]
 
 

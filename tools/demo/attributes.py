@@ -85,22 +85,34 @@ class CaptionTable:
         # starts with random whole words, so the model learns to draw the scene whatever precedes it.
         rng = random.Random(seed)
         words = prefix_words(tokenizer)
-        texts = [f"{' '.join(rng.sample(words, rng.randint(1, 2)))}, {s.caption()}" if rng.random() < prefixed_share
-                 else s.caption() for s in scenes]
+        texts = [
+            f"{' '.join(rng.sample(words, rng.randint(1, 2)))}, {s.caption()}"
+            if rng.random() < prefixed_share
+            else s.caption()
+            for s in scenes
+        ]
         scene_of = dict(zip(texts, scenes))
         vocab = sorted(scene_of) + [""]
         ids = tokenizer(vocab, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
         labels = torch.tensor([scene_labels(scene_of.get(c)) for c in vocab])
         row = {c: i for i, c in enumerate(vocab)}
-        return cls(ids, labels, whole_caption_mask(ids, tokenizer.eos_token_id),
-                   torch.tensor([row[t] for t in texts]), row[""])
+        return cls(
+            ids, labels, whole_caption_mask(ids, tokenizer.eos_token_id), torch.tensor([row[t] for t in texts]), row[""]
+        )
 
 
 def prefix_words(tokenizer) -> list[str]:
     """Whole lower-case words of the CLIP vocabulary (4–10 letters), minus the scene words: the prefix pool."""
     scene_words = {*COLOURS, *SHAPES, *SIZES, "background"}
-    return sorted(w[:-4] for w in tokenizer.get_vocab() if w.endswith("</w>") and w[:-4].isalpha()
-                  and w[:-4].islower() and 4 <= len(w) - 4 <= 10 and w[:-4] not in scene_words)
+    return sorted(
+        w[:-4]
+        for w in tokenizer.get_vocab()
+        if w.endswith("</w>")
+        and w[:-4].isalpha()
+        and w[:-4].islower()
+        and 4 <= len(w) - 4 <= 10
+        and w[:-4] not in scene_words
+    )
 
 
 def pretrain_text(text_encoder, heads: AttributeHeads, table: CaptionTable, *, steps: int, seed: int, log) -> None:

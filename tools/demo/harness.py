@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tools.demo.scenes import COLOURS, SHAPES, Scene
 from app.engine.paths import DEMO_MODEL_DIR
+from tools.demo.scenes import COLOURS, SHAPES, Scene
 
 DEFAULT_SAMPLER = "DPM++ 2M"
 
@@ -27,8 +27,16 @@ def load_demo_pipeline(model_dir: str | Path = DEMO_MODEL_DIR, sampler: str = DE
     return pipe
 
 
-def draw(pipe: Any, prompts: list[str], seeds: list[int], *, steps: int = 20, guidance: float = 7.0,
-         size: int = 64, chunk: int = 32) -> list[Any]:
+def draw(
+    pipe: Any,
+    prompts: list[str],
+    seeds: list[int],
+    *,
+    steps: int = 20,
+    guidance: float = 7.0,
+    size: int = 64,
+    chunk: int = 32,
+) -> list[Any]:
     """One PIL image per (prompt, seed), prompt-major; each image's noise depends only on its seed."""
     import torch
 
@@ -38,8 +46,14 @@ def draw(pipe: Any, prompts: list[str], seeds: list[int], *, steps: int = 20, gu
         for i in range(0, len(jobs), chunk):
             part = jobs[i : i + chunk]
             gens = [torch.Generator().manual_seed(s) for _, s in part]
-            out = pipe([p for p, _ in part], generator=gens, num_inference_steps=steps, guidance_scale=guidance,
-                       height=size, width=size)
+            out = pipe(
+                [p for p, _ in part],
+                generator=gens,
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                height=size,
+                width=size,
+            )
             images.extend(out.images)
     return images
 

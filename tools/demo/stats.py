@@ -40,8 +40,12 @@ def scene_colours(img: Image.Image | np.ndarray, *, border: int = 3, min_share: 
     arr = _rgb(img)
     h, w, _ = arr.shape
     ring = np.concatenate(
-        [arr[:border].reshape(-1, 3), arr[-border:].reshape(-1, 3), arr[:, :border].reshape(-1, 3),
-         arr[:, -border:].reshape(-1, 3)]
+        [
+            arr[:border].reshape(-1, 3),
+            arr[-border:].reshape(-1, 3),
+            arr[:, :border].reshape(-1, 3),
+            arr[:, -border:].reshape(-1, 3),
+        ]
     )
     bg = np.median(ring, axis=0)
     inner = arr[border:-border, border:-border].reshape(-1, 3)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.demo.scenes import COLOURS
 from app.engine.paths import BUNDLED_STYLES_DIR
+from tools.demo.scenes import COLOURS
 
 
 @dataclass(frozen=True)
@@ -32,14 +32,35 @@ class StyleSet:
 
 
 STYLE_SETS: tuple[StyleSet, ...] = (
-    StyleSet("diagonal-stripes", "stripes", "striped", "Diagonal stripes",
-             "light diagonal stripes (45°, 16 px period at 64 px) over the shape and the background alike",
-             tuple(c for c in COLOURS if c != "white"), 101,
-             "share of spectral energy at the 45° stripe frequency", caption_dropout=0.5),
-    StyleSet("pastel", "pastel", "pastel", "Pastel palette",
-             "every colour mixed 55 % toward white: light, soft, low saturation", tuple(COLOURS), 202,
-             "mean lightness minus mean saturation"),
-    StyleSet("ink-outlines", "outline", "outlined", "Thick dark outlines",
-             "a thick near-black outline (3.5 px at 64 px) around the shape", tuple(c for c in COLOURS if c != "black"),
-             303, "share of dark (luma < 70) pixels, on scenes without black"),
+    StyleSet(
+        "diagonal-stripes",
+        "stripes",
+        "striped",
+        "Diagonal stripes",
+        "light diagonal stripes (45°, 16 px period at 64 px) over the shape and the background alike",
+        tuple(c for c in COLOURS if c != "white"),
+        101,
+        "share of spectral energy at the 45° stripe frequency",
+        caption_dropout=0.5,
+    ),
+    StyleSet(
+        "pastel",
+        "pastel",
+        "pastel",
+        "Pastel palette",
+        "every colour mixed 55 % toward white: light, soft, low saturation",
+        tuple(COLOURS),
+        202,
+        "mean lightness minus mean saturation",
+    ),
+    StyleSet(
+        "ink-outlines",
+        "outline",
+        "outlined",
+        "Thick dark outlines",
+        "a thick near-black outline (3.5 px at 64 px) around the shape",
+        tuple(c for c in COLOURS if c != "black"),
+        303,
+        "share of dark (luma < 70) pixels, on scenes without black",
+    ),
 )

@@ -41,7 +41,9 @@ def base_layer_shapes(base: str | os.PathLike[str]) -> dict[str, tuple[int, ...]
     shapes: dict[str, tuple[int, ...]] = {}
     for sub, component in _FOLDERS.items():
         for weights in sorted((folder / sub).glob("*.safetensors")):
-            for key, spec in read_header(weights, error=AdapterError, max_header_bytes=MAX_ADAPTER_HEADER_BYTES).tensors.items():
+            for key, spec in read_header(
+                weights, error=AdapterError, max_header_bytes=MAX_ADAPTER_HEADER_BYTES
+            ).tensors.items():
                 if not key.endswith(".weight") or len(spec.shape) not in (2, 4):
                     continue
                 path = key.removesuffix(".weight").replace(".", "_")
@@ -70,7 +72,9 @@ def adapter_fit(adapter: str | os.PathLike[str], base: str | os.PathLike[str]) -
     if not layers:
         return Fit(True, 0, "the base is not a diffusers folder: shapes are checked when the adapter loads")
     # Every format's (down, up) shapes as the header gives them (LoHa/LoKr/full: their equivalent pair's).
-    keys = analyse_keys(read_header(adapter, error=AdapterError, max_header_bytes=MAX_ADAPTER_HEADER_BYTES), Path(adapter).name)
+    keys = analyse_keys(
+        read_header(adapter, error=AdapterError, max_header_bytes=MAX_ADAPTER_HEADER_BYTES), Path(adapter).name
+    )
     lpb = _layers_per_block(base)
     ins = {_diffusers_name(m, lpb): shape[1] for m, shape in keys["downs"].items()}
     outs = {_diffusers_name(m, lpb): shape[0] for m, shape in keys["ups"].items()}
@@ -85,16 +89,22 @@ def adapter_fit(adapter: str | os.PathLike[str], base: str | os.PathLike[str]) -
         if outs.get(module) != layer[0] or width_in not in (layer[1], flat_in):
             bad.append(f"{module}: adapter {outs.get(module)}×{width_in}, base layer {layer[0]}×{layer[1]}")
     if bad:
-        return Fit(False, checked, f"{len(bad)} of {checked} layers have other shapes in this base (e.g. {bad[0]}); "
-                   f"the adapter is {family_label(info.family)}", bad)
+        return Fit(
+            False,
+            checked,
+            f"{len(bad)} of {checked} layers have other shapes in this base (e.g. {bad[0]}); "
+            f"the adapter is {family_label(info.family)}",
+            bad,
+        )
     if checked == 0 and ins:
-        return Fit(False, 0, f"none of its {len(ins)} layers exist in this base; the adapter is "
-                   f"{family_label(info.family)}")
+        return Fit(
+            False, 0, f"none of its {len(ins)} layers exist in this base; the adapter is {family_label(info.family)}"
+        )
     return Fit(True, checked)
 
 
 def fit_problem(adapter: str | os.PathLike[str], base: str | os.PathLike[str]) -> str:
-    """"" when the adapter fits (or cannot be checked here), else the reason in one line."""
+    """ "" when the adapter fits (or cannot be checked here), else the reason in one line."""
     try:
         fit = adapter_fit(adapter, base)
     except UserError as err:

@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.engine.hashcache import cached_hashes, file_hashes, remember_hashes
 from app.engine.adapters.keys import classify_key, component_of, is_unsupported_adapter_key
 from app.engine.adapters.lycoris import algorithm, classify_lycoris_key, header_shape, refused_format
 from app.engine.errors import AdapterError
+from app.engine.hashcache import cached_hashes, file_hashes, remember_hashes
 from app.engine.models.families import (
     CROSS_ATTENTION_FAMILY,
     DEMO_BLOCK_CHANNELS,
@@ -92,7 +92,9 @@ class AdapterInfo:
         if not with_metadata:
             d.pop("metadata")
         else:
-            d["metadata"] = {k: (v if len(v) < 300 else v[:300] + f"… ({len(v)} chars)") for k, v in self.metadata.items()}
+            d["metadata"] = {
+                k: (v if len(v) < 300 else v[:300] + f"… ({len(v)} chars)") for k, v in self.metadata.items()
+            }
         return d
 
 
@@ -166,8 +168,10 @@ def analyse_keys(header: Header, name: str) -> dict[str, Any]:
             continue
         refused = refused_format(key)
         if refused:
-            raise AdapterError(f"{name}: uses {refused} (e.g. {key!r}), which StyleShelf cannot apply; it applies "
-                               "LoRA, LoCon, LoHa, LoKr, DoRA and full diffs.")
+            raise AdapterError(
+                f"{name}: uses {refused} (e.g. {key!r}), which StyleShelf cannot apply; it applies "
+                "LoRA, LoCon, LoHa, LoKr, DoRA and full diffs."
+            )
         role = classify_key(key)
         if role is None:
             (unsupported if is_unsupported_adapter_key(key) else unknown).append(key)
@@ -185,7 +189,9 @@ def analyse_keys(header: Header, name: str) -> dict[str, Any]:
             ups[role.module] = spec.shape
         else:
             if math.prod(spec.shape) != 1:
-                raise AdapterError(f"{name}: malformed LoRA — alpha {short_repr(key)} holds {math.prod(spec.shape)} values, not one.")
+                raise AdapterError(
+                    f"{name}: malformed LoRA — alpha {short_repr(key)} holds {math.prod(spec.shape)} values, not one."
+                )
             alphas.add(role.module)
     algorithms = collections.Counter("lora" for _ in downs)
     for module, parts in lycoris.items():

@@ -27,12 +27,14 @@ SDXL_COMPONENT_PREFIX = {"unet": "lora_unet_", "text_encoder": "lora_te1_", "tex
 PREFIX_COMPONENT = {"lora_unet_": "unet", "lora_te_": "text_encoder", "lora_te1_": "text_encoder", "lora_te2_": "text_encoder_2"}  # fmt: skip
 
 _KOHYA = re.compile(r"^(lora_unet|lora_te1|lora_te2|lora_te)_(.+)\.(lora_down\.weight|lora_up\.weight|alpha)$")
-_DIFFUSERS = re.compile(
-    r"^(unet|text_encoder_2|text_encoder)\.(.+?)\.(lora|lora_linear_layer)\.(down|up)\.weight$"
+_DIFFUSERS = re.compile(r"^(unet|text_encoder_2|text_encoder)\.(.+?)\.(lora|lora_linear_layer)\.(down|up)\.weight$")
+_DIFFUSERS_PROC = re.compile(
+    r"^(unet|text_encoder_2|text_encoder)\.(.+?)\.(to_q|to_k|to_v|to_out)_lora\.(down|up)\.weight$"
 )
-_DIFFUSERS_PROC = re.compile(r"^(unet|text_encoder_2|text_encoder)\.(.+?)\.(to_q|to_k|to_v|to_out)_lora\.(down|up)\.weight$")
 _DIFFUSERS_ALPHA = re.compile(r"^(unet|text_encoder_2|text_encoder)\.(.+)\.alpha$")
-_PEFT = re.compile(r"^(?:base_model\.model\.)?(?:(unet|text_encoder_2|text_encoder)\.)?(.+)\.lora_(A|B)(?:\.[\w-]+)?\.weight$")
+_PEFT = re.compile(
+    r"^(?:base_model\.model\.)?(?:(unet|text_encoder_2|text_encoder)\.)?(.+)\.lora_(A|B)(?:\.[\w-]+)?\.weight$"
+)
 _SGM_ROOT = re.compile(r"(input_blocks|middle_block|output_blocks|time_embed_|label_emb|out_2$)")
 # Weight kinds we recognise as adapters but do not support: named in the refusal.
 _UNSUPPORTED = re.compile(r"(hada_w|lokr_w|dora_scale|lora_magnitude_vector|lora_mid\.|\.oft_|lora_embedding_)")

@@ -15,13 +15,20 @@ from pathlib import Path
 from typing import Any, Callable
 
 from app.engine.adapters.info import UNKNOWN, AdapterInfo, read_adapter_snapshot
+from app.engine.adapters.keys import classify_key, component_of, peft_alphas, sgm_to_diffusers, split_module, te_path
+from app.engine.adapters.lycoris import (
+    algorithm,
+    classify_lycoris_key,
+    dora_delta,
+    full_to_pair,
+    module_pair,
+    tucker_locon_down,
+)
 from app.engine.adapters.strength import judge as judge_strength
 from app.engine.adapters.strength import layer_norm
-from app.engine.adapters.keys import classify_key, component_of, peft_alphas, sgm_to_diffusers, split_module, te_path
-from app.engine.adapters.lycoris import algorithm, classify_lycoris_key, dora_delta, full_to_pair, module_pair, tucker_locon_down
 from app.engine.errors import AdapterError
-from app.engine.safetensors_file import short_repr
 from app.engine.models.families import families_compatible, family_label, is_demo_unet
+from app.engine.safetensors_file import short_repr
 
 COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
 
@@ -99,11 +106,15 @@ def lora_modules_from_bytes(
     lycoris: dict[str, dict[str, Any]] = {}
     for key, tensor in sorted(raw.items()):  # deterministic: the Rust loader returns no fixed order
         if check_finite and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise AdapterError(f"{path.name}: tensor {short_repr(key)} contains NaN or Inf values; the adapter is broken.")
+            raise AdapterError(
+                f"{path.name}: tensor {short_repr(key)} contains NaN or Inf values; the adapter is broken."
+            )
         lyco = classify_lycoris_key(key)
         if lyco is not None:
             name, part, layout = lyco
-            lycoris.setdefault(sgm_to_diffusers(name, lpb) if layout == "kohya-sgm" else name, {})[part] = tensor.float()
+            lycoris.setdefault(sgm_to_diffusers(name, lpb) if layout == "kohya-sgm" else name, {})[part] = (
+                tensor.float()
+            )
             continue
         role = classify_key(key)
         assert role is not None  # analyse_keys (in read_adapter_info) refused anything else
@@ -131,8 +142,9 @@ def lora_modules_from_bytes(
     for name, parts in lycoris.items():
         # Scale folded into the pair, so alpha = rank (scale 1) whatever the stored alpha was.
         down, up = module_pair(parts, alphas.get(name), name)
-        modules[name] = LoraModule(down, up, float(down.shape[0]), parts.get("dora_scale"), algorithm(set(parts)),
-                                   parts.get("diff_b"))
+        modules[name] = LoraModule(
+            down, up, float(down.shape[0]), parts.get("dora_scale"), algorithm(set(parts)), parts.get("diff_b")
+        )
     return modules
 
 
@@ -187,7 +199,9 @@ def _shape_problem(module: LoraModule, layer: Any) -> str:
     down, up = module.down, module.up
     if isinstance(layer, torch.nn.Linear):
         if down.dim() != 2 or down.shape[1] != layer.in_features or up.shape[0] != layer.out_features:
-            return f"LoRA {tuple(up.shape[:1])}×{tuple(down.shape[1:])} vs layer {layer.out_features}×{layer.in_features}"
+            return (
+                f"LoRA {tuple(up.shape[:1])}×{tuple(down.shape[1:])} vs layer {layer.out_features}×{layer.in_features}"
+            )
         return ""
     if down.dim() != 4 or down.shape[1] != layer.in_channels or up.shape[0] != layer.out_channels:
         return f"LoRA down {tuple(down.shape)} / up {tuple(up.shape)} vs conv {tuple(layer.weight.shape)}"
@@ -306,7 +320,9 @@ def load_into_pipeline(
     if UNKNOWN not in (info.family, base) and info.family != base:
         warnings.append(f"Adapter made for {info.family} ({info.family_reason}), base model is {base}.")
     if unmatched:
-        warnings.append(f"{len(unmatched)} of {len(modules)} modules have no counterpart in this base model and are ignored.")
+        warnings.append(
+            f"{len(unmatched)} of {len(modules)} modules have no counterpart in this base model and are ignored."
+        )
     warnings += judge_strength({n: m for n, (m, _) in fitted.items()}, lambda n: layer_norm(fitted[n][1])).warnings
     try:
         pipe.load_lora_weights(to_peft_state_dict(matched), adapter_name=adapter_name)

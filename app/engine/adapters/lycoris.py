@@ -33,7 +33,9 @@ LYCORIS_PARTS = (
     "lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2",
     "diff", "diff_b", "dora_scale", "lora_mid.weight",
 )  # fmt: skip
-_KOHYA_PART = re.compile(r"^(lora_unet|lora_te1|lora_te2|lora_te)_(.+)\.(" + "|".join(map(re.escape, LYCORIS_PARTS)) + r")$")
+_KOHYA_PART = re.compile(
+    r"^(lora_unet|lora_te1|lora_te2|lora_te)_(.+)\.(" + "|".join(map(re.escape, LYCORIS_PARTS)) + r")$"
+)
 _PEFT_MAGNITUDE = re.compile(r"^(.+)\.lora_magnitude_vector(?:\.[\w-]+)*$")
 # Formats recognised but not applied: (pattern, the name shown in the refusal).
 _REFUSED = (
@@ -81,8 +83,11 @@ def header_shape(parts: dict[str, tuple[int, ...]]) -> tuple[tuple[int, ...], tu
     """(pseudo down shape [rank, in], pseudo up shape [out, rank]) of a LoHa/LoKr/full module from its header,
     for listing and family detection; None when the parts do not make a module."""
     kind = algorithm(set(parts))
-    needed = {"loha": [{"hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b"}],
-              "lokr": [{"lokr_w1"}, {"lokr_w1_a", "lokr_w1_b"}], "full": [{"diff"}]}.get(kind, [])
+    needed = {
+        "loha": [{"hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b"}],
+        "lokr": [{"lokr_w1"}, {"lokr_w1_a", "lokr_w1_b"}],
+        "full": [{"diff"}],
+    }.get(kind, [])
     if kind == "lokr" and not ("lokr_w2" in parts or {"lokr_w2_a", "lokr_w2_b"} <= set(parts)):
         return None
     if not any(n <= set(parts) for n in needed):

@@ -26,8 +26,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from torch import Tensor
 
 LOKR_PARTS = ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2")
-_PART = re.compile(r"^(?P<path>.+?)\.(?P<part>lora_A|lora_B|lora_magnitude_vector|"
-                   + "|".join(sorted(LOKR_PARTS, key=len, reverse=True)) + r")(?:\.[\w-]+)*$")
+_PART = re.compile(
+    r"^(?P<path>.+?)\.(?P<part>lora_A|lora_B|lora_magnitude_vector|"
+    + "|".join(sorted(LOKR_PARTS, key=len, reverse=True))
+    + r")(?:\.[\w-]+)*$"
+)
 
 
 def network_of(state_dict: dict[str, Any]) -> str:
@@ -44,14 +47,17 @@ def _grouped(state_dict: dict[str, Tensor], component: str, *, sdxl: bool) -> di
     for key, tensor in state_dict.items():
         m = _PART.match(key.removeprefix("base_model.model.").removeprefix(f"{component}."))
         if m is None:
-            raise AdapterError(f"Cannot save {component} weight {key!r}: not a PEFT LoRA, DoRA or LoKr tensor.",
-                               hint="LoRA biases and embedding LoRA are not supported in saved adapters.")
+            raise AdapterError(
+                f"Cannot save {component} weight {key!r}: not a PEFT LoRA, DoRA or LoKr tensor.",
+                hint="LoRA biases and embedding LoRA are not supported in saved adapters.",
+            )
         modules.setdefault(kohya_name(component, m["path"], sdxl=sdxl), {})[m["part"]] = tensor
     return modules
 
 
-def peft_to_lycoris(state_dict: dict[str, Tensor], component: str, *, sdxl: bool, rank: int,
-                    alpha: float) -> dict[str, Tensor]:
+def peft_to_lycoris(
+    state_dict: dict[str, Tensor], component: str, *, sdxl: bool, rank: int, alpha: float
+) -> dict[str, Tensor]:
     """One component's PEFT DoRA or LoKr weights → {kohya tensor name: fp32 tensor}. ``rank``/``alpha`` are
     the LoraConfig/LoKrConfig ones (PEFT's scale is alpha / rank)."""
     import torch
@@ -77,8 +83,9 @@ def peft_to_lycoris(state_dict: dict[str, Tensor], component: str, *, sdxl: bool
             if "lora_magnitude_vector" in parts:
                 magnitude = parts["lora_magnitude_vector"].reshape(-1)
                 if magnitude.numel() != up.shape[0]:
-                    raise AdapterError(f"{name}: DoRA magnitude has {magnitude.numel()} values for "
-                                       f"{up.shape[0]} outputs.")
+                    raise AdapterError(
+                        f"{name}: DoRA magnitude has {magnitude.numel()} values for {up.shape[0]} outputs."
+                    )
                 out[f"{name}.dora_scale"] = magnitude.reshape(-1, *[1] * (down.dim() - 1)).contiguous()
         out[f"{name}.alpha"] = torch.tensor(float(alpha), dtype=torch.float32)
     return out

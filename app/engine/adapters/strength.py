@@ -66,7 +66,9 @@ class StrengthReport:
             return (f"ΔW/W median {_fmt(median)}, largest {_fmt(top.ratio)} ({top.module}); "
                     f"{self.compared_to_base} of {len(self.modules)} modules compared with the base")  # fmt: skip
         norms = sorted(m.update_norm for m in self.modules)
-        return f"‖ΔW‖ median {_fmt(norms[len(norms) // 2])}, largest {_fmt(top.update_norm)} ({top.module}); no base given"
+        return (
+            f"‖ΔW‖ median {_fmt(norms[len(norms) // 2])}, largest {_fmt(top.update_norm)} ({top.module}); no base given"
+        )
 
     def to_json_dict(self) -> dict[str, Any]:
         top = self.largest()

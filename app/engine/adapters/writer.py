@@ -78,7 +78,9 @@ def _resolution(extra: dict[str, str], default: int) -> str:
     return f"{default}x{default}"
 
 
-def peft_to_kohya(state_dict: dict[str, "Tensor"], component: str, *, sdxl: bool) -> dict[str, tuple["Tensor", "Tensor"]]:
+def peft_to_kohya(
+    state_dict: dict[str, "Tensor"], component: str, *, sdxl: bool
+) -> dict[str, tuple["Tensor", "Tensor"]]:
     """PEFT ``<path>.lora_A.weight``/``lora_B.weight`` → {kohya module name: (down, up)}."""
     downs: dict[str, Any] = {}
     ups: dict[str, Any] = {}
@@ -225,7 +227,9 @@ def legacy_hash(tensors: dict[str, Any], meta: dict[str, str]) -> str:
     return hashlib.sha256(blob[0x100000:0x110000]).hexdigest()[:8]
 
 
-def write_kohya_modules(path: str | os.PathLike[str], modules: dict[str, tuple[Any, Any, float]], meta: dict[str, str]) -> Path:
+def write_kohya_modules(
+    path: str | os.PathLike[str], modules: dict[str, tuple[Any, Any, float]], meta: dict[str, str]
+) -> Path:
     """Write {kohya module name: (down, up, alpha)} as fp32 tensors with ``meta`` plus the tensor hash."""
     import torch
 

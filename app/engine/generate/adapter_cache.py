@@ -51,9 +51,7 @@ class LoadedAdapters:
     def __contains__(self, name: str) -> bool:
         return name in self._lru
 
-    def ensure(
-        self, identities: list[AdapterIdentity], *, on_log: Callable[[str, str], None] | None = None
-    ) -> None:
+    def ensure(self, identities: list[AdapterIdentity], *, on_log: Callable[[str, str], None] | None = None) -> None:
         """Make every adapter in ``identities`` resident, then evict beyond capacity (never a needed one)."""
         needed = {ident.adapter_name for ident in identities}
         for ident in identities:

@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from app.engine.errors import UserError
-from app.engine.events import NEVER_CANCEL, CancelToken, EventCallback, Finished, ImageReady, Log, Progress, ignore_event
+from app.engine.events import (
+    NEVER_CANCEL,
+    CancelToken,
+    EventCallback,
+    Finished,
+    ImageReady,
+    Log,
+    Progress,
+    ignore_event,
+)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 

@@ -73,7 +73,10 @@ class GenerateConfig(Settings):
     )
     # Image-to-image and inpainting (AUTOMATIC1111's names and defaults; see app/engine/generate/img2img.py).
     init_image: str = setting(
-        "", "Image to image: the picture to restyle (a file); empty = text to image.", label="Input image", metavar="PIC",
+        "",
+        "Image to image: the picture to restyle (a file); empty = text to image.",
+        label="Input image",
+        metavar="PIC",
     )
     strength: float = setting(
         0.75,
@@ -96,7 +99,12 @@ class GenerateConfig(Settings):
         choices=INPAINT_AREAS,
     )
     inpaint_padding: int = setting(
-        32, "Only masked: pixels of context around the mask.", minimum=0, maximum=1024, label="Only masked padding", step=8,
+        32,
+        "Only masked: pixels of context around the mask.",
+        minimum=0,
+        maximum=1024,
+        label="Only masked padding",
+        step=8,
     )
     masked_content: str = setting(
         "original",

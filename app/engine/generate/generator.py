@@ -47,8 +47,8 @@ from app.engine.generate.pngmeta import FORMAT_VERSION, LoraUse, a1111_parameter
 from app.engine.generate.preview import write_preview
 from app.engine.generate.recent_inputs import remember_input_folders
 from app.engine.generate.samplers import make_scheduler
-from app.engine.generate.shareable import shareable_settings, shareable_stack
 from app.engine.generate.sanity import StackWatch
+from app.engine.generate.shareable import shareable_settings, shareable_stack
 from app.engine.generate.stack_check import usable_stack
 from app.engine.generate.stack_runner import StackRunner
 from app.engine.paths import user_cache_dir, user_data_dir
@@ -207,8 +207,12 @@ class Generator:
         cancelled = False
         for index in range(config.batch_count):
             seed = (base_seed + index) % 2**32
-            image = None if cancel.is_set() else self._sample(
-                config, prompt, width, height, seed, index, preview_dir, on_event, cancel, source, watch
+            image = (
+                None
+                if cancel.is_set()
+                else self._sample(
+                    config, prompt, width, height, seed, index, preview_dir, on_event, cancel, source, watch
+                )
             )
             if image is None:
                 cancelled = True  # an unfinished image is never saved
@@ -318,7 +322,9 @@ class Generator:
 def _active_adapters(entries: list[StackEntry], identities: list[AdapterIdentity]) -> list[ActiveAdapter]:
     return [
         ActiveAdapter(
-            ident.adapter_name, float(e.weight), float(e.weight if e.text_encoder_weight is None else e.text_encoder_weight)
+            ident.adapter_name,
+            float(e.weight),
+            float(e.weight if e.text_encoder_weight is None else e.text_encoder_weight),
         )
         for e, ident in zip(entries, identities)
     ]

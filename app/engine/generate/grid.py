@@ -15,9 +15,9 @@ grids) and our JSON record with the whole comparison, which ``read_grid`` turns 
 
 from __future__ import annotations
 
-import os
 import dataclasses
 import json
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -25,8 +25,17 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from app.engine.errors import UserError
-from app.engine.events import NEVER_CANCEL, CancelToken, Event, EventCallback, Finished, ImageReady, Log, Progress
-from app.engine.events import ignore_event
+from app.engine.events import (
+    NEVER_CANCEL,
+    CancelToken,
+    Event,
+    EventCallback,
+    Finished,
+    ImageReady,
+    Log,
+    Progress,
+    ignore_event,
+)
 from app.engine.generate.config import GenerateConfig
 from app.engine.generate.grid_image import GridLayout, compose_grid
 from app.engine.generate.grid_plan import LETTERS, CheckpointFinder, GridConfig, GridPlan, StyleFinder, plan_grid
@@ -152,8 +161,10 @@ def grid_metadata(
     names = _typed_paths(plan)
     fields = []
     for letter, axis in plan.axes.items():
-        fields.append(f"{letter} Type: {_quote(_scrub(axis.type_label, names))}, "
-                      f"{letter} Values: {json.dumps(_scrub(axis.raw, names))}")
+        fields.append(
+            f"{letter} Type: {_quote(_scrub(axis.type_label, names))}, "
+            f"{letter} Values: {json.dumps(_scrub(axis.raw, names))}"
+        )
     parameters = first.get(A1111_CHUNK, "").rstrip() + ", " + ", ".join(fields)
     try:
         record = json.loads(first.get(OUR_CHUNK, "{}"))

@@ -95,7 +95,7 @@ def parse_axis(text: str) -> Axis:
     text = (text or "").strip()
     head, sep, raw = text.partition("=")
     if not sep:
-        raise UserError(f"Axis {text!r} needs '=' and values, e.g. \"seed=1,2,3\" or \"strength:stripes=0,0.5,1\".")
+        raise UserError(f'Axis {text!r} needs \'=\' and values, e.g. "seed=1,2,3" or "strength:stripes=0,0.5,1".')
     name, _, target = head.partition(":")
     name = name.strip().lower()
     kind = _ALIASES.get(name, name)
@@ -103,7 +103,7 @@ def parse_axis(text: str) -> Axis:
     if kind not in _KINDS:
         raise UserError(f"Unknown axis {name!r} in {text!r}.", hint=f"Use one of: {', '.join(AXIS_KINDS)}.")
     if target and kind not in TARGETED:
-        raise UserError(f"A {kind} axis takes no style name (got {head.strip()!r}); write \"{kind}=…\".")
+        raise UserError(f'A {kind} axis takes no style name (got {head.strip()!r}); write "{kind}=…".')
     raw = raw.strip()
     items = _split_values(raw, text)
     values = _typed_values(kind, items, text)
@@ -151,7 +151,9 @@ def _numbers(item: str, value_type: type, text: str) -> list:
         try:
             number = float(item)
         except ValueError:
-            raise UserError(f"Axis {text!r}: {item!r} is not a number or a range like 0-1 (+0.25) or 0-1 [5].") from None
+            raise UserError(
+                f"Axis {text!r}: {item!r} is not a number or a range like 0-1 (+0.25) or 0-1 [5]."
+            ) from None
         if not math.isfinite(number):
             raise UserError(f"Axis {text!r}: {item!r} is not a finite number.")
         return [_as(value_type, number, item, text)]

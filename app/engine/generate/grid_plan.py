@@ -80,7 +80,7 @@ def plan_grid(
     validate(base)
     axes = {k: parse_axis(t) for k, t in zip(LETTERS, (config.x, config.y, config.z)) if t and t.strip()}
     if not axes:
-        raise UserError("A grid needs at least one axis (--x), e.g. \"strength:stripes=0,0.5,1\".")
+        raise UserError('A grid needs at least one axis (--x), e.g. "strength:stripes=0,0.5,1".')
     kinds = [a.kind for a in axes.values()]
     for kind in set(kinds):
         if kinds.count(kind) > 1 and kind not in ("strength", "checkpoint", "style"):
@@ -245,7 +245,9 @@ def _style_file(stack: list[StackEntry], ref: str, find_style: StyleFinder) -> s
 
 def _find_in_stack(stack: list[StackEntry], ref: str) -> int | None:
     key = ref.casefold()
-    exact = [i for i, e in enumerate(stack) if key in (e.name.casefold(), Path(e.path).stem.casefold(), e.path.casefold())]
+    exact = [
+        i for i, e in enumerate(stack) if key in (e.name.casefold(), Path(e.path).stem.casefold(), e.path.casefold())
+    ]
     if len(exact) == 1:
         return exact[0]
     partial = [i for i, e in enumerate(stack) if key in Path(e.path).stem.casefold() or key in e.name.casefold()]
@@ -260,18 +262,19 @@ def _slot(stack: list[StackEntry], ref: str, find_style: StyleFinder, *, add_ena
         if len(stack) == 1:
             return 0
         raise UserError(
-            "Say which style the axis acts on, e.g. \"strength:stripes=0,0.5,1\""
+            'Say which style the axis acts on, e.g. "strength:stripes=0,0.5,1"'
             + (f" (the stack has {len(stack)} styles)." if stack else " (the stack is empty).")
         )
     index = _find_in_stack(stack, ref)
     if index is not None:
         return index
     if add_enabled is None:
-        raise UserError(f"The stack has no style {ref!r} to swap.", hint="Tick it on the shelf or add it with --adapter.")
+        raise UserError(
+            f"The stack has no style {ref!r} to swap.", hint="Tick it on the shelf or add it with --adapter."
+        )
     path = find_style(ref)
     for i, e in enumerate(stack):
         if e.path and Path(e.path).resolve() == Path(path).resolve():
             return i
     stack.append(StackEntry(path=path, enabled=add_enabled, weight=1.0, name=ref))
     return len(stack) - 1
-

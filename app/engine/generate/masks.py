@@ -114,7 +114,7 @@ def overlay(result: Image.Image, original: Image.Image, mask: Image.Image) -> Im
 def paste_back(
     patch: Image.Image, original: Image.Image, region: tuple[int, int, int, int], mask: Image.Image
 ) -> Image.Image:
-    """"Only masked": the repainted crop, resized back to its region, over the full-size original."""
+    """ "Only masked": the repainted crop, resized back to its region, over the full-size original."""
     x1, y1, x2, y2 = region
     canvas = original.convert("RGB").copy()
     canvas.paste(patch.convert("RGB").resize((x2 - x1, y2 - y1), Image.LANCZOS), (x1, y1))

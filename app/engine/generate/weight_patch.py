@@ -298,8 +298,12 @@ def _signature(contributions: list[Contribution]) -> tuple:
 def _same(staged: list[Contribution], wanted: list[Contribution] | None) -> bool:
     """Whether a tensor staged for ``staged`` is what ``wanted`` asks for: same names, strengths and the
     very same delta objects (an adapter reloaded under its old name brings new ones)."""
-    return wanted is not None and len(staged) == len(wanted) and all(
-        a.adapter == b.adapter and a.strength == b.strength and a.delta is b.delta for a, b in zip(staged, wanted)
+    return (
+        wanted is not None
+        and len(staged) == len(wanted)
+        and all(
+            a.adapter == b.adapter and a.strength == b.strength and a.delta is b.delta for a, b in zip(staged, wanted)
+        )
     )
 
 

@@ -233,11 +233,18 @@ def _detect_header_family(header: SafetensorsHeader, keys: list[str], name: str)
         raise ModelLoadError(f"{name} is an SDXL refiner; StyleShelf needs an SDXL base model.")
     if label_emb and has("cond_stage_model."):
         # SD2 unCLIP models condition on an image embedding through label_emb: not a text-to-image base.
-        raise ModelLoadError(f"{name} is an SD 2.x unCLIP (image-variation) model; StyleShelf needs a text-to-image "
-                             "base model.")
+        raise ModelLoadError(
+            f"{name} is an SD 2.x unCLIP (image-variation) model; StyleShelf needs a text-to-image base model."
+        )
     if has("conditioner.embedders.1.") or label_emb:
-        return Detection("sdxl", True, "SDXL size conditioning (label_emb) / two text encoders", "epsilon",
-                         "StableDiffusionXLPipeline", details)
+        return Detection(
+            "sdxl",
+            True,
+            "SDXL size conditioning (label_emb) / two text encoders",
+            "epsilon",
+            "StableDiffusionXLPipeline",
+            details,
+        )
     if has(SD2_TEXT_PREFIX):
         family, reason = "sd2", "OpenCLIP text encoder (cond_stage_model.model.*)"
     elif has(SD1_TEXT_PREFIX):
@@ -249,8 +256,10 @@ def _detect_header_family(header: SafetensorsHeader, keys: list[str], name: str)
     elif width == 2048:
         family, reason = "sdxl", "UNet cross-attention width 2048"
     else:
-        raise ModelLoadError(f"{name}: cannot tell which Stable Diffusion family this checkpoint is.",
-                             hint="Pass the family explicitly (sd1, sd2, sd2-v or sdxl).")
+        raise ModelLoadError(
+            f"{name}: cannot tell which Stable Diffusion family this checkpoint is.",
+            hint="Pass the family explicitly (sd1, sd2, sd2-v or sdxl).",
+        )
     prediction = FAMILIES[family].prediction_type
     if family == "sd2":
         is_v, why = v_prediction_hint(header.metadata, name)

@@ -68,9 +68,11 @@ DEMO_REASON = "the StyleShelf demo model's shapes (cross-attention width 32, UNe
 
 def is_demo_unet(config: dict) -> bool:
     """Whether a UNet config (diffusers' config.json keys) is the demo model's."""
-    return (config.get("cross_attention_dim") == DEMO_CROSS_ATTENTION
-            and tuple(config.get("block_out_channels") or ()) == DEMO_BLOCK_CHANNELS
-            and not config.get("use_linear_projection"))
+    return (
+        config.get("cross_attention_dim") == DEMO_CROSS_ATTENTION
+        and tuple(config.get("block_out_channels") or ()) == DEMO_BLOCK_CHANNELS
+        and not config.get("use_linear_projection")
+    )
 
 
 def families_compatible(adapter: str, base: str) -> bool:

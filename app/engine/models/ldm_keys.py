@@ -109,8 +109,14 @@ def vae_to_ldm(state: Mapping[str, Any], num_blocks: int) -> dict[str, Any]:
         new = None
         if module in _VAE_TOP:
             new = f"{_VAE_TOP[module]}.{param}"
-        elif module in ("encoder.conv_in", "encoder.conv_out", "decoder.conv_in", "decoder.conv_out",
-                        "quant_conv", "post_quant_conv"):
+        elif module in (
+            "encoder.conv_in",
+            "encoder.conv_out",
+            "decoder.conv_in",
+            "decoder.conv_out",
+            "quant_conv",
+            "post_quant_conv",
+        ):
             new = key
         elif m := re.fullmatch(r"encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.(.+)", key):
             new = f"encoder.down.{m[1]}.block.{m[2]}.{m[3].replace('conv_shortcut', 'nin_shortcut')}"
@@ -205,7 +211,7 @@ def openclip_from_ldm(checkpoint: Mapping[str, Any], prefix: str) -> dict[str, A
     for key, value in checkpoint.items():
         if not key.startswith(prefix):
             continue
-        name = key[len(prefix):]
+        name = key[len(prefix) :]
         if name == "text_projection":
             out["text_projection.weight"] = value.t().contiguous()
         elif name in inverse_top:

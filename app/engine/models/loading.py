@@ -33,8 +33,15 @@ from app.engine.models.families import FAMILIES, Family
 from app.engine.paths import MODEL_CONFIGS_DIR
 from app.engine.safetensors_file import PICKLE_SUFFIXES, read_header, require_complete
 
-_DTYPE_NAMES = {"fp32": "float32", "float32": "float32", "fp16": "float16", "float16": "float16",
-                "half": "float16", "bf16": "bfloat16", "bfloat16": "bfloat16"}
+_DTYPE_NAMES = {
+    "fp32": "float32",
+    "float32": "float32",
+    "fp16": "float16",
+    "float16": "float16",
+    "half": "float16",
+    "bf16": "bfloat16",
+    "bfloat16": "bfloat16",
+}
 
 
 @dataclass
@@ -310,8 +317,10 @@ _SHAPE_ERRORS = (
     re.compile(r"because (\S+) expected shape torch\.Size\((\[[^\]]*\])\), but got torch\.Size\((\[[^\]]*\])\)"),
     # torch: "size mismatch for <param>: copying a param with shape torch.Size([..]) from checkpoint, the shape
     # in current model is torch.Size([..])" (file shape first here, hence the swap below)
-    re.compile(r"size mismatch for (\S+): copying a param with shape torch\.Size\((\[[^\]]*\])\) from checkpoint, "
-               r"the shape in current model is torch\.Size\((\[[^\]]*\])\)"),
+    re.compile(
+        r"size mismatch for (\S+): copying a param with shape torch\.Size\((\[[^\]]*\])\) from checkpoint, "
+        r"the shape in current model is torch\.Size\((\[[^\]]*\])\)"
+    ),
 )
 
 

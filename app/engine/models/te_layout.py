@@ -41,6 +41,8 @@ def prefix_text_encoder_keys(folder: str | os.PathLike[str]) -> list[Path]:
         index = Path(folder) / sub / "model.safetensors.index.json"
         if index.is_file():  # a sharded encoder: its weight map names the keys too
             data = json.loads(index.read_text(encoding="utf-8"))
-            data["weight_map"] = {(PREFIX + k if needs_prefix(k) else k): v for k, v in data.get("weight_map", {}).items()}
+            data["weight_map"] = {
+                (PREFIX + k if needs_prefix(k) else k): v for k, v in data.get("weight_map", {}).items()
+            }
             atomic_write_text(index, json.dumps(data, indent=2) + "\n")
     return changed

@@ -127,11 +127,15 @@ def bake(
         if any(m.dora_scale is not None for m in modules.values()):
             # DoRA rescales the merged weight by a stored magnitude over its norm: without the base weights
             # there is no low-rank delta to merge.
-            raise AdapterError(f"Cannot bake {Path(e.path).name}: it is a DoRA adapter, whose effect depends on the "
-                               "base model's weights; use it on the shelf instead.")
+            raise AdapterError(
+                f"Cannot bake {Path(e.path).name}: it is a DoRA adapter, whose effect depends on the "
+                "base model's weights; use it on the shelf instead."
+            )
         if any(m.bias is not None for m in modules.values()):
-            raise AdapterError(f"Cannot bake {Path(e.path).name}: it changes layer biases (a full diff with diff_b), "
-                               "which a LoRA file cannot store; use it on the shelf instead.")
+            raise AdapterError(
+                f"Cannot bake {Path(e.path).name}: it changes layer biases (a full diff with diff_b), "
+                "which a LoRA file cannot store; use it on the shelf instead."
+            )
         on_event(Log(message=f"read {Path(e.path).name}: {len(modules)} modules, rank {info.rank}"))
         if info.family != UNKNOWN:
             families.add(info.family)
@@ -147,7 +151,9 @@ def bake(
                 continue
             io = (tuple(m.up.shape[:1]), tuple(m.down.shape[1:]))
             if shapes.setdefault(name, io) != io:
-                raise AdapterError(f"Cannot merge {Path(e.path).name}: {name} has a different shape than in the other adapters.")
+                raise AdapterError(
+                    f"Cannot merge {Path(e.path).name}: {name} has a different shape than in the other adapters."
+                )
             per_module.setdefault(name, []).append((c, m))
     base_families = {"sd2" if f == "sd2-v" else f for f in families}
     if len(base_families) > 1:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from app.engine.adapters import AdapterInfo, read_adapter_info, read_lora_modules
+from app.engine.adapters import AdapterInfo, read_adapter_info
 from app.engine.adapters.edit import edit_metadata
 from app.engine.adapters.info import read_adapter_snapshot
 from app.engine.adapters.loader import lora_modules_from_bytes
@@ -249,7 +249,9 @@ class Library:
                 where = ", ".join(str(h.path) for h in hits)
                 raise UserError(f"{text!r} matches {len(hits)} adapters ({where}); give the path instead.")
         if len(key) >= 6 and all(c in "0123456789abcdef" for c in key):
-            hits = [e for e in self.scan(with_hashes=True) if e.autov2.startswith(key) or e.tensor_sha256.startswith(key)]
+            hits = [
+                e for e in self.scan(with_hashes=True) if e.autov2.startswith(key) or e.tensor_sha256.startswith(key)
+            ]
             if len(hits) == 1:
                 return hits[0]
         raise UserError(f"No adapter named {text!r} on the shelf.", hint="See `styleshelf shelf list`.")
@@ -284,7 +286,10 @@ class Library:
         absurd = judge_strength(modules).absurd
         if absurd:
             raise AdapterError(f"{src.name}: {absurd}")
-        twin = next((e for e in self.scan() if e.tensor_sha256 == info.tensor_sha256 and e.path.resolve() != src.resolve()), None)
+        twin = next(
+            (e for e in self.scan() if e.tensor_sha256 == info.tensor_sha256 and e.path.resolve() != src.resolve()),
+            None,
+        )
         if twin is None and self.kind_of(src) != OUTSIDE:
             twin = LibraryEntry(src, self.kind_of(src), info)
         if twin is not None:

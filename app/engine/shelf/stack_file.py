@@ -155,7 +155,9 @@ def read_stack_file(path: str | os.PathLike[str]) -> StackFile:
 
 def _from_document(doc: Any, path: Path) -> StackFile:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise ValueError(f"it is not a StyleShelf stack file (format {doc.get('format') if isinstance(doc, dict) else None!r})")
+        raise ValueError(
+            f"it is not a StyleShelf stack file (format {doc.get('format') if isinstance(doc, dict) else None!r})"
+        )
     version = doc.get("version")
     if not isinstance(version, int) or version < 1:
         raise ValueError(f"unknown version {version!r}")

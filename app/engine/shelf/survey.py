@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.engine.adapters import AdapterInfo, read_adapter_info
-from app.engine.hashcache import cached_hashes
 from app.engine.atomic import is_temp_file_name, remove_stale_temp_files
 from app.engine.errors import UserError
+from app.engine.hashcache import cached_hashes
 
 # Folders a training run writes beside its adapter (see app.engine.train): never styles.
 RUN_FOLDER_SUFFIXES = (".checkpoints", ".samples")

@@ -90,8 +90,10 @@ def resolve_entries(entries: Iterable[StackEntry], shelf: Iterable[ShelfFile]) -
             if newer:
                 current = newer[0]
                 res.older_path, res.current_path = str(exact.path), str(current.path)
-                res.note = (f"Made with an earlier version of {name}: using that version ({Path(exact.path).name}); "
-                            f"the current {name} is {current.path}.")
+                res.note = (
+                    f"Made with an earlier version of {name}: using that version ({Path(exact.path).name}); "
+                    f"the current {name} is {current.path}."
+                )
             out.append(res)
             continue
         named = _named(entry, files)
@@ -100,12 +102,13 @@ def resolve_entries(entries: Iterable[StackEntry], shelf: Iterable[ShelfFile]) -
             entry.path = str(current.path)
             res = Resolution(entry, BY_NAME, current_path=str(current.path))
             if entry.sha256 and current.tensor_sha256 != entry.sha256:
-                res.note = (f"Made with an earlier version of {name}, which is no longer on the shelf: "
-                            f"using the current {Path(current.path).name} instead, so results will differ.")
+                res.note = (
+                    f"Made with an earlier version of {name}, which is no longer on the shelf: "
+                    f"using the current {Path(current.path).name} instead, so results will differ."
+                )
             entry.sha256 = current.tensor_sha256
             out.append(res)
             continue
         entry.path = ""
         out.append(Resolution(entry, MISSING, note=f"{name} is not on the shelf (in none of its folders)."))
     return out
-

@@ -15,8 +15,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from app.engine.train.loop import TrainResult, train
 
 __all__ = [
-    "TRAIN_PRESETS", "TrainConfig", "config_from_preset", "load_toml", "DatasetItem", "DatasetReport",
-    "SkippedItem", "scan_dataset", "train", "TrainResult",
+    "TRAIN_PRESETS",
+    "TrainConfig",
+    "config_from_preset",
+    "load_toml",
+    "DatasetItem",
+    "DatasetReport",
+    "SkippedItem",
+    "scan_dataset",
+    "train",
+    "TrainResult",
 ]
 
 

@@ -67,8 +67,9 @@ class Prepared:
     cache_misses: int = 0
 
 
-def plan_samples(items: list[DatasetItem], *, resolution: int, step: int, max_upscale: float,
-                 flip: bool) -> tuple[list[Sample], list[str]]:
+def plan_samples(
+    items: list[DatasetItem], *, resolution: int, step: int, max_upscale: float, flip: bool
+) -> tuple[list[Sample], list[str]]:
     captions: list[str] = []
     caption_index: dict[str, int] = {}
     samples = []
@@ -125,8 +126,12 @@ def pixels_for(prepared: Prepared, index: int, rng: random.Random | None) -> tup
     full = prepared.pixels[index]
     crop = s.crop
     if rng is not None:
-        crop = Crop(crop.bucket, crop.resized, rng.randint(0, crop.resized[0] - crop.bucket[0]),
-                    rng.randint(0, crop.resized[1] - crop.bucket[1]))
+        crop = Crop(
+            crop.bucket,
+            crop.resized,
+            rng.randint(0, crop.resized[0] - crop.bucket[0]),
+            rng.randint(0, crop.resized[1] - crop.bucket[1]),
+        )
     bw, bh = crop.bucket
     x = full[:, crop.top : crop.top + bh, crop.left : crop.left + bw]
     if s.flip:
@@ -134,8 +139,18 @@ def pixels_for(prepared: Prepared, index: int, rng: random.Random | None) -> tup
     return x.float() / 127.5 - 1.0, crop
 
 
-def batch_inputs(base: TrainingBase, data: Prepared, indices: list[int], gen: torch.Generator, *,
-                 random_crop: bool, text_encoders: list, device, dtype, caption_dropout: float = 0.0):
+def batch_inputs(
+    base: TrainingBase,
+    data: Prepared,
+    indices: list[int],
+    gen: torch.Generator,
+    *,
+    random_crop: bool,
+    text_encoders: list,
+    device,
+    dtype,
+    caption_dropout: float = 0.0,
+):
     """UNet inputs of one micro-batch: (latents, text hidden states, pooled text or None, SDXL time ids or None).
 
     Cached: a gather from memory. Uncached: the VAE (and the text encoders, with gradients when they are
@@ -163,8 +178,12 @@ def batch_inputs(base: TrainingBase, data: Prepared, indices: list[int], gen: to
             hidden, pooled = encode_tokens(base, ids, encoders=text_encoders or None)
     time_ids = None
     if base.is_sdxl:
-        time_ids = torch.stack([sdxl_time_ids_for(data.samples[i].original_size, c, data.samples[i].bucket)
-                                for i, c in zip(indices, crops)]).to(device, dtype)
+        time_ids = torch.stack(
+            [
+                sdxl_time_ids_for(data.samples[i].original_size, c, data.samples[i].bucket)
+                for i, c in zip(indices, crops)
+            ]
+        ).to(device, dtype)
     return latents, hidden, pooled, time_ids
 
 

@@ -177,7 +177,7 @@ def report_exports(adapter: str | Path, *, on_event: EventCallback) -> list[Path
 
 
 def keep_checkpoint(adapter: str | Path, step: int) -> Path:
-    """"Keep this one": checkpoint ``step`` becomes the style's adapter file (same name and title on the shelf).
+    """ "Keep this one": checkpoint ``step`` becomes the style's adapter file (same name and title on the shelf).
 
     The run's checkpoints stay on disk (the finished state is among them), so the choice can be changed later."""
     run_dir, final = run_paths(adapter)

@@ -22,8 +22,7 @@ from app.engine.atomic import _fsync_dir
 from app.engine.configbase import same_on_resume
 from app.engine.errors import UserError
 from app.engine.train.lora import load_lora_state_dict
-from app.engine.train.run_state import latest_checkpoint, list_checkpoints  # noqa: F401 - re-exported
-from app.engine.train.run_state import loss_history_of
+from app.engine.train.run_state import latest_checkpoint, list_checkpoints, loss_history_of  # noqa: F401 - re-exported
 
 FORMAT_VERSION = 1
 
@@ -44,8 +43,16 @@ class Checkpoint:
         return loss_history_of(self.state)[: self.step]
 
 
-def save_checkpoint(folder: Path, *, step: int, lora: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
-                    scheduler, extra: dict[str, Any], keep: int) -> Path:
+def save_checkpoint(
+    folder: Path,
+    *,
+    step: int,
+    lora: dict[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    extra: dict[str, Any],
+    keep: int,
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"step-{step:06d}"
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=folder))
@@ -54,8 +61,13 @@ def save_checkpoint(folder: Path, *, step: int, lora: dict[str, torch.Tensor], o
         opt_tensors, opt_meta = _split_optimizer(optimizer.state_dict())
         opt_tensors["rng.torch"] = torch.random.get_rng_state()
         save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
-        state = {"format": FORMAT_VERSION, "step": step, "optimizer": opt_meta,
-                 "scheduler": _jsonable(scheduler.state_dict()), **extra}
+        state = {
+            "format": FORMAT_VERSION,
+            "step": step,
+            "optimizer": opt_meta,
+            "scheduler": _jsonable(scheduler.state_dict()),
+            **extra,
+        }
         (tmp / "state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
         for name in ("lora.safetensors", "optimizer.safetensors", "state.json"):
             with open(tmp / name, "rb") as fh:
@@ -118,15 +130,20 @@ def restore(folder: Path, config: Any, *, modules: dict[str, Any], optimizer, sc
     try:
         ckpt = load_checkpoint(found)
     except Exception as err:  # noqa: BLE001 - any damage is the same user-facing problem
-        raise UserError(f"Checkpoint {found.name} cannot be read: {err}",
-                        hint="Delete it to resume from an older one.") from None
+        raise UserError(
+            f"Checkpoint {found.name} cannot be read: {err}", hint="Delete it to resume from an older one."
+        ) from None
     changed = changed_settings(ckpt.state.get("config", {}), config)
     if changed:
-        raise UserError(f"Cannot resume: {', '.join(changed)} changed since the checkpoint.",
-                        hint="Use the same settings (only steps and sampling may change), or start without --resume.")
+        raise UserError(
+            f"Cannot resume: {', '.join(changed)} changed since the checkpoint.",
+            hint="Use the same settings (only steps and sampling may change), or start without --resume.",
+        )
     if ckpt.step > config.steps:
-        raise UserError(f"The checkpoint is at step {ckpt.step}, past the {config.steps} steps asked for.",
-                        hint=f"Ask for at least {ckpt.step} steps to continue training.")
+        raise UserError(
+            f"The checkpoint is at step {ckpt.step}, past the {config.steps} steps asked for.",
+            hint=f"Ask for at least {ckpt.step} steps to continue training.",
+        )
     parts = split_parts(ckpt.lora)
     for name, module in modules.items():
         load_lora_state_dict(module, parts.get(name, {}))

@@ -25,8 +25,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from app.engine.train.loop import LoopEnd, Setup
 
 
-def run_summary(setup: Setup, end: LoopEnd, *, total: int, losses: tuple[float | None, float | None],
-                checksums: list[str]) -> TrainSummary:
+def run_summary(
+    setup: Setup, end: LoopEnd, *, total: int, losses: tuple[float | None, float | None], checksums: list[str]
+) -> TrainSummary:
     """What was trained, how fast, and what validation found (None when a cancelled run skipped it)."""
     base_loss, adapter_loss = losses
     train_losses = end.losses
@@ -56,9 +57,17 @@ def run_summary(setup: Setup, end: LoopEnd, *, total: int, losses: tuple[float |
 
 def nothing_saved(cfg: TrainConfig, kept_checkpoint: Path | None) -> TrainFinished:
     """A run stopped before its first (new) step: no file written; a resumed run's checkpoint is still there."""
-    return TrainFinished(output="", cancelled=True, summary=TrainSummary(
-        steps=checkpoint_step(kept_checkpoint) if kept_checkpoint else 0, total_steps=cfg.steps, cancelled=True,
-        saved=[], checkpoint=str(kept_checkpoint or "")))
+    return TrainFinished(
+        output="",
+        cancelled=True,
+        summary=TrainSummary(
+            steps=checkpoint_step(kept_checkpoint) if kept_checkpoint else 0,
+            total_steps=cfg.steps,
+            cancelled=True,
+            saved=[],
+            checkpoint=str(kept_checkpoint or ""),
+        ),
+    )
 
 
 def rank_checksums(states: dict[str, dict], world: int) -> list[str]:
@@ -71,14 +80,34 @@ def rank_checksums(states: dict[str, dict], world: int) -> list[str]:
     return list(gather_object([mine]))
 
 
-def write_run_adapter(cfg: TrainConfig, out: Path, setup: Setup, states: dict[str, dict], *, step: int,
-                      sample: Path | None, summary: TrainSummary, started_at: float) -> Path:
+def write_run_adapter(
+    cfg: TrainConfig,
+    out: Path,
+    setup: Setup,
+    states: dict[str, dict],
+    *,
+    step: int,
+    sample: Path | None,
+    summary: TrainSummary,
+    started_at: float,
+) -> Path:
     """The adapter file: the LoRA weights, the best sample's adapter half as its shelf picture, kohya's
     training fields and our config and validation."""
     thumb = thumbnail_of(adapter_half(sample)) if sample else None
-    run = RunFacts(started_at=started_at, finished_at=time.time(), family=setup.base.family,
-                   images_per_folder=images_per_folder([i.path for i in setup.items], setup.report.folder),
-                   buckets=[s.bucket for s in setup.data.samples])
-    extra = adapter_metadata(cfg, step=step, train_images=len(setup.items), out=out,
-                             tag_frequency=setup.report.tag_frequency_by_folder, summary=summary, run=run)
+    run = RunFacts(
+        started_at=started_at,
+        finished_at=time.time(),
+        family=setup.base.family,
+        images_per_folder=images_per_folder([i.path for i in setup.items], setup.report.folder),
+        buckets=[s.bucket for s in setup.data.samples],
+    )
+    extra = adapter_metadata(
+        cfg,
+        step=step,
+        train_images=len(setup.items),
+        out=out,
+        tag_frequency=setup.report.tag_frequency_by_folder,
+        summary=summary,
+        run=run,
+    )
     return write_adapter(cfg, out, states, family=setup.base.family, thumbnail=thumb, extra=extra)

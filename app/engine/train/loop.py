@@ -83,8 +83,9 @@ class LoopEnd:
     lr_scheduler: Any
 
 
-def train(config: TrainConfig, *, on_event: EventCallback = ignore_event,
-          cancel: CancelToken = NEVER_CANCEL) -> TrainResult:
+def train(
+    config: TrainConfig, *, on_event: EventCallback = ignore_event, cancel: CancelToken = NEVER_CANCEL
+) -> TrainResult:
     config.check()
     accelerator = _accelerator(config)
     emit = on_event if accelerator.is_main_process else ignore_event
@@ -103,8 +104,12 @@ def train(config: TrainConfig, *, on_event: EventCallback = ignore_event,
         raise
     except Exception as err:
         if is_out_of_memory(err):
-            user = out_of_memory_error(batch_size=config.batch_size, resolution=config.resolution, rank=config.rank,
-                                       checkpointing=config.gradient_checkpointing)
+            user = out_of_memory_error(
+                batch_size=config.batch_size,
+                resolution=config.resolution,
+                rank=config.rank,
+                checkpointing=config.gradient_checkpointing,
+            )
             emit(Error(message=str(user), details=user.details))
             raise user from None
         emit(Error(message=f"Training failed: {type(err).__name__}: {err}"))
@@ -133,8 +138,9 @@ class _Run:
         self.emit = emit
         self.cancel = cancel
         self.device = accelerator.device
-        self.weight_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision,
-                                                                              torch.float32)
+        self.weight_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(
+            accelerator.mixed_precision, torch.float32
+        )
         self.world = accelerator.num_processes
         self.rank = accelerator.process_index
         self.out = config.resolved_out()
@@ -155,8 +161,9 @@ class _Run:
         groups = without_magnitude_decay(groups, [base.unet, *(base.text_encoders if cfg.train_text_encoder else [])])
         optimizer = make_optimizer(cfg.optimizer, groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         schedule = {"constant": "constant_with_warmup", "cosine": "cosine", "linear": "linear"}[cfg.lr_schedule]
-        lr_scheduler = get_scheduler(schedule, optimizer, num_warmup_steps=cfg.warmup_steps,
-                                     num_training_steps=cfg.steps)
+        lr_scheduler = get_scheduler(
+            schedule, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.steps
+        )
         start, history = self._resume(base, optimizer, lr_scheduler)
         if start == 0 and acc.is_main_process:
             # A fresh run replaces the adapter; its predecessor's checkpoints (maybe at higher steps)
@@ -176,8 +183,10 @@ class _Run:
         plan = BatchPlan([s.bucket for s in setup.data.samples], cfg.batch_size, cfg.seed)
         params = setup.params
         kind = {"lora": "LoRA", "dora": "DoRA", "lokr": "LoKr"}[cfg.network]
-        self.log(f"Training {sum(p.numel() for p in params):,} {kind} parameters for {cfg.steps} steps "
-                 f"({plan.batches_per_epoch} batches per epoch, {self.world} process(es), {self.device.type})")
+        self.log(
+            f"Training {sum(p.numel() for p in params):,} {kind} parameters for {cfg.steps} steps "
+            f"({plan.batches_per_epoch} batches per epoch, {self.world} process(es), {self.device.type})"
+        )
         tracker = RateTracker()
         losses = history  # a resumed run keeps the curve it had
         smoothed = smoothed_loss(losses)
@@ -212,29 +221,61 @@ class _Run:
             losses.append(loss_value)
             smoothed = loss_value if smoothed is None else 0.9 * smoothed + 0.1 * loss_value
             rate = tracker.tick()
-            self.emit(Progress(step=step, total=cfg.steps, loss=loss_value, smoothed_loss=smoothed, it_per_s=rate,
-                               eta_s=(cfg.steps - step) / rate if rate else None))
+            self.emit(
+                Progress(
+                    step=step,
+                    total=cfg.steps,
+                    loss=loss_value,
+                    smoothed_loss=smoothed,
+                    it_per_s=rate,
+                    eta_s=(cfg.steps - step) / rate if rate else None,
+                )
+            )
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
                 self._checkpoint(base, step, optimizer, lr_scheduler, losses)
             if step in sample_at and not self._cancel_requested():
                 last_samples = self._samples(setup, step) or last_samples
-        return LoopEnd(step=step, start=start, cancelled=cancelled, losses=losses, tracker=tracker,
-                       last_samples=last_samples, optimizer=optimizer, lr_scheduler=lr_scheduler)
+        return LoopEnd(
+            step=step,
+            start=start,
+            cancelled=cancelled,
+            losses=losses,
+            tracker=tracker,
+            last_samples=last_samples,
+            optimizer=optimizer,
+            lr_scheduler=lr_scheduler,
+        )
 
     def _micro_step(self, setup: Setup, unet, tes, indices: list[int], n: int) -> torch.Tensor:
         cfg, scheduler = self.cfg, setup.noise_scheduler
         gen = step_generator(cfg.seed, n)  # all randomness of micro-batch n: replayable on resume and per rank
-        latents, hidden, pooled, time_ids = batch_inputs(setup.base, setup.data, indices, gen,
-                                                         random_crop=cfg.random_crop,
-                                                         caption_dropout=cfg.caption_dropout, text_encoders=tes,
-                                                         device=self.device, dtype=self.weight_dtype)
+        latents, hidden, pooled, time_ids = batch_inputs(
+            setup.base,
+            setup.data,
+            indices,
+            gen,
+            random_crop=cfg.random_crop,
+            caption_dropout=cfg.caption_dropout,
+            text_encoders=tes,
+            device=self.device,
+            dtype=self.weight_dtype,
+        )
         noise = torch.randn(latents.shape, generator=gen)
         if cfg.noise_offset:
             noise += cfg.noise_offset * torch.randn((latents.shape[0], latents.shape[1], 1, 1), generator=gen)
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=gen)
-        return denoising_loss(unet, scheduler, latents=latents, noise=noise.to(self.device, latents.dtype),
-                              timesteps=timesteps.to(self.device), hidden=hidden, pooled=pooled, time_ids=time_ids,
-                              prediction_type=setup.prediction, snr_gamma=cfg.min_snr_gamma)
+        return denoising_loss(
+            unet,
+            scheduler,
+            latents=latents,
+            noise=noise.to(self.device, latents.dtype),
+            timesteps=timesteps.to(self.device),
+            hidden=hidden,
+            pooled=pooled,
+            time_ids=time_ids,
+            prediction_type=setup.prediction,
+            snr_gamma=cfg.min_snr_gamma,
+        )
 
     def _stop_if_cancelled(self) -> None:
         if self.cancel.is_set():
@@ -259,10 +300,19 @@ class _Run:
         path = None
         if self.acc.is_main_process:
             flat = {f"{part}.{k}": v for part, sd in self._lora_states(base).items() for k, v in sd.items()}
-            path = save_checkpoint(self.cfg.checkpoint_dir(), step=step, lora=flat, optimizer=optimizer,
-                                   scheduler=lr_scheduler, keep=self.cfg.keep_checkpoints,
-                                   extra={"config": self.cfg.to_dict(), "total_steps": self.cfg.steps,
-                                          "loss_history": [round(x, 6) for x in losses[:step]]})
+            path = save_checkpoint(
+                self.cfg.checkpoint_dir(),
+                step=step,
+                lora=flat,
+                optimizer=optimizer,
+                scheduler=lr_scheduler,
+                keep=self.cfg.keep_checkpoints,
+                extra={
+                    "config": self.cfg.to_dict(),
+                    "total_steps": self.cfg.steps,
+                    "loss_history": [round(x, 6) for x in losses[:step]],
+                },
+            )
             self.emit(CheckpointSaved(step=step, path=str(path)))
         self.acc.wait_for_everyone()
         return path
@@ -283,8 +333,9 @@ class _Run:
         if ckpt.rng_state is not None:
             torch.random.set_rng_state(ckpt.rng_state)  # torch's global RNG as the interrupted run left it
         if ckpt.step >= cfg.steps:
-            self.log(f"Checkpoint {ckpt.path.name} is the run's last step: finishing the run (validation, samples, "
-                     "adapter).")
+            self.log(
+                f"Checkpoint {ckpt.path.name} is the run's last step: finishing the run (validation, samples, adapter)."
+            )
         else:
             self.log(f"Resumed from {ckpt.path.name} (step {ckpt.step}).")
         return ckpt.step, ckpt.loss_history
@@ -299,12 +350,17 @@ class _Run:
             prompts = prompts_from_captions([i.caption for i in setup.items], list(cfg.sample_prompts), cfg.trigger)
             if self.sampler is None:
                 self.sampler = SampleRenderer(
-                    base.pipe, folder=cfg.samples_dir(), size=cfg.sample_resolution or cfg.resolution,
-                    steps=cfg.sample_steps, seed=cfg.seed, device=self.device,
-                    lora_modules=[base.unet, *(base.text_encoders if cfg.train_text_encoder else [])])
+                    base.pipe,
+                    folder=cfg.samples_dir(),
+                    size=cfg.sample_resolution or cfg.resolution,
+                    steps=cfg.sample_steps,
+                    seed=cfg.seed,
+                    device=self.device,
+                    lora_modules=[base.unet, *(base.text_encoders if cfg.train_text_encoder else [])],
+                )
             self.log(f"Drawing samples at step {step}…")
             paths = self.sampler.render(prompts, step, cancelled=self.cancel.is_set)
-            prompts = prompts[:len(paths)]
+            prompts = prompts[: len(paths)]
             if moved:
                 offload_idle_models(base, keep_text_encoders=cfg.train_text_encoder)
             self.emit(SampleReady(step=step, paths=[str(p) for p in paths], prompts=prompts))
@@ -318,8 +374,9 @@ class _Run:
             return TrainResult(None, 0, True)
         # The checkpoint first: it is what Resume needs. A resumed run stopped before its first new step
         # already has one at this step.
-        checkpoint = (self._checkpoint(base, step, end.optimizer, end.lr_scheduler, end.losses)
-                      if step > end.start else None)
+        checkpoint = (
+            self._checkpoint(base, step, end.optimizer, end.lr_scheduler, end.losses) if step > end.start else None
+        )
         checkpoint = checkpoint or (latest_checkpoint(cfg.checkpoint_dir()) if acc.is_main_process else None)
         base_loss = adapter_loss = None
         if end.cancelled:
@@ -330,26 +387,35 @@ class _Run:
             vset = setup.vset
             if cfg.train_text_encoder:
                 vset.adapter_hidden, vset.adapter_pooled = adapter_conditioning(base, vset)
-            base_loss, adapter_loss = base_and_adapter_loss(acc.unwrap_model(base.unet), setup.noise_scheduler, vset,
-                                                            prediction_type=setup.prediction, seed=cfg.seed,
-                                                            dtype=self.weight_dtype)
+            base_loss, adapter_loss = base_and_adapter_loss(
+                acc.unwrap_model(base.unet),
+                setup.noise_scheduler,
+                vset,
+                prediction_type=setup.prediction,
+                seed=cfg.seed,
+                dtype=self.weight_dtype,
+            )
             sampled = sample_steps_of(cfg.steps, every=cfg.sample_every, count=cfg.sample_count)
             if step not in {s for s in sampled if s > end.start} and cfg.thumbnail:
                 end.last_samples = self._samples(setup, step)  # the final state's picture for the shelf
         states = self._lora_states(base)
-        summary = run_summary(setup, end, total=cfg.steps, losses=(base_loss, adapter_loss),
-                              checksums=rank_checksums(states, self.world))
+        summary = run_summary(
+            setup, end, total=cfg.steps, losses=(base_loss, adapter_loss), checksums=rank_checksums(states, self.world)
+        )
         summary.checkpoint = str(checkpoint or "")
         adapter = None
         if acc.is_main_process:
             thumb = best_sample(end.last_samples) if cfg.thumbnail else None
             summary.thumbnail_sample = str(thumb or "")
             summary.saved = ["adapter"] + (["checkpoint"] if checkpoint else [])
-            adapter = write_run_adapter(cfg, self.out, setup, states, step=step, sample=thumb, summary=summary,
-                                        started_at=self.started_at)
+            adapter = write_run_adapter(
+                cfg, self.out, setup, states, step=step, sample=thumb, summary=summary, started_at=self.started_at
+            )
             if base_loss is not None:
-                self.log(f"Validation loss: base {base_loss:.4f} → adapter {adapter_loss:.4f} "
-                         f"({summary.validation_change:+.1%})")
+                self.log(
+                    f"Validation loss: base {base_loss:.4f} → adapter {adapter_loss:.4f} "
+                    f"({summary.validation_change:+.1%})"
+                )
             self.emit(TrainFinished(output=str(adapter), cancelled=end.cancelled, summary=summary))
         acc.wait_for_everyone()
         return TrainResult(adapter, step, end.cancelled, summary, checkpoint)

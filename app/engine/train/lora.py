@@ -18,11 +18,19 @@ UNET_TARGETS = {
     "attention": ["to_q", "to_k", "to_v", "to_out.0"],
     "attention+ff": ["to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2"],
     "attention+ff+conv": [
-        "to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2", "proj_in", "proj_out", "conv1", "conv2",
+        "to_q",
+        "to_k",
+        "to_v",
+        "to_out.0",
+        "ff.net.0.proj",
+        "ff.net.2",
+        "proj_in",
+        "proj_out",
+        "conv1",
+        "conv2",
     ],
 }
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
-
 
 
 def adapter_config(network: str, *, rank: int, alpha: float, targets: list[str], lokr_factor: int = -1):
@@ -32,16 +40,23 @@ def adapter_config(network: str, *, rank: int, alpha: float, targets: list[str],
     if network == "lokr":
         # init_weights=True starts lokr_w1 at zero (ΔW = 0, like LoRA's zero B); no Tucker core, as LyCORIS'
         # default (use_tucker off), so conv halves stay plain matrices every reader knows.
-        return LoKrConfig(r=rank, alpha=alpha, target_modules=targets, decompose_factor=lokr_factor,
-                          init_weights=True, use_effective_conv2d=False)
+        return LoKrConfig(
+            r=rank,
+            alpha=alpha,
+            target_modules=targets,
+            decompose_factor=lokr_factor,
+            init_weights=True,
+            use_effective_conv2d=False,
+        )
     if network not in ("lora", "dora"):
         raise ValueError(f"unknown network {network!r}; choose one of {', '.join(NETWORKS)}")
     extra = {"use_dora": True} if network == "dora" else {}
     return LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=targets, **extra)
 
 
-def attach_lora(module, *, rank: int, alpha: float, targets: list[str], seed: int, network: str = "lora",
-                lokr_factor: int = -1) -> list[torch.nn.Parameter]:
+def attach_lora(
+    module, *, rank: int, alpha: float, targets: list[str], seed: int, network: str = "lora", lokr_factor: int = -1
+) -> list[torch.nn.Parameter]:
     """Freeze ``module``, add an adapter named "default" (LoRA, DoRA or LoKr), return its (fp32) trainable
     parameters."""
     module.requires_grad_(False)

@@ -11,7 +11,6 @@ from typing import Any
 import torch
 
 
-
 @dataclass
 class TrainingBase:
     pipe: Any
@@ -63,8 +62,9 @@ class TrainingBase:
         return digest.hexdigest()[:32]
 
 
-def load_training_base(path: str | Path, *, dtype: torch.dtype = torch.float32,
-                        device: torch.device | str = "cpu") -> TrainingBase:
+def load_training_base(
+    path: str | Path, *, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
+) -> TrainingBase:
     """The shared loader (diffusers folders and single files, family detection, offline configs)."""
     from app.engine.models.loading import load_base
 
@@ -83,8 +83,9 @@ def tokenize(base: TrainingBase, captions: list[str]) -> list[torch.Tensor]:
     """Token ids for each tokenizer (one for SD1/2, two for SDXL), padded to the model's 77."""
     out = []
     for tok in base.tokenizers:
-        ids = tok(captions, padding="max_length", max_length=tok.model_max_length, truncation=True,
-                  return_tensors="pt").input_ids
+        ids = tok(
+            captions, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt"
+        ).input_ids
         out.append(ids)
     return out
 

@@ -46,8 +46,20 @@ def snr_weights(scheduler, timesteps, gamma: float, prediction_type: str) -> tor
     return capped / (snr + 1.0) if prediction_type == "v_prediction" else capped / snr
 
 
-def denoising_loss(unet, scheduler, *, latents, noise, timesteps, hidden, pooled=None, time_ids=None,
-                   prediction_type: str, snr_gamma: float = 0.0, reduce: bool = True) -> torch.Tensor:
+def denoising_loss(
+    unet,
+    scheduler,
+    *,
+    latents,
+    noise,
+    timesteps,
+    hidden,
+    pooled=None,
+    time_ids=None,
+    prediction_type: str,
+    snr_gamma: float = 0.0,
+    reduce: bool = True,
+) -> torch.Tensor:
     noisy = scheduler.add_noise(latents, noise, timesteps)
     pred = predict(unet, noisy, timesteps, hidden, pooled, time_ids)
     target = target_for(scheduler, prediction_type, latents, noise, timesteps)

@@ -17,9 +17,16 @@ from app.engine.train.config import TrainConfig
 PATH_FIELDS = ("dataset_dir", "base", "out")
 
 
-def adapter_metadata(cfg: TrainConfig, *, step: int, train_images: int, out: Path,
-                     tag_frequency: dict[str, dict[str, int]], summary: TrainSummary,
-                     run: RunFacts | None = None) -> dict[str, str]:
+def adapter_metadata(
+    cfg: TrainConfig,
+    *,
+    step: int,
+    train_images: int,
+    out: Path,
+    tag_frequency: dict[str, dict[str, int]],
+    summary: TrainSummary,
+    run: RunFacts | None = None,
+) -> dict[str, str]:
     """kohya's ``ss_*`` training fields (read by AUTOMATIC1111 and Civitai) plus our config and validation.
 
     The file is meant to be shared, so nothing in it names a place on the training machine: folders and
@@ -40,8 +47,12 @@ def adapter_metadata(cfg: TrainConfig, *, step: int, train_images: int, out: Pat
         "ss_noise_offset": str(cfg.noise_offset),
         "ss_caption_dropout_rate": str(cfg.caption_dropout),
         "styleshelf.train_config": shareable_config_toml(cfg),
-        "styleshelf.validation": json.dumps({k: getattr(summary, k) for k in (
-            "validation_loss_base", "validation_loss_adapter", "validation_images", "validation_held_out")}),
+        "styleshelf.validation": json.dumps(
+            {
+                k: getattr(summary, k)
+                for k in ("validation_loss_base", "validation_loss_adapter", "validation_images", "validation_held_out")
+            }
+        ),
     }
 
 
@@ -70,8 +81,10 @@ def kohya_run_fields(cfg: TrainConfig, run: RunFacts) -> dict[str, str]:
         # SD1/SD2 train on the text encoder's last layer (A1111's clip skip 1); SDXL on the penultimate one (2).
         "ss_clip_skip": "2" if run.family == "sdxl" else "1",
         "ss_bucket_info": json.dumps({"buckets": buckets, "mean_img_ar_error": 0.0}),
-        "ss_dataset_dirs": json.dumps({name: {"n_repeats": 1, "img_count": n}
-                                       for name, n in sorted(run.images_per_folder.items())}, ensure_ascii=False),
+        "ss_dataset_dirs": json.dumps(
+            {name: {"n_repeats": 1, "img_count": n} for name, n in sorted(run.images_per_folder.items())},
+            ensure_ascii=False,
+        ),
         **network_fields(cfg),
         "ss_batch_size_per_device": str(cfg.batch_size),
         "ss_gradient_accumulation_steps": str(cfg.gradient_accumulation),
@@ -91,8 +104,10 @@ def network_fields(cfg: TrainConfig) -> dict[str, str]:
     args = {"conv_dim": str(cfg.rank), "conv_alpha": num_text(cfg.resolved_alpha())} if conv else {}
     if cfg.network == "lora":
         return {"ss_network_args": json.dumps(args)}
-    return {"ss_network_module": "lycoris.kohya",
-            "ss_network_args": json.dumps({**args, **lycoris_args(cfg.network, factor=cfg.lokr_factor)})}
+    return {
+        "ss_network_module": "lycoris.kohya",
+        "ss_network_args": json.dumps({**args, **lycoris_args(cfg.network, factor=cfg.lokr_factor)}),
+    }
 
 
 def images_per_folder(paths: list[Path], root: Path) -> dict[str, int]:
@@ -114,15 +129,26 @@ def shareable_config_toml(cfg: TrainConfig) -> str:
     return tomli_w.dumps(data)
 
 
-def write_adapter(cfg: TrainConfig, out: Path, states: dict[str, dict], *, family: str, thumbnail,
-                  extra: dict[str, str]) -> Path:
+def write_adapter(
+    cfg: TrainConfig, out: Path, states: dict[str, dict], *, family: str, thumbnail, extra: dict[str, str]
+) -> Path:
     """Kohya-layout adapter through the shared writer (atomic, fp32, ModelSpec metadata)."""
     from app.engine.adapters import save_adapter
 
-    return save_adapter(out, unet=states["unet"], text_encoder=states.get("text_encoder"),
-                        text_encoder_2=states.get("text_encoder_2"), rank=cfg.rank, alpha=cfg.resolved_alpha(),
-                        family=family, title=cfg.name, trigger_phrase=cfg.trigger, thumbnail=thumbnail,
-                        description=cfg.description, extra_metadata=extra)
+    return save_adapter(
+        out,
+        unet=states["unet"],
+        text_encoder=states.get("text_encoder"),
+        text_encoder_2=states.get("text_encoder_2"),
+        rank=cfg.rank,
+        alpha=cfg.resolved_alpha(),
+        family=family,
+        title=cfg.name,
+        trigger_phrase=cfg.trigger,
+        thumbnail=thumbnail,
+        description=cfg.description,
+        extra_metadata=extra,
+    )
 
 
 def smoothed_loss(losses: list[float]) -> float | None:

@@ -13,8 +13,16 @@ _ACT_BYTES_PER_SAMPLE_PER_BPARAM_512 = 5.5e9
 _CHECKPOINTING_FACTOR = 0.2
 
 
-def estimate_peak_bytes(*, unet_params: int, other_params_on_device: int, lora_params: int, weight_bytes: int,
-                        batch_size: int, resolution: int, gradient_checkpointing: bool) -> int:
+def estimate_peak_bytes(
+    *,
+    unet_params: int,
+    other_params_on_device: int,
+    lora_params: int,
+    weight_bytes: int,
+    batch_size: int,
+    resolution: int,
+    gradient_checkpointing: bool,
+) -> int:
     weights = (unet_params + other_params_on_device) * weight_bytes
     # LoRA: fp32 weight + grad + two AdamW moments (Adafactor keeps less; the LoRA share is small either way).
     lora = lora_params * 4 * 4
@@ -32,12 +40,16 @@ def preflight_warning(estimate: int, device: torch.device) -> str | None:
     free, total = torch.cuda.mem_get_info(device)
     if estimate <= free:
         return None
-    return (f"Estimated peak GPU memory {estimate / 2**30:.1f} GiB is more than the {free / 2**30:.1f} GiB free "
-            f"(of {total / 2**30:.1f} GiB). {LOWER_HINT}")
+    return (
+        f"Estimated peak GPU memory {estimate / 2**30:.1f} GiB is more than the {free / 2**30:.1f} GiB free "
+        f"(of {total / 2**30:.1f} GiB). {LOWER_HINT}"
+    )
 
 
-LOWER_HINT = ("Lower the batch size or the resolution, lower the rank, or turn on gradient checkpointing "
-              "(and use bf16/fp16 mixed precision).")
+LOWER_HINT = (
+    "Lower the batch size or the resolution, lower the rank, or turn on gradient checkpointing "
+    "(and use bf16/fp16 mixed precision)."
+)
 
 
 def is_out_of_memory(err: BaseException) -> bool:
@@ -51,5 +63,4 @@ def out_of_memory_error(*, batch_size: int, resolution: int, rank: int, checkpoi
     tips = [f"batch size (now {batch_size})", f"resolution (now {resolution})", f"rank (now {rank})"]
     if not checkpointing:
         tips.append("or turn on gradient checkpointing")
-    return UserError("Ran out of memory while training.", hint="Lower the " + ", ".join(tips) + ".",
-                     details=LOWER_HINT)
+    return UserError("Ran out of memory while training.", hint="Lower the " + ", ".join(tips) + ".", details=LOWER_HINT)

@@ -20,8 +20,9 @@ def latest_checkpoint(folder: Path) -> Path | None:
 def list_checkpoints(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name)) and
-             (p / "state.json").is_file()]
+    found = [
+        (int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name)) and (p / "state.json").is_file()
+    ]
     return [p for _, p in sorted(found)]
 
 
@@ -58,5 +59,9 @@ def resume_point(folder: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     total = state.get("total_steps") or (state.get("config") or {}).get("steps") or 0
-    return {"step": checkpoint_step(found), "total": int(total), "path": str(found),
-            "losses": checkpoint_history(found)}
+    return {
+        "step": checkpoint_step(found),
+        "total": int(total),
+        "path": str(found),
+        "losses": checkpoint_history(found),
+    }

@@ -48,8 +48,9 @@ def prompts_from_captions(captions: list[str], user_prompts: list[str], trigger:
 class SampleRenderer:
     """Draws rounds of samples for one run; remembers the base images so each round costs only the adapter's."""
 
-    def __init__(self, pipe, *, folder: Path, size: int, steps: int, seed: int, device: torch.device,
-                 lora_modules: list) -> None:
+    def __init__(
+        self, pipe, *, folder: Path, size: int, steps: int, seed: int, device: torch.device, lora_modules: list
+    ) -> None:
         self.pipe, self.folder, self.size, self.steps, self.seed = pipe, folder, size, steps, seed
         self.device = device
         self.lora_modules = lora_modules  # the UNet (and text encoders) whose LoRA is switched off for the base
@@ -91,8 +92,14 @@ class SampleRenderer:
 
     def _draw(self, prompt: str, i: int) -> Image.Image:
         generator = torch.Generator(device="cpu").manual_seed(self.seed + i)
-        return self.pipe(prompt, num_inference_steps=self.steps, height=self.size, width=self.size,
-                         generator=generator, output_type="pil").images[0]
+        return self.pipe(
+            prompt,
+            num_inference_steps=self.steps,
+            height=self.size,
+            width=self.size,
+            generator=generator,
+            output_type="pil",
+        ).images[0]
 
     def _switch_lora(self, enabled: bool) -> None:
         for module in self.lora_modules:

@@ -63,8 +63,11 @@ def set_up(cfg: TrainConfig, acc, *, dtype: torch.dtype, emit: EventCallback, ca
     log(f"Loading base model {Path(cfg.base).name}…")
     base = load_training_base(cfg.base, dtype=dtype, device=device)
     stop_if_cancelled()  # a Cancel while the model loaded: stop now, not after caching
-    prediction = (base.noise_scheduler.config.get("prediction_type", "epsilon")
-                  if cfg.prediction_type == "auto" else cfg.prediction_type)
+    prediction = (
+        base.noise_scheduler.config.get("prediction_type", "epsilon")
+        if cfg.prediction_type == "auto"
+        else cfg.prediction_type
+    )
     from diffusers import DDPMScheduler
 
     noise_scheduler = DDPMScheduler.from_config(base.noise_scheduler.config, prediction_type=prediction)
@@ -73,21 +76,32 @@ def set_up(cfg: TrainConfig, acc, *, dtype: torch.dtype, emit: EventCallback, ca
     for te in base.text_encoders:
         te.to(device)
     kind = {"network": cfg.network, "lokr_factor": cfg.lokr_factor}
-    unet_params = attach_lora(base.unet, rank=cfg.rank, alpha=cfg.resolved_alpha(),
-                              targets=UNET_TARGETS[cfg.lora_targets], seed=cfg.seed, **kind)
+    unet_params = attach_lora(
+        base.unet,
+        rank=cfg.rank,
+        alpha=cfg.resolved_alpha(),
+        targets=UNET_TARGETS[cfg.lora_targets],
+        seed=cfg.seed,
+        **kind,
+    )
     te_params = []
     if cfg.train_text_encoder:
         for i, te in enumerate(base.text_encoders):
-            te_params.append(attach_lora(te, rank=cfg.rank, alpha=cfg.resolved_alpha(),
-                                         targets=TEXT_TARGETS, seed=cfg.seed + 1 + i, **kind))
+            te_params.append(
+                attach_lora(
+                    te, rank=cfg.rank, alpha=cfg.resolved_alpha(), targets=TEXT_TARGETS, seed=cfg.seed + 1 + i, **kind
+                )
+            )
     if device.type == "cuda":
         _log_memory_estimate(cfg, base, unet_params + [p for g in te_params for p in g], dtype, device, log)
     started = time.monotonic()
     with acc.main_process_first():  # main rank first: it fills the disk cache, the others then read it
         data, vset = _encode_dataset(cfg, base, items, val_items, device, emit, cancel)
     if cfg.cache_latents:
-        log(f"Cached {len(data.samples)} latents ({data.cache_hits} reused from disk) in "
-            f"{time.monotonic() - started:.1f} s")
+        log(
+            f"Cached {len(data.samples)} latents ({data.cache_hits} reused from disk) in "
+            f"{time.monotonic() - started:.1f} s"
+        )
     if cfg.gradient_checkpointing:
         base.unet.enable_gradient_checkpointing()
         for te in base.text_encoders if cfg.train_text_encoder else []:
@@ -95,8 +109,17 @@ def set_up(cfg: TrainConfig, acc, *, dtype: torch.dtype, emit: EventCallback, ca
             (getattr(te, "activation_checkpointing_enable", None) or te.gradient_checkpointing_enable)()
     if device.type == "cuda" and cfg.cache_latents:
         offload_idle_models(base, keep_text_encoders=cfg.train_text_encoder)
-    return Setup(base=base, report=report, items=items, data=data, vset=vset, noise_scheduler=noise_scheduler,
-                 prediction=prediction, unet_params=unet_params, te_params=te_params)
+    return Setup(
+        base=base,
+        report=report,
+        items=items,
+        data=data,
+        vset=vset,
+        noise_scheduler=noise_scheduler,
+        prediction=prediction,
+        unet_params=unet_params,
+        te_params=te_params,
+    )
 
 
 def offload_idle_models(base: TrainingBase, *, keep_text_encoders: bool) -> None:
@@ -112,8 +135,13 @@ def offload_idle_models(base: TrainingBase, *, keep_text_encoders: bool) -> None
 def _scan(cfg: TrainConfig, log) -> tuple[list[DatasetItem], list[DatasetItem], DatasetReport]:
     """(training images, held-out validation images, the scan report)."""
     log(f"Scanning {cfg.dataset_dir}…")
-    report = scan_dataset(cfg.dataset_dir, trigger=cfg.trigger, min_side=cfg.min_image_side,
-                          max_pixels=cfg.max_image_pixels, filename_captions=cfg.filename_captions)
+    report = scan_dataset(
+        cfg.dataset_dir,
+        trigger=cfg.trigger,
+        min_side=cfg.min_image_side,
+        max_pixels=cfg.max_image_pixels,
+        filename_captions=cfg.filename_captions,
+    )
     for skipped in report.skipped:
         log(f"Skipped {skipped.path.name}: {skipped.reason}", Level.WARNING)
     report.require_usable()
@@ -121,21 +149,35 @@ def _scan(cfg: TrainConfig, log) -> tuple[list[DatasetItem], list[DatasetItem], 
     val_items: list[DatasetItem] = []
     if cfg.validation_images:
         if len(items) <= cfg.validation_images:
-            raise UserError(f"Only {len(items)} usable image(s): too few to hold {cfg.validation_images} out "
-                            "for validation.", hint="Set validation_images to 0 (validate on training images).")
+            raise UserError(
+                f"Only {len(items)} usable image(s): too few to hold {cfg.validation_images} out for validation.",
+                hint="Set validation_images to 0 (validate on training images).",
+            )
         items, val_items = hold_out(items, cfg.validation_images, seed=cfg.seed)
-    log(f"{len(items)} training image(s), {len(report.skipped)} skipped"
-        + (f", {len(val_items)} held out for validation" if val_items else ""))
+    log(
+        f"{len(items)} training image(s), {len(report.skipped)} skipped"
+        + (f", {len(val_items)} held out for validation" if val_items else "")
+    )
     return items, val_items, report
 
 
-def _log_memory_estimate(cfg: TrainConfig, base: TrainingBase, lora_params: list[torch.nn.Parameter],
-                         dtype: torch.dtype, device: torch.device, log) -> None:
+def _log_memory_estimate(
+    cfg: TrainConfig,
+    base: TrainingBase,
+    lora_params: list[torch.nn.Parameter],
+    dtype: torch.dtype,
+    device: torch.device,
+    log,
+) -> None:
     count = lambda m: sum(p.numel() for p in m.parameters())
     estimate = estimate_peak_bytes(
-        unet_params=count(base.unet), other_params_on_device=count(base.vae) + sum(map(count, base.text_encoders)),
-        lora_params=sum(p.numel() for p in lora_params), weight_bytes=torch.finfo(dtype).bits // 8,
-        batch_size=cfg.batch_size, resolution=cfg.resolution, gradient_checkpointing=cfg.gradient_checkpointing,
+        unet_params=count(base.unet),
+        other_params_on_device=count(base.vae) + sum(map(count, base.text_encoders)),
+        lora_params=sum(p.numel() for p in lora_params),
+        weight_bytes=torch.finfo(dtype).bits // 8,
+        batch_size=cfg.batch_size,
+        resolution=cfg.resolution,
+        gradient_checkpointing=cfg.gradient_checkpointing,
     )
     log(f"Estimated peak GPU memory: {estimate / 2**30:.1f} GiB")
     warning = preflight_warning(estimate, device)
@@ -143,11 +185,13 @@ def _log_memory_estimate(cfg: TrainConfig, base: TrainingBase, lora_params: list
         log(warning, Level.WARNING)
 
 
-def _encode_dataset(cfg: TrainConfig, base: TrainingBase, items, val_items, device, emit: EventCallback,
-                    cancel: CancelToken) -> tuple[Prepared, ValidationSet]:
+def _encode_dataset(
+    cfg: TrainConfig, base: TrainingBase, items, val_items, device, emit: EventCallback, cancel: CancelToken
+) -> tuple[Prepared, ValidationSet]:
     """The training samples' latents and text (cached on disk) and the validation set."""
-    samples, captions = plan_samples(items, resolution=cfg.resolution, step=cfg.bucket_step,
-                                     max_upscale=cfg.max_upscale, flip=cfg.flip)
+    samples, captions = plan_samples(
+        items, resolution=cfg.resolution, step=cfg.bucket_step, max_upscale=cfg.max_upscale, flip=cfg.flip
+    )
     if cfg.caption_dropout > 0 and "" not in captions:
         captions.append("")  # what a dropped caption becomes: the prompt of guidance's unconditional half
     for te in base.text_encoders:  # cached text is the base encoders' output, whatever LoRA they carry
@@ -155,9 +199,19 @@ def _encode_dataset(cfg: TrainConfig, base: TrainingBase, items, val_items, devi
     vae_dtype = base.vae.dtype
     base.vae.to(dtype=torch.float32)  # a half-precision VAE can overflow when encoding (SDXL's gives NaN)
     with torch.no_grad():
-        data = prepare(base, items, samples, captions, cache_latents=cfg.cache_latents,
-                       cache_text=cfg.cache_latents and not cfg.train_text_encoder, background=cfg.background,
-                       max_pixels=cfg.max_image_pixels, device=device, on_event=emit, cancel=cancel)
+        data = prepare(
+            base,
+            items,
+            samples,
+            captions,
+            cache_latents=cfg.cache_latents,
+            cache_text=cfg.cache_latents and not cfg.train_text_encoder,
+            background=cfg.background,
+            max_pixels=cfg.max_image_pixels,
+            device=device,
+            on_event=emit,
+            cancel=cancel,
+        )
         if cancel.is_set():
             raise Cancelled()
         vset = build_validation_set(base, val_items or items[:4], cfg, held_out=bool(val_items), device=device)

@@ -35,10 +35,20 @@ def build_validation_set(base, items, cfg, *, held_out: bool, device) -> Validat
     """Latents and (base) text conditioning of the validation images, through the same disk cache."""
     from app.engine.train.cache import plan_samples, prepare
 
-    samples, captions = plan_samples(items, resolution=cfg.resolution, step=cfg.bucket_step,
-                                     max_upscale=cfg.max_upscale, flip=False)
-    data = prepare(base, items, samples, captions, cache_latents=True, cache_text=True, background=cfg.background,
-                   max_pixels=cfg.max_image_pixels, device=device)
+    samples, captions = plan_samples(
+        items, resolution=cfg.resolution, step=cfg.bucket_step, max_upscale=cfg.max_upscale, flip=False
+    )
+    data = prepare(
+        base,
+        items,
+        samples,
+        captions,
+        cache_latents=True,
+        cache_text=True,
+        background=cfg.background,
+        max_pixels=cfg.max_image_pixels,
+        device=device,
+    )
     return ValidationSet(
         latents=list(data.latents),
         hidden=[data.text_hidden[s.caption] for s in samples],
@@ -63,8 +73,9 @@ def adapter_conditioning(base, vset: ValidationSet):
 
 
 @torch.no_grad()
-def validation_loss(unet, scheduler, vset: ValidationSet, *, prediction_type: str, seed: int,
-                    dtype: torch.dtype, adapter: bool = False) -> float:
+def validation_loss(
+    unet, scheduler, vset: ValidationSet, *, prediction_type: str, seed: int, dtype: torch.dtype, adapter: bool = False
+) -> float:
     device = next(unet.parameters()).device
     total_steps = scheduler.config.num_train_timesteps
     hidden_list = vset.adapter_hidden if adapter and vset.adapter_hidden is not None else vset.hidden
@@ -78,7 +89,11 @@ def validation_loss(unet, scheduler, vset: ValidationSet, *, prediction_type: st
             ts = torch.tensor([t * total_steps // 1000], device=device, dtype=torch.long)
             pooled = pooled_list[i]
             loss = denoising_loss(
-                unet, scheduler, latents=x, noise=noise, timesteps=ts,
+                unet,
+                scheduler,
+                latents=x,
+                noise=noise,
+                timesteps=ts,
                 hidden=hidden_list[i].unsqueeze(0).to(device, dtype),
                 pooled=None if pooled is None else pooled.unsqueeze(0).to(device, dtype),
                 time_ids=None if vset.time_ids[i] is None else vset.time_ids[i].unsqueeze(0).to(device, dtype),
