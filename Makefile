@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: run test test-slow screenshots clean-venv
+.PHONY: run test lint test-slow screenshots clean-venv
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv .venv
@@ -16,7 +16,12 @@ run: $(STAMP)
 	$(PY) -m app
 
 test: $(STAMP)
+	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 	QT_QPA_PLATFORM=offscreen HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+# Applies ruff's fixes and formatting (what `make test` checks).
+lint: $(STAMP)
+	$(PY) -m ruff check --fix . && $(PY) -m ruff format .
 
 test-slow: $(STAMP)
 	QT_QPA_PLATFORM=offscreen HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m slow

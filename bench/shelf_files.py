@@ -83,9 +83,8 @@ def main() -> None:
     size = paths[0].stat().st_size
     print(f"adapter: SD1.5 attention + CLIP-L attention, rank 16, fp32, {size / 2**20:.1f} MiB")
     print(f"save_adapter                    {statistics.median(t_save) * 1e3:8.1f} ms (median of {len(t_save)})")
-    print(
-        f"read_adapter_info header-only   {median_seconds(lambda: read_adapter_info(paths[0], with_hashes=False), args.repeat * 10) * 1e3:8.2f} ms"
-    )
+    ms = median_seconds(lambda: read_adapter_info(paths[0], with_hashes=False), args.repeat * 10) * 1e3
+    print(f"read_adapter_info header-only   {ms:8.2f} ms")
 
     def cold_hash():
         (Path(os.environ["STYLESHELF_HOME"]) / "cache" / "adapter-hashes.json").unlink(missing_ok=True)
@@ -93,35 +92,29 @@ def main() -> None:
 
     print(f"hashes, cold (2 × SHA-256)      {median_seconds(cold_hash, args.repeat) * 1e3:8.1f} ms")
     file_hashes(paths[1])
-    print(
-        f"hashes, cached                  {median_seconds(lambda: file_hashes(paths[1]), args.repeat * 10) * 1e3:8.2f} ms"
-    )
+    ms = median_seconds(lambda: file_hashes(paths[1]), args.repeat * 10) * 1e3
+    print(f"hashes, cached                  {ms:8.2f} ms")
 
     lib = Library([folder], bundled_folder=None)
-    print(
-        f"Library.scan {args.files} files, header-only {median_seconds(lambda: lib.scan(with_hashes=False), args.repeat) * 1e3:8.1f} ms"
-    )
+    ms = median_seconds(lambda: lib.scan(with_hashes=False), args.repeat) * 1e3
+    print(f"Library.scan {args.files} files, header-only {ms:8.1f} ms")
     lib.scan()  # fill the hash cache
-    print(
-        f"Library.scan {args.files} files, cached hashes {median_seconds(lambda: lib.scan(), args.repeat) * 1e3:6.1f} ms"
-    )
+    ms = median_seconds(lambda: lib.scan(), args.repeat) * 1e3
+    print(f"Library.scan {args.files} files, cached hashes {ms:6.1f} ms")
     other = save_adapter(
         tmp / "new.safetensors", unet=sd15_lora(7)["unet"], rank=16, alpha=8, family="sd1", title="new"
     )
     t = time.perf_counter()
     lib.import_file(other)
     print(f"import one file (validate, dup check, copy) {(time.perf_counter() - t) * 1e3:6.1f} ms")
-    print(
-        f"read_lora_modules (load + NaN check) {median_seconds(lambda: read_lora_modules(paths[0]), args.repeat) * 1e3:8.1f} ms"
-    )
+    ms = median_seconds(lambda: read_lora_modules(paths[0]), args.repeat) * 1e3
+    print(f"read_lora_modules (load + NaN check) {ms:8.1f} ms")
 
     stack = Stack([StackEntry(str(p), weight=w) for p, w in zip(paths[:3], (0.8, 0.5, -0.3))])
-    print(
-        f"bake concat 3 → rank 48          {median_seconds(lambda: bake(stack, tmp / 'c.safetensors'), args.repeat) * 1e3:8.1f} ms"
-    )
-    print(
-        f"bake svd 3 → rank 16             {median_seconds(lambda: bake(stack, tmp / 's.safetensors', rank=16), args.repeat) * 1e3:8.1f} ms"
-    )
+    ms = median_seconds(lambda: bake(stack, tmp / "c.safetensors"), args.repeat) * 1e3
+    print(f"bake concat 3 → rank 48          {ms:8.1f} ms")
+    ms = median_seconds(lambda: bake(stack, tmp / "s.safetensors", rank=16), args.repeat) * 1e3
+    print(f"bake svd 3 → rank 16             {ms:8.1f} ms")
 
     from diffusers import DiffusionPipeline
 
@@ -150,8 +143,9 @@ def main() -> None:
         pipe.delete_adapters(name)
 
     load_unload()
-    print(f"tiny pipe: load_into_pipeline+delete {median_seconds(load_unload, args.repeat) * 1e3:6.1f} ms  "
-          f"(diffusers load_lora_weights+delete {median_seconds(diffusers_only, args.repeat) * 1e3:6.1f} ms)")  # fmt: skip
+    ours, theirs = median_seconds(load_unload, args.repeat) * 1e3, median_seconds(diffusers_only, args.repeat) * 1e3
+    print(f"tiny pipe: load_into_pipeline+delete {ours:6.1f} ms  "
+          f"(diffusers load_lora_weights+delete {theirs:6.1f} ms)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -108,7 +108,8 @@ def demo_section(args) -> None:
         if label.startswith("after toggle"):
             goal = f"{med(c) / steady:.3f}× steady (goal ≤ 1.1×)"
         row(label, w, c, base, goal)
-    print(f"  toggle, {len(gen.adapters.names())} loaded: prepare_stack returns in {med(toggle_call) * 1000:.1f} ms wall "
+    print(f"  toggle, {len(gen.adapters.names())} loaded: "
+          f"prepare_stack returns in {med(toggle_call) * 1000:.1f} ms wall "
           f"(goal ≤ 30 ms); weights ready {med(toggle_ready) * 1000:.1f} ms wall after the click; re-patch "
           f"at run start when not prepared {med(toggle_patch) * 1000:.1f} ms cpu")  # fmt: skip
     print(f"  auto mode picks: {auto_choice(gen, lambda m: image(gen, three, m))}")
@@ -128,8 +129,9 @@ def determinism(gen, three, two, image, runs: int) -> None:
     from PIL import Image
 
     seen: dict[tuple[str, str], set[str]] = {}
-    kinds = [("3 styles", three, "patch", False), ("2 styles", two, "patch", True), ("3 styles", three, "side", False),
-             ("none", [], "patch", False), ("3 styles", three, "patch", True), ("2 styles", two, "patch", False)]  # fmt: skip
+    kinds = [("3 styles", three, "patch", False), ("2 styles", two, "patch", True),
+             ("3 styles", three, "side", False), ("none", [], "patch", False),
+             ("3 styles", three, "patch", True), ("2 styles", two, "patch", False)]  # fmt: skip
     for i in range(runs):
         name, stack, mode, prepared = kinds[i % len(kinds)]
         if prepared:
@@ -190,7 +192,7 @@ def sd15_section(args) -> None:
         for label, active, mode in (("no stack", [], "patch"), ("3 styles side path", three, "side"),
                                     ("3 styles patched", three, "patch")):  # fmt: skip
             if label == "3 styles patched":  # from the original weights: every layer of the 3 styles
-                for series, value in zip(patch, timed(lambda: apply(active, mode))):
+                for series, value in zip(patch, timed(lambda active=active, mode=mode: apply(active, mode))):
                     series.append(value)
             else:
                 apply(active, mode)

@@ -217,7 +217,8 @@ def train_unet(
         if step % 50 == 0 or step == steps - 1:
             rate = (step + 1) / (time.time() - t0)
             log(
-                f"unet step {step + 1}/{steps} loss {smooth:.4f} ({rate:.2f} it/s, eta {(steps - step - 1) / rate / 60:.1f} min)"
+                f"unet step {step + 1}/{steps} loss {smooth:.4f} "
+                f"({rate:.2f} it/s, eta {(steps - step - 1) / rate / 60:.1f} min)"
             )
         if on_milestone is not None and every and (step + 1) % every == 0 and step + 1 < steps:
             unet.eval()
@@ -354,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         vae, unet, text_encoder = build_models(args.seed)
     log(
         f"params: unet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M, vae "
-        f"{sum(p.numel() for p in vae.parameters()) / 1e6:.2f} M, text {sum(p.numel() for p in text_encoder.parameters()) / 1e6:.2f} M"
+        f"{sum(p.numel() for p in vae.parameters()) / 1e6:.2f} M, "
+        f"text {sum(p.numel() for p in text_encoder.parameters()) / 1e6:.2f} M"
     )
 
     if args.resume_from:
@@ -451,8 +453,9 @@ def model_card(facts: dict) -> tuple[str, dict]:
         "prompts of the form `a [small|large] <colour> <shape> on a <colour> background` at 64×64, with colours "
         f"{', '.join(COLOURS)} and shapes circle, square, triangle, star; other words in front of the scene (trigger "
         "words) are fine. Its default sampler is DPM++ 2M (Euler, UniPC and DDIM work too; PNDM/PLMS needs "
-        "about 100 steps). `check_hit_rate`: the share of random prompts whose picture shows both asked colours (DPM++ 2M, "
-        "20 steps, CFG 7.5); `bench/demo_model_quality.py` measures it properly.\n\nBuild facts:\n\n```json\n"
+        "about 100 steps). `check_hit_rate`: the share of random prompts whose picture shows both asked colours "
+        "(DPM++ 2M, 20 steps, CFG 7.5); `bench/demo_model_quality.py` measures it properly.\n\n"
+        "Build facts:\n\n```json\n"
         f"{json.dumps(facts, indent=2)}\n```\n",
         facts,
     )

@@ -162,7 +162,8 @@ def _damage(tmp_path, kind):
 @pytest.mark.parametrize(
     "kind,reason",
     [("truncated", "truncated"), ("tiny", "truncated"), ("oversized", "damaged or not a safetensors file"),
-     ("malformed", "malformed"), ("pickle-renamed", "is a zip archive .*, not a safetensors file"), ("empty", "no tensors")],
+     ("malformed", "malformed"), ("pickle-renamed", "is a zip archive .*, not a safetensors file"),
+     ("empty", "no tensors")],
 )  # fmt: skip
 def test_damaged_files_are_refused_with_a_reason(tmp_path, kind, reason):
     with pytest.raises(AdapterError, match=reason) as refused:

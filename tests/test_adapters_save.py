@@ -110,7 +110,8 @@ def test_thumbnail_is_a_small_data_uri_and_metadata_strings(tmp_path):
     img = Image.radial_gradient("L").resize((600, 400)).convert("RGB")
     out = save_adapter(tmp_path / "a.safetensors", unet=sd, rank=2, alpha=1, family="sd2-v", title="V",
                        thumbnail=img, description="soft light",
-                       extra_metadata={"styleshelf.train_config": "rank = 2\n", "ss_tag_frequency": json.dumps({"a": {"x": 1}})})  # fmt: skip
+                       extra_metadata={"styleshelf.train_config": "rank = 2\n",
+                                       "ss_tag_frequency": json.dumps({"a": {"x": 1}})})  # fmt: skip
     _, meta = _file_modules(out)
     assert all(isinstance(v, str) for v in meta.values())
     assert meta["ss_v2"] == "True" and meta["ss_base_model_version"] == "sd_v2_v"

@@ -280,7 +280,7 @@ def test_other_families_generate_with_adapters(tiny_sdxl, tiny_sd2v, tmp_path):
         g = Generator(model)
         assert g.family == family
 
-        def run(stack):
+        def run(stack, g=g):
             g.apply_stack(stack)
             kw = dict(num_inference_steps=2, width=64, height=64, output_type="np")
             return g.pipe("a boat", generator=torch.Generator().manual_seed(3), **kw).images[0]

@@ -1,4 +1,7 @@
-"""Comparison grids on the bundled demo model: cells equal `styleshelf generate`, labels drawn, streamed, cancellable."""
+"""Comparison grids on the bundled demo model.
+
+Cells equal `styleshelf generate`, labels drawn, streamed, cancellable.
+"""
 
 from __future__ import annotations
 

@@ -67,7 +67,8 @@ def test_shelf_from_checkpoint_writes_one_step_and_refuses_a_missing_one(run, tm
 def test_checkpoint_axis_puts_every_checkpoint_and_the_base_side_by_side(run, tiny_sd15, tmp_path):
     grid = tmp_path / "ckpt.png"
     assert main(["grid", "--base", str(tiny_sd15), "--prompt", "a red boat", "--steps", "2", "--width", "64",
-                 "--height", "64", "--seed", "3", "--x", f"checkpoint:{run}=base,all", "--out", str(grid)]) == 0  # fmt: skip
+                 "--height", "64", "--seed", "3", "--x", f"checkpoint:{run}=base,all",
+                 "--out", str(grid)]) == 0  # fmt: skip
     from app.engine.generate.grid import read_grid
 
     record = read_grid(grid)

@@ -212,7 +212,8 @@ def test_checkpoint_internals_and_other_weights_are_skipped_with_reasons(tmp_pat
     assert [e.path for e in report.entries] == [style]
     reasons = {s.path.relative_to(shelf).as_posix(): s.reason for s in report.skipped}
     assert set(reasons) == {"my-style.checkpoints/step-000010/lora.safetensors",
-                            "my-style.checkpoints/step-000010/optimizer.safetensors", "some-vae.safetensors"}  # fmt: skip
+                            "my-style.checkpoints/step-000010/optimizer.safetensors",
+                            "some-vae.safetensors"}  # fmt: skip
     assert "training checkpoint" in reasons["my-style.checkpoints/step-000010/lora.safetensors"]
     assert "not a LoRA adapter" in reasons["some-vae.safetensors"]
 

@@ -30,8 +30,9 @@ def sources(tiny_sd15, tmp_path_factory):
     add_random_lora(pipe.unet, ["to_q", "to_k", "to_v", "to_out.0"], rank=4, alpha=8.0, seed=11, adapter_name="a")
     add_random_lora(pipe.unet, ["to_q", "to_v", "proj_in", "conv1"], rank=2, alpha=1.0, seed=12, adapter_name="b")
     add_random_lora(pipe.text_encoder, TE_TARGETS, rank=4, alpha=4.0, seed=13, adapter_name="a")
-    a = save_adapter(folder / "a.safetensors", unet=peft_sd(pipe.unet, "a"), text_encoder=peft_sd(pipe.text_encoder, "a"),
-                     rank=4, alpha=8.0, text_encoder_alpha=4.0, family="sd1", title="Alpha", trigger_phrase="aaa")  # fmt: skip
+    a = save_adapter(folder / "a.safetensors", unet=peft_sd(pipe.unet, "a"),
+                     text_encoder=peft_sd(pipe.text_encoder, "a"), rank=4, alpha=8.0, text_encoder_alpha=4.0,
+                     family="sd1", title="Alpha", trigger_phrase="aaa")  # fmt: skip
     b = save_adapter(folder / "b.safetensors", unet=peft_sd(pipe.unet, "b"), rank=2, alpha=1.0, family="sd1",
                      title="Beta", trigger_phrase="bbb")  # fmt: skip
     # The stack as diffusers applies it: both adapters loaded, weights through set_adapters.
@@ -105,8 +106,9 @@ def test_separate_text_encoder_weight_and_refusals(sources, tmp_path, tiny_sdxl)
         bake(Stack([StackEntry(str(sources["a"]), enabled=False)]), tmp_path / "n.safetensors")
     with pytest.raises(UserError, match="one of the sources"):
         bake(_stack(sources), sources["a"])
-    xl = save_adapter(tmp_path / "xl.safetensors", unet={"down_blocks.1.attentions.0.proj_in.lora_A.weight": torch.ones(2, 64),
-                      "down_blocks.1.attentions.0.proj_in.lora_B.weight": torch.ones(64, 2)}, rank=2, alpha=2,
+    xl = save_adapter(tmp_path / "xl.safetensors",
+                      unet={"down_blocks.1.attentions.0.proj_in.lora_A.weight": torch.ones(2, 64),
+                            "down_blocks.1.attentions.0.proj_in.lora_B.weight": torch.ones(64, 2)}, rank=2, alpha=2,
                       family="sdxl", title="xl")  # fmt: skip
     with pytest.raises(AdapterError, match="different base models"):
         bake(Stack([StackEntry(str(sources["a"])), StackEntry(str(xl))]), tmp_path / "m.safetensors")

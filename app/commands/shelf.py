@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="One JSON array on stdout.")
     p.add_argument("--hashes", action="store_true", help="Compute missing hashes (reads every file once; cached).")
     p.add_argument("--skipped", action="store_true",
-                   help="List the .safetensors files that are not adapters (checkpoints, models, damaged files) and why.")  # fmt: skip
+                   help="List the .safetensors files that are not adapters "
+                        "(checkpoints, models, damaged files) and why.")  # fmt: skip
     p.set_defaults(func=run_list)
 
     p = action("inspect", help="Metadata, family, hashes, rank, key layout and a full validity check.")
@@ -73,7 +74,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("adapters", nargs="+", metavar="NAME[:WEIGHT]")
     p.add_argument("--out", required=True, metavar="FILE")
     p.add_argument("--mode", choices=("concat", "svd"), default=None,
-                   help="concat: exact, ranks add (default); svd: compress to --rank (default when --rank is given).")  # fmt: skip
+                   help="concat: exact, ranks add (default); "
+                        "svd: compress to --rank (default when --rank is given).")  # fmt: skip
     p.add_argument("--rank", type=int, default=None)
     p.add_argument("--title", default="")
     p.set_defaults(func=run_bake)
@@ -176,7 +178,8 @@ def run_inspect(args: argparse.Namespace) -> int:
     print(f"{info.title}  ({Path(info.path).name}, {_human_size(info.file_size)})")
     rows = [
         ("family", f"{info.family} — {info.family_reason}"),
-        ("layout", info.layout), ("format", info.algorithm), ("rank", f"{info.rank} (all: {', '.join(map(str, info.ranks))})"),
+        ("layout", info.layout), ("format", info.algorithm),
+        ("rank", f"{info.rank} (all: {', '.join(map(str, info.ranks))})"),
         ("modules", ", ".join(f"{k}: {v}" for k, v in info.components.items())),
         ("scale α/r", ", ".join(f"{s:g}" for s in scales)),
         ("update size", strength.summary()),

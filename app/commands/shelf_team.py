@@ -23,9 +23,11 @@ def register(action: Callable[..., argparse.ArgumentParser]) -> None:
     p = ops.add_parser("save", help="Save weighted adapters as NAME.stack.json into --folder DIR.")
     p.add_argument("title", metavar="NAME")
     p.add_argument("adapters", nargs="+", metavar="ENTRY[:WEIGHT]",
-                   help="File name, title, hash prefix or path of an adapter on the shelf, with its strength.")  # fmt: skip
+                   help="File name, title, hash prefix or path of an adapter on the shelf, "
+                        "with its strength.")  # fmt: skip
     p.add_argument("--folder", action="append", default=[], metavar="DIR",
-                   help="Where the stack file goes (the last one given); every --folder is also searched for adapters.")  # fmt: skip
+                   help="Where the stack file goes (the last one given); "
+                        "every --folder is also searched for adapters.")  # fmt: skip
     p.add_argument("--description", default="")
     p.add_argument("--author", default=None, help="Default: your author name (`styleshelf shelf author NAME`).")
     p.add_argument("--force", action="store_true", help="Replace a stack file of the same name.")

@@ -55,7 +55,7 @@ class LiveShelf(QObject):
         if adapters:
             run_in_background(
                 lambda: facade.adapter_cards(adapters), lambda cards: self._cards(cards, changed), lambda exc: None
-            )  # fmt: skip  (a file that cannot be read gets a card with the reason)
+            )  # a file that cannot be read gets a card with the reason
 
     def _cards(self, cards: list, changed: list[str]) -> None:
         new, updated = [], []

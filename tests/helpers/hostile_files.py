@@ -280,13 +280,13 @@ KINDS: list[Kind] = [
         _bytes(lambda g: (4096).to_bytes(8, "little") + b"{}"),
         REFUSED_EVERYWHERE,
         "ends inside its header",
-    ),  # fmt: skip
+    ),
     Kind(
         "header-length-2^40",
         _bytes(lambda g: (2**40).to_bytes(8, "little") + b"{}"),
         REFUSED_EVERYWHERE,
         "damaged or not a safetensors file",
-    ),  # fmt: skip
+    ),
     Kind(
         "header-length-zero",
         _bytes(lambda g: bytes(8) + b"{}"),
@@ -307,7 +307,7 @@ KINDS: list[Kind] = [
         _header(_json({"lora_unet_x.lora_down.weight": {"shape": [1], "data_offsets": [0, 4]}}), _F4),
         REFUSED_EVERYWHERE,
         "malformed header entry",
-    ),  # fmt: skip
+    ),
     Kind("unknown-dtype", _header(_lora_header(dtype="F128"), _F4), REFUSED_EVERYWHERE, "malformed header entry"),
     Kind("negative-shape", _header(_lora_header(shape=[-1]), _F4), REFUSED_EVERYWHERE, "malformed header entry"),
     Kind("size-not-shape", _header(_lora_header(shape=[2]), _F4), REFUSED_EVERYWHERE, "does not match its shape"),
@@ -318,13 +318,13 @@ KINDS: list[Kind] = [
         _header(b'{"lora_unet_x.lora_down.weight": {"dtype": "F32", "shape": [' + b"9" * 5000 + b"]}}"),
         REFUSED_EVERYWHERE,
         "malformed",
-    ),  # fmt: skip
+    ),
     Kind(
         "offset-1e400",
         _header(b'{"lora_unet_x.lora_down.weight": {"dtype": "F32", "shape": [1], "data_offsets": [0, 1e400]}}', _F4),
         REFUSED_EVERYWHERE,
         "malformed header entry",
-    ),  # fmt: skip
+    ),
     Kind(
         "overlapping-tensors",
         _header(
@@ -338,19 +338,19 @@ KINDS: list[Kind] = [
         ),
         REFUSED_EVERYWHERE,
         "overlaps",
-    ),  # fmt: skip
+    ),
     Kind(
         "hole-between-tensors",
         _header(_json({"lora_unet_x.lora_down.weight": _entry(offsets=[4, 8])}), _F4 * 2),
         REFUSED_EVERYWHERE,
         "hole",
-    ),  # fmt: skip
+    ),
     Kind(
         "bytes-after-tensors",
         _bytes(lambda g: g.blob + b"PK\x03\x04 a second file hides here"),
         REFUSED_EVERYWHERE,
         "unexplained bytes",
-    ),  # fmt: skip
+    ),
     Kind("header-of-20mb", _huge_header, REFUSED_EVERYWHERE, "far beyond any real file"),
     Kind("pickle-renamed", _pickle, REFUSED_EVERYWHERE, "is a Python pickle"),
     Kind("torch-zip-renamed", _zip, REFUSED_EVERYWHERE, "is a zip archive"),
@@ -365,7 +365,7 @@ KINDS: list[Kind] = [
         _text(b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n"),
         REFUSED_EVERYWHERE,
         "Git LFS pointer",
-    ),  # fmt: skip
+    ),
     # Not there as a file: generation leaves it out with a warning, like a style that vanished from a team share
     # (the team-shelf rule: a missing file never breaks generation); everything else refuses it.
     Kind(
@@ -373,7 +373,7 @@ KINDS: list[Kind] = [
         _folder,
         {**REFUSED_EVERYWHERE, "scan": "absent", "generate": "image"},
         "is a folder",
-    ),  # fmt: skip
+    ),
     Kind("broken-symlink", _broken_link, {**REFUSED_EVERYWHERE, "generate": "image"}, "broken link|does not exist"),
     # --- a valid container, but not a LoRA we can apply --------------------------------------------------
     Kind("int32-weights", _variant(_set_dtype("int32")), REFUSED_EVERYWHERE, r"is I32; LoRA weights must be float32"),
@@ -396,25 +396,25 @@ KINDS: list[Kind] = [
         _variant(_alpha(3e38)),
         {"inspect": "warn", "import": "refused", "scan": "listed", "generate": "refused"},
         "absurd scale",
-    ),  # fmt: skip
+    ),
     Kind(
         "alpha-zero",
         _variant(_alpha(0.0)),
         {"inspect": "warn", "import": "imported", "scan": "listed", "generate": "image"},
         "changes nothing",
-    ),  # fmt: skip
+    ),
     Kind(
         "rank-wider-than-layer",
         _variant(_wide_rank),
         {"inspect": "warn", "import": "imported", "scan": "listed", "generate": "image"},
         "rank wider than their layer",
-    ),  # fmt: skip
+    ),
     Kind(
         "for-another-model",
         _variant(_other_model),
         {"inspect": "ok", "import": "imported", "scan": "listed", "generate": "refused"},
         "",
-    ),  # fmt: skip
+    ),
     Kind(
         "shape-misfit",
         _variant(_misfit),

@@ -208,7 +208,8 @@ def analyse_keys(header: Header, name: str) -> dict[str, Any]:
         algorithms[algorithm(set(parts))] += 1
     if unsupported:
         raise AdapterError(
-            f"{name}: uses LoRA variants StyleShelf cannot apply yet (e.g. {short_repr(unsupported[0])}: LoHa/LoKr/DoRA/OFT).",
+            f"{name}: uses LoRA variants StyleShelf cannot apply yet "
+            f"(e.g. {short_repr(unsupported[0])}: LoHa/LoKr/DoRA/OFT).",
         )
     if not downs:
         sample = next(iter(header.tensors), None)
@@ -220,7 +221,8 @@ def analyse_keys(header: Header, name: str) -> dict[str, Any]:
         )
     if unknown:
         raise AdapterError(
-            f"{name}: mixes LoRA weights with {len(unknown)} other tensors (e.g. {short_repr(unknown[0])}); refusing a file we cannot fully read."
+            f"{name}: mixes LoRA weights with {len(unknown)} other tensors (e.g. {short_repr(unknown[0])}); "
+            "refusing a file we cannot fully read."
         )
     unpaired = sorted(set(downs) ^ set(ups))
     if unpaired:
@@ -230,7 +232,7 @@ def analyse_keys(header: Header, name: str) -> dict[str, Any]:
         # A LoRA pair is [r, in(, kh, kw)] × [out, r(, 1, 1)] with r ≥ 1; anything else cannot be applied.
         if len(down) not in (2, 4) or len(up) != len(down) or down[0] == 0 or up[1] != down[0]:
             raise AdapterError(f"{name}: malformed LoRA — {module} has down {list(down)} and up {list(up)}.")
-    main_layouts = [l for l, _ in layouts.most_common()]
+    main_layouts = [layout_name for layout_name, _ in layouts.most_common()]
     layout = main_layouts[0] if len(main_layouts) == 1 else "mixed: " + ", ".join(main_layouts)
     kinds = [k for k, _ in algorithms.most_common() if k != "lora" or len(algorithms) == 1]
     return {

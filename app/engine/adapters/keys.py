@@ -24,7 +24,12 @@ from typing import Any
 
 COMPONENT_PREFIX = {"unet": "lora_unet_", "text_encoder": "lora_te_", "text_encoder_2": "lora_te2_"}
 SDXL_COMPONENT_PREFIX = {"unet": "lora_unet_", "text_encoder": "lora_te1_", "text_encoder_2": "lora_te2_"}
-PREFIX_COMPONENT = {"lora_unet_": "unet", "lora_te_": "text_encoder", "lora_te1_": "text_encoder", "lora_te2_": "text_encoder_2"}  # fmt: skip
+PREFIX_COMPONENT = {
+    "lora_unet_": "unet",
+    "lora_te_": "text_encoder",
+    "lora_te1_": "text_encoder",
+    "lora_te2_": "text_encoder_2",
+}
 
 _KOHYA = re.compile(r"^(lora_unet|lora_te1|lora_te2|lora_te)_(.+)\.(lora_down\.weight|lora_up\.weight|alpha)$")
 _DIFFUSERS = re.compile(r"^(unet|text_encoder_2|text_encoder)\.(.+?)\.(lora|lora_linear_layer)\.(down|up)\.weight$")

@@ -9,7 +9,8 @@ it working with no second code path:
   pairwise). Tucker LoHa (``hada_t1/t2``, conv) is rebuilt to its full delta first.
 - LoKr ``kron(w1, w2)`` is exactly ``kron(U1,U2) @ kron(V1,V2)`` for any split ``w = U V`` of each half:
   rank rank(w1)·rank(w2).
-- A full delta (``diff``; its bias delta ``diff_b`` rides on the up layer's bias, PEFT's ``lora_bias``; Tucker LoHa, LoKr whose kron rank would exceed the layer's) becomes the pair
+- A full delta (``diff``; its bias delta ``diff_b`` rides on the up layer's bias, PEFT's ``lora_bias``;
+  Tucker LoHa, LoKr whose kron rank would exceed the layer's) becomes the pair
   (identity, ΔW) or (ΔW, identity), whichever is narrower: exact, at rank min(out, in·kh·kw). That is the
   "cached full delta per layer": it costs about one copy of the layer's weights in memory.
 - DoRA (kohya/LyCORIS ``dora_scale``, PEFT ``lora_magnitude_vector``) rescales the merged weight by the stored

@@ -224,7 +224,7 @@ def detect_header(header: Header) -> Detection:
     return detection
 
 
-def _detect_header_family(header: SafetensorsHeader, keys: list[str], name: str) -> Detection:
+def _detect_header_family(header: Header, keys: list[str], name: str) -> Detection:
     has = lambda prefix: any(k.startswith(prefix) for k in keys)  # noqa: E731
     width = _cross_attention_width(header)
     details = {"tensors": str(len(keys)), "cross_attention_width": str(width)}

@@ -179,7 +179,8 @@ def bake(
         trigger_phrase=config.trigger_phrase or ", ".join(triggers), thumbnail=None,
         description=f"Merged by StyleShelf ({config.mode}) from {label}.",
         extra={"modelspec.merged_from": ", ".join(s["title"] for s in sources),
-               "styleshelf.bake": json.dumps({"mode": config.mode, "rank": config.rank if config.mode == "svd" else None,
+               "styleshelf.bake": json.dumps({"mode": config.mode,
+                                              "rank": config.rank if config.mode == "svd" else None,
                                               "sources": sources})},
     )  # fmt: skip
     if thumbnail:

@@ -178,7 +178,8 @@ def _from_document(doc: Any, path: Path) -> StackFile:
             raise ValueError(f"entry {i + 1} has a malformed hash")
         te = item.get("text_encoder_strength")
         entries.append(StackEntry(
-            path="", enabled=bool(item.get("enabled", True)), weight=_strength(item.get("strength", 1.0), f"entry {i + 1} strength"),
+            path="", enabled=bool(item.get("enabled", True)),
+            weight=_strength(item.get("strength", 1.0), f"entry {i + 1} strength"),
             text_encoder_weight=None if te is None else _strength(te, f"entry {i + 1} text-encoder strength"),
             name=name, sha256=sha,
         ))  # fmt: skip

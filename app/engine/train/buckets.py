@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from functools import lru_cache
 
 from PIL import Image
 
@@ -75,14 +74,23 @@ class BatchPlan:
         self._groups: dict[tuple[int, int], list[int]] = {}
         for index, bucket in enumerate(buckets):
             self._groups.setdefault(bucket, []).append(index)
+        self._epochs: dict[int, list[list[int]]] = {}  # the last few epochs' batches, most recent last
         self.batches_per_epoch = len(self._epoch(0))
 
     def batch(self, n: int) -> list[int]:
         epoch, pos = divmod(n, self.batches_per_epoch)
         return self._epoch(epoch)[pos]
 
-    @lru_cache(maxsize=4)
     def _epoch(self, epoch: int) -> list[list[int]]:
+        batches = self._epochs.pop(epoch, None)
+        if batches is None:
+            batches = self._shuffled_epoch(epoch)
+        self._epochs[epoch] = batches
+        if len(self._epochs) > 4:
+            del self._epochs[next(iter(self._epochs))]
+        return batches
+
+    def _shuffled_epoch(self, epoch: int) -> list[list[int]]:
         rng = random.Random(f"{self.seed}:{epoch}")
         batches = []
         for bucket in sorted(self._groups):

@@ -42,7 +42,8 @@ def _checkpoint_folder(run_dir: Path, step: int) -> Path:
     if not (folder / "lora.safetensors").is_file() or not (folder / "state.json").is_file():
         kept = kept_steps(run_dir)
         raise UserError(f"No checkpoint at step {step} in {run_dir}.",
-                        hint=f"Kept: {', '.join(map(str, kept))}." if kept else "That run kept no checkpoints.")  # fmt: skip
+                        hint=f"Kept: {', '.join(map(str, kept))}." if kept
+                        else "That run kept no checkpoints.")  # fmt: skip
     return folder
 
 

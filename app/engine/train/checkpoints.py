@@ -120,9 +120,10 @@ def restore(folder: Path, config: Any, *, modules: dict[str, Any], optimizer, sc
     """Load the newest checkpoint of ``folder`` into LoRA ``modules``, optimiser and scheduler.
 
     Returns it (its step, path, loss history and RNG state), or None when there is none. The global RNG
-    is left alone: the caller restores ``rng_state`` where it can be seen. Refuses (UserError) a damaged checkpoint, changed
-    settings, or one past ``config.steps``. A checkpoint at exactly ``config.steps`` is a run that died
-    after its last step (during validation, samples or the adapter write): resuming it finishes that work.
+    is left alone: the caller restores ``rng_state`` where it can be seen. Refuses (UserError) a damaged
+    checkpoint, changed settings, or one past ``config.steps``. A checkpoint at exactly ``config.steps`` is a
+    run that died after its last step (during validation, samples or the adapter write): resuming it finishes
+    that work.
     """
     found = latest_checkpoint(folder)
     if found is None:

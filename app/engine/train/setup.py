@@ -169,7 +169,9 @@ def _log_memory_estimate(
     device: torch.device,
     log,
 ) -> None:
-    count = lambda m: sum(p.numel() for p in m.parameters())
+    def count(module: torch.nn.Module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
     estimate = estimate_peak_bytes(
         unet_params=count(base.unet),
         other_params_on_device=count(base.vae) + sum(map(count, base.text_encoders)),
