@@ -120,18 +120,7 @@ class ShelfModel(QAbstractListModel):
 
     def stack_entries(self) -> list:
         """The stack in shelf order (every adapter, enabled or not; disabled ones change nothing)."""
-        return [
-            StackEntry(
-                path=it.card.path,
-                enabled=it.enabled,
-                weight=it.weight,
-                name=it.card.title,
-                sha256=it.card.sha256,
-                text_encoder_weight=it.text_encoder_weight,
-            )
-            for it in self._items
-            if it.enabled
-        ]
+        return [_entry(it) for it in self._items if it.enabled]
 
     def total_strength(self) -> float:
         """The sum of |strength| over the enabled styles: how hard the stack pushes the base model."""
@@ -167,17 +156,7 @@ class ShelfModel(QAbstractListModel):
 
     def state(self) -> list[StackEntry]:
         """Every card in shelf order with its toggle and strengths (what a restart brings back)."""
-        return [
-            StackEntry(
-                path=it.card.path,
-                enabled=it.enabled,
-                weight=it.weight,
-                name=it.card.title,
-                sha256=it.card.sha256,
-                text_encoder_weight=it.text_encoder_weight,
-            )
-            for it in self._items
-        ]
+        return [_entry(it) for it in self._items]
 
     def restore_state(self, entries: list) -> None:
         """Bring back a saved ``state()``: toggles, strengths and the order of the cards still on the shelf;
@@ -276,3 +255,15 @@ class ShelfModel(QAbstractListModel):
     def move(self, src: int, dst: int) -> bool:
         """Put row ``src`` at position ``dst`` (final index)."""
         return self.moveRows(QModelIndex(), src, 1, QModelIndex(), dst + 1 if dst > src else dst)
+
+
+def _entry(item) -> StackEntry:
+    """One shelf item as the stack entry the engine runs and the session stores."""
+    return StackEntry(
+        path=item.card.path,
+        enabled=item.enabled,
+        weight=item.weight,
+        name=item.card.title,
+        sha256=item.card.sha256,
+        text_encoder_weight=item.text_encoder_weight,
+    )

@@ -72,13 +72,7 @@ def build_tiny_pipeline(family: str = "sd15", seed: int = 0, *, inpainting: bool
     if family == "sdxl":
         torch.manual_seed(seed)
         unet = UNet2DConditionModel(
-            block_out_channels=(32, 64),
-            layers_per_block=2,
-            sample_size=32,
-            in_channels=9 if inpainting else 4,
-            out_channels=4,
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            **_unet_layout(inpainting),
             attention_head_dim=(2, 4),
             use_linear_projection=True,
             addition_embed_type="text_time",
@@ -105,13 +99,7 @@ def build_tiny_pipeline(family: str = "sd15", seed: int = 0, *, inpainting: bool
     sd2 = family in ("sd2", "sd2-v")
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=2,
-        sample_size=32,
-        in_channels=9 if inpainting else 4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        **_unet_layout(inpainting),
         cross_attention_dim=32,
         attention_head_dim=(2, 4) if sd2 else 8,
         use_linear_projection=sd2,
@@ -129,6 +117,20 @@ def build_tiny_pipeline(family: str = "sd15", seed: int = 0, *, inpainting: bool
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
+    )
+
+
+def _unet_layout(inpainting: bool) -> dict:
+    """What every tiny UNet shares: two levels of 32/64 channels, cross-attention on the lower one; 9 input
+    channels (latents + mask + masked-image latents) for an inpainting model."""
+    return dict(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=9 if inpainting else 4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
     )
 
 
