@@ -191,19 +191,13 @@ class _TerminalPrinter:
 def _scan_only(config, as_json: bool) -> int:
     import json
 
-    from app.engine.train import scan_dataset
+    from app.engine.train.dataset import scan_training_set
 
     if not config.dataset_dir:
         from app.engine.errors import UserError
 
         raise UserError("No dataset folder given.", hint="Pass DATASET_DIR.")
-    report = scan_dataset(
-        config.dataset_dir,
-        trigger=config.trigger,
-        min_side=config.min_image_side,
-        max_pixels=config.max_image_pixels,
-        filename_captions=config.filename_captions,
-    )
+    report = scan_training_set(config)
     if as_json:
         print(
             json.dumps(

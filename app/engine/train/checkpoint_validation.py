@@ -28,7 +28,7 @@ def validate_checkpoints(adapter: str | Path, *, on_event: EventCallback = ignor
     from safetensors.torch import load_file
 
     from app.engine.train.config import TrainConfig
-    from app.engine.train.dataset import hold_out, scan_dataset
+    from app.engine.train.dataset import hold_out, scan_training_set
     from app.engine.train.lora import TEXT_TARGETS, UNET_TARGETS, attach_lora, load_lora_state_dict
     from app.engine.train.model import load_training_base
     from app.engine.train.validation import adapter_conditioning, base_and_adapter_loss, build_validation_set
@@ -41,8 +41,7 @@ def validate_checkpoints(adapter: str | Path, *, on_event: EventCallback = ignor
     cfg = TrainConfig(**{k: v for k, v in saved.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}})
     if not Path(cfg.dataset_dir).is_dir():
         raise UserError(f"The run's dataset {cfg.dataset_dir} is gone: its validation images cannot be read.")
-    report = scan_dataset(cfg.dataset_dir, trigger=cfg.trigger, min_side=cfg.min_image_side,
-                          max_pixels=cfg.max_image_pixels, filename_captions=cfg.filename_captions)  # fmt: skip
+    report = scan_training_set(cfg)
     report.require_usable()
     items, val_items = list(report.items), []
     if cfg.validation_images and len(items) > cfg.validation_images:

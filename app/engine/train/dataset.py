@@ -97,6 +97,18 @@ def scan_dataset(
     return report
 
 
+def scan_training_set(cfg) -> DatasetReport:
+    """``scan_dataset`` with a training config's own limits (the run, its ``--scan-only`` preview and a
+    checkpoint's validation all scan the same way)."""
+    return scan_dataset(
+        cfg.dataset_dir,
+        trigger=cfg.trigger,
+        min_side=cfg.min_image_side,
+        max_pixels=cfg.max_image_pixels,
+        filename_captions=cfg.filename_captions,
+    )
+
+
 def hold_out(items: list[DatasetItem], count: int, *, seed: int) -> tuple[list[DatasetItem], list[DatasetItem]]:
     """Split off ``count`` items for validation, the same ones for the same seed (kept in folder order)."""
     picked = set(random.Random(f"{seed}:holdout").sample(range(len(items)), count))

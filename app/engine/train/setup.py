@@ -16,7 +16,7 @@ from app.engine.errors import Cancelled, UserError
 from app.engine.events import CancelToken, EventCallback, Level, Log
 from app.engine.train.cache import Prepared, plan_samples, prepare
 from app.engine.train.config import TrainConfig
-from app.engine.train.dataset import DatasetItem, DatasetReport, hold_out, scan_dataset
+from app.engine.train.dataset import DatasetItem, DatasetReport, hold_out, scan_training_set
 from app.engine.train.lora import (
     TEXT_TARGETS,
     UNET_TARGETS,
@@ -135,13 +135,7 @@ def offload_idle_models(base: TrainingBase, *, keep_text_encoders: bool) -> None
 def _scan(cfg: TrainConfig, log) -> tuple[list[DatasetItem], list[DatasetItem], DatasetReport]:
     """(training images, held-out validation images, the scan report)."""
     log(f"Scanning {cfg.dataset_dir}…")
-    report = scan_dataset(
-        cfg.dataset_dir,
-        trigger=cfg.trigger,
-        min_side=cfg.min_image_side,
-        max_pixels=cfg.max_image_pixels,
-        filename_captions=cfg.filename_captions,
-    )
+    report = scan_training_set(cfg)
     for skipped in report.skipped:
         log(f"Skipped {skipped.path.name}: {skipped.reason}", Level.WARNING)
     report.require_usable()
