@@ -8,6 +8,7 @@ import sys
 
 from app.cli import main
 from app.engine.generate.pngmeta import read_png_text
+from tests.helpers.cli import one_error_line
 from tests.helpers.loras import make_lora
 
 
@@ -41,13 +42,6 @@ def test_cli_batch_names_files_and_random_seed_is_reported(tiny_sd15, tmp_path, 
     assert images[1]["seed"] == (images[0]["seed"] + 1) % 2**32
     assert f"Seed: {images[0]['seed']}," in read_png_text(tmp_path / "b-1.png")["parameters"]
     assert events[-1]["event"] == "finished" and not events[-1]["cancelled"]
-
-
-def one_error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, lines
-    assert lines[0].startswith("styleshelf: error: ")
-    return lines[0]
 
 
 def test_cli_bad_adapter_exits_2_with_one_line(tiny_sd15, tiny_sdxl, tmp_path, capsys):

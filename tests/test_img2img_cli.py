@@ -8,12 +8,12 @@ import signal
 
 import pytest
 from PIL import Image, ImageDraw
-from test_generate_cli import one_error_line
 
 from app.cli import main
 from app.engine.generate import batch
 from app.engine.generate.pngmeta import read_png_text
 from app.engine.paths import DEMO_MODEL_DIR
+from tests.helpers.cli import one_error_line
 from tools.demo.scenes import Scene, render
 
 

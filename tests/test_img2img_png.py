@@ -8,7 +8,6 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
-from test_generate_png import a1111_png
 
 from app.engine import facade
 from app.engine.generate import GenerateConfig, Generator, parse_a1111, read_png_parameters
@@ -16,6 +15,7 @@ from app.engine.generate.img2img import file_sha256
 from app.engine.generate.input_meta import MISSING_KEY
 from app.engine.generate.pngmeta import read_png_text
 from app.engine.paths import DEMO_MODEL_DIR
+from tests.helpers.pngs import a1111_png
 from tools.demo.scenes import Scene, render
 
 

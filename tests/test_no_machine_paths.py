@@ -161,10 +161,9 @@ def test_bake_edit_sidecar_and_stack_file(machine):
 
 
 def test_trained_adapter_samples_and_exported_checkpoints(machine):
-    from test_train_data import make_style_set
-
     from app.engine.train import TrainConfig, train
     from app.engine.train.checkpoint_export import export_all
+    from tests.helpers.datasets import make_style_set
 
     root, home, base, _ink, _wash = machine
     data = make_style_set(home / "datasets" / "stripes", 4, seed=1)

@@ -10,11 +10,11 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
-from test_train_data import make_style_set
 
 from app.engine.errors import UserError
 from app.engine.events import CancelToken, Progress
 from app.engine.train import TrainConfig, train
+from tests.helpers.datasets import make_style_set
 
 
 @pytest.fixture(scope="module")
