@@ -86,6 +86,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="skip the training run")
     parser.add_argument("--train-steps", type=int, default=600)
+    parser.add_argument(
+        "--train-timeout", type=float, default=3600, help="seconds to wait for the run (a busy 2-core machine is slow)"
+    )
     args = parser.parse_args()
     _reexec_under_xvfb()
     home = Path(tempfile.mkdtemp(prefix="styleshelf-shots-"))
@@ -121,7 +124,7 @@ def main() -> int:
         done = []
         vm.runEnded.connect(lambda cancelled: done.append(cancelled))
         vm.start()
-        _wait(app, lambda: bool(done), 1200, "the training run")
+        _wait(app, lambda: bool(done), args.train_timeout, "the training run")
     _wait(
         app,
         lambda: all(
