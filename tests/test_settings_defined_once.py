@@ -2,13 +2,16 @@
 
 The proof: a setting added to TrainConfig (a subclass here, standing in for a one-line edit of the class)
 becomes a ``train`` flag, a Train-form widget with its range and tooltip, and a TOML key, with no other edit;
-the Generate tab's widgets have GenerateConfig's ranges; a config is checked when it is built.
+the Generate tab's widgets have GenerateConfig's ranges, and a setting added to GenerateConfig becomes a
+``generate`` flag and a "More settings" widget whose typed value reaches the next run and the saved session;
+a config is checked when it is built.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from dataclasses import dataclass
 
 import pytest
@@ -151,6 +154,90 @@ def test_generate_tab_widgets_have_the_configs_ranges_and_help(qtbot):
     inputs = tab.findChild(InputImagePanel)
     assert (inputs.mask_blur.maximum(), inputs.padding.maximum()) == (64, 1024)
     assert inputs.mask_blur.toolTip() == s["mask_blur"].help
+
+
+@dataclass
+class GenerateConfigWithClipSkip(GenerateConfig):
+    # The one edit a new Generate setting takes.
+    clip_skip: int = setting(1, "Use the text encoder's n-th last layer: 2 suits many anime models",
+                             minimum=1, maximum=12)  # fmt: skip
+
+
+@pytest.fixture
+def clip_skip(monkeypatch):
+    from app.commands import generate as generate_command
+    from app.commands import generate_inputs
+    from app.engine import facade
+
+    for module in (facade, generate_command, generate_inputs):
+        monkeypatch.setattr(module, "GenerateConfig", GenerateConfigWithClipSkip)
+    return GenerateConfigWithClipSkip
+
+
+def test_a_new_generate_setting_is_a_generate_flag(clip_skip, capsys):
+    from app.cli import build_parser
+    from app.commands.generate import generation_config
+
+    def args(*argv):
+        return build_parser().parse_args(["generate", "--base", "b", "--prompt", "a boat", *argv])
+
+    assert generation_config(args("--clip-skip", "2"), out_dir=".", file_stem="x").clip_skip == 2
+    assert generation_config(args(), out_dir=".", file_stem="x").clip_skip == 1
+    with pytest.raises(UserError, match=r"Clip skip.*1 to 12.*got 13"):
+        generation_config(args("--clip-skip", "13"), out_dir=".", file_stem="x")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["generate", "--help"])
+    assert "--clip-skip N" in capsys.readouterr().out
+
+
+@pytest.mark.usefixtures("isolated_settings", "ui_thread_gc")
+def test_a_new_generate_setting_is_a_more_settings_widget_that_reaches_the_run(clip_skip, qtbot):
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QSpinBox
+
+    from tests.helpers.gui import open_main_window
+
+    window = open_main_window(qtbot, (1024, 640))
+    tab, vm = window.generate_tab, window.generate_vm
+    window.tabs.setCurrentWidget(tab)
+    assert isinstance(vm.params, clip_skip)
+    box = tab.more_form.editors["clip_skip"]
+    assert isinstance(box, QSpinBox)
+    assert (box.minimum(), box.maximum(), box.value()) == (1, 12, 1)
+    assert box.toolTip().startswith("Use the text encoder's n-th last layer")
+    # Collapsed at first (the tab fits 1024×640); one click on "More settings" opens it.
+    assert tab.more_button.isVisible() and not box.isVisible()
+    qtbot.mouseClick(tab.more_button, Qt.MouseButton.LeftButton)
+    assert box.isVisible()
+    # The fields the tab places by hand and those marked form=False are not repeated there.
+    assert not {"prompt", "steps", "seed", "strength", "init_image", "mask_image", "out_dir"} & set(
+        tab.more_form.editors
+    )
+
+    box.setFocus()
+    box.selectAll()
+    qtbot.keyClicks(box, "3")
+    qtbot.keyClick(box, Qt.Key.Key_Tab)
+    assert vm.params.clip_skip == 3
+    assert vm.run_params().clip_skip == 3  # the next run's config
+    box.selectAll()
+    qtbot.keyClicks(box, "99")  # past the config's maximum: the box refuses the second digit
+    qtbot.keyClick(box, Qt.Key.Key_Return)
+    assert vm.params.clip_skip == 9
+
+    # The session brings it back; a saved value outside the setting's range does not come back.
+    from app.gui import session
+    from app.gui.generate_vm import GenerateViewModel
+
+    vm.save_session()
+    again = GenerateViewModel(window.shelf_vm.model)
+    assert again.params.clip_skip == 9
+    from app.gui import settings as prefs
+
+    saved = json.loads(prefs.get_str(session.GENERATE_KEY))
+    assert saved["clip_skip"] == 9
+    prefs.set_value(session.GENERATE_KEY, json.dumps({**saved, "clip_skip": 40}))
+    assert GenerateViewModel(window.shelf_vm.model).params.clip_skip == 1
 
 
 def test_a_config_is_checked_when_it_is_built():

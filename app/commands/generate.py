@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 
 from app.commands.generate_inputs import (
+    IMAGE_INPUT_SETTINGS,
     add_image_input_arguments,
     cancel_on_ctrl_c,
     check_image_input_arguments,
@@ -48,6 +49,8 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stack", default=None, metavar="FILE.stack.json",
                    help="A house-style stack file; its adapters come first, then any --adapter.")  # fmt: skip
     add_setting_flags(p, GenerateConfig, only=PICTURE_SETTINGS, required=["prompt"])
+    # Every other setting a picture has (a new GenerateConfig field is a flag with no edit here).
+    add_setting_flags(p, GenerateConfig, exclude=(*PICTURE_SETTINGS, "batch_count", *IMAGE_INPUT_SETTINGS))
     p.add_argument("--json-events", action="store_true", help="Print one JSON event per line instead of a bar.")
 
 

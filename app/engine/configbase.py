@@ -35,12 +35,14 @@ def setting(
     cli: bool = True,
     metavar: str | None = None,
     same_on_resume: bool = False,
+    form: bool = True,
 ) -> Any:
     """A dataclass field with its GUI/CLI metadata. Mutable defaults (lists) are copied per instance.
 
     ``step``: the form's spin-box step. ``flag``: the CLI flag's name when it is not the field's (``lr`` for
     ``learning_rate``; a bool gets ``--flag`` and ``--no-flag``); ``cli=False``: no flag. ``same_on_resume``:
-    a checkpoint can only continue a run whose value of this setting is unchanged.
+    a checkpoint can only continue a run whose value of this setting is unchanged. ``form=False``: never a
+    widget of a form built from the config (a file path or text the tab places itself, an output name).
     """
     meta = {
         "help": help,
@@ -54,6 +56,7 @@ def setting(
         "cli": cli,
         "metavar": metavar,
         "same_on_resume": same_on_resume,
+        "form": form,
     }
     if isinstance(default, (list, dict, set)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
@@ -76,6 +79,7 @@ class Setting:
     cli: bool = True
     metavar: str | None = None
     same_on_resume: bool = False
+    form: bool = True  # False: never built into a form
 
     @property
     def kind(self) -> Any:
@@ -123,6 +127,7 @@ def describe(cls: type) -> list[Setting]:
                 cli=meta.get("cli", True),
                 metavar=meta.get("metavar"),
                 same_on_resume=bool(meta.get("same_on_resume")),
+                form=meta.get("form", True),
             )
         )
     return out

@@ -188,12 +188,28 @@ def generate_settings() -> dict[str, Any]:
     return settings_of(GenerateConfig)
 
 
+def generate_form_settings(placed: Any) -> list[Any]:
+    """The Generate settings a form is built from: every one but those the tab ``placed`` by hand and those
+    marked ``form=False``, so a new GenerateConfig field is a widget with no GUI edit."""
+    return [s for s in generate_settings().values() if s.form and s.name not in set(placed)]
+
+
 def parse_setting_value(text: str, setting: Any) -> Any:
     """Text typed in a form field → the setting's type (the parser the CLI and TOML files use); UserError
     naming the setting when it is not a value of that type."""
     from app.engine.configbase import parse_value
 
     return parse_value(text, setting)
+
+
+def checked_setting_value(value: Any, setting: Any) -> Any:
+    """A stored value (a session's) as the setting's type, checked against its type, range and choices;
+    UserError when it is not a legal value of the setting."""
+    from app.engine.configbase import check_value, coerce
+
+    value = coerce(value, setting)
+    check_value(value, setting)
+    return value
 
 
 def train_presets() -> dict[str, dict[str, Any]]:

@@ -6,6 +6,7 @@ Dropping a PNG anywhere on the tab restores its prompt, settings and stack.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from PySide6.QtCore import QPoint, QRegularExpression, Qt
@@ -39,6 +40,7 @@ from app.gui.image_info import full_text
 from app.gui.input_image_panel import attach_input_panel
 from app.gui.number_box import fit_to_setting, show_value
 from app.gui.preview import ImageDetails, ImagePreview
+from app.gui.settings_form import SettingsForm
 from app.gui.shelf_panel import ShelfPanel
 from app.gui.shelf_vm import ShelfViewModel
 
@@ -151,6 +153,21 @@ class GenerateTab(QWidget):
         form.addRow("Images", self.batch)
         form.addRow("", self.triggers)
 
+        # Every other setting (GenerateConfig's fields not placed by hand above, nor marked form=False) is built
+        # from the config like the Train form, behind a disclosure: a new field is a widget with no edit here.
+        more = [dataclasses.replace(s, advanced=False) for s in vm.more_settings()]
+        self.more_form = SettingsForm(more, lambda n: getattr(self.vm.params, n), self._set_more)
+        self.more_button = QToolButton()
+        self.more_button.setText("More settings")
+        self.more_button.setCheckable(True)
+        self.more_button.setArrowType(Qt.ArrowType.RightArrow)
+        self.more_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.more_button.setAutoRaise(True)
+        self.more_button.setToolTip("Settings most pictures never need to change")
+        self.more_button.toggled.connect(self._toggle_more)
+        self.more_button.setVisible(bool(more))
+        self.more_form.setVisible(False)
+
         self.generate_button = QPushButton("Generate")
         self.generate_button.setObjectName("Primary")
         self.generate_button.setToolTip("Make images with the enabled styles (Ctrl+Return)")
@@ -170,6 +187,8 @@ class GenerateTab(QWidget):
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.addLayout(form)
+        left_layout.addWidget(self.more_button)
+        left_layout.addWidget(self.more_form)
         left_layout.addLayout(buttons)
         left_layout.addLayout(compare_row)
         left_layout.addWidget(self.progress)
@@ -247,6 +266,14 @@ class GenerateTab(QWidget):
         if not self._updating:
             self.vm.set_param(name, value)
 
+    def _set_more(self, name: str, value) -> None:
+        self._set(name, value)
+        self.more_form.refresh(name)  # the model's value, as the model keeps it
+
+    def _toggle_more(self, on: bool) -> None:
+        self.more_form.setVisible(on)
+        self.more_button.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
+
     def refresh(self) -> None:
         p = self.vm.params
         self._updating = True
@@ -268,6 +295,7 @@ class GenerateTab(QWidget):
             show_value(self.batch, p.batch_count)
             self.triggers.setChecked(p.insert_triggers)
             self.lock.setChecked(self.vm.seed_locked)
+            self.more_form.refresh()
         finally:
             self._updating = False
         self._refresh_buttons()

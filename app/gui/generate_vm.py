@@ -33,6 +33,12 @@ class GenerateState(StrEnum):
 
 MAX_SEED = int(facade.generate_settings()["seed"].maximum)  # 2³²−1, A1111's seeds
 
+# GenerateConfig's fields with a widget of their own on the Generate tab or its input panel; the others are its
+# "More settings", built from the config (``more_settings``).
+HAND_PLACED = ("prompt", "negative", "seed", "steps", "guidance", "width", "height", "sampler", "batch_count",
+               "insert_triggers", "strength", "resize_mode", "mask_blur", "inpaint_area", "inpaint_padding",
+               "masked_content")  # fmt: skip
+
 
 class GenerateViewModel(QObject):
     stateChanged = Signal(str)  # a GenerateState
@@ -50,7 +56,7 @@ class GenerateViewModel(QObject):
     def __init__(self, shelf: ShelfModel, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.shelf = shelf
-        self.params = GenerateConfig()  # the defaults the CLI has too
+        self.params = facade.GenerateConfig()  # the defaults the CLI has too
         self.params.seed = random.randint(0, MAX_SEED)
         self.seed_locked = False
         self.gallery = GalleryModel(self)
@@ -84,8 +90,13 @@ class GenerateViewModel(QObject):
         return self.thread.worker
 
     # ------------------------------------------------------------------ session (what a restart brings back)
+    def more_settings(self) -> list[Any]:
+        """The settings records of the "More settings" form: every GenerateConfig field not placed by hand
+        (nor marked ``form=False``), so a new field is editable, and saved with the session, with no GUI edit."""
+        return facade.generate_form_settings(HAND_PLACED)
+
     def restore_session(self) -> None:
-        saved = session.load_generate()
+        saved = session.load_generate({s.name: s for s in self.more_settings()})
         if saved.get("sampler") not in facade.sampler_names():
             saved.pop("sampler", None)
         for name, value in saved.items():
@@ -97,7 +108,7 @@ class GenerateViewModel(QObject):
         self.paramsChanged.emit()
 
     def save_session(self) -> None:
-        session.save_generate(self.params, self.seed_locked)
+        session.save_generate(self.params, self.seed_locked, [s.name for s in self.more_settings()])
 
     def reuse_prompt(self, prompt: str) -> None:
         """One click on a recent prompt: it becomes the prompt."""

@@ -8,6 +8,7 @@ Unknown or damaged values are ignored: a bad session file must never stop the ap
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from app.gui import settings as prefs
@@ -17,8 +18,9 @@ SHELF_KEY = "session/shelf"
 HISTORY_KEY = "session/prompt_history"
 HISTORY_LIMIT = 20
 
-# The Generate form fields that come back and the kinds of value each accepts (not out_dir/file_stem/
-# preview_every: those are not on the form).
+# The Generate form's hand-placed fields that come back and the kinds of value each accepts (not out_dir/
+# file_stem: those are not on the form). The "More settings" built from GenerateConfig come back too: the view
+# model names them (``more``), and each saved value is checked against its setting's type, range and choices.
 _NUMBER, _WHOLE, _SIZE = (int, float), (int,), (int, type(None))
 GENERATE_FIELDS: dict[str, tuple[type, ...]] = {
     "prompt": (str,),
@@ -43,19 +45,30 @@ def _load(key: str, kind: type) -> Any:
     return value if isinstance(value, kind) else kind()
 
 
-def save_generate(params: Any, seed_locked: bool) -> None:
-    data = {name: getattr(params, name) for name in GENERATE_FIELDS if name != "seed_locked"}
+def save_generate(params: Any, seed_locked: bool, more: Iterable[str] = ()) -> None:
+    data = {name: getattr(params, name) for name in (*GENERATE_FIELDS, *more) if name != "seed_locked"}
     data["seed_locked"] = bool(seed_locked)
     prefs.set_value(GENERATE_KEY, json.dumps(data))
 
 
-def load_generate() -> dict[str, Any]:
-    """The saved form values of the right kind ({} when none): a damaged file must not break generation."""
+def load_generate(more: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The saved form values of the right kind ({} when none): a damaged file must not break generation.
+
+    ``more``: the "More settings" records by name; their saved values come back when legal.
+    """
+    from app.engine import facade
+
+    more = more or {}
     out = {}
     for name, value in _load(GENERATE_KEY, dict).items():
         kinds = GENERATE_FIELDS.get(name)
         if kinds and isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool)):
             out[name] = value
+        elif not kinds and name in more:
+            try:
+                out[name] = facade.checked_setting_value(value, more[name])
+            except facade.UserError:
+                continue
     return out
 
 

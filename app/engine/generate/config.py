@@ -19,13 +19,15 @@ MASKED_CONTENT = ("original", "fill", "latent noise", "latent nothing")
 @dataclass
 class GenerateConfig(Settings):
     # One definition per setting: the Generate tab's widgets take their range, step and tooltip from here, the
-    # CLI its flags (``flag=`` renames one, ``cli=False`` leaves it out), so the two cannot drift apart.
+    # CLI its flags (``flag=`` renames one, ``cli=False`` leaves it out), so the two cannot drift apart. A
+    # setting the tab does not place by hand is built into its "More settings" form (``form=False``: never).
     prompt: str = setting(
-        "", "What to draw. The trigger words of the styles you switch on are added for you", metavar="TEXT"
-    )
+        "", "What to draw. The trigger words of the styles you switch on are added for you", metavar="TEXT",
+        form=False,
+    )  # fmt: skip
     negative: str = setting(
         "", "Things the picture should not show, e.g. “blurry, text”. Leave it empty at first; add words when "
-        "something unwanted keeps appearing", metavar="TEXT",
+        "something unwanted keeps appearing", metavar="TEXT", form=False,
     )  # fmt: skip
     seed: int | None = setting(
         None, "The starting noise; empty = a random one (the seed used is shown and saved). Same seed + same "
@@ -63,11 +65,13 @@ class GenerateConfig(Settings):
         "when you write the trigger words into the prompt yourself", flag="triggers",
     )  # fmt: skip
     out_dir: str = setting(
-        "", "Folder for the images; empty = the gallery in the user data folder.", advanced=True, cli=False
-    )
+        "", "Folder for the images; empty = the gallery in the user data folder.", advanced=True, cli=False,
+        form=False,
+    )  # fmt: skip
     file_stem: str = setting(
-        "", "File name for the image (without .png); empty = numbered automatically.", advanced=True, cli=False
-    )
+        "", "File name for the image (without .png); empty = numbered automatically.", advanced=True, cli=False,
+        form=False,
+    )  # fmt: skip
     preview_every: int = setting(
         1, "Write a cheap preview every N steps (0 = no previews).", minimum=0, maximum=1000, advanced=True, cli=False
     )
@@ -77,6 +81,7 @@ class GenerateConfig(Settings):
         "Image to image: the picture to restyle (a file); empty = text to image.",
         label="Input image",
         metavar="PIC",
+        form=False,  # picked, dropped or pasted on the input panel
     )
     strength: float = setting(
         0.75,
@@ -90,7 +95,7 @@ class GenerateConfig(Settings):
     )
     mask_image: str = setting(
         "", "Inpainting: a mask picture of the input's shape, white = repaint, black = keep; empty = no mask.",
-        label="Mask", flag="mask", metavar="MASK",
+        label="Mask", flag="mask", metavar="MASK", form=False,
     )  # fmt: skip
     mask_blur: int = setting(4, "Soften the mask's edge by this many pixels.", minimum=0, maximum=64)
     inpaint_area: str = setting(
