@@ -20,3 +20,16 @@ def test_every_tab_fits_a_1024_by_640_window(qtbot):
         assert win.width() == 1024, win.tabs.tabText(index)  # nothing pushed the window wider than the screen
     generate = win.generate_tab.generate_button
     assert generate.width() >= generate.sizeHint().width()  # the label "Generate" is not clipped
+
+
+@pytest.mark.parametrize("size", [(1024, 640), (1400, 900)])
+def test_train_run_buttons_show_their_whole_label(qtbot, size):
+    # Screenshot finding: after a run, "Compare checkpoints" shared the row with Train/Cancel/Resume and read
+    # "mpare checkpoi" in the run panel.
+    win = open_main_window(qtbot, size)
+    win.tabs.setCurrentWidget(win.train_tab)
+    tab = win.train_tab
+    tab.compare_button.setVisible(True)  # what the end of a run does
+    qtbot.wait(20)
+    for button in (tab.start_button, tab.cancel_button, tab.resume_button, tab.compare_button):
+        assert button.width() >= button.sizeHint().width(), (button.text(), button.width(), button.sizeHint())

@@ -145,7 +145,6 @@ class TrainTab(QWidget):
         self.compare_button.setVisible(False)  # offered once a run has ended
         self.compare_button.clicked.connect(self._compare_checkpoints)
         vm.runEnded.connect(lambda _c: self.compare_button.setVisible(bool(self.vm.output_path)))
-        buttons.addWidget(self.compare_button)
 
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
@@ -171,6 +170,7 @@ class TrainTab(QWidget):
         controls_layout.setContentsMargins(0, 0, 0, 0)
         controls_layout.addWidget(form_scroll, 1)
         controls_layout.addLayout(buttons)
+        controls_layout.addWidget(self.compare_button)  # own row: beside the run buttons its label was cut
         controls_layout.addWidget(self.progress)
         controls_layout.addWidget(self.rate_label)
         controls.setMinimumWidth(340)
