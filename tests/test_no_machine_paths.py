@@ -18,6 +18,8 @@ import pytest
 from helpers.tiny_lora import write_tiny_lora
 from PIL import Image, ImageDraw
 
+from tests.helpers.train_configs import tiny_run
+
 MARKER = "secret-home-XYZ"
 
 
@@ -161,29 +163,23 @@ def test_bake_edit_sidecar_and_stack_file(machine):
 
 
 def test_trained_adapter_samples_and_exported_checkpoints(machine):
-    from app.engine.train import TrainConfig, train
+    from app.engine.train import train
     from app.engine.train.checkpoint_export import export_all
     from tests.helpers.datasets import make_style_set
 
     root, home, base, _ink, _wash = machine
     data = make_style_set(home / "datasets" / "stripes", 4, seed=1)
     out = home / "adapters" / "stripy.safetensors"
-    cfg = TrainConfig(
-        dataset_dir=str(data.resolve()),
-        base=str(base),
-        out=str(out.resolve()),
+    cfg = tiny_run(
+        data.resolve(),
+        base,
+        out.resolve(),
         steps=2,
         rank=2,
-        learning_rate=1e-3,
-        resolution=64,
-        batch_size=2,
         checkpoint_every=1,
         keep_checkpoints=2,
-        sample_steps=2,
-        min_snr_gamma=0.0,
         trigger="stripy",
         validation_images=2,
-        cpu_threads=1,
     )
     result = train(cfg)
     exported = export_all(result.adapter, into=home / "exports")

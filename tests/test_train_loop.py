@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from app.engine.events import CancelToken, CheckpointSaved, Finished, Progress, TrainFinished, train_event_from_json
 from app.engine.train import TrainConfig, train
 from tests.helpers.datasets import make_style_set
+from tests.helpers.train_configs import tiny_run
 
 
 @pytest.fixture(scope="module")
@@ -24,24 +25,7 @@ def style_data(tmp_path_factory) -> Path:
 
 
 def _config(data: Path, base: Path, out: Path, **kw) -> TrainConfig:
-    settings = dict(
-        dataset_dir=str(data),
-        base=str(base),
-        out=str(out),
-        steps=6,
-        rank=4,
-        learning_rate=1e-3,
-        resolution=64,
-        batch_size=2,
-        checkpoint_every=0,
-        sample_steps=2,
-        min_snr_gamma=0.0,
-        trigger="stripy",
-        validation_images=4,
-        cpu_threads=1,
-    )
-    settings.update(kw)
-    return TrainConfig(**settings)
+    return tiny_run(data, base, out, **{"trigger": "stripy", "validation_images": 4, **kw})
 
 
 def _collect():

@@ -15,6 +15,7 @@ from app.engine.errors import UserError
 from app.engine.events import CancelToken, Progress
 from app.engine.train import TrainConfig, train
 from tests.helpers.datasets import make_style_set
+from tests.helpers.train_configs import tiny_run
 
 
 @pytest.fixture(scope="module")
@@ -23,25 +24,12 @@ def style_data(tmp_path_factory) -> Path:
 
 
 def _config(data: Path, base: Path, out: Path, **kw) -> TrainConfig:
-    settings = dict(
-        dataset_dir=str(data),
-        base=str(base),
-        out=str(out),
-        steps=4,
-        rank=4,
-        learning_rate=1e-2,
-        resolution=64,
-        batch_size=2,
-        checkpoint_every=0,
-        sample_steps=2,
-        min_snr_gamma=0.0,
-        validation_images=0,
-        cpu_threads=1,
-        thumbnail=False,
-        lora_targets="attention+ff+conv",
+    return tiny_run(
+        data,
+        base,
+        out,
+        **{"steps": 4, "learning_rate": 1e-2, "thumbnail": False, "lora_targets": "attention+ff+conv", **kw},
     )
-    settings.update(kw)
-    return TrainConfig(**settings)
 
 
 def _trained_unet(base: Path, cfg: TrainConfig, checkpoint: Path):

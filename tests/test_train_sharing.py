@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from app.engine.safetensors_file import read_header
-from app.engine.train import TrainConfig, train
+from app.engine.train import train
 from tests.helpers.datasets import make_style_set
+from tests.helpers.train_configs import tiny_run
 
 
 @pytest.fixture(scope="module")
@@ -22,21 +23,13 @@ def shared_run(tmp_path_factory, tiny_sd15):
     base = home / "models" / "tiny-base"
     shutil.copytree(tiny_sd15, base)
     out = home / "adapters" / "inky.safetensors"
-    cfg = TrainConfig(
-        dataset_dir=str(data.resolve()),
-        base=str(base.resolve()),
-        out=str(out.resolve()),
+    cfg = tiny_run(
+        data.resolve(),
+        base.resolve(),
+        out.resolve(),
         steps=2,
-        rank=4,
-        learning_rate=1e-3,
-        resolution=64,
-        batch_size=2,
-        checkpoint_every=0,
-        sample_steps=2,
-        min_snr_gamma=0.0,
         trigger="inky",
         validation_images=2,
-        cpu_threads=1,
         lora_targets="attention+ff+conv",
         description="made at home",
     )

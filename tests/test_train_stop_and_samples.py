@@ -16,6 +16,7 @@ from app.engine.train import TrainConfig, train
 from app.engine.train.run_state import checkpoint_history, list_checkpoints, resume_point
 from app.engine.train.sampling import GAP, adapter_half, best_sample, interest, sample_steps_of
 from tests.helpers.datasets import make_style_set
+from tests.helpers.train_configs import tiny_run
 
 
 @pytest.fixture(scope="module")
@@ -27,25 +28,7 @@ def style_data(tmp_path_factory) -> Path:
 
 
 def _config(data: Path, base: Path, out: Path, **kw) -> TrainConfig:
-    settings = dict(
-        dataset_dir=str(data),
-        base=str(base),
-        out=str(out),
-        steps=6,
-        rank=4,
-        learning_rate=1e-3,
-        resolution=64,
-        batch_size=2,
-        checkpoint_every=0,
-        sample_steps=2,
-        min_snr_gamma=0.0,
-        trigger="zq",
-        validation_images=0,
-        cpu_threads=1,
-        thumbnail=False,
-    )
-    settings.update(kw)
-    return TrainConfig(**settings)
+    return tiny_run(data, base, out, **{"trigger": "zq", "thumbnail": False, **kw})
 
 
 def test_cancel_saves_checkpoint_and_adapter_at_once_and_says_so(style_data, tiny_sd15, tmp_path):
