@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from app.engine.generate import GenerateConfig, Generator
 from app.engine.generate.img2img import Source, _Run
 from app.engine.models.loading import load_base
+from tests.helpers.pictures import circle_and_mask
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +26,7 @@ def half_sdxl(tiny_sdxl):
 
 @pytest.fixture(scope="module")
 def picture(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("pics")
-    img = Image.new("RGB", (64, 64), (35, 75, 220))
-    ImageDraw.Draw(img).ellipse((16, 16, 48, 48), fill=(220, 30, 35))
-    img.save(folder / "in.png")
-    mask = Image.new("L", (64, 64), 0)
-    ImageDraw.Draw(mask).rectangle((20, 20, 44, 44), fill=255)
-    mask.save(folder / "mask.png")
-    return folder / "in.png", folder / "mask.png"
+    return circle_and_mask(tmp_path_factory.mktemp("pics"))
 
 
 def _record_input_dtypes(module) -> tuple[list[torch.dtype], object]:

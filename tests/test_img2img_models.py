@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from app.engine.events import Log
 from app.engine.generate import GenerateConfig, Generator
 from app.engine.models.detect import inspect_model
 from app.engine.paths import DEMO_MODEL_DIR
 from app.engine.shelf.stack import StackEntry
+from tests.helpers.pictures import circle_and_mask
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +24,7 @@ def tiny_inpaint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def picture(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("pics")
-    img = Image.new("RGB", (64, 64), (35, 75, 220))
-    ImageDraw.Draw(img).ellipse((16, 16, 48, 48), fill=(220, 30, 35))
-    img.save(folder / "in.png")
-    mask = Image.new("L", (64, 64), 0)
-    ImageDraw.Draw(mask).rectangle((20, 20, 44, 44), fill=255)
-    mask.save(folder / "mask.png")
-    return folder / "in.png", folder / "mask.png"
+    return circle_and_mask(tmp_path_factory.mktemp("pics"))
 
 
 def _unet_input_channels(gen: Generator) -> list[int]:
