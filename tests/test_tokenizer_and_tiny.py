@@ -31,7 +31,6 @@ def test_tokenizer_files_are_consistent():
 
 
 def test_make_tiny_sd15_is_a_loadable_diffusers_folder(tiny_sd15):
-    import torch
     from diffusers import StableDiffusionPipeline
 
     assert (tiny_sd15 / "model_index.json").exists()
@@ -39,32 +38,15 @@ def test_make_tiny_sd15_is_a_loadable_diffusers_folder(tiny_sd15):
     size_mb = sum(p.stat().st_size for p in tiny_sd15.rglob("*") if p.is_file()) / 1e6
     assert size_mb < 40
     pipe = StableDiffusionPipeline.from_pretrained(tiny_sd15)
-    out = pipe(
-        "a red circle",
-        num_inference_steps=2,
-        height=64,
-        width=64,
-        generator=torch.Generator().manual_seed(0),
-        output_type="np",
-    ).images
-    assert out.shape == (1, 64, 64, 3)
+    assert _draw_64(pipe, "a red circle").shape == (1, 64, 64, 3)
 
 
 def test_make_tiny_sdxl_loads(tiny_sdxl):
-    import torch
     from diffusers import StableDiffusionXLPipeline
 
     pipe = StableDiffusionXLPipeline.from_pretrained(tiny_sdxl)
     assert pipe.unet.config.addition_embed_type == "text_time"
-    out = pipe(
-        "a star",
-        num_inference_steps=2,
-        height=64,
-        width=64,
-        generator=torch.Generator().manual_seed(0),
-        output_type="np",
-    ).images
-    assert out.shape == (1, 64, 64, 3)
+    assert _draw_64(pipe, "a star").shape == (1, 64, 64, 3)
 
 
 def test_make_tiny_is_reproducible(tmp_path):
@@ -95,3 +77,11 @@ def test_cli_rejects_unknown_family(family, capsys):
 
     with pytest.raises(SystemExit):
         main(["models", "make-tiny", "/tmp/x", "--family", family])
+
+
+def _draw_64(pipe, prompt: str):
+    """Two denoising steps at 64 px, seed 0, as a numpy batch."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    return pipe(prompt, num_inference_steps=2, height=64, width=64, generator=generator, output_type="np").images

@@ -10,26 +10,13 @@ from app.engine.events import CancelToken, Progress
 from app.engine.train import TrainConfig, train
 from app.engine.train.optimizers import make_optimizer
 from tests.helpers.datasets import make_style_set
+from tests.helpers.train_configs import tiny_run
 
 
 def _config(data, base, out, **kw) -> TrainConfig:
-    settings = dict(
-        dataset_dir=str(data),
-        base=str(base),
-        out=str(out),
-        steps=4,
-        rank=4,
-        learning_rate=1e-3,
-        resolution=64,
-        batch_size=2,
-        checkpoint_every=0,
-        validation_images=0,
-        cpu_threads=1,
-        thumbnail=False,
-        optimizer="adafactor",
-    )
-    settings.update(kw)
-    return TrainConfig(**settings)
+    # The config's own sample steps and min-SNR weighting, unlike the other training tests.
+    defaults = {"sample_steps": 20, "min_snr_gamma": 5.0}
+    return tiny_run(data, base, out, **{"steps": 4, "thumbnail": False, "optimizer": "adafactor", **defaults, **kw})
 
 
 def test_adafactor_keeps_less_state_than_adamw():
