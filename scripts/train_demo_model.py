@@ -317,6 +317,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--text-lr", type=float, default=5e-4)
     ap.add_argument("--images", type=int, default=4000, help="distinct training scenes for the UNet")
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument(
+        "--vae-tune-steps",
+        type=int,
+        default=300,
+        help="then fine-tune the autoencoder on pastel/striped/outlined scenes with plain scenes' latents anchored "
+        "(tools/demo/vae_tune.py; 0: skip)",
+    )
+    ap.add_argument("--vae-tune-lr", type=float, default=1e-3, help="peak learning rate of the autoencoder tuning")
+    ap.add_argument("--vae-tune-anchor", type=float, default=1.0, help="weight of the plain-latent anchor loss")
     ap.add_argument("--quick", action="store_true", help="a few steps of every stage (smoke test)")
     ap.add_argument(
         "--resume-from",
@@ -328,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.vae_steps, args.unet_steps, args.images, args.batch, args.save_every = 3, 4, 64, 4, 2
-        args.text_steps = 3
+        args.text_steps, args.vae_tune_steps = 3, 2
     torch.set_num_threads(args.threads)
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -364,10 +373,25 @@ def main(argv: list[str] | None = None) -> int:
         vae_err, args.vae_steps = vae_error(vae, args.seed), 0
     else:
         vae_err = train_vae(vae, args.vae_steps, 8 if not args.quick else 2, args.seed, log)
+    tuned: dict = {}
+    if args.vae_tune_steps:
+        from tools.demo.vae_tune import tune_vae
+
+        tuned = tune_vae(
+            vae,
+            steps=args.vae_tune_steps,
+            lr=args.vae_tune_lr,
+            anchor=args.vae_tune_anchor,
+            seed=args.seed + 11,
+            log=log,
+        )
+        vae_err = vae_error(vae, args.seed)
+        log(f"vae tuned: {tuned}")
     t_vae = time.time() - start
     log(f"vae done: held-out mean abs error {vae_err:.1f}/255")
 
-    scenes, images = make_dataset(args.images, args.seed + 1)
+    # Without a UNet stage the latents only feed a fresh build's scale; a resumed build keeps its scale.
+    scenes, images = make_dataset(args.images if args.unet_steps else args.batch, args.seed + 1)
     latents = encode_latents(vae, images)
     if not args.resume_from:  # a resumed UNet was trained on the earlier scale: keep it
         vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
@@ -390,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     facts = dict(
         seed=args.seed,
         vae_steps=args.vae_steps,
-        text_steps=args.text_steps,
+        text_steps=args.text_steps if args.unet_steps else 0,
         unet_steps=args.unet_steps,
         unet_lr=args.unet_lr,
         text_lr=args.text_lr,
@@ -400,6 +424,10 @@ def main(argv: list[str] | None = None) -> int:
         batch=args.batch,
         threads=args.threads,
         vae_mean_abs_error_255=round(vae_err, 2),
+        vae_tune_steps=args.vae_tune_steps,
+        vae_tune_anchor=args.vae_tune_anchor,
+        vae_tune_lr=args.vae_tune_lr,
+        **{f"vae_{k}": v for k, v in tuned.items()},
         colours=list(COLOURS),
         torch=torch.__version__,
     )
@@ -414,23 +442,24 @@ def main(argv: list[str] | None = None) -> int:
     # A resumed stage draws different batches and noise than the stage it continues.
     table = CaptionTable.build(tokenizer, scenes, seed=args.seed + 5, prefixed_share=args.prefixed_share)
     heads = AttributeHeads(text_encoder.config.hidden_size)
-    pretrain_text(text_encoder, heads, table, steps=args.text_steps, seed=args.seed + 4, log=log)
-    train_unet(
-        unet,
-        text_encoder,
-        heads,
-        latents,
-        table,
-        steps=args.unet_steps,
-        batch=args.batch,
-        seed=args.seed + 2 + (1000 if args.resume_from else 0),
-        log=log,
-        unet_lr=args.unet_lr,
-        text_lr=args.text_lr,
-        attribute_weight=args.attribute_weight,
-        on_milestone=milestone,
-        every=args.save_every,
-    )
+    if args.unet_steps:  # 0: keep the (resumed) UNet and text encoder as they are
+        pretrain_text(text_encoder, heads, table, steps=args.text_steps, seed=args.seed + 4, log=log)
+        train_unet(
+            unet,
+            text_encoder,
+            heads,
+            latents,
+            table,
+            steps=args.unet_steps,
+            batch=args.batch,
+            seed=args.seed + 2 + (1000 if args.resume_from else 0),
+            log=log,
+            unet_lr=args.unet_lr,
+            text_lr=args.text_lr,
+            attribute_weight=args.attribute_weight,
+            on_milestone=milestone,
+            every=args.save_every,
+        )
     facts.update(
         minutes_vae=round(t_vae / 60, 1),
         minutes_unet=round((time.time() - start - t_vae) / 60, 1),
