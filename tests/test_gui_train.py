@@ -292,7 +292,8 @@ def test_demo_model_base_suggests_the_demo_preset_until_the_user_changes_setting
     demo = facade.default_base_model()
     assert demo and facade.inspect_base_model(demo).is_demo
     win.set_base_model_without_loading(demo)  # also what a first start does
-    assert (vm.value("steps"), vm.value("learning_rate"), vm.value("resolution")) == (600, 1e-3, 64)
+    assert (vm.value("steps"), vm.value("learning_rate"), vm.value("resolution")) == (1500, 1e-3, 64)
+    assert vm.value("partial_strength") == 0.8  # weight 0.5 shows half the look, as with the bundled styles
     assert combo.currentData() == "demo model"
     # Another base, then back: a user's own change is never overwritten by the suggestion.
     vm.load_settings()

@@ -169,13 +169,7 @@ def batch_inputs(
     if caption_dropout > 0:  # no draw at all when off: runs without dropout keep their random streams
         dropped = (torch.rand(len(captions), generator=gen) < caption_dropout).tolist()
         captions = [data.empty_caption if d else c for c, d in zip(captions, dropped)]
-    if data.text_hidden is not None:
-        hidden = data.text_hidden[captions].to(device, dtype)
-        pooled = None if data.text_pooled is None else data.text_pooled[captions].to(device, dtype)
-    else:
-        ids = [t[captions] for t in data.token_ids]
-        with contextlib.nullcontext() if text_encoders else torch.no_grad():
-            hidden, pooled = encode_tokens(base, ids, encoders=text_encoders or None)
+    hidden, pooled = text_inputs(base, data, captions, text_encoders=text_encoders, device=device, dtype=dtype)
     time_ids = None
     if base.is_sdxl:
         time_ids = torch.stack(
@@ -185,6 +179,18 @@ def batch_inputs(
             ]
         ).to(device, dtype)
     return latents, hidden, pooled, time_ids
+
+
+def text_inputs(base: TrainingBase, data: Prepared, captions: list[int], *, text_encoders: list, device, dtype):
+    """(hidden states, pooled or None) of the captions at these indices: from the cache, or from the text
+    encoders (with gradients when they are being trained, i.e. when ``text_encoders`` is not empty)."""
+    if data.text_hidden is not None:
+        hidden = data.text_hidden[captions].to(device, dtype)
+        pooled = None if data.text_pooled is None else data.text_pooled[captions].to(device, dtype)
+        return hidden, pooled
+    ids = [t[captions] for t in data.token_ids]
+    with contextlib.nullcontext() if text_encoders else torch.no_grad():
+        return encode_tokens(base, ids, encoders=text_encoders or None)
 
 
 @torch.no_grad()

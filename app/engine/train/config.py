@@ -229,6 +229,27 @@ class TrainConfig(Settings):
         advanced=True,
         same_on_resume=True,
     )
+    preserve_unconditional: float = setting(
+        0.0,
+        "Keeps the adapter's prediction for an empty prompt (guidance's unconditional half) at the base model's: "
+        "the style then comes from the prompt side only, guidance (CFG) amplifies it, and it shows at low "
+        "strengths too. Try 1 for a style that only appears near strength 1; use it instead of caption dropout. "
+        "Each step costs about 1.5× as much",
+        minimum=0,
+        maximum=10.0,
+        advanced=True,
+        same_on_resume=True,
+    )
+    partial_strength: float = setting(
+        0.0,
+        "Share of steps that train the adapter at a random weight below 1 toward the same share of its look, so "
+        "a shelf weight of 0.5 shows about half the style instead of almost none. Try 0.8 (with more steps) for a "
+        "style that only appears near strength 1. Those steps cost about 1.5× as much",
+        minimum=0,
+        maximum=1.0,
+        advanced=True,
+        same_on_resume=True,
+    )
     noise_offset: float = setting(
         0.0,
         "Lets the adapter learn very dark or very bright pictures (0.05 is typical); leave at 0 for ordinary styles",
@@ -399,6 +420,21 @@ class TrainConfig(Settings):
                 "Random crop needs latent caching off (a cached latent has one fixed crop).",
                 hint="Turn off cache_latents or random_crop.",
             )
+        if self.caption_dropout > 0 and self.preserve_unconditional > 0:
+            raise UserError(
+                "Caption dropout and unconditional preservation pull the empty prompt in opposite directions.",
+                hint="Set caption_dropout to 0 when preserve_unconditional is on (or the other way round).",
+            )
+        if self.partial_strength > 0 and self.train_text_encoder:
+            raise UserError(
+                "Partial-strength training adapts the UNet only; it cannot be combined with text-encoder training.",
+                hint="Turn off train_text_encoder or set partial_strength to 0.",
+            )
+        if self.partial_strength > 0 and self.preserve_unconditional > 0:
+            raise UserError(
+                "Partial-strength training and unconditional preservation cannot be combined (yet).",
+                hint="Use one of them: set partial_strength or preserve_unconditional to 0.",
+            )
         if self.lokr_factor == 0:
             raise UserError("lokr_factor 0 is not a factor.", hint="Use -1 (as square as possible) or 1 and up.")
         if self.resolution % 8:
@@ -430,9 +466,11 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     },
     # What trained the bundled example styles on the 64 px demo model (scripts/make_style_sets.py): a small model
     # needs a high learning rate, and stripes/outlines need LoRA on the convolutions; caption dropout keeps the
-    # look under guidance. The Train tab picks it when the demo model is the base.
+    # look under guidance, partial-strength steps make weight 0.5 show half of it. The Train tab picks it when the
+    # demo model is the base.
     "demo model": {
-        "steps": 600,
+        "steps": 1500,
+        "partial_strength": 0.8,
         "rank": 8,
         "learning_rate": 1e-3,
         "resolution": 64,

@@ -49,6 +49,7 @@ from app.engine.train.objective import denoising_loss, step_generator
 from app.engine.train.optimizers import make_optimizer
 from app.engine.train.output import smoothed_loss
 from app.engine.train.preflight import is_out_of_memory, out_of_memory_error
+from app.engine.train.preservation import preserved_denoising_loss
 from app.engine.train.run_state import latest_checkpoint
 from app.engine.train.sampling import (
     SampleRenderer,
@@ -57,6 +58,7 @@ from app.engine.train.sampling import (
     sample_steps_of,
 )
 from app.engine.train.setup import Setup, offload_idle_models, set_up
+from app.engine.train.strength import partial_strength_loss
 from app.engine.train.validation import adapter_conditioning, base_and_adapter_loss
 
 
@@ -264,6 +266,40 @@ class _Run:
         if cfg.noise_offset:
             noise += cfg.noise_offset * torch.randn((latents.shape[0], latents.shape[1], 1, 1), generator=gen)
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=gen)
+        # Drawn after the noise and timesteps, so runs without it keep their random streams.
+        if cfg.partial_strength > 0 and torch.rand((), generator=gen).item() < cfg.partial_strength:
+            return partial_strength_loss(
+                unet,
+                scheduler,
+                gen,
+                latents=latents,
+                noise=noise.to(self.device, latents.dtype),
+                timesteps=timesteps.to(self.device),
+                hidden=hidden,
+                pooled=pooled,
+                time_ids=time_ids,
+                prediction_type=setup.prediction,
+                snr_gamma=cfg.min_snr_gamma,
+            )
+        if cfg.preserve_unconditional > 0:
+            return preserved_denoising_loss(
+                setup.base,
+                setup.data,
+                unet,
+                tes,
+                scheduler,
+                weight=cfg.preserve_unconditional,
+                latents=latents,
+                noise=noise.to(self.device, latents.dtype),
+                timesteps=timesteps.to(self.device),
+                hidden=hidden,
+                pooled=pooled,
+                time_ids=time_ids,
+                prediction_type=setup.prediction,
+                snr_gamma=cfg.min_snr_gamma,
+                device=self.device,
+                dtype=self.weight_dtype,
+            )
         return denoising_loss(
             unet,
             scheduler,

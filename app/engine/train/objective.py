@@ -1,8 +1,14 @@
-"""The denoising objective shared by training and validation: noise, target, UNet call, weighted loss."""
+"""The denoising objective shared by training and validation: noise, target, UNet call, weighted loss.
+
+``preserving_loss`` adds unconditional preservation: the adapter's prediction for the empty prompt (the
+unconditional half of guidance) is pulled toward the base model's. The style then lives in the prompt side only,
+so guidance amplifies it like any other part of the prompt instead of cancelling it (see TrainConfig).
+"""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -67,3 +73,55 @@ def denoising_loss(
     if snr_gamma > 0:
         per_sample = per_sample * snr_weights(scheduler, timesteps, snr_gamma, prediction_type)
     return per_sample.mean() if reduce else per_sample
+
+
+def preserving_loss(
+    unet,
+    scheduler,
+    *,
+    latents,
+    noise,
+    timesteps,
+    hidden,
+    empty_hidden,
+    empty_hidden_base,
+    pooled=None,
+    empty_pooled=None,
+    empty_pooled_base=None,
+    time_ids=None,
+    prediction_type: str,
+    snr_gamma: float = 0.0,
+    weight: float,
+    adapter_enabled: Callable[[bool], None],
+) -> torch.Tensor:
+    """The denoising loss plus ``weight`` × the squared distance between the adapter's and the base model's
+    prediction for the same noisy latents under the empty prompt.
+
+    The reference runs with the adapter switched off (``adapter_enabled(False)``), without gradients; the
+    captioned and empty-prompt predictions share one UNet call (one forward pass with gradients, which
+    distributed training needs). ``empty_hidden_base`` is the empty prompt through the base text encoders (the
+    same tensor as ``empty_hidden`` unless the text encoders are being trained).
+    """
+    noisy = scheduler.add_noise(latents, noise, timesteps)
+    with torch.no_grad():
+        adapter_enabled(False)
+        try:
+            reference = predict(unet, noisy, timesteps, empty_hidden_base, empty_pooled_base, time_ids)
+        finally:
+            adapter_enabled(True)
+    n = len(latents)
+    both = predict(
+        unet,
+        torch.cat([noisy, noisy]),
+        torch.cat([timesteps, timesteps]),
+        torch.cat([hidden, empty_hidden]),
+        None if pooled is None else torch.cat([pooled, empty_pooled]),
+        None if time_ids is None else torch.cat([time_ids, time_ids]),
+    )
+    target = target_for(scheduler, prediction_type, latents, noise, timesteps)
+    fit = F.mse_loss(both[:n].float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+    drift = F.mse_loss(both[n:].float(), reference.float(), reduction="none").mean(dim=(1, 2, 3))
+    per_sample = fit + weight * drift
+    if snr_gamma > 0:
+        per_sample = per_sample * snr_weights(scheduler, timesteps, snr_gamma, prediction_type)
+    return per_sample.mean()

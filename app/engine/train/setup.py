@@ -188,8 +188,8 @@ def _encode_dataset(
     samples, captions = plan_samples(
         items, resolution=cfg.resolution, step=cfg.bucket_step, max_upscale=cfg.max_upscale, flip=cfg.flip
     )
-    if cfg.caption_dropout > 0 and "" not in captions:
-        captions.append("")  # what a dropped caption becomes: the prompt of guidance's unconditional half
+    if (cfg.caption_dropout > 0 or cfg.preserve_unconditional > 0) and "" not in captions:
+        captions.append("")  # the prompt of guidance's unconditional half (dropped captions, preservation)
     for te in base.text_encoders:  # cached text is the base encoders' output, whatever LoRA they carry
         set_lora_enabled(te, False)
     vae_dtype = base.vae.dtype
