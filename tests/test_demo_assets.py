@@ -4,7 +4,6 @@ pictures toward their style, and the committed assets are what the committed scr
 from __future__ import annotations
 
 import random
-import statistics
 
 import numpy as np
 import pytest
@@ -184,60 +183,69 @@ def test_demo_vae_round_trips_colours(demo_pipe):
 
 
 @needs_model
+def test_demo_vae_round_trips_pastel_colours(demo_pipe):
+    """Pastel tints survive the autoencoder, so the pastel style can draw them: the error build.json reports, and
+    pastel scenes keep their colours by hue (before the tuning pastel green came back lavender)."""
+    import json
+
+    import torch
+
+    from tools.demo.scenes import image_to_tensor_array
+    from tools.demo.vae_tune import pastel_swatch_error, round_trip
+
+    error = pastel_swatch_error(demo_pipe.vae)
+    facts = json.loads((DEMO_MODEL_DIR / "build.json").read_text(encoding="utf-8"))
+    assert error == pytest.approx(facts["vae_pastel_swatch_error_255"], abs=0.05)
+    assert error < 8, error  # 16.9 levels before the tuning stage
+    # Chromatic colours only (hue names white and black by their faint tint). Measured over every pair of them:
+    # 54 of 60 large pastel circles keep both hue names; the misses are neighbouring warm tints (pastel red on blue
+    # reads orange).
+    scenes = [
+        Scene("star", "yellow", "green", "large"),
+        Scene("circle", "green", "blue", "large"),
+        Scene("square", "purple", "orange", "large"),
+        Scene("triangle", "blue", "red", "large"),
+    ]
+    x = torch.from_numpy(np.stack([image_to_tensor_array(render(s, style="pastel")) for s in scenes]))
+    for s, r in zip(scenes, round_trip(demo_pipe.vae, x)):
+        img = ((r.permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)
+        assert hue_layout(img) == (s.background, s.colour), s
+
+
+@needs_model
 @pytest.mark.parametrize("style_set", STYLE_SETS, ids=lambda s: s.folder)
-def test_shipped_adapter_loads_cleanly_and_moves_toward_its_style(demo_pipe, style_set):
-    from app.engine.adapters import load_into_pipeline, read_adapter_info, unload_adapter
-    from app.engine.train.dataset import with_trigger
-    from tools.demo.harness import draw
+def test_shipped_adapter_shows_its_style_at_full_and_half_strength(demo_pipe, style_set):
+    """The issue's bar, on fewer pictures than bench/style_strength.py: at weight 1 a style moves pictures ≥ 70 %
+    of the way to its set's statistic and at weight 0.5 visibly (≥ 30 %), so an artist trying 0.5 sees it."""
+    from app.engine.adapters import read_adapter_info
+    from tools.demo.style_strength import measure_style, style_prompts
 
     path = style_set.adapter_path()
     if not path.exists():
         pytest.skip(f"adapter not trained yet: {path.name}")
-    info = read_adapter_info(path)
-    assert info.thumbnail, "the shelf shows the adapter's embedded thumbnail"
-    prompts = [
-        with_trigger(p, style_set.trigger)
-        for p in ("a red circle on a blue background", "a yellow star on a green background")
-    ]
-    seeds = [0, 1]
-    before = [style_score(style_set.style, im) for im in draw(demo_pipe, prompts, seeds)]
-    report = load_into_pipeline(demo_pipe, path, "under_test")
-    try:
-        assert report.matched > 0 and report.unmatched == 0, report.unmatched_names
-        demo_pipe.set_adapters(["under_test"], [1.0])
-        after = [style_score(style_set.style, im) for im in draw(demo_pipe, prompts, seeds)]
-    finally:
-        unload_adapter(demo_pipe, "under_test")
-    target = statistics.median(
-        style_score(style_set.style, Image.open(p)) for p in sorted(style_set.folder_path().glob("*.png"))
-    )
-    b, a = statistics.median(before), statistics.median(after)
-    # Toward the style set's own statistic in most pictures, and clearly so in the median. (How far it moves is
-    # what bench/style_strength.py reports: pastel ~50 %, outlines ~20 %, stripes ~4 % of the way.)
-    assert sum(y > x for x, y in zip(before, after)) >= 3, (before, after)
-    assert a - b > 0.03 * (target - b), (style_set.folder, b, a, target)
+    assert read_adapter_info(path).thumbnail, "the shelf shows the adapter's embedded thumbnail"
+    # 6 prompts × 2 seeds: with 3 prompts a median sits one odd picture away from the bar (bench: 12 × 2).
+    got = measure_style(demo_pipe, style_set, style_prompts(style_set, 6), [0, 1])
+    assert got["matched"] > 0 and got["unmatched"] == 0
+    figures = {w: round(got[w]["toward"], 2) for w in (0.5, 1.0)}
+    assert got[1.0]["toward"] >= 0.7, (style_set.folder, figures)
+    assert got[0.5]["toward"] >= 0.3, (style_set.folder, figures)
+    assert got[0.5]["up"] >= 10 and got[1.0]["up"] >= 10, (style_set.folder, got[0.5]["up"], got[1.0]["up"])
 
 
 @needs_model
-def test_yellow_star_on_green_with_and_without_the_stripes_adapter(demo_pipe):
-    """The issue's check: the plain prompt draws the shape in its colours; with the stripes adapter the same
-    scene comes out striped and still shows a yellow shape on green (by hue, which light stripes keep)."""
-    from app.engine.adapters import load_into_pipeline, unload_adapter
-    from app.engine.train.dataset import with_trigger
-    from tools.demo.harness import draw
-    from tools.demo.stats import stripe_energy
+@pytest.mark.parametrize("style_set", STYLE_SETS, ids=lambda s: s.folder)
+def test_yellow_star_stays_yellow_on_green_with_every_style(demo_pipe, style_set):
+    """The scene survives the style: "a yellow star on a green background" keeps both colours by hue (which
+    stripes, pastel tints and outlines all keep) without the adapter and at weights 0.5 and 1."""
+    from tools.demo.style_strength import WEIGHTS, yellow_star_check
 
-    stripes = next(s for s in STYLE_SETS if s.style == "stripes")
-    prompt, seeds = "a yellow star on a green background", [0, 1, 2, 3]
-    plain = draw(demo_pipe, [prompt], seeds)
-    load_into_pipeline(demo_pipe, stripes.adapter_path(), "stripes")
-    try:
-        striped = draw(demo_pipe, [with_trigger(prompt, stripes.trigger)], seeds)
-    finally:
-        unload_adapter(demo_pipe, "stripes")
-    target = statistics.median(stripe_energy(Image.open(p)) for p in sorted(stripes.folder_path().glob("*.png")))
-    # By hue for both: some plain pictures of this prompt have dark, vignetted green borders (RGB says "black").
-    assert sum(hue_layout(im) == ("green", "yellow") for im in plain) >= 3, [hue_layout(im) for im in plain]
-    assert max(map(stripe_energy, plain)) < 0.1 * target
-    assert sum(hue_layout(im) == ("green", "yellow") for im in striped) >= 3, [hue_layout(im) for im in striped]
-    assert min(map(stripe_energy, striped)) > 0.3 * target, [stripe_energy(im) for im in striped]
+    path = style_set.adapter_path()
+    if not path.exists():
+        pytest.skip(f"adapter not trained yet: {path.name}")
+    star = yellow_star_check(demo_pipe, style_set, path, [0, 1, 2, 3])
+    seen = {0: star["w0_layout"], **{w: star[w]["layout"] for w in WEIGHTS}}
+    # Every seed with the style (measured 4/4 at 0.5 and 1 for all three); the plain model itself has a dark,
+    # vignetted border in some pictures of this prompt, so one miss is allowed there.
+    assert seen[0] >= 3 and seen[0.5] == seen[1.0] == 4, (style_set.folder, seen)
+    assert star[1.0]["score"] > star["w0"], (style_set.folder, star["w0"], star[1.0]["score"])  # styled, too
