@@ -93,7 +93,13 @@ def test_stripes_style_restyles_the_circle_and_keeps_it_red_and_in_place(demo, p
         plain = run(demo, tmp_path, pictures["circle"], strength=0.6, seed=seed)
         styled = run(demo, tmp_path, pictures["circle"], strength=0.6, seed=seed, stack=style)
         e_in, e_plain, e_styled = (stripe_energy(Image.open(p)) for p in (pictures["circle"], plain.path, styled.path))
-        assert e_styled > e_plain + 0.08 and e_styled > e_in + 0.08, (e_in, e_plain, e_styled)
+        # The partial-strength stripes adapter (issue 18) restyles less at 0.6 than the old one did (seed 3: 0.109
+        # vs 0.029 without the style; the old adapter reached ~0.19), README "Restyle your own picture".
+        assert e_styled > e_plain + 0.06 and e_styled > 3 * e_plain and e_styled > e_in + 0.06, (
+            e_in,
+            e_plain,
+            e_styled,
+        )
         assert abs(set_energy - e_styled) < abs(set_energy - e_plain), "closer to the style set's stripes"
         out = pixels(styled.path)
         assert hue_layout(out) == ("blue", "red")

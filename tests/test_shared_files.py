@@ -175,7 +175,7 @@ def test_nested_json_file_neither_hides_good_files_nor_stops_a_batch(tmp_path, c
 
     assert cli_main(["shelf", "list", "--folder", str(team)]) == 0
     out = capsys.readouterr().out
-    assert "good " in out and "good2" in out and "bad" not in out.split("skipped")[0]
+    assert "good " in out and "good2" in out and "• bad" not in out.split("skipped")[0]
     assert out.strip().splitlines()[-1] == "1 file skipped: not adapters (run with --skipped to see why)"
     assert cli_main(["shelf", "list", "--folder", str(team), "--skipped"]) == 0
     assert "bad.safetensors" in (shown := capsys.readouterr().out) and "nested too deeply" in shown
