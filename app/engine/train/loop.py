@@ -266,43 +266,7 @@ class _Run:
         if cfg.noise_offset:
             noise += cfg.noise_offset * torch.randn((latents.shape[0], latents.shape[1], 1, 1), generator=gen)
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=gen)
-        # Drawn after the noise and timesteps, so runs without it keep their random streams.
-        if cfg.partial_strength > 0 and torch.rand((), generator=gen).item() < cfg.partial_strength:
-            return partial_strength_loss(
-                unet,
-                scheduler,
-                gen,
-                latents=latents,
-                noise=noise.to(self.device, latents.dtype),
-                timesteps=timesteps.to(self.device),
-                hidden=hidden,
-                pooled=pooled,
-                time_ids=time_ids,
-                prediction_type=setup.prediction,
-                snr_gamma=cfg.min_snr_gamma,
-            )
-        if cfg.preserve_unconditional > 0:
-            return preserved_denoising_loss(
-                setup.base,
-                setup.data,
-                unet,
-                tes,
-                scheduler,
-                weight=cfg.preserve_unconditional,
-                latents=latents,
-                noise=noise.to(self.device, latents.dtype),
-                timesteps=timesteps.to(self.device),
-                hidden=hidden,
-                pooled=pooled,
-                time_ids=time_ids,
-                prediction_type=setup.prediction,
-                snr_gamma=cfg.min_snr_gamma,
-                device=self.device,
-                dtype=self.weight_dtype,
-            )
-        return denoising_loss(
-            unet,
-            scheduler,
+        batch = dict(  # what every objective below gets for this micro-batch
             latents=latents,
             noise=noise.to(self.device, latents.dtype),
             timesteps=timesteps.to(self.device),
@@ -312,6 +276,22 @@ class _Run:
             prediction_type=setup.prediction,
             snr_gamma=cfg.min_snr_gamma,
         )
+        # Drawn after the noise and timesteps, so runs without it keep their random streams.
+        if cfg.partial_strength > 0 and torch.rand((), generator=gen).item() < cfg.partial_strength:
+            return partial_strength_loss(unet, scheduler, gen, **batch)
+        if cfg.preserve_unconditional > 0:
+            return preserved_denoising_loss(
+                setup.base,
+                setup.data,
+                unet,
+                tes,
+                scheduler,
+                weight=cfg.preserve_unconditional,
+                device=self.device,
+                dtype=self.weight_dtype,
+                **batch,
+            )
+        return denoising_loss(unet, scheduler, **batch)
 
     def _stop_if_cancelled(self) -> None:
         if self.cancel.is_set():
